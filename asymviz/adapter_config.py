@@ -1,0 +1,149 @@
+"""The part of a PEFT `adapter_config.json` that decides what a LoRA adapter's weights mean.
+
+`AdapterConfig.from_dict` validates the JSON (a LoRA adapter, known fields, sane types) and answers the one
+question the analyses need per module: its rank and its scaling (α/r, or α/√r with rsLoRA), honouring
+`rank_pattern` and `alpha_pattern` the way PEFT matches them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asymviz.errors import AdapterError
+
+# Every field a PEFT LoraConfig has had (0.6 .. 0.21), plus PeftConfig's own. An adapter written by a newer
+# PEFT may carry more: with strict=True (the default) those are reported by name, with strict=False ignored.
+KNOWN_FIELDS = frozenset(
+    """
+    alora_invocation_tokens alpha_pattern arrow_config auto_mapping base_model_name_or_path bias corda_config
+    ensure_weight_tying eva_config exclude_modules fan_in_fan_out inference_mode init_lora_weights kasa_config
+    layer_replication layers_pattern layers_to_transform loftq_config lora_alpha lora_bias lora_dropout
+    lora_ga_config megatron_config megatron_core modules_to_save monteclora_config peft_type peft_version
+    qalora_group_size r rank_pattern revision runtime_config target_modules target_parameters task_type
+    trainable_token_indices use_bdlora use_dora use_qalora use_rslora velora_config
+    """.split()
+)
+
+
+def _installed_peft_fields() -> frozenset[str]:
+    try:
+        import dataclasses
+
+        from peft import LoraConfig
+    except Exception:  # peft missing or broken: the static list above still applies
+        return frozenset()
+    return frozenset(f.name for f in dataclasses.fields(LoraConfig))
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    r: int  # default rank for modules not named in rank_pattern
+    lora_alpha: float  # default α for modules not named in alpha_pattern
+    use_rslora: bool = False  # scaling α/√r instead of α/r
+    fan_in_fan_out: bool = False  # base weight stored (d_in, d_out), as GPT-2's Conv1D
+    use_dora: bool = False  # weight-decomposed LoRA: a magnitude vector per module
+    rank_pattern: dict[str, int] = field(default_factory=dict)  # module-name pattern -> rank
+    alpha_pattern: dict[str, float] = field(default_factory=dict)  # module-name pattern -> α
+    target_modules: tuple[str, ...] | str | None = None
+    modules_to_save: tuple[str, ...] = ()
+    base_model_name_or_path: str | None = None
+    task_type: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+            raise AdapterError(f"adapter_config.json: r must be a positive integer, got {self.r!r}")
+        if not _is_number(self.lora_alpha):
+            raise AdapterError(f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}")
+        for name, pattern in (("rank_pattern", self.rank_pattern), ("alpha_pattern", self.alpha_pattern)):
+            if not isinstance(pattern, dict):
+                raise AdapterError(f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}")
+            for key, value in pattern.items():
+                ok = (isinstance(value, int) and value > 0) if name == "rank_pattern" else _is_number(value)
+                if not isinstance(key, str) or not ok:
+                    raise AdapterError(f"adapter_config.json: {name}[{key!r}] = {value!r} is not valid")
+                try:
+                    re.compile(key)
+                except re.error as exc:
+                    raise AdapterError(f"adapter_config.json: {name} key {key!r} is not a valid pattern ({exc})") from None
+
+    # ------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True) -> AdapterConfig:
+        if not isinstance(data, dict):
+            raise AdapterError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        peft_type = data.get("peft_type", "LORA")
+        if str(peft_type).upper() != "LORA":
+            raise AdapterError(f"{source}: peft_type is {peft_type!r}; asymviz reads LoRA adapters only")
+        unknown = sorted(set(data) - KNOWN_FIELDS - _installed_peft_fields())
+        if unknown and strict:
+            raise AdapterError(
+                f"{source}: unknown config field(s) {', '.join(map(repr, unknown))} "
+                "(not a PEFT LoraConfig field; written by a newer PEFT? load with strict=False to ignore)"
+            )
+        if "r" not in data:
+            raise AdapterError(f"{source}: missing required field 'r'")
+        for flag in ("use_rslora", "fan_in_fan_out", "use_dora"):
+            if not isinstance(data.get(flag, False), bool | None):
+                raise AdapterError(f"{source}: {flag} must be true or false, got {data[flag]!r}")
+        targets = data.get("target_modules")
+        modules_to_save = data.get("modules_to_save") or ()
+        if not isinstance(modules_to_save, list | tuple):
+            raise AdapterError(f"{source}: modules_to_save must be a list, got {modules_to_save!r}")
+        return cls(
+            r=data["r"],
+            lora_alpha=data.get("lora_alpha", 8),
+            use_rslora=bool(data.get("use_rslora") or False),
+            fan_in_fan_out=bool(data.get("fan_in_fan_out") or False),
+            use_dora=bool(data.get("use_dora") or False),
+            rank_pattern=dict(data.get("rank_pattern") or {}),
+            alpha_pattern=dict(data.get("alpha_pattern") or {}),
+            target_modules=tuple(targets) if isinstance(targets, list | tuple) else targets,
+            modules_to_save=tuple(modules_to_save),
+            base_model_name_or_path=data.get("base_model_name_or_path"),
+            task_type=data.get("task_type"),
+            raw=dict(data),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path, strict: bool = True) -> AdapterConfig:
+        path = Path(path)
+        if path.stat().st_size > 10 * 1024 * 1024:
+            raise AdapterError(f"{path.name}: {path.stat().st_size:,} bytes is far too large for an adapter config")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AdapterError(f"{path.name}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=path.name, strict=strict)
+
+    # ------------------------------------------------------------------------------------------------------
+    def rank_for(self, module: str) -> int:
+        """The rank PEFT gives `module` (a name like 'model.layers.0.self_attn.q_proj')."""
+        key = _match_pattern(self.rank_pattern, module)
+        return self.rank_pattern[key] if key is not None else self.r
+
+    def alpha_for(self, module: str) -> float:
+        key = _match_pattern(self.alpha_pattern, module)
+        return float(self.alpha_pattern[key] if key is not None else self.lora_alpha)
+
+    def scaling_for(self, module: str, r: int) -> float:
+        """α/r, or α/√r with rsLoRA, for a module of rank r."""
+        alpha = self.alpha_for(module)
+        return alpha / math.sqrt(r) if self.use_rslora else alpha / r
+
+
+def _match_pattern(patterns: dict, module: str) -> str | None:
+    # PEFT's get_pattern_key: the first key k with re.match(rf"(.*\.)?({k})$", module_name)
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", module):
+            return key
+    return None
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
