@@ -376,7 +376,7 @@ def _build(reader, config: AdapterConfig | None, source: str, adapter_name: str 
     if config is None:
         problems.append(f"{source}: no adapter_config.json, so lora_alpha is unknown: scaling 1 is used for ΔW")
     specs = [_spec(name, keys, reader, config, source) for name, keys in groups.items()]
-    specs.sort(key=lambda s: (s.layer if s.layer is not None else -1, _natural(s.name)))
+    specs.sort(key=_module_order)
     if config is not None and config.use_dora and not any(s.magnitude_key for s in specs):
         problems.append(f"{source}: the config says use_dora but the file has no lora_magnitude_vector")
     return LoraAdapter(tuple(specs), reader, config, source, extras, problems)
@@ -444,8 +444,19 @@ def _spec(name: str, keys: dict[str, str], reader, config: AdapterConfig | None,
     )
 
 
-def _natural(name: str):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+# Within a block, modules in the order the forward pass meets them (for tables and heatmap axes).
+_KIND_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        "q_proj k_proj v_proj o_proj query key value c_attn qkv_proj out_proj dense c_proj gate_proj up_proj "
+        "fc1 c_fc down_proj fc2 w1 w3 w2".split()
+    )
+}
+
+
+def _module_order(spec: ModuleSpec):
+    natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", spec.name)]
+    return (spec.layer if spec.layer is not None else -1, _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)), natural)
 
 
 # ------------------------------------------------------------------------------------------------------------

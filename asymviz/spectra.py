@@ -1,0 +1,187 @@
+"""Singular spectra of A, B and ΔW = scaling·B·A for every module of an adapter, never densifying ΔW.
+
+    spectrum = singular_spectrum(adapter)            # one row per (module, which, k)
+    summary = spectrum_summary(adapter)              # one row per (module, which)
+    by_layer = group_summary(summary, by="layer")    # mean over modules, per (layer, which)
+
+`which` is "A" (r×d_in), "B" (d_out×r) or "delta" (ΔW, d_out×d_in, rank ≤ r). See asymviz.linalg for how
+the r×r core gives ΔW's spectrum. Modules with non-finite values are skipped and named in adapter.problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from asymviz.linalg import map_modules, numerical_rank, spectra_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from asymviz.adapters import LoraAdapter, LoraModule
+
+WHICH = ("A", "B", "delta")
+SPECTRUM_COLUMNS = ["module", "layer", "kind", "which", "k", "sigma", "sigma_rel", "energy_cum"]
+SUMMARY_COLUMNS = [
+    "module", "layer", "kind", "which", "r", "rows", "cols", "rank", "effective_rank", "stable_rank",
+    "fro_norm", "spectral_norm", "energy_top1", "top_k", "energy_top_k",
+]  # fmt: skip
+
+
+def _check_which(which: Iterable[str] | str) -> tuple[str, ...]:
+    which = (which,) if isinstance(which, str) else tuple(which)
+    bad = [w for w in which if w not in WHICH]
+    if bad:
+        raise ValueError(f"which must be among {WHICH}, got {bad}")
+    return which
+
+
+def _module_spectra(module: LoraModule, which: tuple[str, ...]):
+    """[(which, sigma ndarray, (rows, cols))] for one module, or None when it holds non-finite values."""
+    if not module.finite:
+        return None
+    s_a, s_b, s_d = spectra_of(module)
+    shapes = {"A": (module.r, module.d_in), "B": (module.d_out, module.r), "delta": (module.d_out, module.d_in)}
+    values = {"A": s_a, "B": s_b, "delta": s_d}
+    return [(w, values[w].double().numpy(), shapes[w]) for w in which]
+
+
+def _collect(adapter: LoraAdapter, which, progress, workers):
+    results = map_modules(adapter, lambda m: _module_spectra(m, which), progress=progress, workers=workers)
+    return [(spec, res) for spec, res in zip(adapter.modules, results) if res is not None]
+
+
+def singular_spectrum(
+    adapter: LoraAdapter,
+    which: Iterable[str] | str = WHICH,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Singular values of A, B and/or ΔW for every module.
+
+    Parameters
+    ----------
+    adapter : LoraAdapter
+    which : any of "A", "B", "delta"
+    progress : called with the number of modules done
+    workers : threads (one module each); default: the machine's cores, at most 8
+
+    Returns
+    -------
+    DataFrame, one row per (module, which, k), columns
+        module, layer, kind : the module's name, block index (nullable int) and last name part
+        which : "A", "B" or "delta"
+        k : 1..r, position in descending order
+        sigma : the k-th singular value (ΔW's include the scaling α/r)
+        sigma_rel : sigma / the largest sigma of that matrix (NaN when all are zero)
+        energy_cum : Σ_{i≤k} σ_i² / Σ σ_i², the share of squared Frobenius norm in the top k
+    """
+    import numpy as np
+    import pandas as pd
+
+    which = _check_which(which)
+    parts = []
+    for spec, res in _collect(adapter, which, progress, workers):
+        for w, sigma, _shape in res:
+            energy = sigma**2
+            total = energy.sum()
+            top = sigma[0] if sigma.size else 0.0
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "module": spec.name,
+                        "layer": spec.layer,
+                        "kind": spec.kind,
+                        "which": w,
+                        "k": np.arange(1, sigma.size + 1),
+                        "sigma": sigma,
+                        "sigma_rel": sigma / top if top > 0 else np.nan,
+                        "energy_cum": np.cumsum(energy) / total if total > 0 else np.nan,
+                    }
+                )
+            )
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SPECTRUM_COLUMNS)
+    frame["layer"] = frame["layer"].astype("Int64")
+    return frame[SPECTRUM_COLUMNS]
+
+
+def spectral_stats(sigma, shape: tuple[int, int], top_k: int = 4) -> dict[str, float]:
+    """Scalar summaries of one matrix's singular values (a 1-D array, descending)."""
+    import numpy as np
+
+    sigma = np.asarray(sigma, dtype=np.float64)
+    energy = sigma**2
+    total = float(energy.sum())
+    s_sum = float(sigma.sum())
+    if s_sum > 0:
+        p = sigma[sigma > 0] / s_sum
+        eff = math.exp(float(-(p * np.log(p)).sum()))
+    else:
+        eff = 0.0
+    import torch
+
+    return {
+        "rank": numerical_rank(torch.from_numpy(sigma), shape),
+        "effective_rank": eff,  # exp of the entropy of σ/Σσ (Roy & Vetterli 2007)
+        "stable_rank": total / float(sigma[0]) ** 2 if total > 0 else 0.0,  # ‖M‖_F² / ‖M‖₂²
+        "fro_norm": math.sqrt(total),
+        "spectral_norm": float(sigma[0]) if sigma.size else 0.0,
+        "energy_top1": float(energy[0]) / total if total > 0 else math.nan,
+        "top_k": min(top_k, sigma.size),
+        "energy_top_k": float(energy[:top_k].sum()) / total if total > 0 else math.nan,
+    }
+
+
+def spectrum_summary(
+    adapter: LoraAdapter,
+    which: Iterable[str] | str = WHICH,
+    top_k: int = 4,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Norms and ranks of A, B and/or ΔW per module.
+
+    Returns
+    -------
+    DataFrame, one row per (module, which), columns
+        module, layer, kind, which
+        r : the module's LoRA rank
+        rows, cols : the matrix's shape (A: r×d_in, B: d_out×r, delta: d_out×d_in)
+        rank : numerical rank (σ > max(rows, cols)·eps·σ₁)
+        effective_rank : exp(entropy of σ/Σσ), between 1 and rank (0 for a zero matrix)
+        stable_rank : ‖M‖_F² / ‖M‖₂²
+        fro_norm, spectral_norm : ‖M‖_F and σ₁
+        energy_top1 : σ₁² / Σσ²
+        top_k, energy_top_k : the k used and Σ_{i≤k} σ_i² / Σσ²
+    """
+    import pandas as pd
+
+    which = _check_which(which)
+    rows = []
+    for spec, res in _collect(adapter, which, progress, workers):
+        for w, sigma, shape in res:
+            rows.append(
+                {"module": spec.name, "layer": spec.layer, "kind": spec.kind, "which": w, "r": spec.r,
+                 "rows": shape[0], "cols": shape[1], **spectral_stats(sigma, shape, top_k)}
+            )  # fmt: skip
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    frame["layer"] = frame["layer"].astype("Int64")
+    return frame
+
+
+def group_summary(summary: pd.DataFrame, by: str = "layer") -> pd.DataFrame:
+    """Mean of spectrum_summary's metrics over modules, per (`by`, which); `by` is "layer" or "kind".
+
+    Returns
+    -------
+    DataFrame with columns ``<by>, which, modules, effective_rank, stable_rank, fro_norm, spectral_norm,
+    energy_top1, energy_top_k`` (each metric the mean over that group's modules).
+    """
+    if by not in ("layer", "kind"):
+        raise ValueError(f"by must be 'layer' or 'kind', got {by!r}")
+    metrics = ["effective_rank", "stable_rank", "fro_norm", "spectral_norm", "energy_top1", "energy_top_k"]
+    grouped = summary.groupby([by, "which"], sort=True, dropna=False)
+    out = grouped[metrics].mean().reset_index()
+    out.insert(2, "modules", grouped.size().to_numpy())
+    return out

@@ -1,0 +1,118 @@
+"""Shared fixtures: tiny synthetic adapters and tiny PEFT models built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ASYMVIZ_NO_PROGRESS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+# ---- core: synthetic adapters ----------------------------------------------------------------------------
+
+
+def write_adapter(folder: Path, modules: dict, config: dict | None = None, dtype=None) -> Path:
+    """Write a PEFT-format adapter folder from {module_name: (A (r, d_in), B (d_out, r))}.
+
+    `config` entries override a minimal LoRA config (r from the first module, lora_alpha = r)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, (A, B) in modules.items():
+        tensors[f"base_model.model.{name}.lora_A.weight"] = A.to(dtype or A.dtype).contiguous()
+        tensors[f"base_model.model.{name}.lora_B.weight"] = B.to(dtype or B.dtype).contiguous()
+    save_file(tensors, folder / "adapter_model.safetensors")
+    if config is not False:
+        r = next(iter(modules.values()))[0].shape[0]
+        cfg = {"peft_type": "LORA", "r": r, "lora_alpha": r, "target_modules": ["q_proj"]}
+        cfg.update(config or {})
+        (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def random_factors(r: int, d_in: int, d_out: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(r, d_in, generator=g), torch.randn(d_out, r, generator=g)
+
+
+@pytest.fixture
+def make_adapter(tmp_path):
+    """make_adapter(modules, config=None, name="adapter") -> folder path."""
+    counter = iter(range(10**6))
+
+    def make(modules: dict, config: dict | None = None, name: str | None = None, dtype=None) -> Path:
+        return write_adapter(tmp_path / (name or f"adapter{next(counter)}"), modules, config, dtype)
+
+    return make
+
+
+@pytest.fixture
+def llama_like(make_adapter):
+    """A 2-layer LLaMA-shaped adapter (q, v, down) at r=4 with random A and B."""
+    modules = {}
+    for layer in range(2):
+        for i, (kind, d_in, d_out) in enumerate((("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))):
+            part = "mlp" if kind == "down_proj" else "self_attn"
+            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(4, d_in, d_out, seed=10 * layer + i)
+    return make_adapter(modules, {"lora_alpha": 8})
+
+
+# ---- core: tiny PEFT models from configs -----------------------------------------------------------------
+
+
+def tiny_model(arch: str):
+    """A tiny randomly initialised transformers model: 'bert' (classification), 'llama', 'gpt2' (Conv1D)."""
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    torch.manual_seed(0)
+    if arch == "bert":
+        cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                         vocab_size=64, num_labels=3, max_position_embeddings=64)  # fmt: skip
+        return BertForSequenceClassification(cfg)
+    if arch == "llama":
+        cfg = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                          intermediate_size=48, vocab_size=64, max_position_embeddings=64)  # fmt: skip
+        return LlamaForCausalLM(cfg)
+    if arch == "gpt2":
+        cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0)
+        return GPT2LMHeadModel(cfg)
+    raise ValueError(arch)
+
+
+@pytest.fixture
+def peft_adapter(tmp_path):
+    """peft_adapter(arch, **lora_kwargs) -> (saved folder, PeftModel) with random (non-zero) A and B."""
+
+    def make(arch: str, name: str = "peft", **lora_kwargs):
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(tiny_model(arch), LoraConfig(init_lora_weights=False, **lora_kwargs))
+        torch.manual_seed(1)
+        with torch.no_grad():  # also make DoRA magnitudes differ from the base norms
+            for n, p in model.named_parameters():
+                if "lora_magnitude_vector" in n:
+                    p.mul_(1 + 0.1 * torch.rand_like(p))
+        folder = tmp_path / name
+        model.save_pretrained(folder)
+        return folder, model
+
+    return make
