@@ -1,0 +1,140 @@
+"""asymviz.figures: pure frame -> figure builders; one colour per mode; axis titles everywhere."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from asymviz import figures as F
+
+
+def _axis_titles(fig):
+    layout = fig.to_plotly_json()["layout"]
+    return {k: v.get("title", {}).get("text") for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))}
+
+
+def _runs():
+    rows = []
+    for task in ("fine_foods", "tweet_source"):
+        for mode, base in (("ab", 0.8), ("b_only", 0.79), ("a_only", 0.7)):
+            for seed in range(3):
+                rows.append({"task": task, "mode": mode, "seed": seed, "test_accuracy": base + 0.01 * seed,
+                             "trainable_params": {"ab": 200, "b_only": 100, "a_only": 100}[mode]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_mode_vocabulary_is_consistent():
+    assert set(F.MODE_COLORS) == set(F.MODE_LABELS) == set(F.MODES) == {"ab", "b_only", "a_only"}
+    assert F.MODE_LABELS == {
+        "ab": "A&B",
+        "b_only": "B only (random A frozen)",
+        "a_only": "A only (random B frozen)",
+    }
+    assert len(set(F.MODE_COLORS.values())) == 3
+
+
+def test_mean_se_known_values():
+    out = F.mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    assert list(out.columns) == ["task", "mode", "mean", "se", "n"]
+    row = out[(out["task"] == "fine_foods") & (out["mode"] == "ab")].iloc[0]
+    assert row["mean"] == pytest.approx(0.81) and row["n"] == 3
+    assert row["se"] == pytest.approx(0.01 / math.sqrt(3))  # std of (0.80, 0.81, 0.82) is 0.01
+    single = F.mean_se(
+        _runs().query("seed == 0 and task == 'fine_foods'"), by=["mode"], value="test_accuracy"
+    )
+    assert single["se"].isna().all()
+    assert (
+        F.format_mean_se(0.8123, 0.0041) == "0.812 ± 0.004" and F.format_mean_se(0.8, float("nan")) == "0.800"
+    )
+
+
+def test_mode_bar_figure_uses_mode_colours_and_order():
+    summary = F.mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    summary["trainable_params"] = summary["mode"].map({"ab": 200, "b_only": 100, "a_only": 100})
+    fig = F.mode_bar_figure(summary.iloc[::-1], "test accuracy")
+    assert [t.name for t in fig.data] == [F.MODE_LABELS[m] for m in F.MODES]
+    assert [t.marker.color for t in fig.data] == [F.MODE_COLORS[m] for m in F.MODES]
+    assert np.allclose(fig.data[0].error_y.array, 0.01 / math.sqrt(3))
+    titles = _axis_titles(fig)
+    assert titles["xaxis"] == "task" and titles["yaxis"] == "test accuracy"
+    assert "empty" not in fig.layout.title.text
+
+
+def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():
+    curves = pd.DataFrame(
+        [{"run_id": f"{m}-{s}", "mode": m, "step": step, "value": 1.0 / (step + 1)}
+         for m in F.MODES for s in range(2) for step in range(5)]
+    )  # fmt: skip
+    fig = F.learning_curve_figure(curves, "training loss (nats)")
+    assert len(fig.data) == 6
+    assert sum(bool(t.showlegend) for t in fig.data) == 3
+    assert {t.line.color for t in fig.data if t.legendgroup == "b_only"} == {F.MODE_COLORS["b_only"]}
+    assert _axis_titles(fig)["yaxis"] == "training loss (nats)"
+
+
+def _spectrum():
+    rows = []
+    for layer in range(2):
+        for kind in ("query", "value"):
+            for which in ("A", "B", "delta"):
+                for k in range(1, 5):
+                    rows.append({"module": f"l.{layer}.{kind}", "layer": layer, "kind": kind, "which": which,
+                                 "k": k, "sigma": 1.0 / k, "sigma_rel": 1.0 / k, "energy_cum": k / 4})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_spectrum_and_heatmap():
+    fig = F.spectrum_figure(_spectrum())
+    assert len(fig.data) == 3 * (4 + 1)  # per panel: one line per module + the median
+    assert fig.layout.yaxis.type == "log"
+    summary = _spectrum().groupby(["module", "layer", "kind", "which"], as_index=False)["sigma"].sum()
+    summary = summary.rename(columns={"sigma": "fro_norm"})
+    summary["layer"] = summary["layer"].astype("Int64")
+    heat = F.layer_module_heatmap(summary, "fro_norm", "delta", "Frobenius norm ‖ΔW‖_F")
+    z = np.asarray(heat.data[0].z)
+    assert z.shape == (2, 2) and np.allclose(z, 1 + 1 / 2 + 1 / 3 + 1 / 4)
+    assert list(heat.data[0].y) == ["layer 0", "layer 1"]
+    assert "ΔW" in heat.layout.title.text
+
+
+def test_similarity_heatmaps_show_learned_next_to_random():
+    pairs = pd.DataFrame(
+        [{"adapter_1": a, "adapter_2": b, "module": "m", "which": "A", "similarity": s, "random_baseline": 0.1}
+         for a, b, s in (("s0", "s1", 0.9), ("s0", "s2", 0.8), ("s1", "s2", 0.7))]
+    )  # fmt: skip
+    fig = F.similarity_heatmaps(pairs, "A")
+    assert len(fig.data) == 2
+    learned, random = (np.asarray(t.z, dtype=float) for t in fig.data)
+    assert learned[0, 1] == learned[1, 0] == pytest.approx(0.9) and np.allclose(np.diag(learned), 1)
+    assert random[0, 2] == pytest.approx(0.1)
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1
+
+
+def test_drift_and_theory_figures():
+    drift = pd.DataFrame(
+        [{"mode": m, "layer": layer, "which": w, "rel_change": 0.1 if w == "A" else 2.0}
+         for m in ("ab", "b_only") for layer in range(3) for w in ("A", "B")]
+    )  # fmt: skip
+    fig = F.drift_figure(drift)
+    assert {a.text for a in fig.layout.annotations} >= {F.MODE_LABELS["ab"], F.MODE_LABELS["b_only"]}
+    assert F.drift_figure(drift.iloc[:0]).layout.annotations  # says why it is empty
+    draws = pd.DataFrame({"mode": ["b_only"] * 5 + ["a_only"] * 5, "relative_excess": np.linspace(0, 1, 10)})
+    expected = pd.DataFrame({"mode": ["b_only", "a_only", "ab"], "relative_expected": [0.2, 0.7, 0.1]})
+    fig = F.excess_loss_figure(draws, expected)
+    hist = [t for t in fig.data if isinstance(t, go.Histogram)]
+    assert [t.marker.color for t in hist] == [F.MODE_COLORS["b_only"], F.MODE_COLORS["a_only"]]
+    assert len(fig.layout.shapes) == 3
+
+
+def test_empty_inputs_give_an_explaining_figure():
+    empty = pd.DataFrame(columns=["task", "mode", "mean", "se", "n"])
+    fig = F.mode_bar_figure(empty, "accuracy")
+    assert fig.layout.annotations and "no finished runs" in fig.layout.annotations[0].text
+
+
+def test_html_export_is_standalone():
+    html = F.figure_html(F.bound_figure(pd.DataFrame({"mode": ["ab", "b_only"], "bound": [0.2, 0.14]})))
+    assert "<html>" in html[:100] and "B only" in html
+    assert '<script src="https://cdn.plot.ly' not in html and len(html) > 1_000_000  # plotly.js embedded
