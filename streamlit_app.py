@@ -1,0 +1,41 @@
+"""The asymviz web app: a router, nothing else.
+
+    streamlit run streamlit_app.py        # or: asymviz app
+
+Each page is one script under app/pages/ (widgets -> cached asymviz call -> Plotly figure / table);
+app/components.py holds the widgets they share, including the sidebar drawn here for every page.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import components
+
+st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon=":material/balance:", layout="wide")
+
+PAGES_DIR = Path(__file__).parent / "app" / "pages"
+SECTIONS = {
+    "Results": [
+        st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/insights:", default=True),
+        st.Page(PAGES_DIR / "compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+    ],
+    "Your adapter": [
+        st.Page(PAGES_DIR / "inspect.py", title="Inspect an adapter", icon=":material/biotech:"),
+    ],
+    "Experiment": [
+        st.Page(PAGES_DIR / "live.py", title="Live fine-tune", icon=":material/play_circle:"),
+    ],
+    "Background": [
+        st.Page(PAGES_DIR / "theory.py", title="Theory", icon=":material/functions:"),
+    ],
+}
+# The Alignment page (issue 5) joins "Your adapter" as soon as app/pages/alignment.py exists.
+if (PAGES_DIR / "alignment.py").exists():
+    SECTIONS["Your adapter"].append(
+        st.Page(PAGES_DIR / "alignment.py", title="Alignment", icon=":material/join:")
+    )
+
+page = st.navigation(SECTIONS)
+components.sidebar()
+page.run()
