@@ -80,7 +80,9 @@ class AdapterConfig:
         peft_type = data.get("peft_type", "LORA")
         if str(peft_type).upper() != "LORA":
             raise AdapterError(f"{source}: peft_type is {peft_type!r}; asymviz reads LoRA adapters only")
-        unknown = sorted(set(data) - KNOWN_FIELDS - _installed_peft_fields())
+        unknown = sorted(set(data) - KNOWN_FIELDS)
+        if unknown:  # importing peft costs seconds: only ask it about fields the static list lacks
+            unknown = sorted(set(unknown) - _installed_peft_fields())
         if unknown and strict:
             raise AdapterError(
                 f"{source}: unknown config field(s) {', '.join(map(repr, unknown))} "
