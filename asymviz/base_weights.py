@@ -55,7 +55,9 @@ def model_source(name: str) -> tuple[str, str | None]:
         package, sub, gguf = ALIASES[name]
         spec = importlib.util.find_spec(package)  # locate the package without importing it
         if spec is None or not spec.submodule_search_locations:
-            raise AsymvizError(f"base model {name!r} needs the package {package.replace('_', '-')} (pip install it)")
+            raise AsymvizError(
+                f"base model {name!r} needs the package {package.replace('_', '-')} (pip install it)"
+            )
         folder = Path(next(iter(spec.submodule_search_locations))) / sub
         return str(folder), gguf
     path = Path(name)
@@ -287,7 +289,7 @@ def _write_svd(path: Path, usv) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-        save_file(dict(zip("USV", usv)), tmp)
+        save_file(dict(zip("USV", usv, strict=True)), tmp)
         tmp.replace(path)
     except OSError:
         pass  # a read-only home only costs recomputation

@@ -36,7 +36,17 @@ if TYPE_CHECKING:
 
     from asymviz.adapters import LoraAdapter, LoraModule
 
-INTRUDER_COLUMNS = ["module", "layer", "kind", "i", "sigma", "sigma_base", "best_cosine", "best_match", "intruder"]
+INTRUDER_COLUMNS = [
+    "module",
+    "layer",
+    "kind",
+    "i",
+    "sigma",
+    "sigma_base",
+    "best_cosine",
+    "best_match",
+    "intruder",
+]
 DIAGNOSE_COLUMNS = [
     "module", "layer", "kind", "r", "d_out", "d_in", "k", "eps", "n_intruders", "min_best_cosine",
     "delta_fro", "w0_proj_fro", "w0_top_fro", "w0_random_fro", "amplification",
@@ -94,8 +104,10 @@ def _subspace_iteration(W0, B, A, scaling, k, V0, oversample, tol, max_iter):
         start = V0[:, :block]
     else:
         start = torch.randn(d_in, block, generator=torch.Generator().manual_seed(0), dtype=W0.dtype)
-    Z = _orth(torch.cat([start, A.T.to(W0.dtype)], dim=1))[:, : min(d_in, d_out, block + A.shape[0])]  # (d_in, b)
-    for it in range(1, max_iter + 1):
+    Z = _orth(torch.cat([start, A.T.to(W0.dtype)], dim=1))  # (d_in, b), b ≤ block + r: start + A's row space
+    it = 0
+    while it < max_iter:
+        it += 1
         C = apply(Z)  # (d_out, b); W restricted to span(Z)
         Uc, S, Vct = torch.linalg.svd(C.double(), full_matrices=False)
         Uc, S, V = Uc.to(W0.dtype), S.to(W0.dtype), (Z @ Vct.T.to(W0.dtype))  # Ritz triplets
@@ -217,7 +229,9 @@ def _checked(W, spec):
 
     W = torch.as_tensor(W).detach().to(torch.float32)
     if tuple(W.shape) != (spec.d_out, spec.d_in):
-        raise AdapterError(f"{spec.name}: base weight {tuple(W.shape)} but the adapter expects ({spec.d_out}, {spec.d_in})")
+        raise AdapterError(
+            f"{spec.name}: base weight {tuple(W.shape)} but the adapter expects ({spec.d_out}, {spec.d_in})"
+        )
     return W
 
 
@@ -282,7 +296,7 @@ def intruder_dimensions(
 
     results = _run(adapter, base, k, eps, vectors, progress, workers)
     parts = []
-    for spec, res in zip(adapter.modules, results):
+    for spec, res in zip(adapter.modules, results, strict=True):
         if res is None:
             continue
         intr = res[0]
@@ -333,7 +347,7 @@ def diagnose(
 
     results = _run(adapter, base, k, eps, vectors, progress, workers)
     rows = []
-    for spec, res in zip(adapter.modules, results):
+    for spec, res in zip(adapter.modules, results, strict=True):
         if res is None:
             continue
         intr, amp, dora = res

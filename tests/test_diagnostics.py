@@ -39,9 +39,17 @@ def matrix_with_spectrum(d_out, d_in, sigma, seed=0):
 
 
 def single(A, B, scaling=1.0, config=None):
-    cfg = {"peft_type": "LORA", "r": A.shape[0], "lora_alpha": scaling * A.shape[0], "target_modules": ["q_proj"]}
+    cfg = {
+        "peft_type": "LORA",
+        "r": A.shape[0],
+        "lora_alpha": scaling * A.shape[0],
+        "target_modules": ["q_proj"],
+    }
     cfg.update(config or {})
-    sd = {f"base_model.model.{NAME}.lora_A.weight": A.float(), f"base_model.model.{NAME}.lora_B.weight": B.float()}
+    sd = {
+        f"base_model.model.{NAME}.lora_A.weight": A.float(),
+        f"base_model.model.{NAME}.lora_B.weight": B.float(),
+    }
     return LoraAdapter.from_state_dict(sd, cfg)
 
 
@@ -157,7 +165,11 @@ def test_amplification_matches_dense_and_is_nan_for_a_zero_update(peft_adapter, 
 
 def test_row_change_matches_dense_rows():
     g = torch.Generator().manual_seed(3)
-    W0, A, B = torch.randn(12, 20, generator=g), torch.randn(3, 20, generator=g), torch.randn(12, 3, generator=g)
+    W0, A, B = (
+        torch.randn(12, 20, generator=g),
+        torch.randn(3, 20, generator=g),
+        torch.randn(12, 3, generator=g),
+    )
     n0, n, cos = row_change(W0, B, A, 0.5)
     W = W0 + 0.5 * B @ A
     assert torch.allclose(n0, W0.norm(dim=1).double(), rtol=1e-6)
@@ -183,7 +195,9 @@ def test_dora_adapters_use_their_magnitude_vector_like_peft_merges_them(peft_ada
     stats = diagnose(adapter, model).iloc[0]
     merged = model.merge_and_unload()
     W = base_weight(merged, spec)
-    assert stats["magnitude_change"] == pytest.approx(float((W.norm(dim=1) - W0.norm(dim=1)).abs().mean()), rel=1e-4)
+    assert stats["magnitude_change"] == pytest.approx(
+        float((W.norm(dim=1) - W0.norm(dim=1)).abs().mean()), rel=1e-4
+    )
     cos = torch.nn.functional.cosine_similarity(W, W0, dim=1)
     assert stats["direction_change"] == pytest.approx(float((1 - cos).mean()), rel=1e-3, abs=1e-6)
 
@@ -207,7 +221,9 @@ def test_diagnose_is_consistent_with_peft_merged_weights(peft_adapter, arch, tar
         assert torch.allclose(W, W0 + adapter.module(spec.name).delta_weight().double(), atol=1e-5)
         rows = (W0, W) if not spec.embedding else (W0.T, W.T)  # embeddings: per token, as PEFT's DoRA
         cos = torch.nn.functional.cosine_similarity(rows[1], rows[0], dim=1)
-        assert table.loc[spec.name, "direction_change"] == pytest.approx(float((1 - cos).mean()), rel=1e-3, abs=1e-7)
+        assert table.loc[spec.name, "direction_change"] == pytest.approx(
+            float((1 - cos).mean()), rel=1e-3, abs=1e-7
+        )
         U0 = torch.linalg.svd(W0, full_matrices=False)[0]
         Ud = torch.linalg.svd(W, full_matrices=False)[0][:, :5]
         n_dense = int(((U0.T @ Ud).abs().max(dim=0).values < 0.5).sum())

@@ -1,0 +1,64 @@
+"""A tiny base model with a tokenizer, a PEFT adapter on it and a labelled text file, all on disk (no
+downloads): what `asymviz align` / `diagnose` need, built in well under a second. Used by the alignment tests."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+WORDS = "good bad great awful tasty bland love hate coffee tea food dog cat the a is was very not".split()
+LABELS = ("great", "other")
+
+
+def write_tiny_task(root: Path, n: int = 40, seed: int = 0) -> Path:
+    """A .jsonl.gz file with text, label and split columns."""
+    rng = random.Random(seed)
+    path = Path(root) / "task.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        for i in range(n):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+            f.write(
+                json.dumps({"text": text, "label": rng.choice(LABELS), "split": "train" if i % 5 else "test"})
+                + "\n"
+            )
+    return path
+
+
+def write_tiny_bert(root: Path, num_labels: int = 2) -> Path:
+    """A 2-layer BertForSequenceClassification (hidden 32) with a word-level tokenizer, saved to root/base."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (root / "vocab.txt").write_text("\n".join(vocab))
+    tokenizer = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                     vocab_size=len(vocab), num_labels=num_labels, max_position_embeddings=64)  # fmt: skip
+    model = BertForSequenceClassification(cfg)
+    folder = root / "base"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_tiny_adapter(base_folder: Path, out: Path, seed: int = 1, **lora_kwargs):
+    """A SEQ_CLS LoRA adapter (query, value; r=4; random non-zero A and B) on the saved base; returns
+    (folder, PeftModel)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertForSequenceClassification
+
+    base = BertForSequenceClassification.from_pretrained(base_folder)
+    kwargs = dict(
+        task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False
+    )
+    kwargs.update(lora_kwargs)
+    torch.manual_seed(seed)
+    model = get_peft_model(base, LoraConfig(**kwargs))
+    model.save_pretrained(out)
+    return Path(out), model
