@@ -178,7 +178,7 @@ def build_parser(extra_modules: Iterable[str] = _COMMAND_MODULES) -> argparse.Ar
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # that subsystem is not installed in this checkout
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):  # subsystem not in this checkout
                 continue
             raise
         module.add_commands(sub)
