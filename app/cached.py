@@ -32,11 +32,37 @@ def theory(d_in, d_out, r, spectrum, k, decay, delta_rank, draws, seed):
     )
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def theory_figures(d_in, d_out, r, spectrum, k, decay, delta_rank, draws, seed):
+    """The Theory page's three simulation figures, built once per setting (building a Plotly figure costs
+    ~0.1 s; shared read-only objects, never mutated by the pages)."""
+    from asymviz import figures as F
+
+    draws_frame, expected, _, by_rank, lam = theory(
+        d_in, d_out, r, spectrum, k, decay, delta_rank, draws, seed
+    )
+    return (
+        F.excess_loss_figure(draws_frame, expected),
+        F.rank_curve_figure(by_rank, r_marker=r),
+        F.input_spectrum_figure(lam),
+    )
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def bound(shapes: tuple[tuple[int, int, int], ...], n: int, q: float, sigma: float):
     from asymviz.bound import generalization_bound
 
     return generalization_bound(list(shapes), n=n, q=q, sigma=sigma)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def bound_figure(
+    shapes: tuple[tuple[int, int, int], ...], n: int, q: float, sigma: float, title: str | None = None
+):
+    from asymviz import figures as F
+
+    frame = bound(shapes, n, q, sigma)
+    return F.bound_figure(frame, title=title) if title else F.bound_figure(frame)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -58,6 +84,21 @@ def spectrum(path: str, signature: str):
 
     adapter = load_adapter_cached(path, signature)
     return singular_spectrum(adapter), spectrum_summary(adapter), list(adapter.problems)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def spectrum_figure(path: str, signature: str, y: str, log_y: bool, kinds: tuple[str, ...], title: str):
+    from asymviz import figures as F
+
+    frame = spectrum(path, signature)[0]
+    return F.spectrum_figure(frame[frame["kind"].isin(kinds)], y=y, log_y=log_y, title=title)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def heatmap_figure(path: str, signature: str, metric: str, which: str, label: str):
+    from asymviz import figures as F
+
+    return F.layer_module_heatmap(spectrum(path, signature)[1], metric, which, label)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -91,3 +132,93 @@ def report_html(path: str, signature: str, against: tuple[str, str] | None = Non
     with tempfile.TemporaryDirectory() as tmp:
         out = write_report(adapter, Path(tmp) / "report.html", against=other)
         return Path(out).read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the run store
+
+TEST_METRICS = ("test_accuracy", "test_macro_f1", "test_loss", "test_perplexity")
+LOWER_IS_BETTER = ("test_loss", "test_perplexity")
+_METRIC_LABELS = {
+    "test_accuracy": "test accuracy (fraction correct)",
+    "test_macro_f1": "test macro-F1 (0–1)",
+    "test_loss": "test loss (nats per token)",
+    "test_perplexity": "test perplexity",
+}
+RUN_COLUMNS = ["run_id", "model", "task", "mode", "rank", "seed", "status", "trainable_params", "wall_s",
+               *TEST_METRICS]  # fmt: skip
+
+
+def metric_label(metric: str) -> str:
+    return _METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def all_runs(store: str):
+    """Every run of the store (asymviz.runs), one row each, with at least RUN_COLUMNS."""
+    import pandas as pd
+
+    try:
+        from asymviz import runs as runs_module
+    except ModuleNotFoundError:  # the run store is not part of this checkout yet
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    frame = runs_module.list_runs(store)
+    for col in RUN_COLUMNS:
+        if col not in frame:
+            frame[col] = None
+    return frame
+
+
+def finished_runs(store: str):
+    runs = all_runs(store)
+    return runs[runs["status"] == "completed"].reset_index(drop=True)
+
+
+def summary_by_mode(runs, metric: str, by=("task", "mode")):
+    """mean ± s.e. of `metric` over seeds per group, with the (median) trainable parameters of the group."""
+    from asymviz.figures import mean_se
+
+    summary = mean_se(runs, list(by), metric)
+    params = runs.groupby(list(by), sort=False)["trainable_params"].median().rename("trainable_params")
+    return summary.merge(params.reset_index(), on=list(by), how="left")
+
+
+def mode_table(summary):
+    """The summary as people read it: one row per (task, mode) with 'mean ± s.e.' text."""
+    from asymviz.figures import format_mean_se, mode_label
+
+    out = summary.copy()
+    out["mode"] = out["mode"].map(mode_label)
+    out["mean ± s.e."] = [format_mean_se(m, s) for m, s in zip(out["mean"], out["se"], strict=True)]
+    out["seeds"] = out["n"].astype(int)
+    out["trainable params"] = out["trainable_params"].map(
+        lambda v: f"{int(v):,}" if v == v and v is not None else "–"
+    )
+    return out[[c for c in out.columns if c not in ("mean", "se", "n", "trainable_params")]]
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def list_runs(store: str):
+    """The store's runs, one row each, with columns run_id, label, path, has_adapter (+ what run.json holds)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    rows = []
+    root = Path(store)
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        info = {}
+        try:
+            info = json.loads((folder / "run.json").read_text())
+        except (OSError, ValueError):
+            pass
+        cfg = info.get("config", {}) if isinstance(info.get("config"), dict) else {}
+        label = " · ".join(
+            str(x)
+            for x in (cfg.get("model"), cfg.get("task"), cfg.get("mode"), cfg.get("seed"))
+            if x is not None
+        )
+        rows.append({"run_id": folder.name, "label": label or folder.name, "path": str(folder),
+                     "has_adapter": (folder / "adapter").is_dir()})  # fmt: skip
+    return pd.DataFrame(rows, columns=["run_id", "label", "path", "has_adapter"])

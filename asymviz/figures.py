@@ -44,17 +44,11 @@ def _style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str 
     fig.update_layout(
         template=TEMPLATE,
         font=FONT,
-        title={"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 16}},
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 16}},
         height=height,
-        margin={"l": 60, "r": 20, "t": 70, "b": 55},
-        legend={
-            "orientation": "h",
-            "yanchor": "bottom",
-            "y": 1.0,
-            "xanchor": "right",
-            "x": 1.0,
-            "title": None,
-        },
+        margin={"l": 60, "r": 20, "t": 60, "b": 55},
+        # below the plot, under the x-axis title: never on top of the data or the title, at any width
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0, "title": None},
         hoverlabel={"namelength": -1},
     )
     if x_title is not None:
@@ -465,7 +459,7 @@ def excess_loss_figure(draws: pd.DataFrame, expected: pd.DataFrame, title: str |
         fig.add_trace(
             go.Histogram(
                 x=part["relative_excess"], name=f"{mode_label(mode)} (simulated)", marker_color=MODE_COLORS.get(mode),
-                opacity=0.6, nbinsx=40, histnorm="probability density",
+                opacity=0.6, nbinsx=40, histnorm="probability",
                 hovertemplate="relative excess %{x}<br>density %{y:.3g}<extra>" + mode_label(mode) + "</extra>",
             )
         )  # fmt: skip
@@ -478,12 +472,9 @@ def excess_loss_figure(draws: pd.DataFrame, expected: pd.DataFrame, title: str |
             go.Scatter(x=[None], y=[None], mode="lines", name=f"{label}: {row['relative_expected']:.3f}",
                        line={"color": color, "dash": "dash", "width": 2})
         )  # fmt: skip
-    fig.update_layout(barmode="overlay", legend={"orientation": "v", "y": 1.0, "x": 1.0, "yanchor": "top"})
-    fig = _style(fig, title, "excess loss / Tr(ΔΣΔᵀ)  (0 = perfect, 1 = no better than no fine-tune)",
-                 "density (per unit of relative loss)", height=440)  # fmt: skip
-    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": 0.98, "xanchor": "right", "x": 0.99,
-                              "bgcolor": "rgba(255,255,255,0.8)"})  # fmt: skip
-    return fig
+    fig.update_layout(barmode="overlay")
+    return _style(fig, title, "excess loss / Tr(ΔΣΔᵀ)  (0 = perfect, 1 = no better than no fine-tune)",
+                  "share of draws (per bin)", height=480)  # fmt: skip
 
 
 def rank_curve_figure(curves: pd.DataFrame, r_marker: int | None = None,
@@ -506,7 +497,7 @@ def rank_curve_figure(curves: pd.DataFrame, r_marker: int | None = None,
     if r_marker is not None:
         fig.add_vline(x=r_marker, line={"color": "#999999", "width": 1, "dash": "dash"})
     fig.update_yaxes(range=[0, 1.02])
-    return _style(fig, title, "LoRA rank r", "expected excess loss / Tr(ΔΣΔᵀ)", height=380)
+    return _style(fig, title, "LoRA rank r", "expected excess loss / Tr(ΔΣΔᵀ)", height=430)
 
 
 def input_spectrum_figure(lam, title: str = "Input covariance spectrum") -> go.Figure:

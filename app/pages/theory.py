@@ -61,9 +61,9 @@ with c3:
 
 with guard("Pick smaller dimensions or fewer draws."), st.spinner("Simulating…"):
     full = delta_rank == min(d_in, d_out)
-    draws_f, expected, comparison, by_rank, lam = cached.theory(
-        d_in, d_out, r, spectrum, k, float(decay), None if full else delta_rank, int(draws), int(seed)
-    )
+    params = (d_in, d_out, r, spectrum, k, float(decay), None if full else delta_rank, int(draws), int(seed))
+    draws_f, expected, comparison, by_rank, lam = cached.theory(*params)
+    fig_hist, fig_rank, fig_lam = cached.theory_figures(*params)
     ref = expected.set_index("mode")
     cmp = comparison.set_index("mode")
     m1, m2, m3 = st.columns(3)
@@ -80,9 +80,8 @@ with guard("Pick smaller dimensions or fewer draws."), st.spinner("Simulating…
     m3.metric("A&B optimum (best rank-r)", f"{ref.loc['ab', 'relative_expected']:.3f}", border=True)
     m3.caption("lower bound for any rank-r adapter")
 
-    fig = F.excess_loss_figure(draws_f, expected)
     figure(
-        fig, "theory_excess_loss", "theory_hist",
+        fig_hist, "theory_excess_loss", "theory_hist",
         f"Each histogram is {draws} random draws of the frozen factor with the other solved exactly; dashed lines "
         "are the closed-form expectations. 0 = as good as the full update Δ, 1 = as bad as no fine-tune.",
     )  # fmt: skip
@@ -103,13 +102,13 @@ with guard("Pick smaller dimensions or fewer draws."), st.spinner("Simulating…
     left, right = st.columns(2)
     with left:
         figure(
-            F.rank_curve_figure(by_rank, r_marker=r), "theory_by_rank", "theory_rank",
+            fig_rank, "theory_by_rank", "theory_rank",
             "Closed-form expected relative excess loss for every rank with the same Σ and Δ; the dashed line is the "
             "chosen r.",
         )  # fmt: skip
     with right:
         figure(
-            F.input_spectrum_figure(lam), "theory_spectrum", "theory_lam",
+            fig_lam, "theory_spectrum", "theory_lam",
             "Eigenvalues of the input covariance Σ (scaled to mean 1). Fewer large ones = inputs on fewer "
             "directions = a cheaper random A.",
         )  # fmt: skip
@@ -149,10 +148,10 @@ with guard("Check the numbers: all must be positive."):
         n_modules, d_in_b, d_out_b = int(n_modules), int(d_in_b), int(d_out_b)
     shapes = tuple([(int(r_b), int(d_in_b), int(d_out_b))] * int(n_modules))
     bounds = cached.bound(shapes, int(n_b), float(q_b), float(sigma_b))
-    bl, br = st.columns([3, 2])
+    bl, br = st.columns([1, 1])
     with bl:
         figure(
-            F.bound_figure(bounds), "generalisation_bound", "bound_fig",
+            cached.bound_figure(shapes, int(n_b), float(q_b), float(sigma_b)), "generalisation_bound", "bound_fig",
             "The bound grows with the square root of the trainable parameters: B only halves them when "
             "d_in = d_out, so its bound is 1/√2 ≈ 0.71 of A&B's.",
         )  # fmt: skip

@@ -1,0 +1,51 @@
+"""Helpers for the app tests (tests/test_app_*.py, tests/test_browser.py): AppTest set-up and tiny adapters."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the pages import `app.*` and `asymviz.*` from the repository root
+    sys.path.insert(0, str(REPO))
+
+PAGES = REPO / "app" / "pages"
+
+
+def app_test(page: str, store: Path | str | None = None, timeout: float = 60):
+    """An AppTest for one page script (e.g. "theory"), reading the run store `store`."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / f"{page}.py"), default_timeout=timeout)
+    if store is not None:
+        at.session_state["store"] = str(store)
+    return at
+
+
+def no_errors(at) -> None:
+    """Fail with what the page showed when it raised or reported an error."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def write_bert_like_adapter(folder: Path, seed: int = 0, layers: int = 3, r: int = 4, d: int = 32) -> Path:
+    """A PEFT-format adapter folder with random A and B for query/value of a `layers`-layer BERT-shaped model."""
+    from conftest import random_factors, write_adapter
+
+    modules = {
+        f"bert.encoder.layer.{layer}.attention.self.{kind}": random_factors(
+            r, d, d, seed=seed * 100 + 2 * layer + i
+        )
+        for layer in range(layers)
+        for i, kind in enumerate(("query", "value"))
+    }
+    return write_adapter(folder, modules, {"lora_alpha": 2 * r, "target_modules": ["query", "value"]})
+
+
+def zip_folder(folder: Path, out: Path) -> Path:
+    with zipfile.ZipFile(out, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, Path(folder.name) / path.relative_to(folder))
+    return out

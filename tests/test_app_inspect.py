@@ -1,0 +1,72 @@
+"""The Inspect page: an adapter from a local path, every view, a second adapter, and clear errors."""
+
+import pytest
+from app_helpers import app_test, no_errors, write_bert_like_adapter
+
+VIEWS = [
+    "Spectra",
+    "Layer × module",
+    "Modules",
+    "Parameters & bound",
+    "Compare with a second adapter",
+    "Report",
+]
+
+
+@pytest.fixture
+def adapters(tmp_path):
+    return write_bert_like_adapter(tmp_path / "first", seed=0), write_bert_like_adapter(
+        tmp_path / "second", seed=1
+    )
+
+
+def _open(at, path, key="ins_a"):
+    at.radio(key=f"{key}_source").set_value("A local path").run()
+    at.text_input(key=f"{key}_path").input(str(path)).run()
+
+
+def test_asks_for_an_adapter_first(tmp_path):
+    at = app_test("inspect", store=tmp_path)
+    at.run()
+    no_errors(at)
+    assert any("Choose an adapter" in i.value for i in at.info)
+
+
+def test_every_view_renders(adapters, tmp_path):
+    at = app_test("inspect", store=tmp_path)
+    at.run()
+    _open(at, adapters[0])
+    no_errors(at)
+    assert [m.value for m in at.metric][:3] == ["6", "4", f"{6 * 4 * 64:,}"]
+    assert len(at.get("plotly_chart")) == 1  # the spectra
+    for view in VIEWS:
+        at.segmented_control(key="ins_view").set_value(view).run()
+        no_errors(at)
+    at.segmented_control(key="ins_view").set_value("Layer × module").run()
+    at.selectbox(key="ins_metric").set_value("fro_norm").run()
+    at.segmented_control(key="ins_which").set_value("B").run()
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_compare_with_a_second_adapter(adapters, tmp_path):
+    at = app_test("inspect", store=tmp_path)
+    at.run()
+    _open(at, adapters[0])
+    at.segmented_control(key="ins_view").set_value("Compare with a second adapter").run()
+    _open(at, adapters[1], key="ins_b")
+    no_errors(at)
+    sims = [m for m in at.metric if m.label.startswith("mean similarity")]
+    assert len(sims) == 3 and all(0.0 <= float(m.value) <= 1.0 for m in sims)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_bad_input_is_an_error_not_a_traceback(tmp_path):
+    at = app_test("inspect", store=tmp_path)
+    at.run()
+    _open(at, tmp_path / "missing")
+    assert not at.exception and "no such file" in at.error[0].value
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    _open(at, bad)
+    assert not at.exception and at.error and "bad.safetensors" in at.error[0].value

@@ -1,0 +1,198 @@
+"""The whole app in a real headless browser: Playwright driving Debian's chromium against `streamlit run`.
+
+    python -m pytest tests/test_browser.py -m browser -s      # needs: apt-get install -y chromium; pip install playwright
+
+Starts the server on a free localhost port with an empty temporary run store, opens every page, uploads an
+adapter .zip on the inspector page and waits for its spectrum figure, starts a tiny live fine-tune and waits
+for it to finish. Screenshots go to test-artifacts/ (git-ignored), with timings.json: the time from starting
+the server to the first painted page, and page switches (cold and warm). Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from app_helpers import REPO, write_bert_like_adapter, zip_folder
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("ASYMVIZ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = REPO / "test-artifacts"
+PAGES = [  # (link text in the sidebar, the page's title)
+    ("Overview", "asymviz"),
+    ("Compare runs", "Compare runs"),
+    ("Inspect an adapter", "Inspect an adapter"),
+    ("Live fine-tune", "Live fine-tune"),
+    ("Theory", "Theory"),
+]
+TIMINGS: dict[str, float] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "wb")  # noqa: SIM115
+    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(REPO)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the streamlit server did not start within 60 s: " + Path(log.name).read_text()[-2000:])
+    TIMINGS["server_ready_s"] = time.perf_counter() - t0
+    yield url, t0
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1366, "height": 900})  # a laptop screen
+    page = context.new_page()
+    yield page
+    context.close()
+    (ARTIFACTS / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
+
+
+_NOT_RUNNING = "() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'"
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit finished the current script run (and stays finished for a moment: a widget's
+    change can start the next run right after)."""
+    for _ in range(2):
+        page.wait_for_timeout(200)
+        page.wait_for_function(_NOT_RUNNING, timeout=timeout)
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to
+    the content's height first (full_page alone would stop at the window's height)."""
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
+        ".map(e => e.scrollHeight), 0)"
+    )
+    page.set_viewport_size(
+        {"width": size["width"], "height": int(min(max(height + 80, size["height"]), 9000))}
+    )
+    page.wait_for_timeout(600)  # Plotly re-lays out to the new size
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def heading(page, text: str):
+    return page.locator("h1").filter(has_text=text).first
+
+
+def go_to(page, link: str, title: str) -> float:
+    t = time.perf_counter()
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=link).first.click()
+    heading(page, title).wait_for(timeout=30_000)
+    page.wait_for_function(_NOT_RUNNING, timeout=60_000)
+    elapsed = time.perf_counter() - t  # from the click to the new page's script run finished (all drawn)
+    wait_idle(page)
+    return elapsed
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, "the page shows a traceback"
+
+
+def test_first_paint_and_every_page(page, server):
+    url, t0 = server
+    page.goto(url)
+    heading(page, "asymviz").wait_for(timeout=60_000)
+    TIMINGS["start_to_first_paint_s"] = time.perf_counter() - t0
+    wait_idle(page)
+    shot(page, "01_overview")
+    no_exception(page)
+    for rnd in ("cold", "warm"):
+        for i, (link, title) in enumerate(PAGES[1:] + PAGES[:1], 2):
+            TIMINGS[f"switch_{rnd}_{link}"] = go_to(page, link, title)
+            no_exception(page)
+            if rnd == "cold":
+                shot(page, f"{i:02d}_{link.lower().replace(' ', '_')}")
+    print(json.dumps(TIMINGS, indent=1))
+
+
+def test_upload_an_adapter_zip_and_see_its_spectrum(page, server, tmp_path):
+    folder = write_bert_like_adapter(tmp_path / "my_adapter", seed=3)
+    archive = zip_folder(folder, tmp_path / "my_adapter.zip")
+    go_to(page, "Inspect an adapter", "Inspect an adapter")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(archive))
+    t = time.perf_counter()
+    page.locator(".gtitle").filter(has_text="Singular values per module").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    TIMINGS["upload_to_spectrum_s"] = time.perf_counter() - t
+    no_exception(page)
+    assert page.get_by_text("adapted modules").count() >= 1
+    shot(page, "10_inspect_uploaded")
+    page.get_by_text("Layer × module", exact=True).first.click()
+    page.locator(".gtitle").filter(has_text="per layer and module").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    shot(page, "11_inspect_heatmap")
+
+
+def test_a_malformed_upload_is_refused_clearly(page, server, tmp_path):
+    bad = tmp_path / "not_an_adapter.zip"
+    bad.write_bytes(b"this is not a zip archive")
+    go_to(page, "Theory", "Theory")  # leave and come back: a fresh uploader
+    go_to(page, "Inspect an adapter", "Inspect an adapter")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(bad))
+    error = page.locator('[data-testid="stAlertContentError"]').first
+    error.wait_for(timeout=30_000)
+    assert "not_an_adapter.zip" in error.inner_text()
+    no_exception(page)
+    shot(page, "12_inspect_bad_upload")
