@@ -156,13 +156,14 @@ def metric_label(metric: str) -> str:
 @st.cache_data(ttl=3, show_spinner=False)
 def all_runs(store: str):
     """Every run of the store (asymviz.runs), one row each, with at least RUN_COLUMNS."""
+    import importlib
+    import importlib.util
+
     import pandas as pd
 
-    try:
-        from asymviz import runs as runs_module
-    except ModuleNotFoundError:  # the run store is not part of this checkout yet
+    if importlib.util.find_spec("asymviz.runs") is None:  # the run store is not part of this checkout yet
         return pd.DataFrame(columns=RUN_COLUMNS)
-    frame = runs_module.list_runs(store)
+    frame = importlib.import_module("asymviz.runs").list_runs(store)
     for col in RUN_COLUMNS:
         if col not in frame:
             frame[col] = None
@@ -197,6 +198,93 @@ def mode_table(summary):
     return out[[c for c in out.columns if c not in ("mean", "se", "n", "trainable_params")]]
 
 
+def signatures(paths) -> tuple[str, ...]:
+    from app.components import choice_for
+
+    return tuple(choice_for(p).signature for p in paths)
+
+
+@st.cache_data(ttl=2, max_entries=64, show_spinner=False)
+def run_metrics(paths: tuple[str, ...]):
+    """metrics.csv of several runs stacked: columns run_id, step, split, metric, value."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    parts = []
+    for path in paths:
+        try:
+            frame = pd.read_csv(Path(path) / "metrics.csv")
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            continue
+        parts.append(frame.assign(run_id=Path(path).name))
+    if not parts:
+        return pd.DataFrame(columns=["run_id", "step", "split", "metric", "value"])
+    return pd.concat(parts, ignore_index=True)[["run_id", "step", "split", "metric", "value"]]
+
+
+def curve_label(split: str, metric: str) -> str:
+    units = {"loss": "(nats)", "accuracy": "(fraction correct)", "macro_f1": "(0–1)", "perplexity": "",
+             "lr": "(learning rate)", "examples_per_s": "(examples/s)", "tokens_per_s": "(tokens/s)"}  # fmt: skip
+    return f"{split} {metric.replace('_', ' ')} {units.get(metric, '')}".strip()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def runs_drift(paths: tuple[str, ...]):
+    """drift_from_init of each run's adapter/ against its init/ (stacked, with run_id)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from asymviz.adapters import load_adapter
+    from asymviz.drift import drift_from_init
+
+    parts = []
+    for path in paths:
+        run = Path(path)
+        init = run / "init" / "adapter_model.safetensors"
+        parts.append(drift_from_init(load_adapter(run / "adapter"), load_adapter(init if init.exists() else run / "init"))
+                     .assign(run_id=run.name))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def comparison_table(runs, metric: str, q: float, sigma: float):
+    """One row per (task, mode, rank): metric mean ± s.e., seeds, trainable params, wall time, peak memory, bound."""
+    import pandas as pd
+
+    from asymviz.bound import bound_value
+    from asymviz.figures import format_mean_se, mode_label
+
+    rows = []
+    for (task, mode, rank), g in runs.groupby(["task", "mode", "rank"], sort=True):
+        vals = g[metric].dropna()
+        se = vals.std() / len(vals) ** 0.5 if len(vals) > 1 else float("nan")
+        params = g["trainable_params"].median()
+        n_train = g["n_train"].median() if "n_train" in g else float("nan")
+        bound = (
+            bound_value(int(params), int(n_train), q, sigma)
+            if params == params and n_train == n_train and n_train > 0
+            else None
+        )
+        rows.append({
+            "task": task, "mode": mode_label(mode), "rank": int(rank),
+            metric_label(metric): format_mean_se(vals.mean(), se) if len(vals) else "–",
+            "seeds": len(vals),
+            "trainable params": f"{int(params):,}" if params == params else "–",
+            "wall time (s)": round(float(g["wall_s"].mean()), 1) if g["wall_s"].notna().any() else None,
+            "peak memory (MiB)": round(float(g["peak_memory_mb"].mean()), 0)
+            if "peak_memory_mb" in g and g["peak_memory_mb"].notna().any() else None,
+            "bound": bound,
+        })  # fmt: skip
+    order = {mode_label(m): i for i, m in enumerate(("ab", "b_only", "a_only"))}
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values(
+            ["task", "rank", "mode"], key=lambda c: c.map(order) if c.name == "mode" else c
+        )
+    return table
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def list_runs(store: str):
     """The store's runs, one row each, with columns run_id, label, path, has_adapter (+ what run.json holds)."""
@@ -222,3 +310,33 @@ def list_runs(store: str):
         rows.append({"run_id": folder.name, "label": label or folder.name, "path": str(folder),
                      "has_adapter": (folder / "adapter").is_dir()})  # fmt: skip
     return pd.DataFrame(rows, columns=["run_id", "label", "path", "has_adapter"])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# live fine-tunes
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe short form of a model id, path or task."""
+    import re
+
+    base = text.rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)[:40] or "x"
+
+
+def run_metrics_live(paths: tuple[str, ...]):
+    """run_metrics without a cache: the live page polls growing files."""
+    return run_metrics.__wrapped__(paths)
+
+
+class _Preset:
+    def __init__(self, models, tasks, rank, steps, describe):
+        self.models, self.tasks, self.rank, self.steps, self.describe = models, tasks, rank, steps, describe
+
+
+@st.cache_resource(show_spinner=False)
+def demo_preset() -> _Preset:
+    """The widgets' defaults: the training engine's CPU demo preset."""
+    models = ("minilm", "smollm2")
+    tasks = ("fine_foods", "tweet_source", "word_polarity", "word_pos", "chatterbot_topic", "chatterbot_qa")
+    return _Preset(models, tasks, 8, 150, "minilm on fine_foods, r=8, 150 steps")

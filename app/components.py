@@ -51,8 +51,11 @@ def store_path() -> Path:
 
 
 @contextlib.contextmanager
-def guard(what_to_do: str = "Check the input and try again."):
-    """Show any failure inside the block as an st.error with advice; library errors show their own line."""
+def guard(what_to_do: str = "Check the input and try again.", stop: bool = False):
+    """Show any failure inside the block as an st.error with advice; library errors show their own line.
+
+    stop : end the page after the error (for steps the rest of the page needs)
+    """
     from asymviz.errors import AsymvizError
 
     try:
@@ -67,6 +70,10 @@ def guard(what_to_do: str = "Check the input and try again."):
             f"Something went wrong: {type(exc).__name__}: {_first_line(exc)}  \n{what_to_do}",
             icon=":material/error:",
         )
+    else:
+        return
+    if stop:
+        st.stop()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -45,7 +45,7 @@ POLL_S = 0.25
 CANCEL_GRACE_S = 15.0
 JOB_COLUMNS = [
     "job_id", "group", "label", "status", "position", "slot", "created", "started", "finished", "elapsed_s",
-    "returncode", "run_dir", "error",
+    "returncode", "run_dir", "error", "meta",
 ]  # fmt: skip
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +68,9 @@ class Job:
     returncode: int | None = None
     error: str | None = None  # last lines of the log when the command failed
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the command
+    meta: dict = field(
+        default_factory=dict
+    )  # what the app shows (e.g. model, task, mode, steps); not used here
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -148,6 +151,7 @@ def submit(
     label: str = "",
     group: str = "",
     env: dict[str, str] | None = None,
+    meta: dict | None = None,
 ) -> Job:
     """Queue a command and start its runner (detached: it outlives the caller). Returns the job as written."""
     if device not in ("cpu", "cuda", "auto"):
@@ -158,7 +162,7 @@ def submit(
     (queue / "slots").mkdir(parents=True, exist_ok=True)
     job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
     job = Job(job_id=job_id, argv=[str(a) for a in argv], run_dir=str(run_dir), device=device, label=label,
-              group=group, created=time.time(), env=dict(env or {}))  # fmt: skip
+              group=group, created=time.time(), env=dict(env or {}), meta=dict(meta or {}))  # fmt: skip
     _write_job(queue, job)
     with open(queue / f"{job_id}.log", "ab") as log:
         subprocess.Popen(  # the runner records its own pid: from here on only it writes the job file
@@ -225,7 +229,7 @@ def jobs_frame(store: str | Path) -> pd.DataFrame:
         job_id, group, label, status (queued|running|completed|failed|cancelled|interrupted),
         position (1-based place in the queue, None unless queued), slot ("cpu"/"cuda:i" once started),
         created, started, finished (Unix times), elapsed_s (running: so far; finished: start to end),
-        returncode, run_dir, error
+        returncode, run_dir, error, meta (the dict given to submit)
     """
     import pandas as pd
 
@@ -238,7 +242,7 @@ def jobs_frame(store: str | Path) -> pd.DataFrame:
             {"job_id": j.job_id, "group": j.group, "label": j.label, "status": j.status,
              "position": queue_position(jobs, j), "slot": j.slot, "created": j.created, "started": j.started,
              "finished": j.finished, "elapsed_s": (end - j.started) if j.started else None,
-             "returncode": j.returncode, "run_dir": j.run_dir, "error": j.error}
+             "returncode": j.returncode, "run_dir": j.run_dir, "error": j.error, "meta": j.meta}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=JOB_COLUMNS)
 

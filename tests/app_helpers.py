@@ -14,12 +14,14 @@ PAGES = REPO / "app" / "pages"
 
 
 def app_test(page: str, store: Path | str | None = None, timeout: float = 60):
-    """An AppTest for one page script (e.g. "theory"), reading the run store `store`."""
+    """An AppTest of the whole app (the router, its sidebar) opened on one page (e.g. "theory"), reading the
+    run store `store`. Call .run() on it."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(PAGES / f"{page}.py"), default_timeout=timeout)
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=timeout)
     if store is not None:
         at.session_state["store"] = str(store)
+    at.switch_page(f"app/pages/{page}.py")
     return at
 
 

@@ -40,12 +40,8 @@ if choice is None:
     st.info(f"Choose an adapter above. {LOAD_HINT}", icon=":material/upload_file:")
     st.stop()
 
-loaded = False
-with guard(LOAD_HINT):
+with guard(LOAD_HINT, stop=True):
     summary, problems, config, extras = cached.adapter_summary(choice.path, choice.signature)
-    loaded = True
-if not loaded:
-    st.stop()
 
 for line in problems:
     st.warning(line, icon=":material/warning:")

@@ -1,0 +1,169 @@
+"""Compare runs: random-A vs trained-A on the runs of the store — curves, a table, drift and similarity."""
+
+import streamlit as st
+
+from app import cached
+from app.components import caption, download_frame, figure, guard, store_path
+from asymviz import figures as F
+
+VIEWS = ["Learning curves", "Summary table", "Drift from init", "Similarity across seeds & tasks"]
+
+st.title("Compare runs")
+st.markdown(
+    "The same model, data, budget and seed trained three ways. Pick what to compare; every number below is "
+    "read from the runs in the store."
+)
+
+store = store_path()
+with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
+    runs = cached.finished_runs(str(store))
+if runs.empty:
+    st.info(
+        f"No finished runs in `{store}` yet. Start some on the **Live fine-tune** page or with "
+        f"`asymviz sweep ... --store {store}`.",
+        icon=":material/hourglass_empty:",
+    )
+    st.page_link("app/pages/live.py", label="Start a live fine-tune", icon=":material/play_circle:")
+    st.stop()
+
+
+def _pick(col, label, values, key, fmt=str):
+    values = sorted(v for v in values if v is not None and v == v)
+    return col.multiselect(label, values, default=values, key=key, format_func=fmt)
+
+
+c1, c2, c3, c4, c5 = st.columns([2, 3, 3, 1, 2])
+models = sorted(runs["model"].dropna().unique())
+model = c1.selectbox("Model", models, key="cmp_model")
+runs = runs[runs["model"] == model]
+tasks = _pick(c2, "Tasks", runs["task"].unique(), "cmp_tasks")
+modes = c3.multiselect(
+    "Modes", [m for m in F.MODES if m in set(runs["mode"])], default=[m for m in F.MODES if m in set(runs["mode"])],
+    format_func=F.mode_label, key="cmp_modes",
+)  # fmt: skip
+ranks = _pick(c4, "Ranks", runs["rank"].unique(), "cmp_ranks")
+seeds = _pick(c5, "Seeds", runs["seed"].unique(), "cmp_seeds")
+sel = runs[
+    runs["task"].isin(tasks) & runs["mode"].isin(modes) & runs["rank"].isin(ranks) & runs["seed"].isin(seeds)
+]
+if sel.empty:
+    st.warning("No run matches this selection: widen it above.")
+    st.stop()
+st.caption(f"{len(sel)} run(s) selected.")
+
+view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="cmp_view", required=True)
+
+if view == "Learning curves":
+    with guard("The runs' metrics.csv files could not be read."):
+        curves = cached.run_metrics(tuple(sel["path"]))
+        curves = curves.merge(sel[["run_id", "mode", "task", "seed", "rank"]], on="run_id")
+        choices = sorted({(s, m) for s, m in zip(curves["split"], curves["metric"], strict=True)})
+        default = next((i for i, c in enumerate(choices) if c == ("train", "loss")), 0)
+        split, metric = st.selectbox(
+            "Curve", choices, index=default, key="cmp_curve", format_func=lambda c: f"{c[0]} {c[1]}"
+        )
+        part = curves[(curves["split"] == split) & (curves["metric"] == metric)]
+        part = part.assign(label=part["task"] + " · " + part["mode"].map(F.mode_label) + " · r=" +
+                           part["rank"].astype(str) + " · seed " + part["seed"].astype(str))  # fmt: skip
+        y_label = cached.curve_label(split, metric)
+        for task in tasks:
+            t = part[part["task"] == task]
+            if t.empty:
+                continue
+            figure(
+                F.learning_curve_figure(t, y_label, title=f"{task}: {y_label}", log_y=metric == "loss"),
+                f"curves_{task}_{split}_{metric}", f"cmp_curve_{task}",
+                "One line per run (seed, rank), coloured by mode; hover for the run. The same data budget and "
+                "schedule in every mode.",
+            )  # fmt: skip
+        download_frame(part, f"curves_{split}_{metric}", "cmp_curves_csv", "curves (CSV)")
+
+elif view == "Summary table":
+    metrics = [m for m in cached.TEST_METRICS if m in sel and sel[m].notna().any()]
+    c1, c2, c3 = st.columns(3)
+    metric = c1.selectbox("Test metric", metrics, format_func=cached.metric_label, key="cmp_metric")
+    q = c2.number_input("bound: bits per parameter q", 1, 64, 32, key="cmp_q")
+    sigma = c3.number_input("bound: sub-Gaussian σ of the loss", 0.001, 100.0, 0.5, step=0.1, key="cmp_sigma",
+                            help="A loss bounded in [0, 1] is ½-sub-Gaussian; n is each run's training-set size.")  # fmt: skip
+    with guard("The runs lack some of the numbers this table needs."):
+        table = cached.comparison_table(sel, metric, float(q), float(sigma))
+        st.dataframe(table, hide_index=True)
+        caption(
+            f"mean ± standard error over seeds of {cached.metric_label(metric)} on the held-out test split; "
+            "trainable parameters are the LoRA factors each mode trains; wall time and peak memory are per run; "
+            "the bound is the paper's Lemma 4.5 for the run's trainable parameters and training-set size."
+        )
+        download_frame(table, f"comparison_{metric}", "cmp_table_csv", "table (CSV)")
+        summary = cached.summary_by_mode(sel, metric, by=("task", "mode"))
+        figure(
+            F.mode_bar_figure(summary, cached.metric_label(metric)), f"comparison_{metric}", "cmp_bar",
+            "Mean ± standard error over the selected seeds (ranks pooled when several are selected).",
+        )  # fmt: skip
+
+elif view == "Drift from init":
+    with_init = sel[sel["has_init"]]
+    if with_init.empty:
+        st.info("None of the selected runs stored its initial A and B (init/ folder).")
+    else:
+        value = st.segmented_control(
+            "Measure", list(F.DRIFT_LABELS), default="similarity_to_init", key="cmp_drift_value", required=True,
+            format_func=F.DRIFT_LABELS.get,
+        )  # fmt: skip
+        with guard("The runs' adapter/ and init/ folders must hold the same modules."):
+            with st.spinner("Comparing each run with its init…", show_time=True):
+                drift = cached.runs_drift(tuple(with_init["path"]))
+            drift = drift.merge(with_init[["run_id", "mode", "task", "seed"]], on="run_id")
+            figure(
+                F.drift_figure(drift, value), f"drift_{value}", "cmp_drift",
+                "Per layer, the mean over modules and runs. The paper's observation: a trained A stays close to "
+                "its random init (similarity near 1), B moves far. A frozen factor is identical to its init (B "
+                "starts at 0 in A&B and B only, so its relative change is undefined there).",
+            )  # fmt: skip
+            frozen = drift.groupby(["mode", "which"])["unchanged"].all().reset_index()
+            frozen = frozen[frozen["unchanged"]]
+            if not frozen.empty:
+                st.caption(
+                    "Bit-identical to init (frozen): "
+                    + ", ".join(
+                        f"{w} in {F.mode_label(m)}"
+                        for m, w in zip(frozen["mode"], frozen["which"], strict=True)
+                    )
+                )
+            download_frame(drift, f"drift_{model}", "cmp_drift_csv", "drift table (CSV)")
+
+else:  # similarity
+    across = st.segmented_control(
+        "Across", ["seeds", "tasks"], default="seeds", key="cmp_across", required=True
+    )
+    c1, c2, c3 = st.columns(3)
+    mode = c1.selectbox("Mode", modes, format_func=F.mode_label, key="cmp_sim_mode")
+    rank = c2.selectbox("Rank", ranks, key="cmp_sim_rank")
+    if across == "seeds":
+        fixed = c3.selectbox("Task", tasks, key="cmp_sim_task")
+        group = sel[(sel["mode"] == mode) & (sel["rank"] == rank) & (sel["task"] == fixed)]
+        names = [f"seed {s}" for s in group["seed"]]
+    else:
+        fixed = c3.selectbox("Seed", seeds, key="cmp_sim_seed")
+        group = sel[(sel["mode"] == mode) & (sel["rank"] == rank) & (sel["seed"] == fixed)]
+        names = list(group["task"])
+    group = group[group["has_adapter"]]
+    if len(group) < 2:
+        st.info(
+            f"Needs at least two runs with adapters for this choice (found {len(group)}): widen the selection."
+        )
+    else:
+        with guard("The adapters must come from the same base model (same module names and shapes)."):
+            with st.spinner("Comparing subspaces…", show_time=True):
+                paths = tuple(f"{p}/adapter" for p in group["path"])
+                pairs = cached.similarity(paths, cached.signatures(paths), tuple(names), pairs="all")
+            left, right = st.columns(2)
+            for col, which in ((left, "A"), (right, "B")):
+                with col:
+                    figure(
+                        F.similarity_heatmaps(pairs, which, order=names,
+                                              title=f"Learned {which} across {across}"),  # fmt: skip
+                        f"similarity_{which}_{across}", f"cmp_sim_{which}",
+                        f"Subspace similarity of the learned {which}'s (mean over modules; 1 = same subspace) next "
+                        "to what random subspaces of the same sizes give.",
+                    )  # fmt: skip
+            download_frame(pairs, f"similarity_{across}", "cmp_sim_csv", "similarity table (CSV)")

@@ -1,0 +1,59 @@
+"""Overview: the paper's claim and the one figure that tests it on the runs in the store."""
+
+import streamlit as st
+
+from app import cached
+from app.components import caption, download_frame, figure, guard, store_path
+from asymviz import figures as F
+
+st.title("asymviz: are LoRA's A and B equal partners?")
+st.markdown(
+    "LoRA adds ΔW = (α/r)·**B**·**A** to a frozen weight. Zhu et al. (ICML 2024) argue the two factors play "
+    "different roles: **A** extracts features and barely moves from its random init, so a *random, frozen* A "
+    "does about as well as a trained one; **B** maps those features to the task, so training **B only** keeps "
+    "the accuracy with half the trainable parameters, while training A only does not. Below: what our own "
+    "runs measured, mean ± standard error over seeds, same model, data, budget and seed for every mode."
+)
+
+store = store_path()
+with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
+    runs = cached.finished_runs(str(store))
+    if runs.empty:
+        st.info(
+            f"The run store `{store}` has no finished runs yet, so there is nothing to show (asymviz never "
+            "shows numbers it did not measure). Start the three modes on the **Live fine-tune** page, or from a "
+            f"terminal: `asymviz demo --store {store}`.",
+            icon=":material/hourglass_empty:",
+        )
+        st.page_link("app/pages/live.py", label="Start a live fine-tune", icon=":material/play_circle:")
+        st.stop()
+
+    metrics = [m for m in cached.TEST_METRICS if m in runs and runs[m].notna().any()]
+    c1, c2 = st.columns(2)
+    models = sorted(runs["model"].dropna().unique())
+    model = c1.selectbox(
+        "Model", models, key="ov_model", help="Runs of different base models are never pooled."
+    )
+    metric = c2.selectbox("Test metric", metrics, format_func=cached.metric_label, key="ov_metric")
+    data = runs[runs["model"] == model]
+    summary = cached.summary_by_mode(data, metric, by=("task", "mode"))
+    lower_better = metric in cached.LOWER_IS_BETTER
+    fig = F.mode_bar_figure(
+        summary, cached.metric_label(metric),
+        title=f"{cached.metric_label(metric)} by mode on {model} (mean ± s.e. over seeds)",
+        y_range=(0, 1.05) if metric in ("test_accuracy", "test_macro_f1") else None,
+    )  # fmt: skip
+    figure(
+        fig, f"overview_{model}_{metric}", "ov_fig",
+        f"Each bar is the mean over seeds of one mode's {cached.metric_label(metric)} on a task's held-out test "
+        f"split ({'lower' if lower_better else 'higher'} is better); whiskers are ± one standard error; hover for "
+        "the number of seeds and trainable parameters. Same colour = same mode on every page.",
+    )  # fmt: skip
+    table = cached.mode_table(summary)
+    st.dataframe(table, hide_index=True)
+    caption(
+        "Trainable parameters count the LoRA factors a mode trains (A&B: r·(d_in+d_out) per module, B only: "
+        "r·d_out, A only: r·d_in); a classification head, where there is one, is trained in every mode."
+    )
+    download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
+    st.caption(f"{len(data)} finished run(s) of {model} in `{store}`.")
