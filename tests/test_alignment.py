@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_task
+from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_llama_lm, write_tiny_task
 
 from asymviz.activations import ModuleMoments, collect_moments
 from asymviz.adapters import LoraAdapter
@@ -275,3 +275,14 @@ def test_alignment_table_from_weights_only(tiny_files):
     frame = alignment_table(load_adapter(tiny_files["adapter"]), None, tiny_files["base"], k=4)
     assert set(frame["side"]) == {"weight"} and len(frame) == 8
     assert not math.isnan(frame["similarity"].sum())
+
+
+def test_align_a_causal_lm_uses_the_next_token_loss(tmp_path):
+    base, adapter = write_tiny_llama_lm(tmp_path)
+    task = write_tiny_task(tmp_path)
+    frame = align(adapter, str(base), str(task), samples=8, k=4, batch_size=4, weight_side=False)
+    out = frame[frame["side"] == "output"]
+    assert set(out["reference"]) == {"output gradient second moment"}
+    assert sorted(out["dim"]) == [32, 32, 32, 32]  # q_proj (32 -> 32), down_proj (48 -> 32)
+    assert sorted(frame.loc[frame["side"] == "input", "dim"]) == [32, 32, 48, 48]
+    assert frame["similarity"].notna().all()

@@ -62,3 +62,28 @@ def write_tiny_adapter(base_folder: Path, out: Path, seed: int = 1, **lora_kwarg
     model = get_peft_model(base, LoraConfig(**kwargs))
     model.save_pretrained(out)
     return Path(out), model
+
+
+def write_tiny_llama_lm(root: Path) -> tuple[Path, Path]:
+    """A 2-layer LlamaForCausalLM (hidden 32) saved with the word-level tokenizer, and a CAUSAL_LM LoRA
+    adapter on q_proj/down_proj (random non-zero A and B): (base folder, adapter folder)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertTokenizerFast, LlamaConfig, LlamaForCausalLM
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (root / "vocab.txt").write_text("\n".join(vocab))
+    tokenizer = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                      intermediate_size=48, vocab_size=len(vocab), max_position_embeddings=64)  # fmt: skip
+    base = root / "llama"
+    LlamaForCausalLM(cfg).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    lora = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
+                      init_lora_weights=False)  # fmt: skip
+    model = get_peft_model(LlamaForCausalLM.from_pretrained(base), lora)
+    model.save_pretrained(root / "llama_adapter")
+    return base, root / "llama_adapter"
