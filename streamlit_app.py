@@ -38,4 +38,5 @@ if (PAGES_DIR / "alignment.py").exists():
 
 page = st.navigation(SECTIONS)
 components.sidebar()
+components.warm_up()
 page.run()

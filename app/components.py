@@ -42,6 +42,33 @@ def sidebar() -> None:
         )
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up(delay_s: float = 2.0) -> None:
+    """Once per server: import the heavy modules in a background thread after the first page has painted,
+    so the first visit to a page that needs torch (Inspect, Compare) does not wait ~2 s for the import."""
+    import threading
+
+    if os.environ.get("ASYMVIZ_WARM_UP", "1") == "0":  # tests: no thread left importing torch at exit
+        return
+
+    def work():
+        time.sleep(delay_s)
+        for name in (
+            "pandas",
+            "plotly.graph_objects",
+            "torch",
+            "safetensors",
+            "asymviz.spectra",
+            "asymviz.similarity",
+        ):
+            try:
+                __import__(name)
+            except Exception:  # a missing optional module only loses the warm start
+                log.debug("warm-up could not import %s", name)
+
+    threading.Thread(target=work, name="asymviz-warm-up", daemon=True).start()
+
+
 def store_path() -> Path:
     return Path(st.session_state.get("store") or DEFAULT_STORE).expanduser()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -11,6 +12,7 @@ if str(REPO) not in sys.path:  # the pages import `app.*` and `asymviz.*` from t
     sys.path.insert(0, str(REPO))
 
 PAGES = REPO / "app" / "pages"
+os.environ.setdefault("ASYMVIZ_WARM_UP", "0")  # AppTests: no background import thread (see app.components)
 
 
 def app_test(page: str, store: Path | str | None = None, timeout: float = 60):

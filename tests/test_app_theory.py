@@ -18,7 +18,10 @@ def test_renders_the_simulation_and_the_bound(at):
     assert at.title[0].value.startswith("Theory")
     labels = [m.label for m in at.metric]
     assert "B only: mean relative excess loss" in labels and "A only: mean relative excess loss" in labels
-    assert len(at.get("plotly_chart")) == 4  # histogram, rank curve, spectrum, bound
+    assert len(at.get("plotly_chart")) == 3  # histogram, rank curve, input spectrum
+    at.segmented_control(key="th_view").set_value("Generalisation bound calculator").run()
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 1
 
 
 def test_closed_forms_follow_the_widgets(at):
@@ -35,6 +38,7 @@ def test_closed_forms_follow_the_widgets(at):
 
 
 def test_bound_calculator_reacts(at):
+    at.segmented_control(key="th_view").set_value("Generalisation bound calculator").run()
     at.selectbox(key="bd_preset").set_value("custom").run()
     at.number_input(key="bd_m").set_value(2).run()
     at.number_input(key="bd_din").set_value(10).run()

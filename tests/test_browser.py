@@ -55,7 +55,7 @@ def store(tmp_path_factory):
 def server(store, tmp_path_factory):
     port = _free_port()
     log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "wb")  # noqa: SIM115
-    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(REPO), "ASYMVIZ_WARM_UP": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
