@@ -41,12 +41,17 @@ def _ordered_modes(modes) -> list[str]:
 
 
 def _style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str | None = None, height=420):
+    top = (
+        95
+        if fig.layout.annotations and any(a.yref == "paper" and a.y == 1.0 for a in fig.layout.annotations)
+        else 60
+    )
     fig.update_layout(
         template=TEMPLATE,
         font=FONT,
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 16}},
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 55},
+        margin={"l": 60, "r": 20, "t": top, "b": 55},  # room for subplot titles under the title
         # below the plot, under the x-axis title: never on top of the data or the title, at any width
         legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0, "title": None},
         hoverlabel={"namelength": -1},
