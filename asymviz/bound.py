@@ -20,7 +20,6 @@ from asymviz.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from asymviz.adapters import LoraAdapter
 
 MODES = ("ab", "b_only", "a_only")
 BOUND_COLUMNS = ["mode", "trainable_params", "sum_dims", "n", "q", "sigma", "bound"]

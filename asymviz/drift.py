@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from asymviz.errors import AdapterError
-from asymviz.linalg import parallel_map
-from asymviz.similarity import orthonormal_basis, random_baseline, subspace_similarity
+from asymviz.linalg import basis_similarity, parallel_map
+from asymviz.similarity import module_basis, random_baseline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,12 +71,12 @@ def drift_from_init(
         for which, X, X0 in (("A", m.A, m0.A), ("B", m.B, m0.B)):
             n0, n1 = float(torch.linalg.norm(X0)), float(torch.linalg.norm(X))
             change = float(torch.linalg.norm(X - X0))
-            U, U0 = orthonormal_basis(m, which), orthonormal_basis(m0, which)
+            U, U0 = module_basis(m, which), module_basis(m0, which)
             rows.append(
                 {"module": name, "layer": m.layer, "kind": m.kind, "which": which, "norm_init": n0,
                  "norm_final": n1, "abs_change": change, "rel_change": change / n0 if n0 > 0 else math.nan,
-                 "unchanged": bool(torch.equal(X, X0)), "similarity_to_init": subspace_similarity(U, U0),
-                 "random_baseline": random_baseline(U.shape[1], U0.shape[1], U.shape[0])}
+                 "unchanged": bool(torch.equal(X, X0)), "similarity_to_init": basis_similarity(U, U0),
+                 "random_baseline": random_baseline(U.k, U0.k, U.d)}
             )  # fmt: skip
         return rows
 

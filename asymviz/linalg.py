@@ -14,11 +14,13 @@ intra-op thread, and parallelises across modules instead.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -150,3 +152,96 @@ def delta_svd(module: LoraModule, k: int | None = None) -> tuple[torch.Tensor, t
     if k is not None:
         keep = min(keep, k)
     return Q_B @ U_C[:, :keep], S[:keep], Q_A @ V_Ct[:keep].T
+
+
+# ------------------------------------------------------------------------------------------------------------
+# implicit orthonormal bases from float64 Gram matrices (for similarities: no Q is ever formed)
+
+
+@dataclass(frozen=True)
+class GramBasis:
+    """An orthonormal basis U = M @ W (d×k) of a factor's column space, kept implicit.
+
+    M is the factor (Aᵀ for A's row space, B for B's column space) in float64, W (r×k) = V_k Λ_k^{-1/2}
+    from the eigendecomposition MᵀM = V Λ Vᵀ, ordered by singular value and cut at the numerical rank.
+    Then U1ᵀU2 = W1ᵀ (M1ᵀM2) W2 costs one d×r×r product per pair. Float64 Grams resolve singular values
+    down to ~1e-8·σ₁, well below the float32 data's own rank tolerance, so squaring the condition number
+    loses nothing that the data held.
+    """
+
+    M: torch.Tensor  # (d, r) float64
+    W: torch.Tensor  # (r, k) float64
+    sigma: torch.Tensor  # (k,) singular values, descending
+
+    @property
+    def d(self) -> int:
+        return self.M.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.W.shape[1]
+
+    def explicit(self) -> torch.Tensor:
+        """U (d, k) float32."""
+        return (self.M @ self.W).float()
+
+    def top(self, k: int) -> GramBasis:
+        return GramBasis(self.M, self.W[:, :k], self.sigma[:k])
+
+
+def _rank_tol(shape: tuple[int, int], dtype) -> float:
+    import torch
+
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
+    return max(max(shape) * eps, 1e-7)
+
+
+def gram_basis(M: torch.Tensor, k: int | None = None) -> GramBasis:
+    """Implicit orthonormal basis of M's column space (M: d×r), truncated to the numerical rank and k."""
+    import torch
+
+    M64 = M.double()
+    lam, V = torch.linalg.eigh(M64.T @ M64)  # ascending
+    lam, V = lam.flip(0).clamp_min(0), V.flip(1)
+    sigma = lam.sqrt()
+    keep = int((sigma > _rank_tol(tuple(M.shape), M.dtype) * float(sigma[0])).sum()) if float(sigma[0]) > 0 else 0
+    if k is not None:
+        keep = min(keep, k)
+    return GramBasis(M64, V[:, :keep] / sigma[:keep], sigma[:keep])
+
+
+def delta_gram_basis(module: LoraModule, k: int | None = None, a: GramBasis | None = None,
+                     b: GramBasis | None = None) -> GramBasis:
+    """Implicit basis of the top-k column space of ΔW = s·B·A, as B @ W (reuses A's and B's bases if given).
+
+    With R_X = Λ_X^{1/2} V_Xᵀ (so X ≈ (X W_X) R_X), ΔW = s·(B W_B)(R_B R_Aᵀ)(Aᵀ W_A)ᵀ; the left singular
+    vectors of the k_B×k_A core give ΔW's: B W_B U_C."""
+    import torch
+
+    a = a or gram_basis(module.A.T)
+    b = b or gram_basis(module.B)
+    if a.k == 0 or b.k == 0:
+        return GramBasis(b.M, b.W[:, :0], b.sigma[:0])
+    R_A = a.sigma[:, None] * (a.W * a.sigma).T  # (k_A, r): Λ^{1/2} Vᵀ, since W = V Λ^{-1/2}
+    R_B = b.sigma[:, None] * (b.W * b.sigma).T  # (k_B, r)
+    U_C, S, _ = torch.linalg.svd(module.scaling * (R_B @ R_A.T))
+    keep = int((S > _rank_tol((module.d_out, module.d_in), module.B.dtype) * float(S[0])).sum()) if float(S[0]) > 0 else 0
+    if k is not None:
+        keep = min(keep, k)
+    return GramBasis(b.M, b.W @ U_C[:, :keep], S[:keep])
+
+
+def basis_similarity(b1: GramBasis, b2: GramBasis, cross: torch.Tensor | None = None) -> float:
+    """‖U1ᵀU2‖²_F / min(k1, k2) for implicit bases (NaN when either is empty); `cross` = M1ᵀM2 if known."""
+    if b1.d != b2.d:
+        raise ValueError(f"subspaces live in different spaces: {b1.d} vs {b2.d} dimensions")
+    k = min(b1.k, b2.k)
+    if k == 0:
+        return math.nan
+    cross = b1.M.T @ b2.M if cross is None else cross
+    return float((b1.W.T @ cross @ b2.W).square().sum()) / k
+
+
+def basis_overlap(b1: GramBasis, b2: GramBasis) -> torch.Tensor:
+    """U1ᵀU2 (k1×k2) for implicit bases (for principal angles and φ grids)."""
+    return b1.W.T @ (b1.M.T @ b2.M) @ b2.W

@@ -103,7 +103,14 @@ def check_safetensors(path: Path) -> dict:
             )
         spans.append((begin, end, name))
     spans.sort()
-    for (b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
+    for (_b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
         if b1 < e0:
             raise AdapterError(f"{path.name}: tensors {n0!r} and {n1!r} overlap in the file")
     return tensors
+
+
+def data_start(path: Path) -> int:
+    """Byte offset of a safetensors file's data section (8 + header length)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+    return 8 + n

@@ -5,9 +5,10 @@ The paper's metric (Zhu et al. 2024, after Hu et al. 2021): for orthonormal base
     sim(U1, U2) = ‖U1ᵀ U2‖²_F / min(k1, k2)      ∈ [0, 1]
 
 with U the row space of A (in input space, d = d_in), the column space of B (output space, d = d_out) or the
-top-k column space of ΔW (d = d_out). Bases come from thin QR + an r×r SVD (asymviz.linalg), truncated to the
-numerical rank, so they are comparable as subspaces; raw singular vectors are never compared (their signs
-are arbitrary). Every similarity comes with its random baseline, the expected value for uniformly random
+top-k column space of ΔW (d = d_out). Bases are kept implicit, U = M·W with M the factor and W from its
+float64 r×r Gram matrix (asymviz.linalg.GramBasis), truncated to the numerical rank: U1ᵀU2 = W1ᵀ(M1ᵀM2)W2
+costs one d×r×r product, and no d×r Q is ever formed. Subspaces are compared, never raw singular vectors
+(their signs are arbitrary). Every similarity comes with its random baseline, the expected value for uniformly random
 subspaces of the same dimensions: E‖U1ᵀU2‖²_F = k1·k2/d, so the baseline is max(k1, k2)/d.
 """
 
@@ -18,7 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from asymviz.errors import AdapterError
-from asymviz.linalg import delta_svd, left_basis, parallel_map
+from asymviz.linalg import (
+    GramBasis,
+    basis_overlap,
+    basis_similarity,
+    delta_gram_basis,
+    gram_basis,
+    parallel_map,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,16 +41,21 @@ PAIR_COLUMNS = [
 ]  # fmt: skip
 
 
-def orthonormal_basis(module: LoraModule, which: str, k: int | None = None) -> torch.Tensor:
-    """Orthonormal basis (d×k') of the row space of A ("A", d = d_in), the column space of B ("B", d = d_out)
-    or the top-k column space of ΔW ("delta", d = d_out), ordered by singular value, k' ≤ numerical rank."""
+def module_basis(module: LoraModule, which: str, k: int | None = None) -> GramBasis:
+    """Implicit orthonormal basis of the row space of A ("A", d = d_in), the column space of B ("B",
+    d = d_out) or the top-k column space of ΔW ("delta", d = d_out), ordered by singular value."""
     if which == "A":
-        return left_basis(module.A.T, k)[0]
+        return gram_basis(module.A.T, k)
     if which == "B":
-        return left_basis(module.B, k)[0]
+        return gram_basis(module.B, k)
     if which == "delta":
-        return delta_svd(module, k)[0]
+        return delta_gram_basis(module, k)
     raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+
+
+def orthonormal_basis(module: LoraModule, which: str, k: int | None = None) -> torch.Tensor:
+    """Explicit orthonormal basis (d×k', float32) of module_basis(module, which, k); k' ≤ numerical rank."""
+    return module_basis(module, which, k).explicit()
 
 
 def subspace_similarity(U1: torch.Tensor, U2: torch.Tensor) -> float:
@@ -66,10 +79,14 @@ def random_baseline(k1: int, k2: int, d: int) -> float:
 def principal_angles(U1: torch.Tensor, U2: torch.Tensor, degrees: bool = True):
     """Principal angles (ascending) between the spans of orthonormal U1 and U2: arccos of the singular values
     of U1ᵀU2. Returns a 1-D numpy array of length min(k1, k2)."""
+    return _angles(U1.T @ U2, degrees)
+
+
+def _angles(overlap: torch.Tensor, degrees: bool = True):
     import numpy as np
     import torch
 
-    cos = torch.linalg.svdvals(U1.T @ U2).clamp(-1.0, 1.0).double().numpy()
+    cos = torch.linalg.svdvals(overlap).clamp(-1.0, 1.0).double().numpy()
     angles = np.arccos(cos)
     return np.degrees(angles) if degrees else angles
 
@@ -84,23 +101,23 @@ def phi_grid(m1: LoraModule, m2: LoraModule, which: str = "A") -> pd.DataFrame:
     """
     import pandas as pd
 
-    U1, U2 = orthonormal_basis(m1, which), orthonormal_basis(m2, which)
-    _check_space(U1, U2, m1.name, which)
-    G = (U1.T @ U2).square().double()  # (k1, k2)
+    b1, b2 = module_basis(m1, which), module_basis(m2, which)
+    _check_space(b1.d, b2.d, m1.name, which)
+    G = basis_overlap(b1, b2).square()  # (k1, k2)
     cum = G.cumsum(0).cumsum(1).numpy()  # cum[i-1, j-1] = ‖U1[:, :i]ᵀ U2[:, :j]‖²_F
     rows = [
         {"i": i, "j": j, "phi": cum[i - 1, j - 1] / min(i, j)}
-        for i in range(1, U1.shape[1] + 1)
-        for j in range(1, U2.shape[1] + 1)
+        for i in range(1, b1.k + 1)
+        for j in range(1, b2.k + 1)
     ]
     return pd.DataFrame(rows, columns=["i", "j", "phi"])
 
 
-def _check_space(U1, U2, name: str, which: str) -> None:
-    if U1.shape[0] != U2.shape[0]:
+def _check_space(d1: int, d2: int, name: str, which: str) -> None:
+    if d1 != d2:
         raise AdapterError(
             f"module {name!r}: the adapters' {which} live in spaces of different dimension "
-            f"({U1.shape[0]} vs {U2.shape[0]}); were they trained on the same base model?"
+            f"({d1} vs {d2}); were they trained on the same base model?"
         )
 
 
@@ -171,18 +188,24 @@ def pairwise_similarity(
         if not all(m.finite for m in loaded):
             return []
         first = loaded[0]
-        ranks = min(m.r for m in loaded)
+        k_delta = k or min(m.r for m in loaded)
+        bases = {"A": [gram_basis(m.A.T) for m in loaded], "B": [gram_basis(m.B) for m in loaded]}
+        if "delta" in which:
+            bases["delta"] = [delta_gram_basis(m, k_delta, a, b) for m, a, b in zip(loaded, bases["A"], bases["B"])]
         rows = []
-        for w in which:
-            bases = [orthonormal_basis(m, w, (k or ranks) if w == "delta" else None) for m in loaded]
-            for i, j in index_pairs:
-                _check_space(bases[i], bases[j], name, w)
-                k1, k2, d = bases[i].shape[1], bases[j].shape[1], bases[i].shape[0]
+        for i, j in index_pairs:
+            crosses = {}  # M_iᵀ M_j per factor; "delta" shares B's (its bases are B·W)
+            for w in which:
+                b1, b2 = bases[w][i], bases[w][j]
+                _check_space(b1.d, b2.d, name, w)
+                factor = "A" if w == "A" else "B"
+                if factor not in crosses:
+                    crosses[factor] = b1.M.T @ b2.M
                 rows.append(
                     {"adapter_1": labels[i], "adapter_2": labels[j], "module": name, "layer": first.layer,
-                     "kind": first.kind, "which": w, "dim": d, "k1": k1, "k2": k2,
-                     "similarity": subspace_similarity(bases[i], bases[j]),
-                     "random_baseline": random_baseline(k1, k2, d)}
+                     "kind": first.kind, "which": w, "dim": b1.d, "k1": b1.k, "k2": b2.k,
+                     "similarity": basis_similarity(b1, b2, crosses[factor]),
+                     "random_baseline": random_baseline(b1.k, b2.k, b1.d)}
                 )  # fmt: skip
         return rows
 
@@ -219,9 +242,9 @@ def module_principal_angles(a1: LoraAdapter, a2: LoraAdapter, which: str = "A") 
         m1, m2 = a1.module(name), a2.module(name)
         if not (m1.finite and m2.finite):
             continue
-        U1, U2 = orthonormal_basis(m1, which), orthonormal_basis(m2, which)
-        _check_space(U1, U2, name, which)
-        angles = principal_angles(U1, U2)
+        b1, b2 = module_basis(m1, which), module_basis(m2, which)
+        _check_space(b1.d, b2.d, name, which)
+        angles = _angles(basis_overlap(b1, b2))
         parts.append(
             pd.DataFrame({"module": name, "layer": m1.layer, "kind": m1.kind, "which": which,
                           "i": np.arange(1, angles.size + 1), "angle_deg": angles,

@@ -20,7 +20,6 @@ def write_adapter(folder: Path, modules: dict, config: dict | None = None, dtype
     """Write a PEFT-format adapter folder from {module_name: (A (r, d_in), B (d_out, r))}.
 
     `config` entries override a minimal LoRA config (r from the first module, lora_alpha = r)."""
-    import torch
     from safetensors.torch import save_file
 
     folder = Path(folder)
