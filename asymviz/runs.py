@@ -1,0 +1,429 @@
+"""The run store: one folder per fine-tuning run, readable while it runs and after it was killed.
+
+    store = RunStore("runs")
+    store.list()                       # tidy DataFrame, one row per run (columns: LIST_COLUMNS)
+    run = store.get("fine_foods_minilm_b_only_r8_s0_1a2b3c4d")
+    run.status, run.progress           # "running", {"step": 40, "total_steps": 150, "phase": "train"}
+    run.metrics()                      # long frame: step, split, metric, value
+    run.load_adapter(), run.load_init()   # asymviz.adapters.LoraAdapter, trained and at step 0
+
+A run folder holds
+- `run.json`: the record (schema below), rewritten atomically (tmp file + os.replace) as the run goes;
+- `metrics.csv`: long form `step,split,metric,value`, appended and flushed line by line (live curves);
+- `adapter/`: PEFT `save_pretrained` output, `base_model_name_or_path` a stable name (`minilm`, `smollm2`, an id);
+- `init/`: the adapter at step 0 (`adapter_model.safetensors` in PEFT's key format + `adapter_config.json`);
+- `split.json`: the row numbers of the train / validation / test examples;
+- `CANCEL`: created by `RunStore.cancel` (or by hand); the run stops at its next step with status `cancelled`.
+
+run.json (schema 1): schema, run_id, status (running | completed | failed | interrupted | cancelled), model, task,
+mode, rank, seed, config (TrainConfig.to_dict()), data (task, source, labels, split seed/method, sizes, row
+hashes), created_at / started_at / finished_at / updated_at (ISO 8601 UTC), heartbeat (unix s), host, pid,
+pid_start, device, precision, versions {python, torch, transformers, peft, asymviz}, progress {step,
+total_steps, phase}, trainable_params {lora, head, total}, head_modules, head_trained, frozen_check {factor,
+modules, bit_identical} (null in mode ab), timings {load_s, prefix_s, train_s, eval_s, save_s, wall_s},
+metrics {test_accuracy, test_macro_f1 | test_loss, test_perplexity, validation_..., train_loss,
+examples_per_s | tokens_per_s, peak_memory_mb, peak_memory_kind}, error (one line, or null).
+
+`interrupted` is never written by a run: a record that says `running` reads as `interrupted` when its process is
+gone (same host: pid + process start time checked) or its heartbeat is older than `STALE_S` (another host).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from asymviz.errors import AsymvizError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA = 1
+STATUSES = ("running", "completed", "failed", "interrupted", "cancelled")
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.csv"
+CANCEL_FILE = "CANCEL"
+METRIC_COLUMNS = ("step", "split", "metric", "value")
+STALE_S = 600.0  # a heartbeat this old (another host) means the run is gone
+DEFAULT_STORE = "runs"
+
+LIST_COLUMNS = (
+    "run_id", "model", "task", "mode", "a_init", "rank", "alpha", "seed", "status", "step", "total_steps",
+    "trainable_params", "trainable_lora", "trainable_head", "n_train", "wall_s", "examples_per_s", "tokens_per_s",
+    "peak_memory_mb", "test_accuracy", "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy",
+    "validation_loss", "device", "created_at", "error", "path",
+)  # fmt: skip
+
+
+class RunError(AsymvizError):
+    """A run folder or store that cannot be read, or a run id that does not exist."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON next to `path`, then rename over it: readers see the old or the new file, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    if start is not None:
+        now = _process_start(pid)
+        if now is not None and now != start:
+            return False
+    if start is not None and os.path.exists("/proc"):
+        try:  # a zombie (killed, not yet reaped by its parent) is gone for our purposes
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run folder, as read from its run.json (status already corrected for dead processes)."""
+
+    path: Path
+    data: dict = field(repr=False)  # run.json as stored
+
+    @property
+    def run_id(self) -> str:
+        return self.data.get("run_id") or self.path.name
+
+    @property
+    def status(self) -> str:
+        status = self.data.get("status", "interrupted")
+        if status == "running" and not self._is_live():
+            return "interrupted"
+        return status
+
+    @property
+    def config(self) -> dict:
+        return self.data.get("config", {})
+
+    @property
+    def progress(self) -> dict:
+        return self.data.get("progress", {})
+
+    @property
+    def final_metrics(self) -> dict:
+        return self.data.get("metrics", {})
+
+    @property
+    def error(self) -> str | None:
+        return self.data.get("error")
+
+    @property
+    def adapter_path(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def init_path(self) -> Path:
+        return self.path / "init"
+
+    @property
+    def cancel_requested(self) -> bool:
+        return (self.path / CANCEL_FILE).exists()
+
+    def _is_live(self) -> bool:
+        pid, host = self.data.get("pid"), self.data.get("host")
+        if pid is not None and host == socket.gethostname():
+            return _alive(int(pid), self.data.get("pid_start"))
+        beat = self.data.get("heartbeat")
+        return beat is not None and time.time() - float(beat) < STALE_S
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunRecord:
+        path = Path(path)
+        try:
+            with open(path / RUN_FILE) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise RunError(f"{path}: not a run folder (no {RUN_FILE})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunError(f"{path / RUN_FILE}: unreadable ({exc})") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{path / RUN_FILE}: not a JSON object")
+        return cls(path, data)
+
+    def row(self) -> dict:
+        """This run as one row of `RunStore.list()` (keys: LIST_COLUMNS)."""
+        d, cfg, m = self.data, self.config, self.final_metrics
+        trainable = d.get("trainable_params") or {}
+        timings = d.get("timings") or {}
+        prog = self.progress
+        return {
+            "run_id": self.run_id,
+            "model": d.get("model", cfg.get("model")),
+            "task": d.get("task", cfg.get("task")),
+            "mode": d.get("mode", cfg.get("mode")),
+            "a_init": cfg.get("a_init") if d.get("mode", cfg.get("mode")) == "b_only" else None,
+            "rank": d.get("rank", cfg.get("rank")),
+            "alpha": cfg.get("alpha"),
+            "seed": d.get("seed", cfg.get("seed")),
+            "status": self.status,
+            "step": prog.get("step"),
+            "total_steps": prog.get("total_steps"),
+            "trainable_params": trainable.get("total"),
+            "trainable_lora": trainable.get("lora"),
+            "trainable_head": trainable.get("head"),
+            "n_train": (d.get("data") or {}).get("n_train"),
+            "wall_s": timings.get("wall_s"),
+            "examples_per_s": m.get("examples_per_s"),
+            "tokens_per_s": m.get("tokens_per_s"),
+            "peak_memory_mb": m.get("peak_memory_mb"),
+            "test_accuracy": m.get("test_accuracy"),
+            "test_macro_f1": m.get("test_macro_f1"),
+            "test_loss": m.get("test_loss"),
+            "test_perplexity": m.get("test_perplexity"),
+            "validation_accuracy": m.get("validation_accuracy"),
+            "validation_loss": m.get("validation_loss"),
+            "device": d.get("device"),
+            "created_at": d.get("created_at"),
+            "error": d.get("error"),
+            "path": str(self.path),
+        }
+
+    def metrics(self) -> pd.DataFrame:
+        """metrics.csv as a long frame: step (int), split (str), metric (str), value (float).
+
+        A line cut short by a kill (the last one) is skipped, so this works on a live or killed run.
+        """
+        import pandas as pd
+
+        rows = []
+        try:
+            text = (self.path / METRICS_FILE).read_text()
+        except FileNotFoundError:
+            text = ""
+        reader = csv.reader(io.StringIO(text))
+        next(reader, None)  # header
+        for rec in reader:
+            if len(rec) != 4:
+                continue
+            try:
+                rows.append((int(rec[0]), rec[1], rec[2], float(rec[3])))
+            except ValueError:
+                continue
+        frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+        return frame.astype({"step": "int64", "split": "object", "metric": "object", "value": "float64"})
+
+    def load_adapter(self):
+        """The trained adapter (asymviz.adapters.LoraAdapter)."""
+        from asymviz.adapters import load_adapter
+
+        if not (self.adapter_path / "adapter_config.json").exists():
+            raise RunError(f"{self.run_id}: no trained adapter (status {self.status})")
+        return load_adapter(self.adapter_path)
+
+    def load_init(self):
+        """The adapter at step 0 (asymviz.adapters.LoraAdapter)."""
+        from asymviz.adapters import load_adapter
+
+        if not (self.init_path / "adapter_config.json").exists():
+            raise RunError(f"{self.run_id}: no initial adapter saved")
+        return load_adapter(self.init_path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def list_runs(store: str | Path = DEFAULT_STORE) -> pd.DataFrame:
+    """`RunStore(store).list()`: one row per run, columns LIST_COLUMNS."""
+    return RunStore(store).list()
+
+
+class RunStore:
+    """A folder of run folders. Reading never needs more than each run's run.json."""
+
+    def __init__(self, root: str | Path = DEFAULT_STORE):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def path(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise RunError(f"bad run id {run_id!r}")
+        return self.root / run_id
+
+    def __contains__(self, run_id: str) -> bool:
+        return (self.path(run_id) / RUN_FILE).exists()
+
+    def records(self) -> Iterator[RunRecord]:
+        """Every readable run, sorted by run id; folders without a readable run.json are skipped."""
+        if not self.root.is_dir():
+            return
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                yield RunRecord.load(entry.path)
+            except RunError:
+                continue
+
+    def get(self, run_id: str) -> RunRecord:
+        path = self.path(run_id)
+        if not (path / RUN_FILE).exists():
+            raise RunError(f"no run {run_id!r} in {self.root}")
+        return RunRecord.load(path)
+
+    def list(self) -> pd.DataFrame:
+        """One row per run. Columns (in this order): LIST_COLUMNS; metrics are NaN where they do not apply."""
+        import pandas as pd
+
+        rows = [r.row() for r in self.records()]
+        frame = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
+        for col in ("rank", "seed", "step", "total_steps", "trainable_params", "trainable_lora", "trainable_head",
+                    "n_train"):
+            frame[col] = pd.array(frame[col], dtype="Int64")
+        for col in ("alpha", "wall_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy",
+                    "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy", "validation_loss"):  # fmt: skip
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        return frame
+
+    def cancel(self, run_id: str) -> None:
+        """Ask a running run to stop at its next step (it ends with status `cancelled`)."""
+        (self.path(run_id) / CANCEL_FILE).touch()
+
+    def delete(self, run_id: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.path(run_id))
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+class RunWriter:
+    """Writes one run folder as a run goes. Used by asymviz.training.loop; everything else only reads.
+
+    Call `start()`, then `log()` / `update()` as training goes, and one of `finish(...)`.
+    """
+
+    def __init__(self, path: str | Path, heartbeat_s: float = 1.0):
+        self.path = Path(path)
+        self.heartbeat_s = heartbeat_s  # rewrite run.json with progress at most this often
+        self.data: dict = {}
+        self._metrics = None
+        self._last_write = 0.0
+
+    def start(self, run_id: str, config: dict, **fields: Any) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / CANCEL_FILE).unlink(missing_ok=True)
+        now = utc_now()
+        self.data = {
+            "schema": SCHEMA,
+            "run_id": run_id,
+            "status": "running",
+            "model": config.get("model"),
+            "task": config.get("task"),
+            "mode": config.get("mode"),
+            "rank": config.get("rank"),
+            "seed": config.get("seed"),
+            "config": config,
+            "created_at": now,
+            "started_at": now,
+            "finished_at": None,
+            "updated_at": now,
+            "heartbeat": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": _process_start(os.getpid()),
+            "progress": {"step": 0, "total_steps": None, "phase": "load"},
+            "metrics": {},
+            "timings": {},
+            "error": None,
+            **fields,
+        }
+        self._metrics = open(self.path / METRICS_FILE, "w", newline="")
+        self._metrics.write(",".join(METRIC_COLUMNS) + "\n")
+        self._metrics.flush()
+        self.write()
+
+    def write(self) -> None:
+        self.data["updated_at"] = utc_now()
+        self.data["heartbeat"] = time.time()
+        write_json_atomic(self.path / RUN_FILE, self.data)
+        self._last_write = time.monotonic()
+
+    def due(self) -> bool:
+        """True when the last write is older than heartbeat_s (time to flush progress and losses)."""
+        return time.monotonic() - self._last_write >= self.heartbeat_s
+
+    def update(self, force: bool = False, **fields: Any) -> None:
+        """Merge fields into run.json; written now if forced, else at most every `heartbeat_s`."""
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(self.data.get(key), dict):
+                self.data[key].update(value)
+            else:
+                self.data[key] = value
+        if force or self.due():
+            self.write()
+
+    def log(self, step: int, split: str, values: dict[str, float]) -> None:
+        """Append metric rows and flush, so a reader sees them at once."""
+        for metric, value in values.items():
+            self._metrics.write(f"{step},{split},{metric},{float(value):.10g}\n")
+        self._metrics.flush()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return (self.path / CANCEL_FILE).exists()
+
+    def finish(self, status: str, error: str | None = None, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status: {status!r}")
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        self.data.update(fields)
+        self.data["status"] = status
+        self.data["error"] = error
+        self.data["finished_at"] = utc_now()
+        self.write()

@@ -1,0 +1,108 @@
+"""Tokenised splits as padded tensors, and batches cut from them.
+
+    enc = encode(task.train, tokenizer, "classification", max_length=64)   # Encoded
+    batch = enc.batch(index)      # {"input_ids", "attention_mask", "labels"}, trimmed to the longest in the batch
+
+Classification: `labels` = class index (N,). Causal LM (chatterbot_qa): each example is the question as a user
+turn (the tokenizer's chat template when it has one, else "Question: ...\\nAnswer:") followed by the answer and
+EOS; `labels` = token ids on the answer tokens and -100 elsewhere, so the loss is on the answer only.
+Rows are right-padded to `max_length` once; a batch keeps only the columns up to its longest row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """One split, tokenised. N examples, L = max_length."""
+
+    ids: torch.Tensor  # (N, L) int64, right-padded with the pad id
+    mask: torch.Tensor  # (N, L) int64, 1 on real tokens
+    labels: torch.Tensor  # (N,) class index, or (N, L) token targets with -100 (causal LM)
+    kind: str  # "classification" | "causal_lm"
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    @property
+    def n_target_tokens(self) -> torch.Tensor:  # (N,) tokens that carry loss (causal LM)
+        return (self.labels != IGNORE).sum(1)
+
+    def width(self, index: torch.Tensor) -> int:
+        """Columns needed by these rows (their longest real length)."""
+        return max(int(self.mask[index].sum(1).max()), 1)
+
+    def batch(self, index: torch.Tensor, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        w = self.width(index)
+        out = {
+            "input_ids": self.ids[index, :w],
+            "attention_mask": self.mask[index, :w],
+            "labels": self.labels[index] if self.kind == "classification" else self.labels[index, :w],
+        }
+        if device is not None:
+            out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
+        return out
+
+
+def encode(frame: pd.DataFrame, tokenizer, kind: str, max_length: int) -> Encoded:
+    """Tokenise a split (columns text + y, or text + answer) into an Encoded."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if kind == "classification":
+        enc = tokenizer(list(frame["text"]), truncation=True, max_length=max_length, padding="max_length")
+        ids = torch.tensor(enc["input_ids"], dtype=torch.long)
+        mask = torch.tensor(enc["attention_mask"], dtype=torch.long)
+        return Encoded(ids, mask, torch.tensor(frame["y"].to_numpy(), dtype=torch.long), kind)
+
+    eos = tokenizer.eos_token or ""
+    prompts = [_prompt(tokenizer, q) for q in frame["text"]]
+    p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    a_ids = tokenizer([" " + a.strip() + eos for a in frame["answer"]], add_special_tokens=False)["input_ids"]
+    n = len(prompts)
+    ids = torch.full((n, max_length), pad, dtype=torch.long)
+    mask = torch.zeros((n, max_length), dtype=torch.long)
+    labels = torch.full((n, max_length), IGNORE, dtype=torch.long)
+    for i, (p, a) in enumerate(zip(p_ids, a_ids)):
+        p = p[: max_length - 1]  # keep at least one answer token
+        a = a[: max_length - len(p)]
+        row = p + a
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, len(p) : len(row)] = torch.tensor(a)
+    return Encoded(ids, mask, labels, kind)
+
+
+def _prompt(tokenizer, question: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+            )
+        except Exception:  # a template that needs more than a user turn: fall back to plain text
+            pass
+    return f"Question: {question}\nAnswer:"
+
+
+def batch_order(n: int, batch_size: int, steps: int, seed: int, rank: int = 0, world: int = 1):
+    """Row indices of every step: a stream of seeded epoch permutations cut into global batches of
+    batch_size × world; process `rank` takes its slice. Returns (steps, batch_size) int64."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    need = steps * batch_size * world
+    chunks, have = [], 0
+    while have < need:
+        chunks.append(torch.randperm(n, generator=g))
+        have += n
+    stream = torch.cat(chunks)[:need].view(steps, world, batch_size)
+    return stream[:, rank, :].contiguous()

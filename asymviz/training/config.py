@@ -1,0 +1,213 @@
+"""TrainConfig: every knob of one fine-tuning run, with its default and its check, in one place.
+
+    cfg = TrainConfig(model="minilm", task="fine_foods", mode="b_only", rank=8, steps=200)
+    cfgs = preset("demo")                 # the three modes of the CPU demo, each with its own tuned lr
+
+Modes (the paper's notation, Zhu et al. 2024, in brackets); ΔW = (alpha / rank) · B @ A:
+- `ab`     (A&B):     PEFT's default init (A Kaiming-uniform, B = 0), both trained.
+- `b_only` (B̂ A_rand): A random and frozen (`a_init`), B = 0 and trained.
+- `a_only` (B_rand Â): B random with orthonormal columns and frozen, A = 0 and trained.
+In every mode the task head (`head`, e.g. BERT's pooler + classifier) is trained in full, as in the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from asymviz.errors import ConfigError
+
+MODES = ("ab", "b_only", "a_only")
+A_INITS = ("orthogonal", "gaussian", "kaiming")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+Mode = Literal["ab", "b_only", "a_only"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run. Field comments are the help text; `__post_init__` names the field that is wrong."""
+
+    # what to train
+    model: str = "minilm"  # "minilm", "smollm2", a Hugging Face id or a local model folder
+    task: str = "fine_foods"  # a task name (asymviz.training.data.TASKS) or a CSV/JSONL file (text,label|answer)
+    mode: Mode = "ab"  # "ab" | "b_only" | "a_only" (see the module docstring)
+    a_init: str = "orthogonal"  # b_only: frozen A drawn as "orthogonal" (orthonormal rows), "gaussian", "kaiming"
+    # the adapter
+    rank: int = 8  # r
+    alpha: float = 16.0  # lora_alpha; scaling = alpha / r
+    targets: tuple[str, ...] | None = None  # module names to adapt; None: PEFT's default for the model type
+    top_layers: int | None = None  # adapt only the top N transformer layers (None: all layers)
+    head: tuple[str, ...] | None = None  # modules trained in full in every mode; None: the model's default head
+    lora_dropout: float = 0.0  # dropout on the LoRA input
+    # the budget
+    steps: int | None = None  # optimiser steps; exclusive with epochs (neither: one epoch)
+    epochs: float | None = None  # passes over the training split
+    batch_size: int = 8  # examples per step (per process under data parallelism)
+    max_length: int = 64  # tokens per example (longer inputs are truncated)
+    # the optimiser: AdamW, linear warm-up then linear decay to 0
+    lr: float = 1e-3  # learning rate of the LoRA factors
+    head_lr: float | None = None  # learning rate of the head (None: same as lr)
+    weight_decay: float = 0.0
+    warmup: float = 0.06  # fraction of the steps spent warming up
+    # data
+    seed: int = 0  # initialisation, batch order, dropout
+    split_seed: int = 0  # the train/validation/test split (kept fixed across seeds)
+    holdout: float = 0.1  # validation fraction (and test fraction when the data has no test split)
+    max_train: int | None = None  # use a seeded subset of the training split
+    max_validation: int | None = None  # evaluate on a seeded subset of the validation split
+    max_test: int | None = None  # evaluate on a seeded subset of the test split (None: all of it)
+    eval_every: int | None = None  # steps between validation evaluations (None: only at the end)
+    # where and how
+    device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda" or "cuda:N"
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16" (autocast)
+    threads: int | None = None  # CPU threads (None: all cores)
+    cache_prefix: bool = False  # with top_layers: run the frozen layers below them once per example and reuse
+    # their outputs (they run in eval mode, so without dropout); BERT-style encoders only
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "head"):  # accept "query,value" and lists; store tuples (hashable, frozen)
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            elif value is not None:
+                value = tuple(value)
+            if value is not None and not value:
+                raise ConfigError(f"{name}: give at least one module name (or leave it unset)")
+            object.__setattr__(self, name, value)
+        _choice("mode", self.mode, MODES)
+        _choice("a_init", self.a_init, A_INITS)
+        _choice("precision", self.precision, PRECISIONS)
+        if not (self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not self.model:
+            raise ConfigError("model: must not be empty")
+        if not self.task:
+            raise ConfigError("task: must not be empty")
+        _positive_int("rank", self.rank)
+        _positive_int("batch_size", self.batch_size)
+        if not isinstance(self.max_length, int) or self.max_length < 4:
+            raise ConfigError(f"max_length: must be an integer >= 4, got {self.max_length!r}")
+        for name in ("top_layers", "max_train", "max_validation", "max_test", "eval_every", "threads", "steps"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("steps: give either steps or epochs, not both")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"epochs: must be > 0, got {self.epochs}")
+        for name in ("alpha", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ConfigError(f"head_lr: must be > 0, got {self.head_lr}")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay: must be in [0, 1), got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup: must be a fraction in [0, 1), got {self.warmup}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if not 0 < self.holdout < 0.5:
+            raise ConfigError(f"holdout: must be in (0, 0.5), got {self.holdout}")
+        if self.cache_prefix and self.top_layers is None:
+            raise ConfigError("cache_prefix: needs top_layers (the layers below them must be frozen)")
+
+    # ------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys are an error that names them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not a TrainConfig field")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def key(self) -> str:
+        """A short stable hash of everything that changes the result (not device, threads or precision)."""
+        data = self.to_dict()
+        for k in ("device", "threads"):
+            data.pop(k)
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+
+    def run_id(self) -> str:
+        """Folder name for this run in a store: readable prefix + config hash, the same on every machine."""
+        model = self.model.rstrip("/").split("/")[-1].replace(".", "-")[:24]
+        task = self.task.rstrip("/").split("/")[-1].split(".")[0][:24]
+        return f"{task}_{model}_{self.mode}_r{self.rank}_s{self.seed}_{self.key()}"
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# presets: small experiments, each a tuple of configs
+
+# The CPU demo: minilm on fine_foods, the three modes, one seed, <= 60 s wall on 2 cores (bench/bench_train.py).
+# LoRA sits on the top `top_layers` layers; the frozen layers below run once per example and their outputs are
+# shared by the three runs (cache_prefix). Learning rates per mode were chosen on the validation split with
+# bench/tune_demo.py (a grid over lr per mode, best validation accuracy; see that script's docstring).
+DEMO = TrainConfig(
+    model="minilm",
+    task="fine_foods",
+    rank=8,
+    alpha=16.0,
+    targets=("query", "value"),
+    top_layers=2,
+    head=("pooler", "classifier"),
+    steps=150,
+    batch_size=8,
+    max_length=64,
+    max_validation=200,
+    cache_prefix=True,
+    device="cpu",
+)
+DEMO_LR = {"ab": 5e-3, "b_only": 5e-3, "a_only": 5e-3}
+
+
+def preset(name: str, **overrides: Any) -> tuple[TrainConfig, ...]:
+    """The configs of a named preset, with `overrides` applied to each (e.g. seed=1, model=...).
+
+    - `demo`: the CPU demo, modes ab / b_only / a_only, per-mode learning rates (DEMO_LR).
+    - `equal_budget`: ab at rank r against b_only and a_only at rank 2r (the same number of trainable LoRA
+      parameters when d_in = d_out), on the demo's setting; `rank` in overrides sets r.
+    - `paper`: LoRA on every layer's query and value, 3 epochs, batch 32 x 128 (the GPU setting).
+    """
+    if name == "demo":
+        configs = tuple(DEMO.replace(mode=m, lr=DEMO_LR[m]) for m in MODES)
+    elif name == "equal_budget":
+        r = overrides.pop("rank", DEMO.rank)
+        configs = (
+            DEMO.replace(mode="ab", rank=r, alpha=2.0 * r, lr=DEMO_LR["ab"]),
+            DEMO.replace(mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"]),
+            DEMO.replace(mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"]),
+        )
+    elif name == "paper":
+        base = TrainConfig(targets=("query", "value"), epochs=3.0, batch_size=32, max_length=128, lr=5e-4)
+        configs = tuple(base.replace(mode=m) for m in MODES)
+    else:
+        raise ConfigError(f"preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return tuple(c.replace(**overrides) for c in configs) if overrides else configs
+
+
+PRESETS = ("demo", "equal_budget", "paper")

@@ -1,0 +1,157 @@
+"""Wrap a base model with PEFT LoRA and set up one of the three modes (init + freezing).
+
+    model = wrap(base, config, kind)          # PeftModel, factors initialised and frozen per config.mode
+    init = lora_state(model)                  # {PEFT key: tensor} at step 0 (cloned)
+    ... train ...
+    frozen_check(model, init, config.mode)    # {"factor": "A", "modules": 12, "bit_identical": True}
+
+Per module, with ΔW = s · B @ A, A: (r, d_in), B: (d_out, r), s = alpha / r:
+- `ab`:     PEFT's own init (A ~ Kaiming-uniform, B = 0); both trained.
+- `b_only`: A drawn by `a_init` and frozen; B = 0, trained.
+    orthogonal: orthonormal rows (A Aᵀ = I_r), a Haar-random r-frame, as in Zhu et al.
+    gaussian:   i.i.d. N(0, 1/d_in) (rows of about unit norm, like orthogonal but not exactly orthogonal)
+    kaiming:    PEFT's default, U(-1/√d_in, 1/√d_in) (rows of norm about 1/√3)
+- `a_only`: B with orthonormal columns (Bᵀ B = I_r), frozen; A = 0, trained (B = 0 would give A no gradient).
+Freezing is `requires_grad_(False)` on PEFT's lora_A / lora_B weights, so the optimiser never sees them.
+The head modules (`config.head` or the model's default, see models.default_head) are trained in every mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from asymviz.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from asymviz.training.config import TrainConfig
+
+ADAPTER = "default"
+
+
+def orthonormal_rows(r: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    """(r, d) with orthonormal rows, uniformly (Haar) distributed for r <= d."""
+    import torch
+
+    if r > d:
+        raise ConfigError(f"rank: r = {r} is larger than the dimension {d}; no orthonormal r-frame exists")
+    g = torch.randn(d, r, generator=generator, dtype=torch.float64)
+    q, upper = torch.linalg.qr(g)  # (d, r)
+    q = q * torch.sign(torch.diagonal(upper)).unsqueeze(0)  # fix the signs: makes the draw Haar
+    return q.T.contiguous().float()
+
+
+def draw_A(r: int, d_in: int, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """A frozen A (r, d_in) for mode b_only."""
+    import torch
+
+    if kind == "orthogonal":
+        return orthonormal_rows(r, d_in, generator)
+    if kind == "gaussian":
+        return torch.randn(r, d_in, generator=generator) / math.sqrt(d_in)
+    if kind == "kaiming":
+        bound = 1.0 / math.sqrt(d_in)
+        return (torch.rand(r, d_in, generator=generator) * 2 - 1) * bound
+    raise ConfigError(f"a_init: unknown {kind!r}")
+
+
+def lora_modules(model) -> list[tuple[str, object]]:
+    """(name, module) of every LoRA layer in a PeftModel, in model order."""
+    return [(n, m) for n, m in model.named_modules() if hasattr(m, "lora_A") and ADAPTER in getattr(m, "lora_A", {})]
+
+
+def _init_head(model, head: tuple[str, ...], seed: int) -> None:
+    """Re-draw the new (not pretrained) head layers from the seed: normal(0, initializer_range), bias 0."""
+    import torch
+
+    std = float(getattr(model.config, "initializer_range", 0.02) or 0.02)
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    for name, module in model.named_modules():
+        if name.split(".")[-1] in ("classifier", "score") and isinstance(module, torch.nn.Linear):
+            with torch.no_grad():
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
+    """PeftModel around `base` (modified in place) with config's rank, alpha, targets, layers and mode."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from asymviz.training.models import layer_count
+
+    layers = None
+    if config.top_layers is not None:
+        n = layer_count(base)
+        if config.top_layers > n:
+            raise ConfigError(f"top_layers: the model has {n} layers, asked for the top {config.top_layers}")
+        layers = list(range(n - config.top_layers, n))
+    if kind == "classification":
+        _init_head(base, head, config.seed)
+    peft_config = LoraConfig(
+        task_type=TaskType.SEQ_CLS if kind == "classification" else TaskType.CAUSAL_LM,
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.targets) if config.targets else None,
+        layers_to_transform=layers,
+        modules_to_save=list(head) or None,
+        bias="none",
+    )
+    torch.manual_seed(config.seed)  # PEFT's own init (mode ab) draws from the global generator
+    try:
+        model = get_peft_model(base, peft_config)
+    except ValueError as exc:  # e.g. target modules not found
+        raise ConfigError(f"targets: {str(exc).splitlines()[0]}") from None
+    modules = lora_modules(model)
+    if not modules:
+        raise ConfigError("targets: no module of the model was adapted")
+    gen = torch.Generator().manual_seed(config.seed)
+    for _, m in modules:
+        A = m.lora_A[ADAPTER].weight  # (r, d_in)
+        B = m.lora_B[ADAPTER].weight  # (d_out, r)
+        with torch.no_grad():
+            if config.mode == "b_only":
+                A.copy_(draw_A(A.shape[0], A.shape[1], config.a_init, gen))
+                B.zero_()
+                A.requires_grad_(False)
+            elif config.mode == "a_only":
+                B.copy_(orthonormal_rows(B.shape[1], B.shape[0], gen).T)
+                A.zero_()
+                B.requires_grad_(False)
+    return model
+
+
+def lora_state(model) -> dict[str, torch.Tensor]:
+    """The adapter's weights (LoRA factors + head) in PEFT's saved key format, cloned to CPU."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model).items()}
+
+
+def trainable_counts(model) -> dict[str, int]:
+    """Trainable parameters: LoRA factors, head (everything else trainable), total."""
+    lora = head = 0
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            if ".lora_" in name:
+                lora += p.numel()
+            else:
+                head += p.numel()
+    return {"lora": lora, "head": head, "total": lora + head}
+
+
+def frozen_check(model, init: dict[str, torch.Tensor], mode: str) -> dict | None:
+    """Compare the frozen factor of every module with its step-0 value, bit for bit (None in mode ab)."""
+    import torch
+
+    if mode == "ab":
+        return None
+    factor = "A" if mode == "b_only" else "B"
+    now = lora_state(model)
+    keys = [k for k in init if f".lora_{factor}." in k]
+    same = all(torch.equal(init[k], now[k]) for k in keys)
+    return {"factor": factor, "modules": len(keys), "bit_identical": bool(same and keys)}

@@ -1,0 +1,87 @@
+"""Run the frozen bottom of an encoder once and train only the top (the demo's main saving).
+
+When LoRA sits only on the top k layers of a BERT-style encoder (`model.base_model.embeddings` +
+`model.base_model.encoder.layer`), the embeddings and the layers below are frozen and their output for an
+example never changes. `prefix_states` computes it once per example (in eval mode: no dropout there), and
+`top_only(model, n_prefix)` makes the usual forward start from it:
+
+    h = prefix_states(base, enc.ids, enc.mask, n_prefix)      # (N, L, d), before any LoRA wrapping
+    with top_only(peft_model, n_prefix):
+        out = peft_model(inputs_embeds=h[idx, :w], attention_mask=enc.mask[idx, :w], labels=y[idx])
+
+Inside `top_only` the embeddings are a pass-through and the layer list holds only layers n_prefix..; the
+modules are the same objects, so the optimiser, the LoRA weights and `save_pretrained` are unaffected (the
+swap is undone on exit, before anything is saved). The result equals the full forward in eval mode up to
+floating-point reassociation (tests check it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def _encoder(model):
+    """The BERT-style base (with .embeddings and .encoder.layer) inside an HF or PEFT model, or None."""
+    m = model
+    for _ in range(4):  # PeftModel -> LoraModel -> HF model -> base (bert)
+        base = getattr(m, "base_model", None)
+        enc = getattr(m, "encoder", None)
+        if enc is not None and hasattr(enc, "layer") and hasattr(m, "embeddings"):
+            return m
+        if base is None or base is m:
+            return None
+        m = base
+    return None
+
+
+def supported(model) -> bool:
+    return _encoder(model) is not None
+
+
+class PassThrough(torch.nn.Module):
+    """Stands in for the embeddings: returns inputs_embeds (the cached hidden states) unchanged."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
+        return inputs_embeds
+
+
+@contextlib.contextmanager
+def top_only(model, n_prefix: int):
+    """Within the block, `model(inputs_embeds=h, ...)` runs only layers n_prefix.. on h."""
+    enc = _encoder(model)
+    saved = (enc.embeddings, enc.encoder.layer)
+    enc.embeddings = PassThrough()
+    enc.encoder.layer = torch.nn.ModuleList(list(saved[1])[n_prefix:])
+    try:
+        yield model
+    finally:
+        enc.embeddings, enc.encoder.layer = saved
+
+
+def prefix_states(
+    model, ids: torch.Tensor, mask: torch.Tensor, n_prefix: int, batch_size: int = 64, autocast=None
+) -> torch.Tensor:
+    """Hidden states after the embeddings and the first n_prefix layers, (N, L, d), on ids' device."""
+    enc = _encoder(model)
+    if enc is None:
+        raise ValueError("prefix caching needs a BERT-style encoder (embeddings + encoder.layer)")
+    saved_layers, saved_pooler = enc.encoder.layer, getattr(enc, "pooler", None)
+    was_training = enc.training
+    enc.eval()
+    enc.encoder.layer = torch.nn.ModuleList(list(saved_layers)[:n_prefix])
+    if saved_pooler is not None:
+        enc.pooler = None
+    out = []
+    try:
+        with torch.inference_mode(), (autocast or contextlib.nullcontext()):
+            for i in range(0, ids.shape[0], batch_size):
+                h = enc(input_ids=ids[i : i + batch_size], attention_mask=mask[i : i + batch_size])
+                out.append(h.last_hidden_state.float())
+    finally:
+        enc.encoder.layer = saved_layers
+        if saved_pooler is not None:
+            enc.pooler = saved_pooler
+        enc.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
