@@ -45,6 +45,7 @@ _LORA_KEY = re.compile(
     r"(?:\.(?P<rest>.+))?$"
 )
 _MODULES_TO_SAVE = re.compile(r"\.modules_to_save\.[^.]+\.")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,300}$")  # module names end up in tables, plots and HTML
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,8 @@ def _build(reader, config: AdapterConfig | None, source: str, adapter_name: str 
             extras[_MODULES_TO_SAVE.sub(".", short)] = reader.shape(key)
             continue
         module, part, rest = m.group("module"), m.group("part"), m.group("rest")
+        if not _SAFE_NAME.match(module):
+            raise AdapterError(f"{source}: key {key[:80]!r} is not a module name (only letters, digits, _ . - allowed)")
         # rest is one of: None, "weight", "bias", "<adapter>", "<adapter>.weight", "<adapter>.bias"
         pieces = rest.split(".") if rest else []
         param = pieces.pop() if pieces and pieces[-1] in ("weight", "bias") else None
