@@ -7,7 +7,8 @@
 - inputs X: a forward pre-hook on each adapted module (for a PEFT layer, its input is its base layer's input);
 - output="gradient": a tensor hook on the module's output collects ∂loss/∂output (the batches carry labels,
   the model returns `.loss`; the loss is rescaled from a batch mean to a batch sum). Parameters are frozen
-  for the pass and the input embeddings are made to require grad, so no weight gradient is ever computed;
+  for the pass and each adapted module's input is made a leaf that requires grad when nothing upstream does,
+  so no weight gradient is computed and backward stops at the lowest adapted modules;
 - output="activation" (no labels): the frozen base layer's outputs y = W0 x (+ bias), forward only.
 
 Per batch, xᵀx is formed in float32 and added to a float64 accumulator: memory is d² per module, never the
@@ -79,7 +80,9 @@ def collect_moments(
             "n": 0,
             "diag": isinstance(layer, torch.nn.Embedding),
         }
-        handles.append(module.register_forward_pre_hook(_input_hook(slot, state, layer)))
+        handles.append(
+            module.register_forward_pre_hook(_input_hook(slot, state, layer, output == "gradient"))
+        )
         if output == "gradient":
             handles.append(module.register_forward_hook(_gradient_hook(slot, state)))
         else:
@@ -89,8 +92,6 @@ def collect_moments(
     if output == "gradient":
         for p, _ in frozen:
             p.requires_grad_(False)
-        embed = model.get_input_embeddings()
-        handles.append(embed.register_forward_hook(lambda m, args, out: out.requires_grad_(True)))
     try:
         for i, batch in enumerate(batches, 1):
             mask = batch.get("attention_mask")
@@ -139,21 +140,25 @@ def _add_gram(slot: dict, key: str, rows: torch.Tensor) -> None:
     slot[key] = gram if slot[key] is None else slot[key].add_(gram)
 
 
-def _input_hook(slot, state, layer):
+def _input_hook(slot, state, layer, need_grad: bool):
     import torch
 
     def hook(module, args):
         x = args[0]
+        if need_grad and x.is_floating_point() and not x.requires_grad:
+            # a leaf that requires grad: the output gradient exists, backward stops here
+            args = (x.detach().requires_grad_(True), *args[1:])
         if slot["diag"]:  # token ids -> counts
             mask = state["mask"]
             ids = x[mask] if mask is not None and tuple(x.shape) == tuple(mask.shape) else x.reshape(-1)
             counts = torch.bincount(ids.reshape(-1), minlength=layer.num_embeddings).double()
             slot["inputs"] = counts if slot["inputs"] is None else slot["inputs"].add_(counts)
             slot["n"] += int(ids.numel())
-            return
+            return None
         rows = _tokens(x, state["mask"])
         _add_gram(slot, "inputs", rows)
         slot["n"] += rows.shape[0]
+        return args
 
     return hook
 
@@ -161,7 +166,9 @@ def _input_hook(slot, state, layer):
 def _gradient_hook(slot, state):
     def hook(module, args, out):
         out_t = out[0] if isinstance(out, tuple) else out
-        if not out_t.requires_grad:  # nothing upstream needs a gradient; make this output a leaf that does
+        if (
+            not out_t.requires_grad
+        ):  # an embedding (integer input): its output becomes a leaf that requires grad
             out_t.requires_grad_(True)
         mask = state["mask"]
         out_t.register_hook(lambda g: _add_gram(slot, "outputs", _tokens(g, mask)))

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -245,14 +246,33 @@ def open_adapter(path: str | Path) -> tuple[LoraAdapter, LoraAdapter | None, Pat
     return load_adapter(path), None, folder
 
 
+def run_settings(path: str | Path) -> dict:
+    """model, task and max_length of a run folder's run.json (empty for a bare adapter)."""
+    import json
+
+    record = Path(path) / "run.json"
+    if not record.is_file():
+        return {}
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return {}
+    config = data.get("config") or {}
+    return {
+        key: config.get(key, data.get(key))
+        for key in ("model", "task", "max_length")
+        if config.get(key, data.get(key))
+    }
+
+
 def align(
     adapter_path: str | Path,
-    base: str,
-    task: str,
+    base: str | None = None,
+    task: str | None = None,
     samples: int = 256,
     k: int = 8,
     batch_size: int = 16,
-    max_length: int = 128,
+    max_length: int | None = None,
     labels: bool = True,
     seed: int = 0,
     weight_side: bool = True,
@@ -263,13 +283,15 @@ def align(
     Parameters
     ----------
     adapter_path : a PEFT adapter folder or a run folder with ``adapter/`` and ``init/``
-    base : the base model ("minilm", "smollm2", a folder)
-    task : a task name (asymviz.training.data) or a .jsonl[.gz]/.csv file with a ``text`` column and,
-        for gradients, a ``label`` column
+    base : the base model ("minilm", "smollm2", a folder, a hub id in the local cache); None: the run's
+        model, else the adapter config's base_model_name_or_path
+    task : a task name (asymviz.training.data.TASKS) or a CSV/JSONL file (text + label, or text + answer);
+        None: the run's task
     samples : examples drawn (seeded) from the task's training split
     k : dimension of the reference subspaces
+    max_length : tokens per example; None: the run's, else 128
     labels : False: compare B with the base layer's outputs instead of the loss gradients
-    progress : called as progress(stage, done, total)
+    progress : called as progress(stage, done, total), stage "data" (batches) or "subspaces" (modules)
 
     Returns
     -------
@@ -278,23 +300,26 @@ def align(
     from asymviz.activations import collect_moments
 
     adapter, init, folder = open_adapter(adapter_path)
-    examples = load_examples(task, samples, seed)
-    model, head, label_names = load_adapted_model(adapter, folder, base, examples)
-    use_grad = labels and head != "base" and (head == "causal_lm" or examples.labels is not None)
-    if labels and not use_grad:
-        log.warning(
-            "no loss available (no task head or no labels): B is compared with the base layer's outputs"
-        )
-    batches = list(
-        make_batches(model, base, examples, label_names, head if use_grad else None, batch_size, max_length)
-    )
+    settings = run_settings(adapter_path)
+    base = base or settings.get("model") or adapter.base_model
+    task = task or settings.get("task")
+    if not base:
+        raise AsymvizError(f"{adapter.source}: no base model named by a run or the adapter config; give one")
+    if not task:
+        raise AsymvizError(f"{adapter.source}: no task named by a run; give a task name or file")
+    max_length = max_length or settings.get("max_length") or 128
+    sample = load_sample(task, samples, seed)
+    model, tokenizer = load_adapted_model(adapter, folder, base, sample)
+    batches = sample_batches(sample, tokenizer, model, batch_size, max_length, with_labels=labels)
     moments = collect_moments(
-        model, adapter.names, batches, output="gradient" if use_grad else "activation",
+        model, adapter.names, batches, output="gradient" if labels else "activation",
         progress=(lambda i: progress("data", i, len(batches))) if progress else None,
     )  # fmt: skip
     skipped = [n for n in adapter.names if n not in moments]
     if skipped:
-        adapter.problems.append(f"no activations reached {len(skipped)} module(s), e.g. {skipped[0]!r}")
+        log.warning("no activations reached %d module(s), e.g. %r", len(skipped), skipped[0])
+    for line in adapter.problems:
+        log.warning("%s", line)
     return alignment_table(
         adapter, moments, model if weight_side else None, k=k, init=init,
         progress=(lambda i: progress("subspaces", i, len(adapter))) if progress else None,
@@ -302,167 +327,86 @@ def align(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# model and data (the training engine's loaders when they exist)
+# model and data, through the training engine's loaders (the same tokenisation and label order as training)
 
 
-class Examples:
-    """A sample of a task: texts, labels (strings or None) and the label names in id order."""
+@dataclass(frozen=True)
+class TaskSample:
+    """A seeded sample of a task's training split."""
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[str] | None, label_names: Sequence[str] | None):
-        self.texts = list(texts)
-        self.labels = list(labels) if labels is not None else None
-        self.label_names = list(label_names) if label_names is not None else None
+    name: str
+    kind: str  # "classification" | "causal_lm"
+    labels: tuple[str, ...]  # class names in id order (the training engine's); () for causal LM
+    frame: pd.DataFrame  # columns text + y (classification) or text + answer (causal LM)
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.frame)
 
 
-def load_examples(task: str, samples: int, seed: int = 0) -> Examples:
-    """`samples` examples of a task, drawn with a seed: from asymviz.training.data when it knows the task,
-    else from a file (.jsonl, .jsonl.gz, .csv with ``text`` and optional ``label``) or a data set named
-    ``asymviz/data/<task>.jsonl.gz``."""
-    import pandas as pd
+def load_sample(task: str, samples: int, seed: int = 0) -> TaskSample:
+    """`samples` examples of the task's training split, drawn with `seed` (asymviz.training.data.load_task)."""
+    from asymviz.training.data import load_task
 
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
-    path = Path(task)
-    if not path.is_file():
-        from_engine = _engine_examples(task, samples, seed)
-        if from_engine is not None:
-            return from_engine
-        path = _named_data(task)
-    if path.suffix == ".csv":
-        frame = pd.read_csv(path)
-    else:
-        frame = pd.read_json(path, lines=True, compression="infer")
-    if "text" not in frame.columns:
-        raise AsymvizError(f"{path}: needs a 'text' column (has {', '.join(map(str, frame.columns))})")
-    names = sorted(frame["label"].astype(str).unique()) if "label" in frame.columns else None  # id order
-    if "split" in frame.columns and (frame["split"] == "train").any():
-        frame = frame[frame["split"] == "train"]
-    frame = frame.sample(n=min(samples, len(frame)), random_state=seed)
-    labels = frame["label"].astype(str) if names is not None else None
-    return Examples(frame["text"].astype(str), labels, names)
+    data = load_task(task)
+    frame = data.train.sample(n=min(samples, len(data.train)), random_state=seed).reset_index(drop=True)
+    return TaskSample(data.name, data.kind, data.labels, frame)
 
 
-def _named_data(task: str) -> Path:
-    here = Path(__file__).resolve().parent / "data"
-    for folder in (here, Path("/work/shared/data")):
-        candidate = folder / f"{task}.jsonl.gz"
-        if candidate.is_file():
-            return candidate
-    raise AsymvizError(f"unknown task {task!r}: give a task name or a .jsonl/.jsonl.gz/.csv file")
+def _saved_head(adapter: LoraAdapter) -> tuple[int, ...] | None:
+    """Shape of the classifier saved with the adapter (modules_to_save), or None."""
+    for key, shape in adapter.extras.items():
+        if key.endswith(("classifier.weight", "score.weight", "classifier.out_proj.weight")):
+            return shape
+    return None
 
 
-def _engine_examples(task: str, samples: int, seed: int) -> Examples | None:
-    try:
-        from asymviz.training import data
-    except ImportError:
-        return None
-    fn = getattr(data, "analysis_examples", None)
-    return fn(task, samples, seed) if fn is not None else None
-
-
-def _head_for(adapter: LoraAdapter) -> tuple[str, int | None]:
-    """("classification", num_labels) / ("causal_lm", None) / ("base", None) from the adapter's config and
-    its saved head (modules_to_save)."""
-    task_type = (adapter.config.task_type if adapter.config is not None else None) or ""
-    heads = {
-        k: v
-        for k, v in adapter.extras.items()
-        if k.endswith(("classifier.weight", "score.weight", "out_proj.weight"))
-    }
-    if task_type == "SEQ_CLS" or heads:
-        shape = next(iter(heads.values()), None)
-        return "classification", (shape[0] if shape else None)
-    if task_type == "CAUSAL_LM":
-        return "causal_lm", None
-    return "base", None
-
-
-def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, examples: Examples):
-    """The base model with its head and the adapter applied through PEFT (eval mode): (model, head,
-    label names)."""
-    from asymviz.base_weights import load_base_model
+def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, sample: TaskSample):
+    """The base model with the task's head and the adapter applied through PEFT, in eval mode, and its
+    tokenizer: (model, tokenizer)."""
+    from asymviz.training.models import load_model, resolve_model
 
     if folder is None:
         raise AdapterError(
             "alignment needs a PEFT adapter folder (adapter_config.json + weights) or a run folder"
         )
-    head, num_labels = _head_for(adapter)
-    label_names = examples.label_names
-    if head == "classification":
-        num_labels = num_labels or (len(label_names) if label_names else None)
-        if num_labels is None:
-            raise AsymvizError("a classification adapter needs a task with labels")
-        if label_names and len(label_names) != num_labels:
-            raise AsymvizError(
-                f"the adapter's head has {num_labels} labels but the task has {len(label_names)}"
+    num_labels = max(len(sample.labels), 2)
+    if sample.kind == "classification":
+        head = _saved_head(adapter)
+        if head is None:
+            log.warning("the adapter carries no trained classifier: output gradients come from a random head")
+        elif head[0] != len(sample.labels):
+            raise AdapterError(
+                f"{adapter.source}: its classifier has {head[0]} outputs but task {sample.name!r} has "
+                f"{len(sample.labels)} labels"
             )
     from peft import PeftModel
 
-    model = load_base_model(base, head=head, num_labels=num_labels)
+    model, tokenizer = load_model(resolve_model(base), sample.kind, num_labels=num_labels)
     try:
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise AdapterError(f"cannot apply {folder} to {base!r}: {str(exc).splitlines()[0]}") from None
-    return model.eval(), head, label_names
+    return model.eval(), tokenizer
 
 
-def make_batches(
-    model, base: str, examples: Examples, label_names, head: str | None, batch_size: int, max_length: int
+def sample_batches(
+    sample: TaskSample, tokenizer, model, batch_size: int, max_length: int, with_labels: bool = True
 ):
-    """Tokenised batches; with head "classification" they carry label ids, with "causal_lm" the input ids
-    as labels (padding -100), with None no labels."""
+    """Batches tokenised as in training (asymviz.training.batches.encode: classification labels, or the
+    causal-LM prompt + answer with the loss on the answer), examples of similar length together (sums over
+    tokens do not depend on the order; less padding is less compute)."""
     import torch
 
-    tokenizer = load_tokenizer(base)
-    ids = {name: i for i, name in enumerate(label_names or [])}
-    accepted = _forward_args(model)
-    for start in range(0, len(examples), batch_size):
-        texts = examples.texts[start : start + batch_size]
-        batch = dict(
-            tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        )
-        if "token_type_ids" in batch and "token_type_ids" not in accepted:
-            del batch["token_type_ids"]
-        if head == "classification":
-            batch["labels"] = torch.tensor(
-                [ids[label] for label in examples.labels[start : start + batch_size]]
-            )
-        elif head == "causal_lm":
-            batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        yield batch
+    from asymviz.training.batches import encode
 
-
-def _forward_args(model) -> set[str]:
-    import inspect
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(inner.forward).parameters)
-
-
-def load_tokenizer(base: str):
-    """The base model's tokenizer (the training engine's when it exists); pads on the right, with EOS as the
-    pad token when it has none."""
-    try:
-        from asymviz.training import models
-
-        fn = getattr(models, "load_tokenizer", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        tokenizer = fn(base)
-    else:
-        from transformers import AutoTokenizer
-
-        from asymviz.base_weights import _dequantised_copy, model_source
-
-        folder, gguf = model_source(base)
-        if gguf is not None:
-            folder, gguf = _dequantised_copy(folder, gguf)
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    return tokenizer
+    enc = encode(sample.frame, tokenizer, sample.kind, max_length)
+    order = torch.argsort(enc.mask.sum(1), stable=True)
+    batches = []
+    for start in range(0, len(enc), batch_size):
+        batch = enc.batch(order[start : start + batch_size])
+        if not with_labels:
+            batch.pop("labels")
+        batches.append(batch)
+    return batches

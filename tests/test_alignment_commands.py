@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("ASYMVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASYMVIZ_CACHE", str(tmp_path / "cache"))
 
 
 def test_align_writes_the_contract_columns_as_csv(files, tmp_path):
@@ -47,6 +48,19 @@ def test_align_writes_the_contract_columns_as_csv(files, tmp_path):
     assert len(frame) == 16
 
 
+def test_a_run_folder_names_its_model_and_task(files, capsys):
+    run = files["root"] / "run"
+    write_tiny_adapter(files["base"], run / "adapter", seed=2)
+    write_tiny_adapter(files["base"], run / "init", seed=2, init_lora_weights=True)
+    config = {"model": files["base"], "task": files["task"], "max_length": 16}
+    (run / "run.json").write_text(json.dumps({"schema": 1, "config": config}))
+    assert main(["align", str(run), "--samples", "8", "--k", "4", "--no-weight", "--format", "csv"]) == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(frame["source"]) == {"trained", "init"} and len(frame) == 2 * 4 * 2
+    assert main(["diagnose", str(run), "--k", "3", "--format", "csv"]) == 0
+    assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 4
+
+
 def test_align_summary_as_json_on_stdout(files, capsys):
     argv = ["align", files["adapter"], "--base", files["base"], "--task", files["task"], "--samples", "8"]
     assert main([*argv, "--k", "4", "--no-weight", "--summary", "--format", "json"]) == 0
@@ -57,7 +71,7 @@ def test_align_summary_as_json_on_stdout(files, capsys):
 
 def test_diagnose_table_and_intruder_rows(files, capsys):
     assert main(["diagnose", files["adapter"], "--base", files["base"], "--k", "5", "--format", "csv"]) == 0
-    frame = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert len(frame) == 4 and {"n_intruders", "amplification", "direction_change"} <= set(frame.columns)
     assert (
         main(
@@ -82,7 +96,7 @@ def test_diagnose_table_and_intruder_rows(files, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["align", "{adapter}", "--base", "{base}", "--task", "no_such_task"], "unknown task"),
+        (["align", "{adapter}", "--base", "{base}", "--task", "no_such_task"], "neither a known task"),
         (["align", "{adapter}", "--base", "{base}", "--task", "{task}", "--k", "0"], "at least 1"),
         (["diagnose", "{adapter}", "--base", "{base}", "--eps", "2"], "--eps"),
         (["diagnose", "{root}/missing", "--base", "{base}"], "no such file"),

@@ -26,7 +26,7 @@ NAME = "model.layers.0.self_attn.q_proj"
 
 @pytest.fixture(autouse=True)
 def _svd_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("ASYMVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASYMVIZ_CACHE", str(tmp_path / "cache"))
     clear_svd_cache()
 
 

@@ -12,17 +12,19 @@ WORDS = "good bad great awful tasty bland love hate coffee tea food dog cat the 
 LABELS = ("great", "other")
 
 
-def write_tiny_task(root: Path, n: int = 40, seed: int = 0) -> Path:
-    """A .jsonl.gz file with text, label and split columns."""
+def write_tiny_task(root: Path, n: int = 40, seed: int = 0, answers: bool = False) -> Path:
+    """A .jsonl.gz file with text, label and split columns (text, answer with answers=True: a causal-LM task)."""
     rng = random.Random(seed)
-    path = Path(root) / "task.jsonl.gz"
+    path = Path(root) / ("qa.jsonl.gz" if answers else "task.jsonl.gz")
     with gzip.open(path, "wt") as f:
         for i in range(n):
             text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
-            f.write(
-                json.dumps({"text": text, "label": rng.choice(LABELS), "split": "train" if i % 5 else "test"})
-                + "\n"
-            )
+            row = {"text": text, "split": "train" if i % 5 else "test"}
+            if answers:
+                row["answer"] = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))
+            else:
+                row["label"] = rng.choice(LABELS)
+            f.write(json.dumps(row) + "\n")
     return path
 
 
