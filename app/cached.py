@@ -135,7 +135,7 @@ def report_html(path: str, signature: str, against: tuple[str, str] | None = Non
 
 
 # ------------------------------------------------------------------------------------------------------------
-# the run store
+# the run store (asymviz.runs)
 
 TEST_METRICS = ("test_accuracy", "test_macro_f1", "test_loss", "test_perplexity")
 LOWER_IS_BETTER = ("test_loss", "test_perplexity")
@@ -145,8 +145,6 @@ _METRIC_LABELS = {
     "test_loss": "test loss (nats per token)",
     "test_perplexity": "test perplexity",
 }
-RUN_COLUMNS = ["run_id", "model", "task", "mode", "rank", "seed", "status", "trainable_params", "wall_s",
-               *TEST_METRICS]  # fmt: skip
 
 
 def metric_label(metric: str) -> str:
@@ -155,18 +153,31 @@ def metric_label(metric: str) -> str:
 
 @st.cache_data(ttl=3, show_spinner=False)
 def all_runs(store: str):
-    """Every run of the store (asymviz.runs), one row each, with at least RUN_COLUMNS."""
-    import importlib
-    import importlib.util
+    """runs_now, cached for 3 s: finished live runs show up on the other pages within seconds."""
+    return runs_now(store)
 
-    import pandas as pd
 
-    if importlib.util.find_spec("asymviz.runs") is None:  # the run store is not part of this checkout yet
-        return pd.DataFrame(columns=RUN_COLUMNS)
-    frame = importlib.import_module("asymviz.runs").list_runs(store)
-    for col in RUN_COLUMNS:
-        if col not in frame:
-            frame[col] = None
+def runs_now(store: str):
+    """Every run of the store: asymviz.runs.list_runs (LIST_COLUMNS) plus has_adapter, has_init and label."""
+    from pathlib import Path
+
+    from asymviz.runs import list_runs
+
+    frame = list_runs(store)
+    frame["has_adapter"] = [(Path(p) / "adapter" / "adapter_config.json").is_file() for p in frame["path"]]
+    frame["has_init"] = [(Path(p) / "init" / "adapter_config.json").is_file() for p in frame["path"]]
+    frame["label"] = [
+        f"{task} · {model} · {mode} · r={rank} · seed {seed} ({status})"
+        for task, model, mode, rank, seed, status in zip(
+            frame["task"],
+            frame["model"],
+            frame["mode"],
+            frame["rank"],
+            frame["seed"],
+            frame["status"],
+            strict=True,
+        )
+    ]
     return frame
 
 
@@ -176,12 +187,17 @@ def finished_runs(store: str):
 
 
 def summary_by_mode(runs, metric: str, by=("task", "mode")):
-    """mean ± s.e. of `metric` over seeds per group, with the (median) trainable parameters of the group."""
-    from asymviz.figures import mean_se
+    """mean ± s.e. of `metric` over seeds per group, with the group's (median) trainable parameters."""
+    from asymviz.figures import MODES, mean_se
 
     summary = mean_se(runs, list(by), metric)
     params = runs.groupby(list(by), sort=False)["trainable_params"].median().rename("trainable_params")
-    return summary.merge(params.reset_index(), on=list(by), how="left")
+    summary = summary.merge(params.reset_index(), on=list(by), how="left")
+    order = {m: i for i, m in enumerate(MODES)}
+    keys = [c for c in by if c != "mode"] + (["mode"] if "mode" in by else [])
+    return summary.sort_values(
+        keys, key=lambda c: c.map(order) if c.name == "mode" else c, kind="stable"
+    ).reset_index(drop=True)
 
 
 def mode_table(summary):
@@ -192,10 +208,12 @@ def mode_table(summary):
     out["mode"] = out["mode"].map(mode_label)
     out["mean ± s.e."] = [format_mean_se(m, s) for m, s in zip(out["mean"], out["se"], strict=True)]
     out["seeds"] = out["n"].astype(int)
-    out["trainable params"] = out["trainable_params"].map(
-        lambda v: f"{int(v):,}" if v == v and v is not None else "–"
-    )
+    out["trainable params"] = out["trainable_params"].map(_count)
     return out[[c for c in out.columns if c not in ("mean", "se", "n", "trainable_params")]]
+
+
+def _count(v) -> str:
+    return "–" if v is None or v != v else f"{int(v):,}"
 
 
 def signatures(paths) -> tuple[str, ...]:
@@ -204,28 +222,38 @@ def signatures(paths) -> tuple[str, ...]:
     return tuple(choice_for(p).signature for p in paths)
 
 
-@st.cache_data(ttl=2, max_entries=64, show_spinner=False)
-def run_metrics(paths: tuple[str, ...]):
-    """metrics.csv of several runs stacked: columns run_id, step, split, metric, value."""
+def _metrics_of(paths):
     from pathlib import Path
 
     import pandas as pd
 
+    from asymviz.runs import RunError, RunRecord
+
     parts = []
     for path in paths:
         try:
-            frame = pd.read_csv(Path(path) / "metrics.csv")
-        except (OSError, ValueError, pd.errors.EmptyDataError):
-            continue
-        parts.append(frame.assign(run_id=Path(path).name))
+            parts.append(RunRecord.load(path).metrics().assign(run_id=Path(path).name))
+        except RunError:
+            continue  # not started yet
     if not parts:
         return pd.DataFrame(columns=["run_id", "step", "split", "metric", "value"])
     return pd.concat(parts, ignore_index=True)[["run_id", "step", "split", "metric", "value"]]
 
 
+@st.cache_data(ttl=2, max_entries=64, show_spinner=False)
+def run_metrics(paths: tuple[str, ...]):
+    """metrics.csv of several runs stacked: columns run_id, step, split, metric, value."""
+    return _metrics_of(paths)
+
+
+def run_metrics_live(paths: tuple[str, ...]):
+    """run_metrics without a cache: the live page polls growing files."""
+    return _metrics_of(paths)
+
+
 def curve_label(split: str, metric: str) -> str:
     units = {"loss": "(nats)", "accuracy": "(fraction correct)", "macro_f1": "(0–1)", "perplexity": "",
-             "lr": "(learning rate)", "examples_per_s": "(examples/s)", "tokens_per_s": "(tokens/s)"}  # fmt: skip
+             "examples_per_s": "(examples/s)", "tokens_per_s": "(tokens/s)"}  # fmt: skip
     return f"{split} {metric.replace('_', ' ')} {units.get(metric, '')}".strip()
 
 
@@ -236,84 +264,52 @@ def runs_drift(paths: tuple[str, ...]):
 
     import pandas as pd
 
-    from asymviz.adapters import load_adapter
     from asymviz.drift import drift_from_init
+    from asymviz.runs import RunRecord
 
     parts = []
     for path in paths:
-        run = Path(path)
-        init = run / "init" / "adapter_model.safetensors"
-        parts.append(drift_from_init(load_adapter(run / "adapter"), load_adapter(init if init.exists() else run / "init"))
-                     .assign(run_id=run.name))  # fmt: skip
+        run = RunRecord.load(path)
+        parts.append(drift_from_init(run.load_adapter(), run.load_init()).assign(run_id=Path(path).name))
     return pd.concat(parts, ignore_index=True)
 
 
 def comparison_table(runs, metric: str, q: float, sigma: float):
-    """One row per (task, mode, rank): metric mean ± s.e., seeds, trainable params, wall time, peak memory, bound."""
+    """One row per (task, mode, rank): metric mean ± s.e., seeds, trainable parameters (LoRA and head), wall
+    time, peak memory and the generalisation bound for the LoRA parameters and the training-set size."""
     import pandas as pd
 
     from asymviz.bound import bound_value
-    from asymviz.figures import format_mean_se, mode_label
+    from asymviz.figures import MODES, format_mean_se, mode_label
 
     rows = []
     for (task, mode, rank), g in runs.groupby(["task", "mode", "rank"], sort=True):
         vals = g[metric].dropna()
         se = vals.std() / len(vals) ** 0.5 if len(vals) > 1 else float("nan")
-        params = g["trainable_params"].median()
-        n_train = g["n_train"].median() if "n_train" in g else float("nan")
-        bound = (
-            bound_value(int(params), int(n_train), q, sigma)
-            if params == params and n_train == n_train and n_train > 0
-            else None
-        )
+        lora, n_train = g["trainable_lora"].median(), g["n_train"].median()
+        ok = lora == lora and n_train == n_train and n_train > 0
         rows.append({
             "task": task, "mode": mode_label(mode), "rank": int(rank),
             metric_label(metric): format_mean_se(vals.mean(), se) if len(vals) else "–",
             "seeds": len(vals),
-            "trainable params": f"{int(params):,}" if params == params else "–",
+            "LoRA params": _count(lora),
+            "head params": _count(g["trainable_head"].median()),
             "wall time (s)": round(float(g["wall_s"].mean()), 1) if g["wall_s"].notna().any() else None,
-            "peak memory (MiB)": round(float(g["peak_memory_mb"].mean()), 0)
-            if "peak_memory_mb" in g and g["peak_memory_mb"].notna().any() else None,
-            "bound": bound,
+            "peak memory (MiB)": round(float(g["peak_memory_mb"].mean())) if g["peak_memory_mb"].notna().any() else None,
+            "bound": round(bound_value(int(lora), int(n_train), q, sigma), 4) if ok else None,
+            "n train": int(n_train) if n_train == n_train else None,
         })  # fmt: skip
-    order = {mode_label(m): i for i, m in enumerate(("ab", "b_only", "a_only"))}
     table = pd.DataFrame(rows)
     if not table.empty:
+        order = {mode_label(m): i for i, m in enumerate(MODES)}
         table = table.sort_values(
             ["task", "rank", "mode"], key=lambda c: c.map(order) if c.name == "mode" else c
         )
     return table
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def list_runs(store: str):
-    """The store's runs, one row each, with columns run_id, label, path, has_adapter (+ what run.json holds)."""
-    import json
-    from pathlib import Path
-
-    import pandas as pd
-
-    rows = []
-    root = Path(store)
-    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
-        info = {}
-        try:
-            info = json.loads((folder / "run.json").read_text())
-        except (OSError, ValueError):
-            pass
-        cfg = info.get("config", {}) if isinstance(info.get("config"), dict) else {}
-        label = " · ".join(
-            str(x)
-            for x in (cfg.get("model"), cfg.get("task"), cfg.get("mode"), cfg.get("seed"))
-            if x is not None
-        )
-        rows.append({"run_id": folder.name, "label": label or folder.name, "path": str(folder),
-                     "has_adapter": (folder / "adapter").is_dir()})  # fmt: skip
-    return pd.DataFrame(rows, columns=["run_id", "label", "path", "has_adapter"])
-
-
 # ------------------------------------------------------------------------------------------------------------
-# live fine-tunes
+# live fine-tunes (asymviz.training, asymviz.jobs)
 
 
 def safe_name(text: str) -> str:
@@ -324,19 +320,28 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)[:40] or "x"
 
 
-def run_metrics_live(paths: tuple[str, ...]):
-    """run_metrics without a cache: the live page polls growing files."""
-    return run_metrics.__wrapped__(paths)
+@st.cache_resource(show_spinner=False)
+def demo_preset():
+    """The CPU demo preset's configs, one per mode (asymviz.training.config.preset("demo"))."""
+    from asymviz.training.config import preset
 
-
-class _Preset:
-    def __init__(self, models, tasks, rank, steps, describe):
-        self.models, self.tasks, self.rank, self.steps, self.describe = models, tasks, rank, steps, describe
+    return {c.mode: c for c in preset("demo")}
 
 
 @st.cache_resource(show_spinner=False)
-def demo_preset() -> _Preset:
-    """The widgets' defaults: the training engine's CPU demo preset."""
-    models = ("minilm", "smollm2")
-    tasks = ("fine_foods", "tweet_source", "word_polarity", "word_pos", "chatterbot_topic", "chatterbot_qa")
-    return _Preset(models, tasks, 8, 150, "minilm on fine_foods, r=8, 150 steps")
+def task_names() -> tuple[str, ...]:
+    from asymviz.training.data import TASKS
+
+    return tuple(TASKS)
+
+
+def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool):
+    """The TrainConfig of each chosen mode: the demo preset's (its per-mode learning rates, top layers and
+    frozen-prefix cache) or the engine's defaults, with the user's model, task, rank, steps, seed and device."""
+    from asymviz.training.config import TrainConfig, preset
+
+    changes = dict(model=model, task=task, rank=int(rank), steps=int(steps), seed=int(seed), device=device)
+    if use_demo:
+        by_mode = {c.mode: c for c in preset("demo", **changes)}
+        return [by_mode[m] for m in modes]
+    return [TrainConfig(mode=m, **changes) for m in modes]

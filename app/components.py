@@ -251,7 +251,7 @@ def stored_run_adapter(key: str, runs=None) -> AdapterChoice | None:
     """Pick a run of the store that has an adapter/ folder."""
     from app import cached
 
-    runs = cached.list_runs(str(store_path())) if runs is None else runs
+    runs = cached.all_runs(str(store_path())) if runs is None else runs
     runs = runs[runs["has_adapter"]] if "has_adapter" in runs else runs
     if runs.empty:
         st.info(f"No stored run with an adapter in {store_path()}. Train one on the Live fine-tune page.")

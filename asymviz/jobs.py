@@ -1,7 +1,7 @@
 """The live fine-tune queue: each training run is a separate OS process, one per device slot, first come first served.
 
-    job = submit(store, train_command(model="minilm", task="fine_foods", mode="b_only", out=run_dir), run_dir)
-    list_jobs(store)        # one row per job: status, queue position, elapsed time
+    job = submit(store, sweep_command(configs_file, store), run_dir=store)   # or any argv, e.g. train_command(...)
+    jobs_frame(store)       # one row per job: status, queue position, elapsed time
     cancel(store, job.job_id)
 
 Nothing runs inside the web app's process. `submit` writes a job file and starts a detached *runner*
@@ -96,7 +96,7 @@ def _read_job(path: Path) -> Job | None:
     try:
         data = json.loads(path.read_text())
         return Job(**{k: v for k, v in data.items() if k in Job.__dataclass_fields__})
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         return None  # half-written by an older version, or removed meanwhile
 
 
@@ -278,6 +278,26 @@ def train_command(
     return argv + [str(a) for a in extra]
 
 
+def sweep_command(configs_file: str | Path, store: str | Path) -> list[str]:
+    """A command that trains a list of runs one after another in one process (`asymviz.training.sweep`,
+    sharing the loaded model and the frozen-prefix cache), reading `configs_file`: a JSON list of
+    TrainConfig dicts (TrainConfig.to_dict()). Runs already completed in the store are skipped."""
+    return [sys.executable, "-m", "asymviz.jobs", "sweep", str(configs_file), str(store)]
+
+
+def _run_sweep(configs_file: Path, store: Path) -> int:
+    from asymviz.training.config import TrainConfig
+    from asymviz.training.sweep import sweep
+
+    configs = [TrainConfig.from_dict(d) for d in json.loads(Path(configs_file).read_text())]
+
+    def on_run(record) -> None:
+        print(f"{record.status:>9}  {record.run_id}", flush=True)
+
+    frame = sweep(configs, store, on_run=on_run)
+    return 0 if len(frame) and (frame["status"] == "completed").all() else 1
+
+
 # ------------------------------------------------------------------------------------------------------------
 # the runner (a separate process per job)
 
@@ -428,11 +448,21 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """python -m asymviz.jobs run QUEUE_DIR JOB_ID        (the runner; started by submit)
+    python -m asymviz.jobs sweep CONFIGS_JSON STORE     (a training command; see sweep_command)"""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 3 or argv[0] != "run":
-        print("usage: python -m asymviz.jobs run QUEUE_DIR JOB_ID", file=sys.stderr)
-        return 2
-    return run_job(Path(argv[1]), argv[2])
+    if len(argv) == 3 and argv[0] == "run":
+        return run_job(Path(argv[1]), argv[2])
+    if len(argv) == 3 and argv[0] == "sweep":
+        from asymviz.errors import AsymvizError
+
+        try:
+            return _run_sweep(Path(argv[1]), Path(argv[2]))
+        except AsymvizError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(main.__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -15,6 +15,19 @@ PAGES = REPO / "app" / "pages"
 os.environ.setdefault("ASYMVIZ_WARM_UP", "0")  # AppTests: no background import thread (see app.components)
 
 
+_SHARED: dict[str, Path] = {}
+
+
+def shared_tiny_store(tmp_path_factory) -> Path:
+    """A run store with real tiny runs (A&B, B only and A only at seed 0, B only at seed 1), trained once per
+    test session and shared by the app tests (a few seconds; tests must not write to it)."""
+    if "store" not in _SHARED:
+        root = tmp_path_factory.mktemp("tiny")
+        train_tiny_store(root / "store", root)
+        _SHARED["store"] = root / "store"
+    return _SHARED["store"]
+
+
 def app_test(page: str, store: Path | str | None = None, timeout: float = 60):
     """An AppTest of the whole app (the router, its sidebar) opened on one page (e.g. "theory"), reading the
     run store `store`. Call .run() on it."""
@@ -53,3 +66,26 @@ def zip_folder(folder: Path, out: Path) -> Path:
             if path.is_file():
                 zf.write(path, Path(folder.name) / path.relative_to(folder))
     return out
+
+
+def write_tiny_model_and_task(root: Path) -> tuple[Path, Path]:
+    """A 2-layer BERT classifier with a word-level tokenizer, and a small labelled .jsonl.gz task (no downloads)."""
+    from tiny_task import write_tiny_bert, write_tiny_task
+
+    return write_tiny_bert(root), write_tiny_task(root, n=60)
+
+
+def train_tiny_store(store: Path, root: Path, runs=(("ab", 0), ("b_only", 0), ("a_only", 0), ("b_only", 1))):
+    """Really train a few tiny runs (2 steps each) into `store` with the training engine, one process."""
+    from asymviz.training.config import TrainConfig
+    from asymviz.training.sweep import sweep
+
+    model, task = write_tiny_model_and_task(root)
+    configs = [
+        TrainConfig(model=str(model), task=str(task), mode=mode, seed=seed, rank=4, steps=2, eval_every=1,
+                    device="cpu", threads=1)
+        for mode, seed in runs
+    ]  # fmt: skip
+    frame = sweep(configs, store)
+    assert (frame["status"] == "completed").all(), frame[["run_id", "status", "error"]]
+    return frame

@@ -1,46 +1,50 @@
-"""The Live fine-tune page: the form, the queue monitor (status, queue position, progress, cancel) and curves.
+"""The Live fine-tune page: the form (demo defaults, refusals), a real tiny fine-tune started from the page and
+watched to the end, queue positions and cancel.
 
-The monitor tests submit a stand-in command through asymviz.jobs that writes a run folder the way the
-training engine does (metrics.csv in long form), so they exercise the page without training a model.
+The queue tests submit a stand-in command through asymviz.jobs that writes its run folder with
+asymviz.runs.RunWriter, as the training engine does, so they exercise the monitor in seconds.
 """
 
 import sys
 import time
 
 import pytest
-from app_helpers import app_test, no_errors
+from app_helpers import app_test, no_errors, write_tiny_model_and_task
 
 from asymviz import jobs
+from asymviz.runs import list_runs
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the job queue uses flock and /proc")
 
 
-def _writer(run_dir, steps: int, pause: float) -> list[str]:
+def _stand_in(store, run_id: str, mode: str, steps: int, pause: float) -> list[str]:
     src = (
-        "import os, sys, time\n"
-        f"d = {str(run_dir)!r}; os.makedirs(d, exist_ok=True)\n"
-        "f = open(os.path.join(d, 'metrics.csv'), 'w'); f.write('step,split,metric,value\\n'); f.flush()\n"
+        "import time\n"
+        "from asymviz.runs import RunWriter\n"
+        f"w = RunWriter({str(store / run_id)!r}, heartbeat_s=0)\n"
+        f"w.start({run_id!r}, {{'mode': {mode!r}, 'model': 'stand-in', 'task': 't', 'rank': 4, 'seed': 0}})\n"
         f"for s in range(1, {steps} + 1):\n"
-        f"    time.sleep({pause}); f.write(f'{{s}},train,loss,{{1.0 / s}}\\n'); f.flush()\n"
-        "    if s % 2 == 0: f.write(f'{s},validation,accuracy,{0.5 + 0.01 * s}\\n'); f.flush()\n"
+        f"    time.sleep({pause}); w.log(s, 'train', {{'loss': 1.0 / s}})\n"
+        f"    w.update(progress={{'step': s, 'total_steps': {steps}, 'phase': 'train'}}, force=True)\n"
+        "w.finish('completed', metrics={'test_accuracy': 0.5})\n"
     )
     return [sys.executable, "-c", src]
 
 
-def _submit(store, mode, steps=4, pause=0.05, group="g1"):
-    run_dir = store / f"run-{mode}"
-    return jobs.submit(store, _writer(run_dir, steps, pause), run_dir, group=group, label=f"{mode} run",
-                       meta={"mode": mode, "steps": steps})  # fmt: skip
+def _submit(store, mode, steps=4, pause=0.05):
+    run_id = f"standin_{mode}"
+    return jobs.submit(store, _stand_in(store, run_id, mode, steps, pause), store, label=f"{mode} request",
+                       meta={"run_ids": [run_id], "modes": [mode], "steps": steps})  # fmt: skip
 
 
-def _wait_done(store, timeout=30):
+def _wait_done(store, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         frame = jobs.jobs_frame(store)
-        if not frame["status"].isin(jobs.ACTIVE).any():
+        if len(frame) and not frame["status"].isin(jobs.ACTIVE).any():
             return frame
-        time.sleep(0.1)
-    raise AssertionError("jobs did not finish")
+        time.sleep(0.2)
+    raise AssertionError(f"jobs did not finish: {jobs.jobs_frame(store)[['status', 'error']]}")
 
 
 def test_form_with_the_demo_defaults(tmp_path):
@@ -50,6 +54,7 @@ def test_form_with_the_demo_defaults(tmp_path):
     assert at.selectbox(key="live_model").value == "minilm"
     assert at.selectbox(key="live_task").value == "fine_foods"
     assert at.button_group(key="live_modes").value == ["ab", "b_only", "a_only"]
+    assert at.number_input(key="live_steps").value == 150 and at.toggle(key="live_demo").value
     assert any("No fine-tune started" in i.value for i in at.info)
 
 
@@ -65,37 +70,58 @@ def test_form_refuses_incomplete_input(tmp_path):
     assert jobs.list_jobs(tmp_path) == []
 
 
-def test_monitor_shows_queue_progress_and_curves(tmp_path):
-    store = tmp_path
-    _submit(store, "ab", steps=6, pause=0.15)
-    _submit(store, "b_only", steps=4)
-    at = app_test("live", store=store)
+def test_a_tiny_fine_tune_from_the_page_to_the_store(tmp_path):
+    model, task = write_tiny_model_and_task(tmp_path / "tiny")
+    store = tmp_path / "store"
+    at = app_test("live", store=store, timeout=120)
     at.run()
+    at.selectbox(key="live_model").set_value("another model (id or local folder)").run()
+    at.text_input(key="live_model_other").input(str(model))
+    at.selectbox(key="live_task").set_value("my CSV/JSONL file").run()
+    at.text_input(key="live_task_other").input(str(task))
+    at.button_group(key="live_modes").set_value(["ab", "b_only"])
+    at.number_input(key="live_rank").set_value(4)
+    at.number_input(key="live_steps").set_value(2)
+    at.toggle(key="live_demo").set_value(False)
+    at.button(key="live_start").click().run()
     no_errors(at)
-    text = " ".join(m.value for m in at.markdown)
-    assert "queued — 1 in line" in text or "running" in text  # the second job waits with its place shown
-    assert len([b for b in at.button if b.label == "Cancel"]) == 2
+    assert len(jobs.list_jobs(store)) == 1
     _wait_done(store)
     at.run()
     no_errors(at)
-    bars = at.get("progress")
-    assert len(bars) == 2 and all(b.value == 100 for b in bars)
-    assert len(at.get("plotly_chart")) == 2  # training loss and validation accuracy
-    assert not [b for b in at.button if b.label == "Cancel"]
+    runs = list_runs(store)
+    assert sorted(runs["mode"]) == ["ab", "b_only"] and (runs["status"] == "completed").all()
+    assert [round(b.value) for b in at.get("progress")] == [100, 100]
+    assert "completed" in " ".join(m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) >= 1  # the training-loss curves
+    final = at.dataframe[0].value
+    assert sorted(final["mode"]) == ["A&B", "B only (random A frozen)"]
+    # the finished runs are on the Overview now
+    at.switch_page("app/pages/overview.py").run()
+    no_errors(at)
+    assert len(at.dataframe[0].value) == 2
 
 
-def test_cancel_from_the_page(tmp_path):
+def test_queue_position_progress_and_cancel(tmp_path):
     store = tmp_path
-    job = _submit(store, "a_only", steps=200, pause=0.1)
-    deadline = time.time() + 20
-    while jobs.read_job(store, job.job_id).status != "running" and time.time() < deadline:
+    first = _submit(store, "ab", steps=60, pause=0.1)
+    _submit(store, "b_only", steps=3)
+    deadline = time.time() + 30
+    while jobs.read_job(store, first.job_id).status != "running" and time.time() < deadline:
         time.sleep(0.1)
     at = app_test("live", store=store)
     at.run()
+    no_errors(at)
+    # the newest request is shown first: it waits behind the running one
+    assert "queued** — 1 in line" in " ".join(m.value for m in at.markdown)
+    at.selectbox(key="live_job_pick").set_value(first.job_id).run()
+    assert "running" in " ".join(m.value for m in at.markdown)
     [cancel] = [b for b in at.button if b.label == "Cancel"]
     cancel.click().run()
     no_errors(at)
     frame = _wait_done(store)
-    assert list(frame["status"]) == ["cancelled"]
+    assert dict(zip(frame["label"], frame["status"], strict=True)) == {
+        "ab request": "cancelled", "b_only request": "completed"
+    }  # fmt: skip
     at.run()
-    assert "cancelled" in " ".join(m.value for m in at.markdown)
+    no_errors(at)

@@ -1,6 +1,14 @@
 """The Overview page: the claim, and the test metric by mode from the run store (never made-up numbers)."""
 
-from app_helpers import app_test, no_errors
+import pytest
+from app_helpers import REPO, app_test, no_errors, shared_tiny_store
+
+from asymviz.runs import list_runs
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return shared_tiny_store(tmp_path_factory)
 
 
 def test_empty_store_says_so_and_points_to_the_live_page(tmp_path):
@@ -13,7 +21,6 @@ def test_empty_store_says_so_and_points_to_the_live_page(tmp_path):
 
 
 def test_the_router_opens_on_the_overview(tmp_path):
-    from app_helpers import REPO
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
@@ -22,3 +29,28 @@ def test_the_router_opens_on_the_overview(tmp_path):
     no_errors(at)
     assert at.title[0].value.startswith("asymviz")
     assert at.sidebar.text_input(key="store").value == str(tmp_path)
+
+
+def test_numbers_are_the_stores_mean_over_seeds(tiny_store):
+    at = app_test("overview", store=tiny_store)
+    at.run()
+    no_errors(at)
+    table = at.dataframe[0].value
+    assert list(table["mode"]) == ["A&B", "B only (random A frozen)", "A only (random B frozen)"]
+    runs = list_runs(tiny_store)
+    expected = runs.groupby("mode")["test_accuracy"].mean()
+    shown = dict(zip(table["mode"], table["mean ± s.e."], strict=True))
+    assert shown["A&B"] == f"{expected['ab']:.3f}"  # one seed: no standard error
+    b_only = runs[runs["mode"] == "b_only"]["test_accuracy"]
+    assert shown["B only (random A frozen)"] == f"{b_only.mean():.3f} ± {b_only.std() / 2**0.5:.3f}"
+    assert list(table["seeds"]) == [1, 2, 1]
+    assert len(at.get("plotly_chart")) == 1
+
+
+@pytest.mark.parametrize("metric", ["test_macro_f1"])
+def test_metric_switch(tiny_store, metric):
+    at = app_test("overview", store=tiny_store)
+    at.run()
+    at.selectbox(key="ov_metric").set_value(metric).run()
+    no_errors(at)
+    assert "macro-F1" in at.dataframe[0].value.columns[-3] or len(at.get("plotly_chart")) == 1

