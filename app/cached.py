@@ -142,13 +142,23 @@ LOWER_IS_BETTER = ("test_loss", "test_perplexity")
 _METRIC_LABELS = {
     "test_accuracy": "test accuracy (fraction correct)",
     "test_macro_f1": "test macro-F1 (0–1)",
-    "test_loss": "test loss (nats per token)",
+    "test_loss": "test loss (nats)",
     "test_perplexity": "test perplexity",
 }
 
 
 def metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def short(name) -> str:
+    """A model or task as people read it: a local path by its last part, a hub id or task name as is."""
+    text = str(name)
+    if text.startswith(("/", "./", "../", "~")) or "\\" in text:
+        from pathlib import Path
+
+        return Path(text.rstrip("/")).name or text
+    return text
 
 
 @st.cache_data(ttl=3, show_spinner=False)
@@ -167,7 +177,7 @@ def runs_now(store: str):
     frame["has_adapter"] = [(Path(p) / "adapter" / "adapter_config.json").is_file() for p in frame["path"]]
     frame["has_init"] = [(Path(p) / "init" / "adapter_config.json").is_file() for p in frame["path"]]
     frame["label"] = [
-        f"{task} · {model} · {mode} · r={rank} · seed {seed} ({status})"
+        f"{short(task)} · {short(model)} · {mode} · r={rank} · seed {seed} ({status})"
         for task, model, mode, rank, seed, status in zip(
             frame["task"],
             frame["model"],
@@ -187,12 +197,16 @@ def finished_runs(store: str):
 
 
 def summary_by_mode(runs, metric: str, by=("task", "mode")):
-    """mean ± s.e. of `metric` over seeds per group, with the group's (median) trainable parameters."""
+    """mean ± s.e. of `metric` over seeds per group (canonical mode order), with the group's (median)
+    trainable LoRA and head parameters: columns *by, mean, se, n, trainable_lora, trainable_head,
+    trainable_params (= trainable_lora)."""
     from asymviz.figures import MODES, mean_se
 
     summary = mean_se(runs, list(by), metric)
-    params = runs.groupby(list(by), sort=False)["trainable_params"].median().rename("trainable_params")
-    summary = summary.merge(params.reset_index(), on=list(by), how="left")
+    grouped = runs.groupby(list(by), sort=False)
+    params = grouped[["trainable_lora", "trainable_head"]].median().reset_index()
+    summary = summary.merge(params, on=list(by), how="left")
+    summary["trainable_params"] = summary["trainable_lora"]  # what the bar chart's hover shows
     order = {m: i for i, m in enumerate(MODES)}
     keys = [c for c in by if c != "mode"] + (["mode"] if "mode" in by else [])
     return summary.sort_values(
@@ -208,8 +222,10 @@ def mode_table(summary):
     out["mode"] = out["mode"].map(mode_label)
     out["mean ± s.e."] = [format_mean_se(m, s) for m, s in zip(out["mean"], out["se"], strict=True)]
     out["seeds"] = out["n"].astype(int)
-    out["trainable params"] = out["trainable_params"].map(_count)
-    return out[[c for c in out.columns if c not in ("mean", "se", "n", "trainable_params")]]
+    out["LoRA params"] = out["trainable_lora"].map(_count)
+    out["head params"] = out["trainable_head"].map(_count)
+    drop = ("mean", "se", "n", "trainable_params", "trainable_lora", "trainable_head")
+    return out[[c for c in out.columns if c not in drop]]
 
 
 def _count(v) -> str:
@@ -289,7 +305,7 @@ def comparison_table(runs, metric: str, q: float, sigma: float):
         lora, n_train = g["trainable_lora"].median(), g["n_train"].median()
         ok = lora == lora and n_train == n_train and n_train > 0
         rows.append({
-            "task": task, "mode": mode_label(mode), "rank": int(rank),
+            "task": short(task), "mode": mode_label(mode), "rank": int(rank),
             metric_label(metric): format_mean_se(vals.mean(), se) if len(vals) else "–",
             "seeds": len(vals),
             "LoRA params": _count(lora),

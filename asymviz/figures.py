@@ -25,6 +25,9 @@ MODES = ("ab", "b_only", "a_only")
 MODE_LABELS = {"ab": "A&B", "b_only": "B only (random A frozen)", "a_only": "A only (random B frozen)"}
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale print.
 MODE_COLORS = {"ab": "#0072B2", "b_only": "#D55E00", "a_only": "#009E73"}
+# Line dash and marker per mode, so that overlapping curves stay distinguishable (and in greyscale).
+MODE_DASH = {"ab": "solid", "b_only": "dash", "a_only": "dot"}
+MODE_SYMBOLS = {"ab": "circle", "b_only": "square", "a_only": "diamond"}
 WHICH_LABELS = {"A": "A (r × d_in)", "B": "B (d_out × r)", "delta": "ΔW = s·B·A"}
 WHICH_COLORS = {"A": "#56B4E9", "B": "#E69F00", "delta": "#CC79A7"}
 TEMPLATE = "plotly_white"
@@ -112,7 +115,8 @@ def mode_bar_figure(
 ) -> go.Figure:
     """Grouped bars of a metric per `x` (task) and mode with ± s.e. error bars.
 
-    Reads columns ``<x>, mode, mean, se, n`` (as `mean_se` returns) and optional ``trainable_params``.
+    Reads columns ``<x>, mode, mean, se, n`` (as `mean_se` returns) and optional ``trainable_params`` (the
+    LoRA parameters the mode trains, shown on hover).
     """
     if summary.empty:
         return empty_figure("no finished runs to show", title or metric_label)
@@ -137,7 +141,7 @@ def mode_bar_figure(
                 textposition="outside",
                 cliponaxis=False,
                 hovertemplate=f"%{{x}}<br>{mode_label(mode)}<br>{metric_label}: %{{y:.4f}} ± %{{error_y.array:.4f}}"
-                "<br>seeds: %{customdata[0]}<br>trainable params: %{customdata[1]}<extra></extra>",
+                "<br>seeds: %{customdata[0]}<br>trainable LoRA params: %{customdata[1]}<extra></extra>",
             )
         )
     fig.update_layout(barmode="group", bargap=0.25)
@@ -175,38 +179,42 @@ def params_bar_figure(
 
 
 def learning_curve_figure(
-    curves: pd.DataFrame, y_label: str, title: str | None = None, x_label: str = "training step", log_y=False
+    curves: pd.DataFrame,
+    y_label: str,
+    title: str | None = None,
+    x_label: str = "training step",
+    log_y: bool = False,
+    y_range=None,
 ) -> go.Figure:
-    """One line per run, coloured by mode (the legend shows each mode once).
+    """One line per run, coloured (and dashed) by mode; the legend shows each mode once.
 
-    Reads columns ``run_id, mode, step, value`` and optionally ``seed``, ``label`` (hover text).
+    Reads columns ``run_id, mode, step, value`` and optionally ``label`` (hover text).
     """
     if curves.empty:
         return empty_figure("no points yet", title or y_label)
     fig = go.Figure()
     shown = set()
-    for (mode, run_id), part in curves.sort_values("step").groupby(["mode", "run_id"], sort=False):
+    order = {m: i for i, m in enumerate(MODES)}
+    groups = sorted(
+        curves.sort_values("step").groupby(["mode", "run_id"], sort=False),
+        key=lambda g: order.get(g[0][0], 9),
+    )
+    for (mode, run_id), part in groups:
         label = str(part["label"].iloc[0]) if "label" in part else str(run_id)
         fig.add_trace(
             go.Scatter(
-                x=part["step"],
-                y=part["value"],
-                mode="lines+markers" if len(part) < 30 else "lines",
-                name=mode_label(mode),
-                legendgroup=mode,
-                showlegend=mode not in shown,
-                line={"color": MODE_COLORS.get(mode), "width": 2},
-                marker={"size": 5},
-                opacity=0.9,
+                x=part["step"], y=part["value"], mode="lines+markers" if len(part) < 30 else "lines",
+                name=mode_label(mode), legendgroup=mode, showlegend=mode not in shown,
+                line={"color": MODE_COLORS.get(mode), "width": 2, "dash": MODE_DASH.get(mode, "solid")},
+                marker={"size": 7, "symbol": MODE_SYMBOLS.get(mode, "circle")}, opacity=0.9,
                 hovertemplate=f"{label}<br>step %{{x}}<br>{y_label}: %{{y:.4f}}<extra>{mode_label(mode)}</extra>",
             )
-        )
+        )  # fmt: skip
         shown.add(mode)
-    # keep the legend in the canonical mode order
-    order = {m: i for i, m in enumerate(MODES)}
-    fig.data = tuple(sorted(fig.data, key=lambda t: order.get(t.legendgroup, 99)))
     if log_y:
         fig.update_yaxes(type="log")
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
     return _style(fig, title or y_label, x_label, y_label)
 
 
@@ -415,17 +423,22 @@ def drift_figure(drift: pd.DataFrame, value: str = "rel_change", title: str | No
     fig = make_subplots(
         rows=1, cols=len(modes), subplot_titles=[mode_label(m) for m in modes], shared_yaxes=True
     )
+    in_legend: set[str] = (
+        set()
+    )  # each factor (and the baseline) once in the legend, wherever it first appears
     for col, mode in enumerate(modes, 1):
         part = data[data["mode"] == mode]
         for factor, symbol in (("A", "circle"), ("B", "square")):
             f = part[part["which"] == factor]
             if f.empty:
                 continue
+            first = factor not in in_legend
+            in_legend.add(factor)
             g = f.groupby("layer", dropna=False)[value].mean().reset_index()
             fig.add_trace(
                 go.Scatter(
                     x=g["layer"].astype("float"), y=g[value], mode="lines+markers", name=factor,
-                    legendgroup=factor, showlegend=col == 1, marker={"symbol": symbol, "size": 7},
+                    legendgroup=factor, showlegend=first, marker={"symbol": symbol, "size": 7},
                     line={"color": WHICH_COLORS[factor], "width": 2},
                     hovertemplate=f"{factor}, layer %{{x}}<br>{value_label}: %{{y:.4g}}<extra>{mode_label(mode)}</extra>",
                 ),
@@ -436,15 +449,19 @@ def drift_figure(drift: pd.DataFrame, value: str = "rel_change", title: str | No
                 fig.add_trace(
                     go.Scatter(
                         x=b["layer"].astype("float"), y=b["random_baseline"], mode="lines",
-                        name="random baseline", legendgroup="baseline", showlegend=col == 1 and factor == "A",
+                        name="random baseline", legendgroup="baseline", showlegend="baseline" not in in_legend,
                         line={"color": "#888888", "dash": "dash", "width": 1},
                         hovertemplate="random baseline %{y:.3f}<extra></extra>",
                     ),
                     row=1, col=col,
                 )  # fmt: skip
-        fig.update_xaxes(title_text="layer", row=1, col=col)
+                in_legend.add("baseline")
+        layers = part["layer"].dropna()
+        fig.update_xaxes(
+            title_text="layer", row=1, col=col, dtick=1 if len(layers) and layers.max() <= 24 else None
+        )
     fig.update_yaxes(title_text=value_label, row=1, col=1)
-    return _style(fig, title, height=380)
+    return _style(fig, title, height=400)
 
 
 # ------------------------------------------------------------------------------------------------------------

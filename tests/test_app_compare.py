@@ -49,8 +49,8 @@ def test_every_view(tiny_store):
 def test_selection_narrows_the_runs(tiny_store):
     at = app_test("compare", store=tiny_store)
     at.run()
-    at.multiselect(key="cmp_modes").set_value(["b_only"]).run()
+    at.button_group(key="cmp_modes").set_value(["b_only"]).run()
     no_errors(at)
     assert any(c.value == "2 run(s) selected." for c in at.caption)
-    at.multiselect(key="cmp_seeds").set_value([]).run()
+    at.button_group(key="cmp_seeds").set_value([]).run()
     assert any("No run matches" in w.value for w in at.warning)

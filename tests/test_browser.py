@@ -203,3 +203,57 @@ def test_a_malformed_upload_is_refused_clearly(page, server, tmp_path):
     assert "not_an_adapter.zip" in error.inner_text()
     no_exception(page)
     shot(page, "12_inspect_bad_upload")
+
+
+def select(page, label: str, option: str) -> None:
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    page.get_by_role("option", name=option).first.click()
+    wait_idle(page)
+
+
+def fill(page, kind: str, label: str, text: str) -> None:
+    """Type into a text or number input (kind: stTextInput, stNumberInput) and commit with Enter."""
+    box = page.locator(f'[data-testid="{kind}"]').filter(has_text=label).first.locator("input")
+    box.fill(text)
+    box.press("Enter")
+    wait_idle(page)
+
+
+def test_a_tiny_live_fine_tune_runs_to_the_end(page, server, tmp_path):
+    from app_helpers import write_tiny_model_and_task
+
+    model, task = write_tiny_model_and_task(tmp_path / "tiny")
+    go_to(page, "Live fine-tune", "Live fine-tune")
+    select(page, "Model", "another model (id or local folder)")
+    fill(page, "stTextInput", "Model id or local folder", str(model))
+    select(page, "Task", "my CSV/JSONL file")
+    fill(page, "stTextInput", "File with text and label columns", str(task))
+    fill(page, "stNumberInput", "rank r", "4")
+    fill(page, "stNumberInput", "training steps", "3")
+    page.locator('[data-testid="stCheckbox"]').filter(has_text="demo settings").first.locator("label").click()
+    wait_idle(page)
+    shot(page, "20_live_form")
+    t = time.perf_counter()
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("waiting for its turn").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    shot(page, "21_live_running")
+    page.get_by_text("Final test metrics of the finished runs").first.wait_for(timeout=240_000)
+    page.wait_for_function("() => document.body.innerText.includes('completed · elapsed')", timeout=60_000)
+    TIMINGS["live_three_tiny_runs_s"] = time.perf_counter() - t
+    wait_idle(page)
+    no_exception(page)
+    assert page.get_by_text("failed").count() == 0
+    shot(page, "22_live_done")
+    # the finished runs are on the other pages now
+    go_to(page, "Overview", "asymviz")
+    page.locator(".gtitle").filter(has_text="on the test split by mode").first.wait_for(timeout=30_000)
+    shot(page, "23_overview_with_runs")
+    go_to(page, "Compare runs", "Compare runs")
+    page.locator(".gtitle").filter(has_text="train loss").first.wait_for(timeout=30_000)
+    shot(page, "24_compare_curves")
+    page.get_by_text("Drift from init", exact=True).first.click()
+    page.locator(".gtitle").filter(has_text="moved from their init").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    shot(page, "25_compare_drift")
+    no_exception(page)

@@ -27,20 +27,24 @@ if runs.empty:
     st.stop()
 
 
-def _pick(col, label, values, key, fmt=str):
+def _pick(where, label, values, key, fmt=str):
     values = sorted(v for v in values if v is not None and v == v)
-    return col.multiselect(label, values, default=values, key=key, format_func=fmt)
+    chosen = where.pills(label, values, selection_mode="multi", default=values, key=key, format_func=fmt)
+    return chosen or []
 
 
-c1, c2, c3, c4, c5 = st.columns([2, 3, 3, 1, 2])
+c1, c2 = st.columns([1, 2])
 models = sorted(runs["model"].dropna().unique())
-model = c1.selectbox("Model", models, key="cmp_model")
+model = c1.selectbox("Model", models, key="cmp_model", format_func=cached.short)
 runs = runs[runs["model"] == model]
-tasks = _pick(c2, "Tasks", runs["task"].unique(), "cmp_tasks")
-modes = c3.multiselect(
-    "Modes", [m for m in F.MODES if m in set(runs["mode"])], default=[m for m in F.MODES if m in set(runs["mode"])],
-    format_func=F.mode_label, key="cmp_modes",
-)  # fmt: skip
+tasks = c2.multiselect("Tasks", sorted(runs["task"].unique()), default=sorted(runs["task"].unique()),
+                       key="cmp_tasks", format_func=cached.short)  # fmt: skip
+c3, c4, c5 = st.columns([3, 1, 2])
+present = [m for m in F.MODES if m in set(runs["mode"])]
+modes = c3.pills(
+    "Modes", present, selection_mode="multi", default=present, format_func=F.mode_label, key="cmp_modes"
+)
+modes = modes or []
 ranks = _pick(c4, "Ranks", runs["rank"].unique(), "cmp_ranks")
 seeds = _pick(c5, "Seeds", runs["seed"].unique(), "cmp_seeds")
 sel = runs[
@@ -63,15 +67,18 @@ if view == "Learning curves":
             "Curve", choices, index=default, key="cmp_curve", format_func=lambda c: f"{c[0]} {c[1]}"
         )
         part = curves[(curves["split"] == split) & (curves["metric"] == metric)]
-        part = part.assign(label=part["task"] + " · " + part["mode"].map(F.mode_label) + " · r=" +
-                           part["rank"].astype(str) + " · seed " + part["seed"].astype(str))  # fmt: skip
+        part = part.assign(label=part["task"].map(cached.short) + " · " + part["mode"].map(F.mode_label) + " · r="
+                           + part["rank"].astype(str) + " · seed " + part["seed"].astype(str))  # fmt: skip
         y_label = cached.curve_label(split, metric)
         for task in tasks:
             t = part[part["task"] == task]
             if t.empty:
                 continue
             figure(
-                F.learning_curve_figure(t, y_label, title=f"{task}: {y_label}", log_y=metric == "loss"),
+                F.learning_curve_figure(
+                    t, y_label, title=f"{cached.short(task)}: {y_label}", log_y=metric == "loss",
+                    y_range=(0, 1.02) if metric in ("accuracy", "macro_f1") else None,
+                ),
                 f"curves_{task}_{split}_{metric}", f"cmp_curve_{task}",
                 "One line per run (seed, rank), coloured by mode; hover for the run. The same data budget and "
                 "schedule in every mode.",
@@ -139,13 +146,13 @@ else:  # similarity
     mode = c1.selectbox("Mode", modes, format_func=F.mode_label, key="cmp_sim_mode")
     rank = c2.selectbox("Rank", ranks, key="cmp_sim_rank")
     if across == "seeds":
-        fixed = c3.selectbox("Task", tasks, key="cmp_sim_task")
+        fixed = c3.selectbox("Task", tasks, key="cmp_sim_task", format_func=cached.short)
         group = sel[(sel["mode"] == mode) & (sel["rank"] == rank) & (sel["task"] == fixed)]
         names = [f"seed {s}" for s in group["seed"]]
     else:
         fixed = c3.selectbox("Seed", seeds, key="cmp_sim_seed")
         group = sel[(sel["mode"] == mode) & (sel["rank"] == rank) & (sel["seed"] == fixed)]
-        names = list(group["task"])
+        names = [cached.short(t) for t in group["task"]]
     group = group[group["has_adapter"]]
     if len(group) < 2:
         st.info(

@@ -85,7 +85,8 @@ if submitted:
             job = jobs.submit(
                 store, jobs.sweep_command(spec, store), store,
                 device="cpu" if device == "cpu" else ("cuda" if device == "cuda" else "auto"),
-                label=f"{model} · {task} · r={rank} · {steps} steps · seed {seed}",
+                label=f"{cached.short(model)} · {cached.short(task)} · {len(modes)} mode(s) · r={rank} · "
+                f"{steps} steps · seed {seed}",
                 meta={"run_ids": [c.run_id() for c in configs], "modes": list(modes), "steps": int(steps)},
             )  # fmt: skip
             st.session_state["live_job"] = job.job_id
@@ -195,10 +196,11 @@ def monitor():
                 st.info("Validation points appear here when a run evaluates (at the end of the demo's runs).")
             else:
                 y_label = cached.curve_label("validation", metric)
-                st.plotly_chart(
-                    F.learning_curve_figure(evals[evals["metric"] == metric], y_label, title=f"Validation {metric}"),
-                    key="live_eval", theme=None,
+                fig = F.learning_curve_figure(
+                    evals[evals["metric"] == metric], y_label, title=f"Validation {metric}",
+                    y_range=(0, 1.02) if metric == "accuracy" else None,
                 )  # fmt: skip
+                st.plotly_chart(fig, key="live_eval", theme=None)
                 caption(
                     "The held-out validation metric at each evaluation; the test split is scored once, at the end."
                 )
@@ -207,10 +209,12 @@ def monitor():
         metrics = [m for m in cached.TEST_METRICS if m in done and done[m].notna().any()]
         if len(done) and metrics:
             show = done[["mode", *metrics, "trainable_lora", "trainable_head", "wall_s"]].copy()
+            show = show.sort_values("mode", key=lambda c: c.map({m: i for i, m in enumerate(F.MODES)}))
             show["mode"] = show["mode"].map(F.mode_label)
             st.dataframe(
                 show, hide_index=True,
-                column_config={"trainable_lora": st.column_config.NumberColumn("LoRA params", format="%d"),
+                column_config={"mode": st.column_config.TextColumn("mode", width="medium"),
+                               "trainable_lora": st.column_config.NumberColumn("LoRA params", format="%d"),
                                "trainable_head": st.column_config.NumberColumn("head params", format="%d"),
                                "wall_s": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
                                **{m: st.column_config.NumberColumn(cached.metric_label(m), format="%.4f") for m in metrics}},

@@ -36,11 +36,13 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
     )
     metric = c2.selectbox("Test metric", metrics, format_func=cached.metric_label, key="ov_metric")
     data = runs[runs["model"] == model]
+    data = data.assign(task=data["task"].map(cached.short))
     summary = cached.summary_by_mode(data, metric, by=("task", "mode"))
     lower_better = metric in cached.LOWER_IS_BETTER
     fig = F.mode_bar_figure(
         summary, cached.metric_label(metric),
-        title=f"{cached.metric_label(metric)} by mode on {model} (mean ± s.e. over seeds)",
+        title=f"{metric.removeprefix('test_').replace('_', ' ').capitalize()} on the test split by mode — "
+        f"{cached.short(model)} (mean ± s.e. over seeds)",
         y_range=(0, 1.05) if metric in ("test_accuracy", "test_macro_f1") else None,
     )  # fmt: skip
     figure(
@@ -52,8 +54,8 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
     table = cached.mode_table(summary)
     st.dataframe(table, hide_index=True)
     caption(
-        "Trainable parameters count the LoRA factors a mode trains (A&B: r·(d_in+d_out) per module, B only: "
-        "r·d_out, A only: r·d_in); a classification head, where there is one, is trained in every mode."
+        "LoRA params count the factors a mode trains (A&B: r·(d_in+d_out) per module, B only: r·d_out, A only: "
+        "r·d_in); the task head (e.g. a classifier), where there is one, is trained in full in every mode."
     )
     download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
-    st.caption(f"{len(data)} finished run(s) of {model} in `{store}`.")
+    st.caption(f"{len(data)} finished run(s) of `{model}` in `{store}`.")
