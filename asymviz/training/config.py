@@ -62,6 +62,7 @@ class TrainConfig:
     max_validation: int | None = None  # evaluate on a seeded subset of the validation split
     max_test: int | None = None  # evaluate on a seeded subset of the test split (None: all of it)
     eval_every: int | None = None  # steps between validation evaluations (None: only at the end)
+    eval_test: bool = True  # evaluate the test split at the end (tuning runs: False, only validation guides)
     # where and how
     device: str = "auto"  # "auto" (CUDA if present, else CPU), "cpu", "cuda" or "cuda:N"
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16" (autocast)

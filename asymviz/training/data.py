@@ -6,7 +6,8 @@
 Splits are fixed by `split_seed` (0 unless asked), never by the run's training seed, so runs with different seeds
 see the same examples. Rows with identical `text` always land in the same split (chatterbot repeats a question
 with several answers). A file with a `split` column (train / validation / test) keeps it: fine_foods keeps its
-published 4000 / 1000 train / test split and its validation set is carved out of train. Otherwise rows are split
+published 4000 / 1000 train / test split (6 reviews occur in both, as published) and its validation set is
+carved out of train. Otherwise rows are split
 `1 - 2·holdout / holdout / holdout` (default 80 / 10 / 10 %).
 
 Every frame has the columns `row` (row number in the file), `text`, and `label` (str) + `y` (int, index into

@@ -350,6 +350,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
             t = time.perf_counter()
             report("eval", step, total)
             writer.update(force=True, progress={"phase": f"eval {split}"})
+            model.eval()
             values = evaluate(lambda idx: forward(model, split, idx), enc[split], task.kind, 4 * config.batch_size)
             model.train()
             writer.log(step, split, values)
@@ -364,6 +365,8 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         for step in range(total):
             if step % 16 == 0 or dist.world == 1:
                 if dist.any(stop.is_set() or writer.cancel_requested, device):
+                    _flush_losses(writer, pending)
+                    writer.update(progress={"step": step, "phase": "cancelled"})
                     raise Cancelled()
             idx = order[step]
             out = forward(train_model, "train", idx)
@@ -388,7 +391,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         # -- final evaluation ------------------------------------------------------------------------------
         metrics: dict[str, float] = {}
         if dist.is_main:
-            for split in ("validation", "test"):
+            for split in ("validation", "test") if config.eval_test else ("validation",):
                 values, dt = eval_split(split, total)
                 t_eval += dt
                 metrics.update({f"{split}_{k}": v for k, v in values.items()})
@@ -440,7 +443,7 @@ def _save_adapter(model, target: Path) -> None:
     """PEFT save_pretrained into a temporary folder, then rename: the folder is complete or absent."""
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, save_embedding_layers=False)  # "auto" would look the base name up on the Hub
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
@@ -461,16 +464,16 @@ def evaluate(forward: Callable, enc: Encoded, kind: str, batch_size: int = 64) -
 
     n = len(enc)
     loss_sum, count = 0.0, 0
-    preds = []
-    for i in range(0, n, batch_size):
-        idx = torch.arange(i, min(i + batch_size, n))
+    pred = torch.zeros(n, dtype=torch.long)
+    order = torch.argsort(enc.mask.sum(1), descending=True, stable=True)  # similar lengths: less padding
+    for idx in order.split(batch_size):
         out = forward(idx)
         logits = out.logits.float()
         if kind == "classification":
             y = enc.labels[idx].to(logits.device)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             count += len(idx)
-            preds.append(logits.argmax(-1).cpu())
+            pred[idx] = logits.argmax(-1).cpu()
         else:
             w = logits.shape[1]
             target = enc.labels[idx, :w].to(logits.device)[:, 1:]  # next-token targets
@@ -479,7 +482,6 @@ def evaluate(forward: Callable, enc: Encoded, kind: str, batch_size: int = 64) -
     loss = loss_sum / max(count, 1)
     if kind != "classification":
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-    pred = torch.cat(preds)
     y = enc.labels
     return {"accuracy": int((pred == y).sum()) / len(y), "macro_f1": macro_f1(y, pred), "loss": loss}
 

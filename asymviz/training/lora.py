@@ -129,7 +129,7 @@ def lora_state(model) -> dict[str, torch.Tensor]:
     """The adapter's weights (LoRA factors + head) in PEFT's saved key format, cloned to CPU."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()}
 
 
 def trainable_counts(model) -> dict[str, int]:

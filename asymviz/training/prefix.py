@@ -73,15 +73,20 @@ def prefix_states(
     enc.encoder.layer = torch.nn.ModuleList(list(saved_layers)[:n_prefix])
     if saved_pooler is not None:
         enc.pooler = None
-    out = []
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths.cpu(), descending=True, stable=True).to(ids.device)  # similar lengths together
+    out = None
     try:
         with torch.inference_mode(), (autocast or contextlib.nullcontext()):
-            for i in range(0, ids.shape[0], batch_size):
-                h = enc(input_ids=ids[i : i + batch_size], attention_mask=mask[i : i + batch_size])
-                out.append(h.last_hidden_state.float())
+            for chunk in order.split(batch_size):
+                w = max(int(lengths[chunk].max()), 1)  # trim the padding columns of this chunk
+                h = enc(input_ids=ids[chunk, :w], attention_mask=mask[chunk, :w]).last_hidden_state.float()
+                if out is None:
+                    out = torch.zeros((ids.shape[0], ids.shape[1], h.shape[-1]), device=h.device)
+                out[chunk, :w] = h  # padding positions stay 0: keys there are masked, so never read
     finally:
         enc.encoder.layer = saved_layers
         if saved_pooler is not None:
             enc.pooler = saved_pooler
         enc.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return out if out is not None else torch.empty(0)

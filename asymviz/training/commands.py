@@ -1,0 +1,289 @@
+"""The training commands of the asymviz CLI: train, sweep, runs, demo (nothing heavy imported here).
+
+    asymviz train --model minilm --task fine_foods --mode b_only --steps 200 --out runs/b_only
+    asymviz sweep --model minilm --tasks fine_foods,word_polarity --modes ab,b_only,a_only --seeds 0,1,2 --store runs
+    asymviz runs list --store runs --format table
+    asymviz demo --store runs
+    accelerate launch --num_processes 2 -m asymviz.training train ... --out DIR    # data parallel
+
+Every flag maps to a TrainConfig field (see asymviz/training/config.py for defaults and meaning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from asymviz.errors import ConfigError
+
+DEFAULT_STORE = "runs"
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# flag -> (TrainConfig field, type, help). Defaults are None: unset flags keep the config's (or preset's) value.
+_FLAGS = (
+    ("--a-init", "a_init", str, "b_only: frozen A init: orthogonal (default), gaussian, kaiming"),
+    ("--rank", "rank", int, "LoRA rank r (default 8)"),
+    ("--alpha", "alpha", float, "lora_alpha (default 16); scaling = alpha / r"),
+    ("--targets", "targets", str, "comma-separated module names (default: PEFT's for the model, e.g. query,value)"),
+    ("--top-layers", "top_layers", int, "adapt only the top N layers"),
+    ("--head", "head", str, "comma-separated modules trained in full in every mode (default: the model's head)"),
+    ("--steps", "steps", int, "optimiser steps (default: one epoch)"),
+    ("--epochs", "epochs", float, "passes over the training split"),
+    ("--lr", "lr", float, "learning rate of the LoRA factors (default 1e-3)"),
+    ("--head-lr", "head_lr", float, "learning rate of the head (default: --lr)"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)"),
+    ("--warmup", "warmup", float, "warm-up fraction of the steps (default 0.06)"),
+    ("--batch-size", "batch_size", int, "examples per step (default 8)"),
+    ("--max-length", "max_length", int, "tokens per example (default 64)"),
+    ("--split-seed", "split_seed", int, "seed of the train/validation/test split (default 0)"),
+    ("--max-train", "max_train", int, "use a seeded subset of the training split"),
+    ("--max-validation", "max_validation", int, "evaluate on a seeded subset of the validation split"),
+    ("--max-test", "max_test", int, "evaluate on a seeded subset of the test split"),
+    ("--eval-every", "eval_every", int, "steps between validation evaluations (default: end only)"),
+    ("--device", "device", str, "auto (default: CUDA if present), cpu, cuda, cuda:N"),
+    ("--precision", "precision", str, "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16"),
+    ("--threads", "threads", int, "CPU threads (default: all cores)"),
+)
+
+
+def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
+    p.add_argument("--model", help="minilm (default), smollm2, a Hugging Face id or a local folder")
+    if single:
+        p.add_argument("--task", help="task name (fine_foods, ...) or a CSV/JSONL file with text,label")
+        p.add_argument("--mode", choices=("ab", "b_only", "a_only"), help="which factors train (default ab)")
+        p.add_argument("--seed", type=int, help="init and batch-order seed (default 0)")
+    for flag, field, typ, text in _FLAGS:
+        p.add_argument(flag, dest=field, type=typ, default=None, help=text)
+    p.add_argument("--cache-prefix", dest="cache_prefix", action="store_true", default=None,
+                   help="with --top-layers: compute the frozen layers below once and reuse them")  # fmt: skip
+    p.add_argument("--config", metavar="FILE", help="start from a TrainConfig JSON file (flags override it)")
+    p.add_argument("--preset", help="start from a preset's config (demo, equal_budget, paper)")
+
+
+def _config_from_args(args, **fixed):
+    from asymviz.training.config import TrainConfig, preset
+
+    if args.config:
+        try:
+            base = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config: {args.config} is not JSON ({exc})") from None
+    elif args.preset:
+        mode = getattr(args, "mode", None) or "ab"
+        base = {c.mode: c for c in preset(args.preset)}.get(mode) or preset(args.preset)[0]
+    else:
+        base = TrainConfig()
+    changes = {f: getattr(args, f) for _, f, _, _ in _FLAGS if getattr(args, f, None) is not None}
+    for f in ("model", "task", "mode", "seed", "cache_prefix"):
+        if getattr(args, f, None) is not None:
+            changes[f] = getattr(args, f)
+    changes.update(fixed)
+    return base.replace(**changes) if changes else base
+
+
+# ----------------------------------------------------------------------------------------------------------
+# progress on stderr
+
+
+class _Bar:
+    """A tqdm bar per run on stderr: step / total, loss, examples/s. Silent with ASYMVIZ_NO_PROGRESS."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet or bool(os.environ.get("ASYMVIZ_NO_PROGRESS"))
+        self.bar = None
+        self.run_id = None
+
+    def __call__(self, event) -> None:
+        if self.quiet:
+            return
+        from tqdm.auto import tqdm
+
+        if event.run_id != self.run_id or self.bar is None:
+            self.close()
+            self.run_id = event.run_id
+            self.bar = tqdm(total=event.total_steps, desc=event.run_id[:48], file=sys.stderr, unit="step",
+                            leave=True, dynamic_ncols=True)  # fmt: skip
+        if event.phase != "train":
+            self.bar.set_description_str(f"{event.run_id[:40]} [{event.phase}]", refresh=False)
+        else:
+            self.bar.set_description_str(event.run_id[:48], refresh=False)
+        self.bar.n = event.step
+        post = {}
+        if event.loss is not None:
+            post["loss"] = f"{event.loss:.4f}"
+        if event.examples_per_s:
+            post["ex/s"] = f"{event.examples_per_s:.1f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.refresh()
+        if event.phase == "done":
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# handlers
+
+
+def _cmd_train(args) -> int:
+    from asymviz.training.loop import train
+
+    config = _config_from_args(args)
+    bar = _Bar(args.quiet)
+    try:
+        record = train(config, args.out, progress=bar, overwrite=args.overwrite)
+    finally:
+        bar.close()
+    m = record.final_metrics
+    keys = [k for k in ("test_accuracy", "test_macro_f1", "test_loss", "test_perplexity") if m.get(k) is not None]
+    summary = ", ".join(f"{k} {m[k]:.4f}" for k in keys)
+    print(f"{record.status}: {record.path} ({summary})" if summary else f"{record.status}: {record.path}", file=sys.stderr)
+    return 0 if record.status == "completed" else 130
+
+
+def _cmd_sweep(args) -> int:
+    from asymviz.cli import write_frame
+    from asymviz.training.sweep import expand, sweep
+
+    base = _config_from_args(args)
+    configs = expand(
+        base,
+        tasks=_names(args.tasks) if args.tasks else None,
+        modes=_names(args.modes) if args.modes else None,
+        seeds=_ints(args.seeds) if args.seeds else None,
+        ranks=_ints(args.ranks) if args.ranks else None,
+    )
+    devices = None
+    if args.gpus:
+        devices = _gpus(args.gpus)
+    bar = _Bar(args.quiet or devices is not None)
+
+    def on_run(record):
+        bar.close()
+        print(f"{record.status:>9}  {record.run_id}", file=sys.stderr)
+
+    try:
+        frame = sweep(configs, args.store, devices=devices, jobs_per_device=args.jobs_per_gpu, progress=bar, on_run=on_run)
+    finally:
+        bar.close()
+    cols = ["run_id", "mode", "rank", "seed", "status", "trainable_params", "wall_s", "test_accuracy",
+            "test_macro_f1", "test_loss", "test_perplexity"]  # fmt: skip
+    write_frame(frame[[c for c in cols if frame[c].notna().any() or c in cols[:5]]], args.format, args.output)
+    return 0 if (frame["status"] == "completed").all() else 1
+
+
+def _gpus(text: str) -> list[str]:
+    if text == "all":
+        from asymviz.jobs import _gpu_count
+
+        n = _gpu_count()
+        if n == 0:
+            raise ConfigError("gpus: no GPU visible")
+        return [str(i) for i in range(n)]
+    return [str(i) for i in _ints(text)]
+
+
+def _cmd_runs_list(args) -> int:
+    from asymviz.cli import write_frame
+    from asymviz.runs import RunStore
+
+    frame = RunStore(args.store).list()
+    if args.format == "table":
+        frame = frame.drop(columns=["path", "created_at"]).dropna(axis=1, how="all")
+    write_frame(frame, args.format, args.output)
+    return 0
+
+
+def _cmd_runs_cancel(args) -> int:
+    from asymviz.runs import RunStore
+
+    store = RunStore(args.store)
+    store.get(args.run_id)  # raises when it does not exist
+    store.cancel(args.run_id)
+    print(f"cancel requested: {args.run_id}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    import shutil
+
+    from asymviz.cli import write_frame
+    from asymviz.training.config import preset
+    from asymviz.training.sweep import demo
+
+    if args.fresh:
+        for cfg in preset("demo"):
+            shutil.rmtree(Path(args.store) / cfg.run_id(), ignore_errors=True)
+    bar = _Bar(args.quiet)
+    try:
+        table, wall = demo(args.store, progress=bar)
+    finally:
+        bar.close()
+    write_frame(table, args.format, args.output)
+    print(f"demo: {len(table)} runs in {wall:.1f} s wall (minilm on fine_foods; always predicting the majority "
+          f"class scores 0.658 test accuracy); runs in {args.store}", file=sys.stderr)  # fmt: skip
+    return 0 if (table["status"] == "completed").all() else 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def add_commands(sub) -> None:
+    """Register train, sweep, runs and demo on the asymviz CLI's subparsers."""
+    from asymviz.cli import add_output_args
+
+    p = sub.add_parser("train", help="fine-tune one LoRA run (ab, b_only or a_only) into a run folder")
+    _add_config_flags(p, single=True)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a completed run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sweep", help="many runs (tasks x modes x seeds x ranks) into a store; resumable")
+    _add_config_flags(p, single=False)
+    p.add_argument("--tasks", help="comma-separated tasks (default fine_foods)")
+    p.add_argument("--modes", help="comma-separated modes (default ab,b_only,a_only)", default="ab,b_only,a_only")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    p.add_argument("--ranks", help="comma-separated ranks (default: --rank)")
+    p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
+    p.add_argument("--gpus", help="GPU indices (e.g. 0,1) or 'all': one worker process per GPU")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs in flight on each GPU (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p)
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("runs", help="the run store: list runs, cancel one")
+    rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=type(p))
+    rsub.required = True
+    q = rsub.add_parser("list", help="one row per run (status, config, trainable params, final metrics)")
+    q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
+    add_output_args(q)
+    q.set_defaults(func=_cmd_runs_list)
+    q = rsub.add_parser("cancel", help="ask a running run to stop (status cancelled)")
+    q.add_argument("run_id")
+    q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
+    q.set_defaults(func=_cmd_runs_cancel)
+
+    p = sub.add_parser("demo", help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only, one seed")
+    p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
+    p.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs are in the store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p)
+    p.set_defaults(func=_cmd_demo)
