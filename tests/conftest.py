@@ -115,3 +115,36 @@ def peft_adapter(tmp_path):
         return folder, model
 
     return make
+
+
+# ---- training engine (issue 3): tiny base models and task files, built once per session -------------------
+
+
+@pytest.fixture(scope="session")
+def train_assets(tmp_path_factory):
+    """{'bert': tiny BERT folder (2 layers), 'task': text/label .jsonl.gz (60 rows), 'llama': tiny LLaMA folder,
+    'qa': text/answer .jsonl.gz} for the training tests."""
+    from tiny_task import write_tiny_bert, write_tiny_llama_lm, write_tiny_task
+
+    root = tmp_path_factory.mktemp("train_assets")
+    llama, _ = write_tiny_llama_lm(root / "lm")
+    return {
+        "bert": write_tiny_bert(root / "cls"),
+        "task": write_tiny_task(root / "cls", n=60),
+        "llama": llama,
+        "qa": write_tiny_task(root / "lm", n=60, answers=True),
+    }
+
+
+@pytest.fixture
+def tiny_config(train_assets):
+    """tiny_config(**changes) -> a TrainConfig on the tiny BERT and task: 3 steps, batch 4, rank 2, CPU."""
+    from asymviz.training.config import TrainConfig
+
+    def make(**changes):
+        base = dict(model=str(train_assets["bert"]), task=str(train_assets["task"]), steps=3, batch_size=4,
+                    rank=2, alpha=4.0, device="cpu", threads=1)  # fmt: skip
+        base.update(changes)
+        return TrainConfig(**base)
+
+    return make
