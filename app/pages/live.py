@@ -138,10 +138,10 @@ def monitor():
     ids = list(newest_first["job_id"])
     current = st.session_state.get("live_job")
     labels = dict(zip(frame["job_id"], frame["label"], strict=True))
-    statuses = dict(zip(frame["job_id"], frame["status"], strict=True))
+    created = dict(zip(frame["job_id"], frame["created"], strict=True))
     job_id = st.selectbox(
         "Request", ids, index=ids.index(current) if current in ids else 0, key="live_job_pick",
-        format_func=lambda j: f"{labels[j]} — {statuses[j]}",
+        format_func=lambda j: f"{labels[j]} (submitted {time.strftime('%H:%M:%S', time.localtime(created[j]))})",
     )  # fmt: skip
     job = frame.set_index("job_id").loc[job_id]
     meta = job["meta"] or {}

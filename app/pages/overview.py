@@ -32,8 +32,9 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
     c1, c2 = st.columns(2)
     models = sorted(runs["model"].dropna().unique())
     model = c1.selectbox(
-        "Model", models, key="ov_model", help="Runs of different base models are never pooled."
-    )
+        "Model", models, key="ov_model", format_func=cached.short,
+        help="Runs of different base models are never pooled.",
+    )  # fmt: skip
     metric = c2.selectbox("Test metric", metrics, format_func=cached.metric_label, key="ov_metric")
     data = runs[runs["model"] == model]
     data = data.assign(task=data["task"].map(cached.short))
