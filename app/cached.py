@@ -122,16 +122,11 @@ def similarity(
 @st.cache_data(max_entries=16, show_spinner=False)
 def report_html(path: str, signature: str, against: tuple[str, str] | None = None) -> bytes:
     """The standalone HTML report of asymviz.report for one adapter (optionally against a second)."""
-    import tempfile
-    from pathlib import Path
-
-    from asymviz.report import write_report
+    from asymviz.report import render_report
 
     adapter = load_adapter_cached(path, signature)
     other = load_adapter_cached(*against) if against else None
-    with tempfile.TemporaryDirectory() as tmp:
-        out = write_report(adapter, Path(tmp) / "report.html", against=other)
-        return Path(out).read_bytes()
+    return render_report(adapter, against=other).encode("utf-8")
 
 
 # ------------------------------------------------------------------------------------------------------------

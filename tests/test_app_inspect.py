@@ -1,7 +1,7 @@
 """The Inspect page: an adapter from a local path, every view, a second adapter, and clear errors."""
 
 import pytest
-from app_helpers import app_test, no_errors, write_bert_like_adapter
+from app_helpers import app_test, no_errors, shared_tiny_store, write_bert_like_adapter
 
 VIEWS = [
     "Spectra",
@@ -70,3 +70,22 @@ def test_bad_input_is_an_error_not_a_traceback(tmp_path):
     bad.write_bytes(b"not a safetensors file at all")
     _open(at, bad)
     assert not at.exception and at.error and "bad.safetensors" in at.error[0].value
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return shared_tiny_store(tmp_path_factory)
+
+
+def test_a_stored_run_and_its_report(tiny_store):
+    at = app_test("inspect", store=tiny_store)
+    at.run()
+    at.radio(key="ins_a_source").set_value("A stored run").run()
+    no_errors(at)
+    options = at.selectbox(key="ins_a_run").options
+    assert len(options) == 4 and all("task.jsonl.gz" in o for o in options)
+    assert [m.value for m in at.metric][:2] == ["4", "4"]  # 2 layers × (query, value), rank 4
+    at.segmented_control(key="ins_view").set_value("Report").run()
+    no_errors(at)
+    assert len(at.get("download_button")) >= 1
+    assert any(c.value.endswith("asymviz report ADAPTER -o report.html`.") for c in at.caption)
