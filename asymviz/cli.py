@@ -131,7 +131,10 @@ def _cmd_app(args) -> int:
     app = Path(__file__).resolve().parent.parent / "streamlit_app.py"
     if not app.exists():
         raise AsymvizError(f"cannot find the app at {app}: run `asymviz app` from a source checkout")
-    sys.argv = ["streamlit", "run", str(app), *args.streamlit_args]
+    extra = list(args.streamlit_args)
+    if extra[:1] == ["--"]:  # `asymviz app -- --server.port 8600`: argparse keeps the separator
+        extra = extra[1:]
+    sys.argv = ["streamlit", "run", str(app), *extra]
     return stcli.main()
 
 
@@ -161,7 +164,8 @@ def _add_analysis_commands(sub) -> None:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("app", help="start the web app (same as `streamlit run streamlit_app.py`)")
-    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="passed on to `streamlit run`")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                   help="passed on to `streamlit run`, after --, e.g. asymviz app -- --server.port 8600")  # fmt: skip
     p.set_defaults(func=_cmd_app)
 
 
