@@ -185,8 +185,12 @@ def learning_curve_figure(
     x_label: str = "training step",
     log_y: bool = False,
     y_range=None,
+    smooth: int | None = None,
 ) -> go.Figure:
     """One line per run, coloured (and dashed) by mode; the legend shows each mode once.
+
+    smooth : draw the moving average over this many points (raw values faint behind it), for noisy
+        per-batch losses.
 
     Reads columns ``run_id, mode, step, value`` and optionally ``label`` (hover text).
     """
@@ -201,9 +205,18 @@ def learning_curve_figure(
     )
     for (mode, run_id), part in groups:
         label = str(part["label"].iloc[0]) if "label" in part else str(run_id)
+        values = part["value"]
+        if smooth and smooth > 1 and len(part) > 2:
+            fig.add_trace(
+                go.Scatter(
+                    x=part["step"], y=values, mode="lines", legendgroup=mode, showlegend=False, hoverinfo="skip",
+                    line={"color": MODE_COLORS.get(mode), "width": 1}, opacity=0.2,
+                )
+            )  # fmt: skip
+            values = values.rolling(smooth, min_periods=1).mean()
         fig.add_trace(
             go.Scatter(
-                x=part["step"], y=part["value"], mode="lines+markers" if len(part) < 30 else "lines",
+                x=part["step"], y=values, mode="lines+markers" if len(part) < 30 else "lines",
                 name=mode_label(mode), legendgroup=mode, showlegend=mode not in shown,
                 line={"color": MODE_COLORS.get(mode), "width": 2, "dash": MODE_DASH.get(mode, "solid")},
                 marker={"size": 7, "symbol": MODE_SYMBOLS.get(mode, "circle")}, opacity=0.9,

@@ -193,7 +193,7 @@ def monitor():
         metric = next((m for m in ("accuracy", "loss") if m in set(evals["metric"])), None)
         with right:
             if metric is None:
-                st.info("Validation points appear here when a run evaluates (at the end of the demo's runs).")
+                st.info("Validation points appear here each time a run evaluates (three times per run).")
             else:
                 y_label = cached.curve_label("validation", metric)
                 fig = F.learning_curve_figure(
