@@ -301,12 +301,12 @@ def comparison_table(runs, metric: str, q: float, sigma: float):
         ok = lora == lora and n_train == n_train and n_train > 0
         rows.append({
             "task": short(task), "mode": mode_label(mode), "rank": int(rank),
-            metric_label(metric): format_mean_se(vals.mean(), se) if len(vals) else "–",
+            metric.removeprefix("test_").replace("_", " "): format_mean_se(vals.mean(), se) if len(vals) else "–",
             "seeds": len(vals),
             "LoRA params": _count(lora),
             "head params": _count(g["trainable_head"].median()),
-            "wall time (s)": round(float(g["wall_s"].mean()), 1) if g["wall_s"].notna().any() else None,
-            "peak memory (MiB)": round(float(g["peak_memory_mb"].mean())) if g["peak_memory_mb"].notna().any() else None,
+            "wall (s)": round(float(g["wall_s"].mean()), 1) if g["wall_s"].notna().any() else None,
+            "peak mem (MiB)": round(float(g["peak_memory_mb"].mean())) if g["peak_memory_mb"].notna().any() else None,
             "bound": round(bound_value(int(lora), int(n_train), q, sigma), 4) if ok else None,
             "n train": int(n_train) if n_train == n_train else None,
         })  # fmt: skip

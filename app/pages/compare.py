@@ -96,9 +96,9 @@ elif view == "Summary table":
         table = cached.comparison_table(sel, metric, float(q), float(sigma))
         st.dataframe(table, hide_index=True)
         caption(
-            f"mean ± standard error over seeds of {cached.metric_label(metric)} on the held-out test split; "
-            "trainable parameters are the LoRA factors each mode trains; wall time and peak memory are per run; "
-            "the bound is the paper's Lemma 4.5 for the run's trainable parameters and training-set size."
+            f"{cached.metric_label(metric)} on the held-out test split, mean ± standard error over seeds; LoRA "
+            "params: the factors each mode trains (the head is trained in every mode); wall time and peak memory "
+            "(MiB) per run; bound: the paper's Lemma 4.5 for the LoRA params and the n training examples."
         )
         download_frame(table, f"comparison_{metric}", "cmp_table_csv", "table (CSV)")
         summary = cached.summary_by_mode(sel, metric, by=("task", "mode"))
