@@ -186,6 +186,14 @@ def test_upload_an_adapter_zip_and_see_its_spectrum(page, server, tmp_path):
     no_exception(page)
     assert page.get_by_text("adapted modules").count() >= 1
     shot(page, "10_inspect_uploaded")
+    # the figure's PNG download: rendered on the server by kaleido driving the local Chromium, offline
+    t = time.perf_counter()
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="PNG").first.click()
+    png = Path(download.value.path()).read_bytes()
+    TIMINGS["png_export_s"] = time.perf_counter() - t
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    (ARTIFACTS / "13_spectrum_export.png").write_bytes(png)
     page.get_by_text("Layer × module", exact=True).first.click()
     page.locator(".gtitle").filter(has_text="per layer and module").first.wait_for(timeout=30_000)
     wait_idle(page)
