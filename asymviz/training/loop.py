@@ -349,11 +349,12 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
             _flush_losses(writer, pending)  # keep metrics.csv in step order
             t = time.perf_counter()
             report("eval", step, total)
-            writer.update(force=True, progress={"phase": f"eval {split}"})
+            writer.update(force=True, progress={"step": step, "phase": f"eval {split}"})
             model.eval()
             values = evaluate(lambda idx: forward(model, split, idx), enc[split], task.kind, 4 * config.batch_size)
             model.train()
             writer.log(step, split, values)
+            writer.update(progress={"phase": "train"})
             return values, time.perf_counter() - t
 
         # -- the loop ------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@
 
 Each run's folder is `store/<config.run_id()>`, a name derived from the config, so a sweep started again skips
 the runs that completed and redoes those that failed, were cancelled or were killed. In-process sweeps share a
-Workspace (data, tokenised splits, the loaded base model, frozen-prefix outputs) between runs; worker sweeps start
-`python -m asymviz.training train --config FILE --out DIR` per run with CUDA_VISIBLE_DEVICES set.
+Workspace (data, tokenised splits, the loaded base model, frozen-prefix outputs) between runs. Worker sweeps
+start `jobs_per_device` long-lived processes per GPU (`python -m asymviz.training.sweep worker QUEUE STORE`, with
+CUDA_VISIBLE_DEVICES set); each takes the next config from a queue folder and keeps its own Workspace, so several
+runs are in flight on one GPU and each worker pays imports and model loading once.
 """
 
 from __future__ import annotations
@@ -115,43 +117,80 @@ def _sweep_here(todo, store: RunStore, progress, on_run) -> None:
 
 
 def _sweep_workers(todo, store: RunStore, devices: list[str], jobs_per_device: int, on_run) -> None:
-    work = store.root / SWEEP_DIR
-    work.mkdir(exist_ok=True)
-    slots = [d for d in devices for _ in range(jobs_per_device)]
-    queue = list(todo)
-    running: dict[str, tuple[subprocess.Popen, str, object]] = {}  # slot key -> (process, run_id, log)
-    free = [f"{d}#{k}" for k, d in enumerate(slots)]
+    """Persistent worker processes (jobs_per_device per device) that take configs from a queue folder.
+
+    A worker claims a config by renaming its file (atomic), trains it with a Workspace it keeps for its whole
+    life (imports, base model and tokenised data are paid once per worker, not once per run), and takes the next.
+    """
+    import uuid
+
+    if not todo:
+        return
+    queue = store.root / SWEEP_DIR / f"queue-{uuid.uuid4().hex[:8]}"
+    queue.mkdir(parents=True)
+    for i, cfg in enumerate(todo):
+        device = "cpu" if devices[0] == "cpu" else "cuda"
+        write_json_atomic(queue / f"{i:05d}.json", cfg.replace(device=device).to_dict())
+    procs = []
+    for k, dev in enumerate(d for d in devices for _ in range(jobs_per_device)):
+        env = {**os.environ, "ASYMVIZ_NO_PROGRESS": "1"}
+        if dev != "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = dev
+        log = open(queue / f"worker{k}.log", "w")
+        cmd = [sys.executable, "-m", "asymviz.training.sweep", "worker", str(queue), str(store.root)]
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    reported: set[str] = set()
+    ids = [c.run_id() for c in todo]
     try:
-        while queue or running:
-            while queue and free:
-                slot = free.pop(0)
-                cfg = queue.pop(0)
-                run_id = cfg.run_id()
-                conf = work / f"{run_id}.json"
-                write_json_atomic(conf, cfg.replace(device="cuda").to_dict())
-                log = open(work / f"{run_id}.log", "w")
-                env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.split("#")[0], "ASYMVIZ_NO_PROGRESS": "1"}
-                cmd = [sys.executable, "-m", "asymviz.training", "train", "--config", str(conf),
-                       "--out", str(store.path(run_id)), "--overwrite"]  # fmt: skip
-                running[slot] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), run_id, log)
-            time.sleep(0.2)
-            for slot, (proc, run_id, log) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                log.close()
-                del running[slot]
-                free.append(slot)
-                if on_run is not None and run_id in store:
-                    on_run(store.get(run_id))
+        while True:
+            done = all(p.poll() is not None for p, _ in procs)
+            for run_id in ids:
+                if run_id not in reported and run_id in store:
+                    record = store.get(run_id)
+                    if record.status not in ("running", "interrupted") or (done and record.status == "interrupted"):
+                        reported.add(run_id)
+                        if on_run is not None:
+                            on_run(record)
+            if done:
+                break
+            time.sleep(0.5)
     finally:
-        for proc, _, log in running.values():  # interrupted: stop the workers (they record `cancelled`)
-            proc.terminate()
-        for proc, _, log in running.values():
+        for proc, _ in procs:  # interrupted: stop the workers (each records its run as cancelled)
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, log in procs:
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
+
+
+def _worker(queue: Path, root: Path) -> int:
+    """Take configs from `queue` until it is empty (see _sweep_workers)."""
+    from asymviz.training.loop import train
+    from asymviz.training.workspace import Workspace
+
+    store = RunStore(root)
+    ws = Workspace()
+    while True:
+        for file in sorted(queue.glob("*.json")):
+            claimed = file.with_suffix(f".claimed{os.getpid()}")
+            try:
+                os.rename(file, claimed)
+            except OSError:
+                continue  # another worker took it
+            cfg = TrainConfig.from_dict(json.loads(claimed.read_text()))
+            try:
+                record = train(cfg, store.path(cfg.run_id()), workspace=ws, overwrite=True)
+                print(f"{record.status} {record.run_id} {record.data.get('timings', {}).get('wall_s', 0):.1f}s", flush=True)
+                if record.status == "cancelled":
+                    return 130
+            except Exception as exc:  # recorded in the run's run.json; go on with the next
+                print(f"failed {cfg.run_id()}: {exc}", flush=True)
+            break
+        else:
+            return 0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -180,3 +219,9 @@ def demo(store: str | Path = "runs", progress: Callable | None = None, on_run: C
     configs = preset("demo", **overrides)
     frame = sweep(configs, store, progress=progress, on_run=on_run)
     return comparison_table(frame), time.perf_counter() - t0
+
+
+if __name__ == "__main__":  # python -m asymviz.training.sweep worker QUEUE STORE
+    if len(sys.argv) == 4 and sys.argv[1] == "worker":
+        raise SystemExit(_worker(Path(sys.argv[2]), Path(sys.argv[3])))
+    raise SystemExit("usage: python -m asymviz.training.sweep worker QUEUE_DIR STORE_DIR")
