@@ -99,6 +99,11 @@ def dequantise_gguf(source: ModelSource) -> ModelSource:
     target = cache_dir() / SMOLLM2_CACHE if source.name == "smollm2" else cache_dir() / Path(source.gguf_file).stem
     model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, **_dtype_kwarg(torch.float32))
     tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    # transformers 5 marks a GGUF-loaded model as quantised and refuses to save it; its weights are already
+    # dequantised, so drop the marks (else save_pretrained raises "quantized with gguf and is not serializable")
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     model.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
