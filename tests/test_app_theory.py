@@ -18,7 +18,10 @@ def test_renders_the_simulation_and_the_bound(at):
     assert at.title[0].value.startswith("Theory")
     labels = [m.label for m in at.metric]
     assert "B only: mean relative excess loss" in labels and "A only: mean relative excess loss" in labels
-    assert len(at.get("plotly_chart")) == 3  # histogram, rank curve, input spectrum
+    assert len(at.get("plotly_chart")) == 1  # the histogram; the rest on demand (keeps page switches fast)
+    at.toggle(key="th_more").set_value(True).run()
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 3  # + closed forms against the rank, input spectrum
     at.segmented_control(key="th_view").set_value("Generalisation bound calculator").run()
     no_errors(at)
     assert len(at.get("plotly_chart")) == 1

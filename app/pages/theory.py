@@ -121,6 +121,8 @@ def simulation():
         )
         download_frame(comparison, "theory_comparison", "theory_cmp")
 
+        if not st.toggle("Show the closed forms for every rank and the input spectrum", key="th_more"):
+            return
         left, right = st.columns(2)
         with left:
             figure(
