@@ -30,10 +30,17 @@ def main() -> None:
     p.add_argument("--top-layers", type=int, default=DEMO.top_layers)
     p.add_argument("--max-length", type=int, default=DEMO.max_length)
     p.add_argument("--precision", default=DEMO.precision)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (1 on a busy shared machine)")
+    p.add_argument("--head-lr", type=float, default=None, help="fixed head lr (default: the same as lr)")
+    p.add_argument("--targets", default=",".join(DEMO.targets))
+    p.add_argument("--rank", type=int, default=DEMO.rank)
+    p.add_argument("--alpha", type=float, default=DEMO.alpha)
     args = p.parse_args()
     ws = Workspace()
     base = DEMO.replace(steps=args.steps, batch_size=args.batch_size, top_layers=args.top_layers,
-                        max_length=args.max_length, precision=args.precision, max_validation=None, eval_test=False)  # fmt: skip
+                        max_length=args.max_length, precision=args.precision, max_validation=None, eval_test=False,
+                        threads=args.threads, head_lr=args.head_lr, targets=args.targets, rank=args.rank,
+                        alpha=args.alpha)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
@@ -47,8 +54,7 @@ def main() -> None:
                     print(f"{mode:7s} lr={lr:<7g} seed={seed} val_acc={accs[-1]:.4f} "
                           f"val_loss={rec.final_metrics['validation_loss']:.4f} ({time.perf_counter() - t:.1f} s)", flush=True)  # fmt: skip
                 rows.append((mode, lr, sum(accs) / len(accs)))
-    print(f"\nsetting: steps={args.steps} batch={args.batch_size} top_layers={args.top_layers} "
-          f"max_length={args.max_length} precision={args.precision} seeds={args.seeds}")  # fmt: skip
+    print(f"\nsetting: {vars(args)}")
     for mode in args.modes.split(","):
         mine = [r for r in rows if r[0] == mode]
         best = max(mine, key=lambda r: r[2])

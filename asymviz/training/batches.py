@@ -23,34 +23,40 @@ IGNORE = -100
 
 @dataclass
 class Encoded:
-    """One split, tokenised. N examples, L = max_length."""
+    """One split, tokenised. N examples, L = max_length. The tensors may live on the GPU; `lengths` stays on the
+    CPU so that cutting a batch never waits for the GPU."""
 
     ids: torch.Tensor  # (N, L) int64, right-padded with the pad id
     mask: torch.Tensor  # (N, L) int64, 1 on real tokens
     labels: torch.Tensor  # (N,) class index, or (N, L) token targets with -100 (causal LM)
     kind: str  # "classification" | "causal_lm"
+    lengths: torch.Tensor | None = None  # (N,) real tokens per row, on the CPU
+
+    def __post_init__(self) -> None:
+        if self.lengths is None:
+            self.lengths = self.mask.sum(1).cpu()
 
     def __len__(self) -> int:
         return self.ids.shape[0]
 
-    @property
-    def n_target_tokens(self) -> torch.Tensor:  # (N,) tokens that carry loss (causal LM)
-        return (self.labels != IGNORE).sum(1)
+    def to(self, device) -> Encoded:
+        """The same split with its tensors on `device` (lengths stay on the CPU)."""
+        return Encoded(self.ids.to(device), self.mask.to(device), self.labels.to(device), self.kind, self.lengths)
 
     def width(self, index: torch.Tensor) -> int:
-        """Columns needed by these rows (their longest real length)."""
-        return max(int(self.mask[index].sum(1).max()), 1)
+        """Columns needed by these rows (their longest real length); index on the CPU."""
+        return max(int(self.lengths[index].max()), 1)
 
-    def batch(self, index: torch.Tensor, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def batch(self, index: torch.Tensor, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The rows `index` (CPU), trimmed to their longest; `rows` is the same index already on the tensors'
+        device (saves a host-to-device copy per step)."""
         w = self.width(index)
-        out = {
-            "input_ids": self.ids[index, :w],
-            "attention_mask": self.mask[index, :w],
-            "labels": self.labels[index] if self.kind == "classification" else self.labels[index, :w],
+        r = index if rows is None else rows
+        return {
+            "input_ids": self.ids[r, :w],
+            "attention_mask": self.mask[r, :w],
+            "labels": self.labels[r] if self.kind == "classification" else self.labels[r, :w],
         }
-        if device is not None:
-            out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
-        return out
 
 
 def encode(frame: pd.DataFrame, tokenizer, kind: str, max_length: int) -> Encoded:

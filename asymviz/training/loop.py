@@ -252,7 +252,11 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config))
     else:
+        import gc
+
         torch.cuda.set_device(device)
+        gc.collect()  # a previous run's tensors (same process: sweeps, demo) must not count in this run's peak
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     autocast = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
@@ -266,10 +270,15 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
 
     # -- data and model ----------------------------------------------------------------------------------
     task = ws.task(config)
-    base, tokenizer, source = ws.model(config, task)
+    # frozen base weights in bf16 on a GPU under bf16 autocast (half the memory); trainable ones stay fp32
+    weights = torch.bfloat16 if device.type == "cuda" and precision == "bf16" else torch.float32
+    base, tokenizer, source = ws.model(config, task, weights)
     enc = ws.encoded(config, task, tokenizer, source)
     head = config.head if config.head is not None else default_head(base, task.kind)
     model = lora.wrap(base, config, task.kind, head)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()  # the head copies (modules_to_save) of a bf16 base
     model.to(device)
     model.peft_config[lora.ADAPTER].base_model_name_or_path = source.name  # a stable name, not a local path
     counts = lora.trainable_counts(model)
@@ -299,6 +308,8 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
 
     # -- the frozen prefix (optional) --------------------------------------------------------------------
     order = batch_order(n_train, config.batch_size, total, config.seed, dist.rank, dist.world)  # (steps, b)
+    order_dev = order.to(device)  # one copy now instead of one per step
+    enc = {split: e.to(device) for split, e in enc.items()}  # small: token ids live on the device
     states: dict[str, torch.Tensor | None] = {"train": None, "validation": None, "test": None}
     n_prefix = 0
     t_prefix = time.perf_counter()
@@ -326,7 +337,8 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     groups = [{"params": lora_params, "lr": config.lr}]
     if head_params:
         groups.append({"params": head_params, "lr": config.head_lr or config.lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step instead of one per tensor
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, **fused)
     warm = int(round(config.warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
@@ -337,11 +349,12 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     swap = prefix.top_only(model, n_prefix) if config.cache_prefix else contextlib.nullcontext()
     with swap:
 
-        def forward(m, split, idx):
-            batch = enc[split].batch(idx, device)
+        def forward(m, split, idx, rows=None):
+            rows = idx.to(device) if rows is None else rows
+            batch = enc[split].batch(idx, rows)
             with autocast():
                 if states[split] is not None:
-                    h = states[split][idx.to(device), : batch["input_ids"].shape[1]]
+                    h = states[split][rows, : batch["input_ids"].shape[1]]
                     return m(inputs_embeds=h, attention_mask=batch["attention_mask"], labels=batch["labels"])
                 return m(**batch)
 
@@ -370,7 +383,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
                     writer.update(progress={"step": step, "phase": "cancelled"})
                     raise Cancelled()
             idx = order[step]
-            out = forward(train_model, "train", idx)
+            out = forward(train_model, "train", idx, order_dev[step])
             out.loss.backward()
             optimizer.step()
             scheduler.step()
@@ -378,7 +391,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
             pending.append((step + 1, out.loss.detach()))
             seen += len(idx) * dist.world
             if task.kind == "causal_lm":
-                seen_tokens += int(enc["train"].mask[idx].sum()) * dist.world
+                seen_tokens += int(enc["train"].lengths[idx].sum()) * dist.world
             if writer.due() or step + 1 == total:
                 last_loss = _flush_losses(writer, pending)
                 rate = seen / max(time.perf_counter() - t_train - t_eval, 1e-9)
@@ -466,24 +479,24 @@ def evaluate(forward: Callable, enc: Encoded, kind: str, batch_size: int = 64) -
     n = len(enc)
     loss_sum, count = 0.0, 0
     pred = torch.zeros(n, dtype=torch.long)
-    order = torch.argsort(enc.mask.sum(1), descending=True, stable=True)  # similar lengths: less padding
+    order = torch.argsort(enc.lengths, descending=True, stable=True)  # similar lengths: less padding
     for idx in order.split(batch_size):
         out = forward(idx)
         logits = out.logits.float()
         if kind == "classification":
-            y = enc.labels[idx].to(logits.device)
+            y = enc.labels[idx.to(enc.labels.device)].to(logits.device)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             count += len(idx)
             pred[idx] = logits.argmax(-1).cpu()
         else:
             w = logits.shape[1]
-            target = enc.labels[idx, :w].to(logits.device)[:, 1:]  # next-token targets
+            target = enc.labels[idx.to(enc.labels.device), :w].to(logits.device)[:, 1:]  # next-token targets
             loss_sum += float(F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE, reduction="sum"))
             count += int((target != IGNORE).sum())
     loss = loss_sum / max(count, 1)
     if kind != "classification":
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-    y = enc.labels
+    y = enc.labels.cpu()
     return {"accuracy": int((pred == y).sum()) / len(y), "macro_f1": macro_f1(y, pred), "loss": loss}
 
 

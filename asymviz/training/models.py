@@ -81,6 +81,8 @@ def resolve_model(model: str) -> ModelSource:
     path = Path(model).expanduser()
     if path.exists():
         return ModelSource(model.rstrip("/"), str(path))
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise ConfigError(f"model: no model folder at {model!r} (and it is not a Hugging Face id)")
     return ModelSource(model, model)  # a hub id: from_pretrained finds it in the HF cache (no downloads here)
 
 
@@ -136,7 +138,10 @@ def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch
 
     if source.gguf_file:
         source = dequantise_gguf(source)
-    tokenizer = load_tokenizer(source)
+    try:
+        tokenizer = load_tokenizer(source)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model: cannot load the tokenizer of {source.name!r} offline ({str(exc).splitlines()[0]})") from None
     kwargs = _dtype_kwarg(dtype or torch.float32)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected, not news

@@ -45,12 +45,12 @@ class Workspace:
             )
         return self._tasks[key]
 
-    def model(self, config: TrainConfig, task: TaskData):
+    def model(self, config: TrainConfig, task: TaskData, dtype: torch.dtype = torch.float32):
         """(fresh base model on CPU, tokenizer, ModelSource) for this config's model and task."""
         source = resolve_model(config.model)
-        key = (source.name, source.path, task.kind, task.num_labels)
+        key = (source.name, source.path, task.kind, task.num_labels, dtype)
         if key not in self._models:
-            model, tokenizer = load_model(source, task.kind, num_labels=max(task.num_labels, 2))
+            model, tokenizer = load_model(source, task.kind, num_labels=max(task.num_labels, 2), dtype=dtype)
             if not self.keep_models:
                 return model, tokenizer, source
             self._models[key] = (model, tokenizer)
@@ -72,7 +72,8 @@ class Workspace:
         if entry is not None:
             missing = missing[~entry.done[missing]]
         if len(missing):
-            new = compute(enc.ids[missing].to(device), enc.mask[missing].to(device))  # (n, L, d)
+            rows_dev = missing.to(enc.ids.device)
+            new = compute(enc.ids[rows_dev].to(device), enc.mask[rows_dev].to(device))  # (n, L, d)
             if entry is None:
                 entry = _Prefix(torch.empty((len(enc), *new.shape[1:]), dtype=new.dtype, device=device),
                                 torch.zeros(len(enc), dtype=torch.bool))  # fmt: skip

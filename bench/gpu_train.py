@@ -1,0 +1,243 @@
+"""GPU checks of the training engine, for a machine with no network (one command, about 5 minutes):
+
+    ASYMVIZ_MINILM=.carry/minilm-fp16 PYTHONUNBUFFERED=1 python3 bench/gpu_train.py --out $OUT
+
+(make the MiniLM copy first, here: `PYTHONPATH=. python bench/make_minilm_fp16.py`, and carry `.carry`; on a 2-GPU
+machine the `ddp` part runs too). Parts (`--parts`, default all):
+
+- plain:  asymviz `train` vs a plain PEFT loop (bench/plain_loop.py), same model/batches: MiniLM on fine_foods,
+          q,v on all layers, r=8, batch 32 x 128, bf16 autocast, 300 steps, alternated twice; examples/s, ratio.
+- modes:  ab vs b_only vs a_only, examples/s (tokens/s) and peak GPU memory (torch.cuda.max_memory_allocated):
+          MiniLM as above, and a LLaMA-shaped 1.1B model built from a config (random weights, bf16, TinyLlama
+          shape), LoRA r=16 on all linear layers, batch 8 x 512, 25 steps.
+- sweep:  12 MiniLM runs (3 modes x 4 seeds, 375 steps each) on one GPU with 6 worker processes in flight;
+          summed examples/s over the sweep's wall time (start-up included) vs the plain loop's (target >= 3x).
+- ddp:    (2+ GPUs) `accelerate launch --multi_gpu --num_processes 2 -m asymviz.training train ...` (batch 32 per
+          GPU) vs one GPU, and a sweep with one worker per GPU.
+
+Prints one summary table at the end and writes $OUT/gpu_train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("ASYMVIZ_NO_PROGRESS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+import torch  # noqa: E402
+
+from asymviz.training.config import MODES, TrainConfig  # noqa: E402
+
+MINILM = TrainConfig(model="minilm", task="fine_foods", targets=("query", "value"), rank=8, alpha=16,
+                     head=("pooler", "classifier"), steps=300, batch_size=32, max_length=128, lr=5e-4,
+                     max_validation=128, max_test=256, device="cuda", precision="bf16")  # fmt: skip
+SUMMARY: list[tuple[str, str]] = []
+
+
+def note(key: str, value: str) -> None:
+    SUMMARY.append((key, value))
+    print(f"  {key}: {value}", flush=True)
+
+
+def free_gpu() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def part_plain(tmp: Path) -> dict:
+    from plain_loop import plain_peft_loop
+
+    from asymviz.training.loop import train
+
+    print("\n== plain PEFT loop vs asymviz train (one GPU)", flush=True)
+    plain_peft_loop(MINILM, steps=20, device="cuda")  # CUDA context, cuBLAS, kernels warm
+    plain, ours = [], []
+    for rep in range(2):
+        free_gpu()
+        plain.append(plain_peft_loop(MINILM, device="cuda")["examples_per_s"])
+        free_gpu()
+        rec = train(MINILM, tmp / f"plain_ours{rep}", overwrite=True)
+        ours.append(rec.final_metrics["examples_per_s"])
+        print(f"  rep {rep}: plain {plain[-1]:.0f} ex/s, asymviz {ours[-1]:.0f} ex/s "
+              f"(test acc {rec.final_metrics['test_accuracy']:.3f})", flush=True)  # fmt: skip
+    res = {"plain_ex_s": max(plain), "ours_ex_s": max(ours), "ratio": max(ours) / max(plain)}
+    note("plain loop, MiniLM 32x128", f"{res['plain_ex_s']:.0f} ex/s")
+    note("asymviz train, same", f"{res['ours_ex_s']:.0f} ex/s (x{res['ratio']:.3f} of plain; target >= 0.95)")
+    return res
+
+
+def _llama_assets(tmp: Path) -> tuple[Path, Path]:
+    """A TinyLlama-shaped 1.1B model (random, bf16) with the MiniLM tokenizer, and a long-answer LM task."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from asymviz.training.data import load_task
+    from asymviz.training.models import resolve_model
+
+    folder = tmp / "llama1b"
+    cfg = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                      num_key_value_heads=4, vocab_size=30522, max_position_embeddings=2048, pad_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    del model
+    free_gpu()
+    tok = Path(resolve_model("minilm").path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (tok / name).exists():
+            shutil.copy(tok / name, folder / name)
+    reviews = list(load_task("fine_foods").train["text"])
+    rows, i = [], 0
+    while len(rows) < 400:
+        answer = ""
+        while len(answer) < 3500:
+            answer += " " + reviews[i % len(reviews)]
+            i += 1
+        rows.append({"text": "Write some reviews.", "answer": answer})
+    task = tmp / "long_lm.jsonl"
+    task.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder, task
+
+
+def part_modes(tmp: Path) -> dict:
+    from asymviz.training.loop import train
+    from asymviz.training.workspace import Workspace
+
+    print("\n== modes: speed and peak memory (one GPU)", flush=True)
+    out = {"minilm": {}, "llama1b": {}}
+    ws = Workspace()
+    for mode in MODES:
+        free_gpu()
+        rec = train(MINILM.replace(mode=mode), tmp / f"modes_minilm_{mode}", workspace=ws, overwrite=True)
+        m = rec.final_metrics
+        out["minilm"][mode] = {"ex_s": m["examples_per_s"], "peak_mb": m["peak_memory_mb"],
+                               "test_accuracy": m["test_accuracy"], "lora": rec.data["trainable_params"]["lora"]}  # fmt: skip
+        note(f"MiniLM {mode}", f"{m['examples_per_s']:.0f} ex/s, peak {m['peak_memory_mb']:.0f} MiB, "
+             f"test acc {m['test_accuracy']:.3f} (256 test examples)")  # fmt: skip
+    del ws
+    free_gpu()
+    folder, task = _llama_assets(tmp)
+    cfg = TrainConfig(model=str(folder), task=str(task), rank=16, alpha=32, steps=25, batch_size=8, max_length=512,
+                      targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+                      lr=1e-4, max_validation=16, max_test=16, device="cuda", precision="bf16")  # fmt: skip
+    ws = Workspace()
+    for mode in MODES:
+        free_gpu()
+        rec = train(cfg.replace(mode=mode), tmp / f"modes_llama_{mode}", workspace=ws, overwrite=True)
+        m = rec.final_metrics
+        out["llama1b"][mode] = {"tok_s": m["tokens_per_s"], "peak_mb": m["peak_memory_mb"],
+                                "lora": rec.data["trainable_params"]["lora"]}  # fmt: skip
+        note(f"LLaMA-1.1B {mode}", f"{m['tokens_per_s']:.0f} tokens/s, peak {m['peak_memory_mb'] / 1024:.1f} GiB, "
+             f"{rec.data['trainable_params']['lora']:,} LoRA params")  # fmt: skip
+    del ws
+    free_gpu()
+    for model in out:
+        key = "ex_s" if model == "minilm" else "tok_s"
+        ab, b = out[model]["ab"], out[model]["b_only"]
+        note(f"{model} b_only / ab", f"speed x{b[key] / ab[key]:.2f}, peak memory x{b['peak_mb'] / ab['peak_mb']:.2f}")
+    return out
+
+
+def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6) -> dict:
+    from asymviz.training.sweep import expand, sweep
+
+    print(f"\n== sweep throughput: 12 runs, {jobs} in flight on one GPU", flush=True)
+    configs = expand(MINILM.replace(steps=375), modes=MODES, seeds=[0, 1, 2, 3])
+    t = time.perf_counter()
+    frame = sweep(configs, tmp / f"sweep{jobs}", devices=["0"], jobs_per_device=jobs)
+    wall = time.perf_counter() - t
+    done = int((frame["status"] == "completed").sum())
+    summed = done * 375 * MINILM.batch_size / wall
+    res = {"runs": done, "wall_s": wall, "summed_ex_s": summed, "per_run_ex_s": float(frame["examples_per_s"].mean()),
+           "test_accuracy": frame.groupby("mode")["test_accuracy"].mean().to_dict()}  # fmt: skip
+    note(f"sweep, {jobs} workers on 1 GPU", f"{done}/12 runs in {wall:.1f} s wall -> {summed:.0f} ex/s summed "
+         f"(each run {res['per_run_ex_s']:.0f} ex/s while sharing)")  # fmt: skip
+    if plain_ex_s:
+        res["x_plain"] = summed / plain_ex_s
+        note("sweep vs plain loop", f"x{res['x_plain']:.2f} (target >= 3)")
+    note("sweep test accuracy by mode (mean of 4 seeds)", json.dumps({k: round(v, 3) for k, v in res["test_accuracy"].items()}))
+    return res
+
+
+def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
+    from asymviz.training.sweep import expand, sweep
+
+    n = torch.cuda.device_count()
+    if n < 2:
+        print("\n== ddp: skipped (one GPU)")
+        return {"skipped": True}
+    print("\n== data parallel: accelerate launch on 2 GPUs", flush=True)
+    out = tmp / "ddp"
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "asymviz.training", "train",
+           "--config", str(tmp / "minilm.json"), "--out", str(out), "--quiet"]  # fmt: skip
+    (tmp / "minilm.json").write_text(json.dumps(MINILM.replace(device="auto").to_dict()))
+    t = time.perf_counter()
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if res.returncode:
+        print(res.stdout[-2000:], res.stderr[-4000:])
+        note("ddp", f"FAILED (exit {res.returncode})")
+        return {"failed": True}
+    run = json.loads((out / "run.json").read_text())
+    ex_s = run["metrics"]["examples_per_s"]
+    note("DDP 2 GPUs, batch 32 per GPU", f"{ex_s:.0f} ex/s global ({wall:.1f} s wall incl. start-up), "
+         f"world_size {run.get('world_size')}, test acc {run['metrics']['test_accuracy']:.3f}")  # fmt: skip
+    if one_gpu_ex_s:
+        note("DDP vs one GPU", f"x{ex_s / one_gpu_ex_s:.2f}")
+    configs = expand(MINILM, modes=MODES, seeds=[0, 1])
+    t = time.perf_counter()
+    frame = sweep(configs, tmp / "sweep_2gpu", devices=[str(i) for i in range(n)], jobs_per_device=1)
+    wall2 = time.perf_counter() - t
+    done = int((frame["status"] == "completed").sum())
+    note(f"sweep, one worker per GPU on {n} GPUs", f"{done}/6 runs in {wall2:.1f} s, "
+         f"{done * MINILM.steps * MINILM.batch_size / wall2:.0f} ex/s summed")  # fmt: skip
+    return {"ddp_ex_s": ex_s, "wall_s": wall, "sweep_wall_s": wall2, "sweep_runs": done}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--parts", default="plain,modes,sweep,ddp")
+    p.add_argument("--out", default=".")
+    p.add_argument("--jobs", type=int, default=6, help="workers in flight on one GPU for the sweep part")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device")
+    print(f"torch {torch.__version__}, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}", flush=True)
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        parts = args.parts.split(",")
+        if "plain" in parts:
+            results["plain"] = part_plain(tmp)
+        plain_ex_s = results.get("plain", {}).get("plain_ex_s")
+        if "modes" in parts:
+            results["modes"] = part_modes(tmp)
+        if "sweep" in parts:
+            results["sweep"] = part_sweep(tmp, plain_ex_s, args.jobs)
+        if "ddp" in parts:
+            results["ddp"] = part_ddp(tmp, results.get("plain", {}).get("ours_ex_s"))
+    print("\n== summary")
+    for key, value in SUMMARY:
+        print(f"{key:45s} {value}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "gpu_train.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
