@@ -99,7 +99,11 @@ def _positive(text: str) -> int:
 
 
 def _quiet_transformers() -> None:
-    """No weight-loading bars or load reports on the terminal: the CLI prints tables."""
+    """No weight-loading bars or load reports on the terminal (the CLI prints tables), and no hub lookups
+    (everything here is local)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
 
     transformers.logging.set_verbosity_error()
