@@ -76,7 +76,7 @@ if view == "Learning curves":
                 continue
             figure(
                 F.learning_curve_figure(
-                    t, y_label, title=f"{cached.short(task)}: {y_label}", log_y=metric == "loss",
+                    t, y_label, title=f"{cached.short(task)}: {y_label}",
                     y_range=(0, 1.02) if metric in ("accuracy", "macro_f1") else None,
                 ),
                 f"curves_{task}_{split}_{metric}", f"cmp_curve_{task}",

@@ -182,12 +182,16 @@ def monitor():
         left, right = st.columns(2)
         train = curves[(curves["split"] == "train") & (curves["metric"] == "loss")]
         with left:
+            smooth = 10 if train["step"].nunique() > 20 else None
+            title = "Training loss" + (" (moving average of 10 batches)" if smooth else "")
             st.plotly_chart(
-                F.learning_curve_figure(train, "training loss (nats)", title="Training loss", log_y=True),
+                F.learning_curve_figure(train, "training loss (nats)", title=title, smooth=smooth),
                 key="live_loss", theme=None,
             )  # fmt: skip
             caption(
-                "Loss on each training batch, one line per mode; refreshed every second while a run trains."
+                "Loss on the training batches, one line per mode"
+                + (" (each batch's own loss faint behind it)" if smooth else "")
+                + "; refreshed every second while a run trains."
             )
         evals = curves[curves["split"] == "validation"]
         metric = next((m for m in ("accuracy", "loss") if m in set(evals["metric"])), None)
