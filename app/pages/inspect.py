@@ -71,9 +71,13 @@ if view in ("Spectra", "Layer × module"):
             )  # fmt: skip
             chosen = c2.multiselect("Module kinds", kinds, default=kinds, key="ins_kinds")
             log_y = c3.toggle("log scale", value=True, key="ins_log", disabled=y == "energy_cum")
-            part = spectrum[spectrum["kind"].isin(chosen)]
-            fig = F.spectrum_figure(
-                part, y=y, log_y=log_y, title=f"Singular values per module — {choice.label}"
+            fig = cached.spectrum_figure(
+                choice.path,
+                choice.signature,
+                y,
+                bool(log_y),
+                tuple(chosen),
+                f"Singular values per module — {choice.label}",
             )
             figure(
                 fig, f"{choice.label}_spectra", "ins_spec",
