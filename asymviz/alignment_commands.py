@@ -102,8 +102,10 @@ def _quiet_transformers() -> None:
     """No weight-loading bars or load reports on the terminal (the CLI prints tables), and no hub lookups
     (everything here is local)."""
     import os
+    import warnings
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # deprecations inside PEFT
     import transformers
 
     transformers.logging.set_verbosity_error()
