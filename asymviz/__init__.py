@@ -24,6 +24,10 @@ _EXPORTS = {
     "phi_grid": "asymviz.similarity",
     "drift_from_init": "asymviz.drift",
     "generalization_bound": "asymviz.bound",
+    "align": "asymviz.alignment",
+    "alignment_table": "asymviz.alignment",
+    "diagnose": "asymviz.diagnostics",
+    "intruder_dimensions": "asymviz.diagnostics",
 }
 
 
