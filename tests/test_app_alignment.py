@@ -4,7 +4,7 @@ background when asked, shows the bars and the table, and reports errors as st.er
 import time
 
 import pytest
-from app_helpers import app_test, no_errors, shared_tiny_store
+from app_helpers import app_test, no_errors, shared_tiny_store, write_bert_like_adapter
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,75 @@ def test_a_stored_run_aligned_from_the_page(tiny_store):
     assert set(summary["source"]) == {"trained", "init"}
     diag = next(t for t in tables if "n_intruders" in t)
     assert len(diag) == 4 and (diag["n_intruders"] >= 0).all()
+
+
+def _own_adapter(at, path, base, task=None):
+    at.radio(key="aln_source").set_value("A local path").run()
+    at.text_input(key="aln_path").input(str(path)).run()
+    at.text_input(key="aln_base").input(str(base)).run()
+    if task is not None:
+        at.selectbox(key="aln_task").set_value("my CSV/JSONL file").run()
+        at.text_input(key="aln_task_file").input(str(task)).run()
+
+
+def test_your_own_adapter_with_a_base_model_and_a_task_file(tmp_path):
+    from tiny_task import write_tiny_bert, write_tiny_task
+
+    base = write_tiny_bert(tmp_path)
+    task = write_tiny_task(tmp_path, n=40)
+    adapter = write_bert_like_adapter(tmp_path / "mine", layers=2)  # random A and B, no classifier saved
+    at = app_test("alignment", store=tmp_path / "empty", timeout=120)
+    at.run()
+    _own_adapter(at, adapter, base, task)
+    no_errors(at)
+    at.button(key="aln_go").click().run()
+    _until_done(at)
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 3
+    labels = [m.label for m in at.metric]
+    assert "A vs inputs, trained" in labels and not any("init" in label for label in labels)  # no init here
+    # the adapter carries no trained classifier: the page says so
+    assert any("random head" in w.value for w in at.warning)
+    assert any("(all it has)" in c.value for c in at.caption)  # 256 asked, the tiny training split is smaller
+
+
+def test_errors_are_shown_not_raised(tmp_path):
+    from tiny_task import write_tiny_bert
+
+    adapter = write_bert_like_adapter(tmp_path / "three_layers", layers=3)  # the tiny base has 2 layers
+    base = write_tiny_bert(tmp_path)
+    at = app_test("alignment", store=tmp_path / "empty", timeout=120)
+    at.run()
+    _own_adapter(at, adapter, tmp_path / "no_such_model")
+    at.button(key="aln_go").click().run()
+    _until_done(at)
+    assert not at.exception
+    assert len(at.error) == 2 and all("no_such_model" in e.value for e in at.error)
+    at.text_input(key="aln_base").input(str(base)).run()
+    at.button(key="aln_go").click().run()
+    _until_done(at)
+    assert not at.exception
+    assert at.error and all("layer.2" in e.value for e in at.error)  # a module the base model lacks
+
+
+def test_a_zip_upload_is_unpacked_for_peft(tmp_path):
+    from app_helpers import zip_folder
+
+    from app.alignment_view import peft_folder
+    from asymviz.errors import AdapterError
+
+    folder = write_bert_like_adapter(tmp_path / "mine")
+    archive = (
+        zip_folder(folder, tmp_path / "upload" / "mine.zip")
+        if (tmp_path / "upload").mkdir() is None
+        else None
+    )
+    unpacked = peft_folder(str(archive))
+    assert (tmp_path / "upload" / "mine.unpacked" / "mine" / "adapter_config.json").is_file()
+    assert unpacked == str(tmp_path / "upload" / "mine.unpacked" / "mine")
+    assert peft_folder(str(archive)) == unpacked  # unpacked once
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "adapter_model.safetensors").write_bytes((folder / "adapter_model.safetensors").read_bytes())
+    with pytest.raises(AdapterError, match="adapter_config.json"):
+        peft_folder(str(lone / "adapter_model.safetensors"))
