@@ -266,3 +266,126 @@ def job_result(job, advice: str):
     with guard(advice):
         result = job.value()
     return result
+
+
+# ------------------------------------------------------------------------------------------------------------
+# panels on the other pages (opt-in: nothing runs before a button is pressed)
+
+PANEL_SAMPLES, PANEL_K = 256, 8  # the Alignment page's defaults: a run aligned there shows here at once
+
+
+def inspect_panel(choice, named_base: str | None = None) -> None:
+    """Inspect an adapter: data-free diagnostics against a base model, and the alignment with data when the
+    adapter is a stored run (its task is known)."""
+    from app import cached
+
+    run_dir = cached.run_folder_of(choice.path)
+    settings = cached.run_settings(str(run_dir)) if run_dir is not None else {}
+    task = settings.get("task")
+    st.markdown(
+        "Diagnostics from the literature (intruder dimensions, amplification factor, DoRA's magnitude and "
+        "direction change) need only the base model's weights and take seconds. The alignment of A and B with "
+        "the data needs a task too"
+        + (f": this run's, **{cached.short(task)}**." if task else "; open the Alignment page for that.")
+    )
+    c1, c2, c3 = st.columns([3, 1.3, 2], vertical_alignment="bottom")
+    base = c1.text_input(
+        "Base model", value=settings.get("model") or named_base or "minilm", key="ins_aln_base",
+        help="minilm, smollm2, a local model folder, or a hub id already in the local cache: the model the "
+        "adapter was trained on.",
+    ).strip()  # fmt: skip
+    go_diag = c2.button("Run diagnostics", key="ins_diag_go", disabled=not base, icon=":material/play_arrow:")
+    go_align = False
+    if task:
+        go_align = c3.button(f"Run alignment ({PANEL_SAMPLES} examples)", key="ins_aln_go", disabled=not base,
+                             icon=":material/play_arrow:", help=expected_time(base, PANEL_SAMPLES))  # fmt: skip
+    else:
+        with c3:
+            st.page_link("app/pages/alignment.py", label="Alignment page", icon=":material/join:")
+    diag_job = align_job = None
+    with guard("Check the base model name."):
+        diag_job = cached.diagnostics_job(choice.path, choice.signature, base, start=go_diag)
+        if task:
+            align_job = cached.alignment_job(str(run_dir), choice.signature, base, task, PANEL_SAMPLES, PANEL_K,
+                                             True, start=go_align)  # fmt: skip
+    if diag_job is None and align_job is None:
+        return
+    watch([diag_job, align_job], "ins_aln")
+    name = cached.short(run_dir.name if run_dir is not None else choice.label)
+    if diag_job is not None and not diag_job.running:
+        diag = job_result(diag_job, "Check that the base model is the one the adapter was trained on.")
+        if diag is not None:
+            show_diagnostics(diag, name, "ins_diag")
+    if align_job is not None and not align_job.running:
+        frame = job_result(
+            align_job, "Check that the base model is the adapter's; the server log has the details."
+        )
+        if frame is not None:
+            st.markdown(f"**Alignment** on {align_job.info.get('examples', PANEL_SAMPLES)} examples of "
+                        f"{cached.short(task)} (more settings on the Alignment page)")  # fmt: skip
+            show_alignment(frame, name, "ins_aln_res", notes=align_job.notes)
+
+
+def compare_panel(sel) -> None:
+    """Compare runs: A vs inputs and B vs output gradients per layer and mode, mean over the selected seeds,
+    each run aligned on its own task (one background job per run, shared with the Alignment page)."""
+    import pandas as pd
+
+    from app import cached
+
+    runs = sel[sel["has_adapter"]].reset_index(drop=True)
+    if runs.empty:
+        st.info("None of the selected runs has a saved adapter.")
+        return
+    c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
+    samples = int(
+        c1.number_input("examples per run", 1, 100_000, PANEL_SAMPLES, step=32, key="cmp_aln_samples")
+    )
+    k = int(c2.number_input("k (reference directions)", 1, 1024, PANEL_K, key="cmp_aln_k"))
+    go = c3.button(f"Run alignment on {len(runs)} run(s)", key="cmp_aln_go", type="primary",
+                   icon=":material/play_arrow:")  # fmt: skip
+    model = str(runs["model"].iloc[0])
+    st.caption(f":material/schedule: Per run: {expected_time(model, samples)} The runs go one after another.")
+    paths = tuple(f"{p}/adapter" for p in runs["path"])
+    jobs = []
+    with guard("Check the runs' folders in the run store."):
+        for row, sig in zip(runs.itertuples(), cached.signatures(paths), strict=True):
+            jobs.append(cached.alignment_job(str(row.path), sig, str(row.model), str(row.task), samples, k, True,
+                                              start=go))  # fmt: skip
+    if not jobs or all(j is None for j in jobs):
+        st.info("Press the button to align the selected runs' A and B with their task's data (each run with its "
+                "own base model and task).", icon=":material/play_arrow:")  # fmt: skip
+        return
+    watch(jobs, "cmp_aln")
+    parts, failed = [], []
+    for row, job in zip(runs.itertuples(), jobs, strict=True):
+        if job is None or job.running:
+            continue
+        if job.error is not None:
+            failed.append(
+                f"{row.run_id}: {str(job.error).strip().splitlines()[0] if str(job.error).strip() else type(job.error).__name__}"
+            )
+            continue
+        parts.append(job.result.assign(run_id=row.run_id, mode=row.mode, task=row.task, seed=row.seed))
+    if failed:
+        st.error(
+            "Alignment failed for "
+            + "; ".join(failed[:3])
+            + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        )
+    if not parts:
+        return
+    frame = pd.concat(parts, ignore_index=True)
+    st.caption(f"{frame['run_id'].nunique()} of {len(runs)} run(s) aligned.")
+    for task in dict.fromkeys(frame["task"]):
+        part = frame[frame["task"] == task]
+        figure(
+            F.alignment_mode_figure(part, title=f"{cached.short(task)}: where trained A and B point, by mode"),
+            f"alignment_modes_{cached.safe_name(str(task))}", f"cmp_aln_{cached.safe_name(str(task))}",
+            f"Per layer: each run's mean over the layer's modules, then the mean ± standard error over seeds. Left: "
+            f"A's row space vs the top-{k} directions of the module's inputs; right: B's column space vs those of "
+            "the loss gradients at its output; dashed: a random subspace. In B only mode A is its frozen random "
+            "init (what a random A gets); A only freezes a random B. The paper expects a trained B far above "
+            "the dashed line.",
+        )  # fmt: skip
+    download_frame(frame, "alignment_runs", "cmp_aln_csv", "alignment table of these runs (CSV)")

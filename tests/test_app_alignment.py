@@ -116,3 +116,38 @@ def test_a_zip_upload_is_unpacked_for_peft(tmp_path):
     (lone / "adapter_model.safetensors").write_bytes((folder / "adapter_model.safetensors").read_bytes())
     with pytest.raises(AdapterError, match="adapter_config.json"):
         peft_folder(str(lone / "adapter_model.safetensors"))
+
+
+# ---- the panels on Inspect an adapter and Compare runs ---------------------------------------------------
+
+
+def test_inspect_panel_runs_diagnostics_then_alignment_on_request(tiny_store):
+    at = app_test("inspect", store=tiny_store, timeout=120)
+    at.run()
+    at.radio(key="ins_a_source").set_value("A stored run").run()
+    at.segmented_control(key="ins_view").set_value("Alignment & diagnostics").run()
+    no_errors(at)
+    assert not at.get("plotly_chart") and not at.dataframe  # opt-in: nothing computed yet
+    assert "/base" in at.text_input(key="ins_aln_base").value  # the run's model
+    at.button(key="ins_diag_go").click().run()
+    _until_done(at)
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 1 and "n_intruders" in at.dataframe[0].value
+    at.button(key="ins_aln_go").click().run()
+    _until_done(at)
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 3  # diagnostics, alignment with the data, with W0
+
+
+def test_compare_panel_aligns_the_selected_runs_by_mode(tiny_store):
+    at = app_test("compare", store=tiny_store, timeout=120)
+    at.run()
+    at.segmented_control(key="cmp_view").set_value("Alignment with data").run()
+    at.number_input(key="cmp_aln_samples").set_value(32).run()  # a setting no other test aligned with
+    no_errors(at)
+    assert not at.get("plotly_chart")
+    at.button(key="cmp_aln_go").click().run()
+    _until_done(at, timeout=240)
+    no_errors(at)
+    assert any(c.value == "4 of 4 run(s) aligned." for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1  # one task

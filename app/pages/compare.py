@@ -6,7 +6,13 @@ from app import cached
 from app.components import caption, download_frame, figure, guard, store_path
 from asymviz import figures as F
 
-VIEWS = ["Learning curves", "Summary table", "Drift from init", "Similarity across seeds & tasks"]
+VIEWS = [
+    "Learning curves",
+    "Summary table",
+    "Drift from init",
+    "Similarity across seeds & tasks",
+    "Alignment with data",
+]
 
 st.title("Compare runs")
 st.markdown(
@@ -137,6 +143,11 @@ elif view == "Drift from init":
                     )
                 )
             download_frame(drift, f"drift_{model}", "cmp_drift_csv", "drift table (CSV)")
+
+elif view == "Alignment with data":
+    from app import alignment_view
+
+    alignment_view.compare_panel(sel)
 
 else:  # similarity
     across = st.segmented_control(

@@ -25,6 +25,7 @@ VIEWS = [
     "Parameters & bound",
     "Compare with a second adapter",
     "Report",
+    "Alignment & diagnostics",
 ]
 
 st.title("Inspect an adapter")
@@ -180,6 +181,11 @@ elif view == "Compare with a second adapter":
                 download_frame(
                     pairs, f"similarity_{names[0]}_{names[1]}", "ins_sim_csv", "similarity table (CSV)"
                 )
+
+elif view == "Alignment & diagnostics":
+    from app import alignment_view
+
+    alignment_view.inspect_panel(choice, base)
 
 else:  # Report
     st.markdown(
