@@ -69,8 +69,14 @@ def expected_time(base: str, samples: int) -> str:
             f"(~{MINILM_LOAD_S:.0f} s to load, then ~{MINILM_PER_EXAMPLE_S:.2f} s per example)."
         )
     if "smollm" in name:
-        return "SmolLM2-135M on a CPU: several times MiniLM's ~0.3 s per example; try 32–64 examples first."
-    return "It grows with the model's size and the number of examples (MiniLM: ~0.3 s per example on a CPU)."
+        return (
+            f"SmolLM2-135M on a CPU: several times MiniLM's ~{MINILM_PER_EXAMPLE_S:.1f} s per example; try "
+            "32–64 examples first."
+        )
+    return (
+        "It grows with the model's size and the number of examples (MiniLM on this CPU: about "
+        f"{MINILM_PER_EXAMPLE_S:.1f} s per example)."
+    )
 
 
 def _fmt_s(seconds: float) -> str:
@@ -162,7 +168,11 @@ def alignment_metrics(frame) -> None:
     cols = st.columns(max(len(items), 1))
     for col, (source, which, side) in zip(cols, items, strict=False):
         row = summary.loc[(source, which, side)]
-        what = "inputs" if side == "input" else "outputs"
+        grads = (
+            side == "output"
+            and frame.loc[frame["side"] == "output", "reference"].str.contains("gradient").any()
+        )
+        what = "inputs" if side == "input" else ("output gradients" if grads else "outputs")
         col.metric(
             f"{which} vs {what}, {F.SOURCE_LABELS.get(source, source)}",
             "–" if math.isnan(row["similarity"]) else f"{row['similarity']:.3f}",

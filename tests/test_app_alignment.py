@@ -37,7 +37,7 @@ def test_a_stored_run_aligned_from_the_page(tiny_store):
     figures = at.get("plotly_chart")
     assert len(figures) == 3  # data sides, weight sides, diagnostics
     labels = [m.label for m in at.metric]
-    assert "A vs inputs, trained" in labels and "B vs outputs, trained" in labels
+    assert "A vs inputs, trained" in labels and "B vs output gradients, trained" in labels
     assert "A vs inputs, at init (step 0)" in labels
     tables = [d.value for d in at.dataframe]
     summary = next(t for t in tables if "ratio" in t)
@@ -102,11 +102,8 @@ def test_a_zip_upload_is_unpacked_for_peft(tmp_path):
     from asymviz.errors import AdapterError
 
     folder = write_bert_like_adapter(tmp_path / "mine")
-    archive = (
-        zip_folder(folder, tmp_path / "upload" / "mine.zip")
-        if (tmp_path / "upload").mkdir() is None
-        else None
-    )
+    (tmp_path / "upload").mkdir()
+    archive = zip_folder(folder, tmp_path / "upload" / "mine.zip")
     unpacked = peft_folder(str(archive))
     assert (tmp_path / "upload" / "mine.unpacked" / "mine" / "adapter_config.json").is_file()
     assert unpacked == str(tmp_path / "upload" / "mine.unpacked" / "mine")

@@ -36,6 +36,7 @@ PAGES = [  # (link text in the sidebar, the page's title)
     ("Inspect an adapter", "Inspect an adapter"),
     ("Live fine-tune", "Live fine-tune"),
     ("Theory", "Theory"),
+    ("Alignment", "Alignment"),
 ]
 TIMINGS: dict[str, float] = {}
 
@@ -268,3 +269,26 @@ def test_a_tiny_live_fine_tune_runs_to_the_end(page, server, tmp_path):
     wait_idle(page)
     shot(page, "25_compare_drift")
     no_exception(page)
+
+
+def test_alignment_of_a_tiny_stored_run(page, server, store, tmp_path):
+    from app_helpers import train_tiny_store
+
+    # a real tiny run with its init, in the server's store (the app's run list is cached for 3 s)
+    train_tiny_store(store, tmp_path, runs=(("ab", 0),))
+    page.wait_for_timeout(3500)
+    go_to(page, "Alignment", "Alignment")
+    run_id = next(p.name for p in store.iterdir() if p.name.startswith("task_base_ab_"))
+    select(page, "Run", "task.jsonl.gz · base · ab · r=4 · seed 0 (completed)")
+    shot(page, "30_alignment_form")
+    t = time.perf_counter()
+    page.get_by_role("button", name="Run alignment and diagnostics").click()
+    page.locator(".gtitle").filter(has_text="Where A and B point").first.wait_for(timeout=120_000)
+    page.locator(".gtitle").filter(has_text="Diagnostics per module").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    TIMINGS["alignment_tiny_run_click_to_figures_s"] = time.perf_counter() - t
+    no_exception(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert page.get_by_text("A vs inputs, at init (step 0)").count() >= 1
+    assert page.locator(".gtitle").filter(has_text=run_id).count() >= 2  # the figures name the run
+    shot(page, "31_alignment_done")
