@@ -308,7 +308,10 @@ def inspect_panel(choice, named_base: str | None = None) -> None:
     go_align = False
     if task:
         go_align = c3.button(f"Run alignment ({PANEL_SAMPLES} examples)", key="ins_aln_go", disabled=not base,
-                             icon=":material/play_arrow:", help=expected_time(base, PANEL_SAMPLES))  # fmt: skip
+                             icon=":material/play_arrow:")  # fmt: skip
+        st.caption(
+            f":material/schedule: Alignment: {expected_time(base, PANEL_SAMPLES)} Diagnostics: seconds."
+        )
     else:
         with c3:
             st.page_link("app/pages/alignment.py", label="Alignment page", icon=":material/join:")
@@ -392,7 +395,8 @@ def compare_panel(sel) -> None:
         figure(
             F.alignment_mode_figure(part, title=f"{cached.short(task)}: where trained A and B point, by mode"),
             f"alignment_modes_{cached.safe_name(str(task))}", f"cmp_aln_{cached.safe_name(str(task))}",
-            f"Per layer: each run's mean over the layer's modules, then the mean ± standard error over seeds. Left: "
+            "Per layer: each run's mean over the layer's modules, then the mean ± standard error over the selected "
+            "runs of a mode (seeds; ranks pooled when several are selected). Left: "
             f"A's row space vs the top-{k} directions of the module's inputs; right: B's column space vs those of "
             "the loss gradients at its output; dashed: a random subspace. In B only mode A is its frozen random "
             "init (what a random A gets); A only freezes a random B. The paper expects a trained B far above "

@@ -498,7 +498,7 @@ def alignment_job(path: str, signature: str, base: str, task: str, samples: int,
         return align(path, base=base, task=task, samples=int(samples), k=int(k), labels=bool(labels),
                      progress=progress)  # fmt: skip
 
-    return _job(key, "alignment", work, start)
+    return _job(key, f"alignment of {_name_of(path)}", work, start)
 
 
 def diagnostics_job(path: str, signature: str, base: str, k: int = 10, eps: float = 0.5,
@@ -521,7 +521,15 @@ def diagnostics_job(path: str, signature: str, base: str, k: int = 10, eps: floa
 
         return diagnose(adapter, model, k=int(k), eps=float(eps), progress=progress)
 
-    return _job(key, "diagnostics", work, start)
+    return _job(key, f"diagnostics of {_name_of(path)}", work, start)
+
+
+def _name_of(path: str) -> str:
+    """A run's or adapter's short name for progress lines: the run folder's name for a run's adapter/."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.parent.name if p.name == "adapter" else p.name
 
 
 def run_folder_of(path: str | None):
