@@ -92,14 +92,22 @@ def peft_folder(path: str) -> str:
     p = Path(path)
     if p.is_dir():
         return str(p)
-    if p.suffix.lower() == ".zip":
-        dest = p.with_name(p.stem + ".unpacked")
+    if (
+        p.suffix.lower() == ".zip"
+    ):  # unpacked once per file version, in the app's upload folder (never next to
+        import hashlib  # a local path's file)
+        import tempfile
+
+        from app.components import UPLOAD_DIR, choice_for
+        from asymviz.archive import extract_zip
+
+        digest = hashlib.blake2b(
+            f"{p.resolve()}|{choice_for(p).signature}".encode(), digest_size=8
+        ).hexdigest()
+        dest = UPLOAD_DIR / f"unpacked-{p.stem[:40]}-{digest}"
         if not dest.is_dir():
-            import tempfile
-
-            from asymviz.archive import extract_zip
-
-            tmp = Path(tempfile.mkdtemp(prefix="unpacking-", dir=p.parent))
+            UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix="partial-", dir=UPLOAD_DIR))
             extract_zip(p, tmp)
             tmp.replace(dest)
         configs = sorted(dest.rglob("adapter_config.json"), key=lambda c: len(c.parts))

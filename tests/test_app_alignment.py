@@ -2,6 +2,7 @@
 background when asked, shows the bars and the table, and reports errors as st.error, never a traceback."""
 
 import time
+from pathlib import Path
 
 import pytest
 from app_helpers import app_test, no_errors, shared_tiny_store, write_bert_like_adapter
@@ -99,15 +100,17 @@ def test_a_zip_upload_is_unpacked_for_peft(tmp_path):
     from app_helpers import zip_folder
 
     from app.alignment_view import peft_folder
+    from app.components import UPLOAD_DIR
     from asymviz.errors import AdapterError
 
     folder = write_bert_like_adapter(tmp_path / "mine")
     (tmp_path / "upload").mkdir()
     archive = zip_folder(folder, tmp_path / "upload" / "mine.zip")
-    unpacked = peft_folder(str(archive))
-    assert (tmp_path / "upload" / "mine.unpacked" / "mine" / "adapter_config.json").is_file()
-    assert unpacked == str(tmp_path / "upload" / "mine.unpacked" / "mine")
-    assert peft_folder(str(archive)) == unpacked  # unpacked once
+    unpacked = Path(peft_folder(str(archive)))
+    assert (unpacked / "adapter_config.json").is_file() and unpacked.name == "mine"
+    assert unpacked.parent.parent == UPLOAD_DIR  # the app's upload folder, never next to the user's file
+    assert list((tmp_path / "upload").iterdir()) == [archive]
+    assert peft_folder(str(archive)) == str(unpacked)  # unpacked once
     lone = tmp_path / "lone"
     lone.mkdir()
     (lone / "adapter_model.safetensors").write_bytes((folder / "adapter_model.safetensors").read_bytes())

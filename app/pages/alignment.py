@@ -79,9 +79,10 @@ with st.container(border=True):
                         key="aln_go", disabled=not base or not task)  # fmt: skip
 
 align_job = diag_job = None
-with guard("Check the adapter, the base model and the task."):
-    align_path = str(run_dir) if run_dir is not None else V.peft_folder(choice.path)
+with guard("Check the adapter and the base model."):
     diag_job = cached.diagnostics_job(choice.path, choice.signature, base, start=clicked)
+with guard("Diagnostics work without it; alignment applies the adapter to the base model through PEFT."):
+    align_path = str(run_dir) if run_dir is not None else V.peft_folder(choice.path)
     align_job = cached.alignment_job(
         align_path, choice.signature, base, task, samples, k, labels, start=clicked
     )
