@@ -92,10 +92,9 @@ def peft_folder(path: str) -> str:
     p = Path(path)
     if p.is_dir():
         return str(p)
-    if (
-        p.suffix.lower() == ".zip"
-    ):  # unpacked once per file version, in the app's upload folder (never next to
-        import hashlib  # a local path's file)
+    if p.suffix.lower() == ".zip":
+        # unpacked once per file version, in the app's upload folder (never next to a local path's file)
+        import hashlib
         import tempfile
 
         from app.components import UPLOAD_DIR, choice_for
