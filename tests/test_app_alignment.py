@@ -151,3 +151,22 @@ def test_compare_panel_aligns_the_selected_runs_by_mode(tiny_store):
     no_errors(at)
     assert any(c.value == "4 of 4 run(s) aligned." for c in at.caption)
     assert len(at.get("plotly_chart")) == 1  # one task
+
+
+def test_a_zipped_peft_adapter_aligns_like_its_folder(tmp_path):
+    from app_helpers import zip_folder
+    from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_task
+
+    base = write_tiny_bert(tmp_path)
+    task = write_tiny_task(tmp_path, n=40)
+    folder, _ = write_tiny_adapter(base, tmp_path / "seq_cls")  # with its classifier (modules_to_save)
+    archive = zip_folder(folder, tmp_path / "seq_cls.zip")
+    at = app_test("alignment", store=tmp_path / "empty", timeout=120)
+    at.run()
+    _own_adapter(at, archive, base, task)
+    at.number_input(key="aln_samples").set_value(16).run()
+    at.button(key="aln_go").click().run()
+    _until_done(at)
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 3
+    assert not any("random head" in w.value for w in at.warning)  # the saved classifier is used
