@@ -275,11 +275,11 @@ def test_alignment_of_a_tiny_stored_run(page, server, store, tmp_path):
     from app_helpers import train_tiny_store
 
     # a real tiny run with its init, in the server's store (the app's run list is cached for 3 s)
-    train_tiny_store(store, tmp_path, runs=(("ab", 0),))
+    train_tiny_store(store, tmp_path, runs=(("ab", 7),))  # seed 7: told apart from the live test's runs
     page.wait_for_timeout(3500)
     go_to(page, "Alignment", "Alignment")
-    run_id = next(p.name for p in store.iterdir() if p.name.startswith("task_base_ab_"))
-    select(page, "Run", "task.jsonl.gz · base · ab · r=4 · seed 0 (completed)")
+    run_id = next(p.name for p in store.iterdir() if p.name.startswith("task_base_ab_r4_s7_"))
+    select(page, "Run", "task.jsonl.gz · base · ab · r=4 · seed 7 (completed)")
     shot(page, "30_alignment_form")
     t = time.perf_counter()
     page.get_by_role("button", name="Run alignment and diagnostics").click()
