@@ -56,6 +56,8 @@ def plain_peft_loop(config, steps: int | None = None, device: str = "cpu") -> di
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(**batch)
         out.loss.backward()
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)

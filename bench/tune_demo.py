@@ -32,34 +32,37 @@ def main() -> None:
     p.add_argument("--precision", default=DEMO.precision)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (1 on a busy shared machine)")
     p.add_argument("--head-lr", type=float, default=None, help="fixed head lr (default: the same as lr)")
-    p.add_argument("--targets", default=",".join(DEMO.targets))
-    p.add_argument("--rank", type=int, default=DEMO.rank)
+    p.add_argument("--targets", default=",".join(DEMO.targets), help="module names; several sets split by ';'")
+    p.add_argument("--rank", default=str(DEMO.rank), help="comma-separated ranks")
     p.add_argument("--alpha", type=float, default=DEMO.alpha)
     args = p.parse_args()
     ws = Workspace()
     base = DEMO.replace(steps=args.steps, batch_size=args.batch_size, top_layers=args.top_layers,
                         max_length=args.max_length, precision=args.precision, max_validation=None, eval_test=False,
-                        threads=args.threads, head_lr=args.head_lr, targets=args.targets, rank=args.rank,
-                        alpha=args.alpha)  # fmt: skip
+                        threads=args.threads, head_lr=args.head_lr, alpha=args.alpha)  # fmt: skip
     rows = []
+    variants = [(t, int(r)) for t in args.targets.split(";") for r in args.rank.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in args.modes.split(","):
-            for lr in [float(x) for x in args.lrs.split(",")]:
-                accs = []
-                for seed in [int(s) for s in args.seeds.split(",")]:
-                    t = time.perf_counter()
-                    cfg = base.replace(mode=mode, lr=lr, seed=seed)
-                    rec = train(cfg, f"{tmp}/{cfg.run_id()}", workspace=ws)
-                    accs.append(rec.final_metrics["validation_accuracy"])
-                    print(f"{mode:7s} lr={lr:<7g} seed={seed} val_acc={accs[-1]:.4f} "
-                          f"val_loss={rec.final_metrics['validation_loss']:.4f} ({time.perf_counter() - t:.1f} s)", flush=True)  # fmt: skip
-                rows.append((mode, lr, sum(accs) / len(accs)))
+        for targets, rank in variants:
+            for mode in args.modes.split(","):
+                for lr in [float(x) for x in args.lrs.split(",")]:
+                    accs = []
+                    for seed in [int(s) for s in args.seeds.split(",")]:
+                        t = time.perf_counter()
+                        cfg = base.replace(mode=mode, lr=lr, seed=seed, targets=targets, rank=rank)
+                        rec = train(cfg, f"{tmp}/{cfg.run_id()}", workspace=ws)
+                        accs.append(rec.final_metrics["validation_accuracy"])
+                        print(f"{mode:7s} lr={lr:<7g} r={rank} targets={targets} seed={seed} val_acc={accs[-1]:.4f} "
+                              f"val_loss={rec.final_metrics['validation_loss']:.4f} ({time.perf_counter() - t:.1f} s)",
+                              flush=True)  # fmt: skip
+                    rows.append((targets, rank, mode, lr, sum(accs) / len(accs)))
     print(f"\nsetting: {vars(args)}")
-    for mode in args.modes.split(","):
-        mine = [r for r in rows if r[0] == mode]
-        best = max(mine, key=lambda r: r[2])
-        print(f"{mode:7s} " + "  ".join(f"lr={lr:g}: {acc:.4f}" for _, lr, acc in mine) + f"   -> pick lr={best[1]:g}")
-
+    for targets, rank in variants:
+        for mode in args.modes.split(","):
+            mine = [r for r in rows if r[:3] == (targets, rank, mode)]
+            best = max(mine, key=lambda r: r[4])
+            print(f"{mode:7s} r={rank} {targets}: " + "  ".join(f"lr={r[3]:g}: {r[4]:.4f}" for r in mine)
+                  + f"   -> pick lr={best[3]:g}")
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,7 @@ def test_strings_and_lists_become_tuples():
         ({"batch_size": 0}, "batch_size"),
         ({"max_length": 2}, "max_length"),
         ({"warmup": 1.0}, "warmup"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
         ({"weight_decay": -0.1}, "weight_decay"),
         ({"lora_dropout": 1.0}, "lora_dropout"),
         ({"holdout": 0.6}, "holdout"),

@@ -47,6 +47,7 @@ _FLAGS = (
     ("--head-lr", "head_lr", float, "learning rate of the head (default: --lr)"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)"),
     ("--warmup", "warmup", float, "warm-up fraction of the steps (default 0.06)"),
+    ("--max-grad-norm", "max_grad_norm", float, "clip the gradient norm (default 1.0)"),
     ("--batch-size", "batch_size", int, "examples per step (default 8)"),
     ("--max-length", "max_length", int, "tokens per example (default 64)"),
     ("--split-seed", "split_seed", int, "seed of the train/validation/test split (default 0)"),

@@ -13,6 +13,11 @@ Inside `top_only` the embeddings are a pass-through and the layer list holds onl
 modules are the same objects, so the optimiser, the LoRA weights and `save_pretrained` are unaffected (the
 swap is undone on exit, before anything is saved). The result equals the full forward in eval mode up to
 floating-point reassociation (tests check it).
+
+With `cls_only=True` (BERT sequence classifiers, whose pooler reads only position 0) the last layer is computed
+for the [CLS] position only: every position still supplies keys and values, but the query, the attention output,
+the feed-forward block and their LoRA updates run on one position instead of all of them. The classifier gets
+exactly the input the whole layer would give it, at about a quarter of the last layer's cost.
 """
 
 from __future__ import annotations
@@ -47,13 +52,55 @@ class PassThrough(torch.nn.Module):
         return inputs_embeds
 
 
+class ClsOnly(torch.nn.Module):
+    """A BERT layer evaluated for position 0 only; returns (B, 1, d). Keys and values come from every position."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        self.train(layer.training)
+
+    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+        from transformers.models.bert.modeling_bert import eager_attention_forward
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        sa = self.layer.attention.self
+        b, t, _ = hidden_states.shape  # (B, T, d)
+        cls = hidden_states[:, :1]  # (B, 1, d)
+        hd = sa.attention_head_size
+        q = sa.query(cls).view(b, 1, -1, hd).transpose(1, 2)  # (B, heads, 1, hd)
+        k = sa.key(hidden_states).view(b, t, -1, hd).transpose(1, 2)  # (B, heads, T, hd)
+        v = sa.value(hidden_states).view(b, t, -1, hd).transpose(1, 2)
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
+            attention_mask = attention_mask[:, :, :1, :]  # the [CLS] query's row
+        attend = ALL_ATTENTION_FUNCTIONS.get_interface(sa.config._attn_implementation, eager_attention_forward)
+        out, _ = attend(sa, q, k, v, attention_mask, dropout=sa.dropout.p if sa.training else 0.0, scaling=sa.scaling)
+        out = out.reshape(b, 1, -1)
+        attn = self.layer.attention.output(out, cls)  # dense, dropout, LayerNorm(+ residual)
+        return self.layer.output(self.layer.intermediate(attn), attn)
+
+
+def cls_only_supported(model) -> bool:
+    """True for BERT sequence classifiers: the head reads only the pooler, and the pooler only position 0."""
+    enc = _encoder(model)
+    if enc is None or getattr(enc.config, "model_type", None) != "bert" or getattr(enc, "pooler", None) is None:
+        return False
+    names = {type(m).__name__ for m in model.modules()}
+    layer = enc.encoder.layer[-1]
+    return "BertForSequenceClassification" in names and hasattr(layer, "attention") and hasattr(layer, "intermediate")
+
+
 @contextlib.contextmanager
-def top_only(model, n_prefix: int):
-    """Within the block, `model(inputs_embeds=h, ...)` runs only layers n_prefix.. on h."""
+def top_only(model, n_prefix: int, cls_only: bool = False):
+    """Within the block, `model(inputs_embeds=h, ...)` runs only layers n_prefix.. on h (the last one for
+    [CLS] alone with cls_only)."""
     enc = _encoder(model)
     saved = (enc.embeddings, enc.encoder.layer)
     enc.embeddings = PassThrough()
-    enc.encoder.layer = torch.nn.ModuleList(list(saved[1])[n_prefix:])
+    layers = list(saved[1])[n_prefix:]
+    if cls_only:
+        layers[-1] = ClsOnly(layers[-1])
+    enc.encoder.layer = torch.nn.ModuleList(layers)
     try:
         yield model
     finally:
