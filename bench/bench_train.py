@@ -5,8 +5,8 @@
 - demo:     `asymviz demo --fresh` in a fresh store, timed from outside (interpreter start included): wall time and
             test accuracy per mode (the target: <= 60 s on 2 cores, ab and b_only >= 0.75; majority class 0.658).
 - overhead: asymviz `train` vs a plain PEFT loop (bench/plain_loop.py) on the same model, LoRA config and batches
-            (MiniLM, q,v on all 6 layers, r=8, batch 8 x 64, fp32), alternated, best of 2 each; prints the
-            ratio of training-loop seconds (target <= 1.05).
+            (MiniLM, q,v on all 6 layers, r=8, batch 8 x 64, fp32, denormals flushed in both); prints the
+            ratio of training-loop seconds, best of 4 alternations, one thread each (target <= 1.05).
 - modes:    ab vs b_only vs a_only: training examples/s and peak RSS, each mode in its own process (MiniLM, all
             layers, batch 16 x 64), plus the bytes autograd saves for backward in one step (exact, not noisy).
 - store:    listing a store of 500 runs (RunStore.list, only run.json files read).
@@ -61,20 +61,24 @@ def _overhead_config(steps: int):
 
     return TrainConfig(model="minilm", task="fine_foods", mode="ab", targets=("query", "value"), rank=8, alpha=16,
                        head=("pooler", "classifier"), steps=steps, batch_size=8, max_length=64, lr=1e-3,
-                       max_validation=8, max_test=8, device="cpu")  # fmt: skip
+                       max_validation=8, max_test=8, device="cpu", threads=1)  # fmt: skip
 
 
-def part_overhead(steps: int) -> dict:
+def part_overhead(steps: int, reps: int = 4) -> dict:
     from plain_loop import plain_peft_loop
 
     from asymviz.training.loop import train
 
-    print(f"\n== overhead vs a plain PEFT loop ({steps} steps, batch 8 x 64, all 6 layers) ({load()})", flush=True)
+    import torch
+
+    print(f"\n== overhead vs a plain PEFT loop ({steps} steps, batch 8 x 64, all 6 layers, 1 thread) ({load()})",
+          flush=True)  # fmt: skip
     cfg = _overhead_config(steps)
     plain, ours = [], []
+    torch.set_num_threads(1)  # one thread each: the other core's load (shared machine) then hardly matters
     with tempfile.TemporaryDirectory() as tmp:
-        plain_peft_loop(cfg, steps=3)  # warm caches, threads
-        for rep in range(2):
+        plain_peft_loop(cfg, steps=3)  # warm caches
+        for rep in range(reps):
             plain.append(plain_peft_loop(cfg)["train_s"])
             rec = train(cfg, Path(tmp) / f"r{rep}", overwrite=True)
             ours.append(rec.data["timings"]["train_s"])
@@ -180,7 +184,7 @@ def main() -> None:
         if part == "demo":
             results["demo"] = part_demo()
         elif part == "overhead":
-            results["overhead"] = part_overhead(args.steps)
+            results["overhead"] = part_overhead(min(args.steps, 20))
         elif part == "modes":
             results["modes"] = part_modes(args.steps)
         elif part == "store":
