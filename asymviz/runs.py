@@ -22,7 +22,10 @@ pid_start, device, precision, versions {python, torch, transformers, peft, asymv
 total_steps, phase}, trainable_params {lora, head, total}, head_modules, head_trained, frozen_check {factor,
 modules, bit_identical} (null in mode ab), timings {load_s, prefix_s, train_s, eval_s, save_s, wall_s},
 metrics {test_accuracy, test_macro_f1 | test_loss, test_perplexity, validation_..., train_loss,
-examples_per_s | tokens_per_s, peak_memory_mb, peak_memory_kind}, error (one line, or null).
+examples_per_s | tokens_per_s, peak_memory_mb, peak_memory_kind}, error (one line, or null), plus the run's
+setting: threads, world_size, base_model (the stable name), targets, layers. peak_memory_mb is the process's
+peak RSS on a CPU (`process_max_rss`) and the peak allocated during the training steps on a GPU
+(`cuda_max_allocated_training`, evaluations excluded).
 
 `interrupted` is never written by a run: a record that says `running` reads as `interrupted` when its process is
 gone (same host: pid + process start time checked) or its heartbeat is older than `STALE_S` (another host).

@@ -15,7 +15,9 @@ machine the `ddp` part runs too). Parts (`--parts`, default all):
 - ddp:    (2+ GPUs) `accelerate launch --multi_gpu --num_processes 2 -m asymviz.training train ...` (batch 32 per
           GPU) vs one GPU, and a sweep with one worker per GPU.
 
-Prints one summary table at the end and writes $OUT/gpu_train.json.
+Prints one summary table at the end and writes $OUT/gpu_train.json. `--dry-run` runs every part on the CPU at
+toy sizes (tiny step counts, a tiny LLaMA, CPU sweep workers, DDP through torchrun with gloo) to check the script
+before spending GPU time: `PYTHONPATH=. python bench/gpu_train.py --dry-run`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ MINILM = TrainConfig(model="minilm", task="fine_foods", targets=("query", "value
                      head=("pooler", "classifier"), steps=300, batch_size=32, max_length=128, lr=5e-4,
                      max_validation=128, max_test=256, device="cuda", precision="bf16")  # fmt: skip
 SUMMARY: list[tuple[str, str]] = []
+DEVICE = "cuda"  # "cpu" with --dry-run
+DRY = False
 
 
 def note(key: str, value: str) -> None:
@@ -54,7 +58,8 @@ def note(key: str, value: str) -> None:
 
 def free_gpu() -> None:
     gc.collect()
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def part_plain(tmp: Path) -> dict:
@@ -63,11 +68,11 @@ def part_plain(tmp: Path) -> dict:
     from asymviz.training.loop import train
 
     print("\n== plain PEFT loop vs asymviz train (one GPU)", flush=True)
-    plain_peft_loop(MINILM, steps=20, device="cuda")  # CUDA context, cuBLAS, kernels warm
+    plain_peft_loop(MINILM, steps=2 if DRY else 20, device=DEVICE)  # CUDA context, cuBLAS, kernels warm
     plain, ours = [], []
     for rep in range(2):
         free_gpu()
-        plain.append(plain_peft_loop(MINILM, device="cuda")["examples_per_s"])
+        plain.append(plain_peft_loop(MINILM, device=DEVICE)["examples_per_s"])
         free_gpu()
         rec = train(MINILM, tmp / f"plain_ours{rep}", overwrite=True)
         ours.append(rec.final_metrics["examples_per_s"])
@@ -91,8 +96,11 @@ def _llama_assets(tmp: Path) -> tuple[Path, Path]:
     folder = tmp / "llama1b"
     cfg = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                       num_key_value_heads=4, vocab_size=30522, max_position_embeddings=2048, pad_token_id=0)  # fmt: skip
+    if DRY:
+        cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, vocab_size=30522, max_position_embeddings=2048, pad_token_id=0)  # fmt: skip
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(DEVICE):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     model.save_pretrained(folder)
     del model
@@ -108,7 +116,7 @@ def _llama_assets(tmp: Path) -> tuple[Path, Path]:
         while len(answer) < 3500:
             answer += " " + reviews[i % len(reviews)]
             i += 1
-        rows.append({"text": "Write some reviews.", "answer": answer})
+        rows.append({"text": f"Write some reviews, please (batch {len(rows)}).", "answer": answer})
     task = tmp / "long_lm.jsonl"
     task.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder, task
@@ -134,7 +142,9 @@ def part_modes(tmp: Path) -> dict:
     folder, task = _llama_assets(tmp)
     cfg = TrainConfig(model=str(folder), task=str(task), rank=16, alpha=32, steps=25, batch_size=8, max_length=512,
                       targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-                      lr=1e-4, max_validation=16, max_test=16, device="cuda", precision="bf16")  # fmt: skip
+                      lr=1e-4, max_validation=16, max_test=16, device=DEVICE, precision="bf16")  # fmt: skip
+    if DRY:
+        cfg = cfg.replace(steps=2, batch_size=2, max_length=64, max_validation=4, max_test=4)
     ws = Workspace()
     for mode in MODES:
         free_gpu()
@@ -157,12 +167,13 @@ def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6) -> dict:
     from asymviz.training.sweep import expand, sweep
 
     print(f"\n== sweep throughput: 12 runs, {jobs} in flight on one GPU", flush=True)
-    configs = expand(MINILM.replace(steps=375), modes=MODES, seeds=[0, 1, 2, 3])
+    steps = 3 if DRY else 375
+    configs = expand(MINILM.replace(steps=steps), modes=MODES, seeds=[0, 1, 2, 3])
     t = time.perf_counter()
-    frame = sweep(configs, tmp / f"sweep{jobs}", devices=["0"], jobs_per_device=jobs)
+    frame = sweep(configs, tmp / f"sweep{jobs}", devices=["cpu" if DRY else "0"], jobs_per_device=jobs)
     wall = time.perf_counter() - t
     done = int((frame["status"] == "completed").sum())
-    summed = done * 375 * MINILM.batch_size / wall
+    summed = done * steps * MINILM.batch_size / wall
     res = {"runs": done, "wall_s": wall, "summed_ex_s": summed, "per_run_ex_s": float(frame["examples_per_s"].mean()),
            "test_accuracy": frame.groupby("mode")["test_accuracy"].mean().to_dict()}  # fmt: skip
     note(f"sweep, {jobs} workers on 1 GPU", f"{done}/12 runs in {wall:.1f} s wall -> {summed:.0f} ex/s summed "
@@ -177,21 +188,24 @@ def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6) -> dict:
 def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
     from asymviz.training.sweep import expand, sweep
 
-    n = torch.cuda.device_count()
+    n = 2 if DRY else torch.cuda.device_count()
     if n < 2:
         print("\n== ddp: skipped (one GPU)")
         return {"skipped": True}
     print("\n== data parallel: accelerate launch on 2 GPUs", flush=True)
     out = tmp / "ddp"
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "asymviz.training", "train",
-           "--config", str(tmp / "minilm.json"), "--out", str(out), "--quiet"]  # fmt: skip
-    (tmp / "minilm.json").write_text(json.dumps(MINILM.replace(device="auto").to_dict()))
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    if DRY:  # the same code path (WORLD_SIZE=2, DDP through accelerate) on the CPU with gloo
+        launch = ["torchrun", "--nproc_per_node", "2"]
+    cmd = [*launch, "-m", "asymviz.training", "train", "--config", str(tmp / "minilm.json"), "--out", str(out), "--quiet"]
+    (tmp / "minilm.json").write_text(json.dumps(MINILM.replace(device="auto" if not DRY else "cpu").to_dict()))
     t = time.perf_counter()
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if res.returncode:
-        print(res.stdout[-2000:], res.stderr[-4000:])
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:") or "Error" in line]
+        print(res.stdout[-2000:], "\n".join(errors[-10:]), res.stderr[-3000:])
         note("ddp", f"FAILED (exit {res.returncode})")
         return {"failed": True}
     run = json.loads((out / "run.json").read_text())
@@ -202,7 +216,7 @@ def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
         note("DDP vs one GPU", f"x{ex_s / one_gpu_ex_s:.2f}")
     configs = expand(MINILM, modes=MODES, seeds=[0, 1])
     t = time.perf_counter()
-    frame = sweep(configs, tmp / "sweep_2gpu", devices=[str(i) for i in range(n)], jobs_per_device=1)
+    frame = sweep(configs, tmp / "sweep_2gpu", devices=["cpu"] * n if DRY else [str(i) for i in range(n)], jobs_per_device=1)
     wall2 = time.perf_counter() - t
     done = int((frame["status"] == "completed").sum())
     note(f"sweep, one worker per GPU on {n} GPUs", f"{done}/6 runs in {wall2:.1f} s, "
@@ -215,10 +229,17 @@ def main() -> None:
     p.add_argument("--parts", default="plain,modes,sweep,ddp")
     p.add_argument("--out", default=".")
     p.add_argument("--jobs", type=int, default=6, help="workers in flight on one GPU for the sweep part")
+    p.add_argument("--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    global DEVICE, DRY, MINILM
+    if args.dry_run:
+        DEVICE, DRY = "cpu", True
+        MINILM = MINILM.replace(device="cpu", steps=3, batch_size=4, max_length=32, max_validation=8, max_test=8, threads=1)
+        args.jobs = 2
+    elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
-    print(f"torch {torch.__version__}, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}", flush=True)
+    else:
+        print(f"torch {torch.__version__}, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}", flush=True)
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -152,6 +152,8 @@ def _cmd_train(args) -> int:
         record = train(config, args.out, progress=bar, overwrite=args.overwrite)
     finally:
         bar.close()
+    if os.environ.get("RANK", "0") != "0":  # data parallel: the main process reports
+        return 0 if record.status == "completed" else 130
     m = record.final_metrics
     keys = [k for k in ("test_accuracy", "test_macro_f1", "test_loss", "test_perplexity") if m.get(k) is not None]
     summary = ", ".join(f"{k} {m[k]:.4f}" for k in keys)

@@ -83,35 +83,50 @@ def cpu_threads(config: TrainConfig) -> int:
 
 
 class _Dist:
-    """Single process, or one of several under `accelerate launch` / torchrun."""
+    """Single process, or one of WORLD_SIZE processes started by `accelerate launch` or torchrun (they set RANK,
+    LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT): torch.distributed with NCCL on GPUs, gloo on CPUs, and DDP."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        self.accelerator = None
-        if self.world > 1:
-            from accelerate import Accelerator
-
-            self.accelerator = Accelerator()  # autocast is ours (precision); accelerate only wraps DDP
-            self.rank = self.accelerator.process_index
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owns_group = False
+        if self.world > 1 and not torch.distributed.is_initialized():
+            cuda = resolve_device(config).type == "cuda"
+            if cuda:
+                torch.cuda.set_device(self.local_rank)
+            torch.distributed.init_process_group("nccl" if cuda else "gloo")
+            self.owns_group = True
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def device(self, fallback: torch.device) -> torch.device:
-        return self.accelerator.device if self.accelerator else fallback
+        return torch.device("cuda", self.local_rank) if self.world > 1 and fallback.type == "cuda" else fallback
+
+    def wrap(self, model, device: torch.device):
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process when it is True on one."""
-        if not self.accelerator:
+        if self.world == 1:
             return flag
         t = torch.tensor([1.0 if flag else 0.0], device=device)
-        return bool(self.accelerator.reduce(t, reduction="sum").item() > 0)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item() > 0)
 
     def barrier(self) -> None:
-        if self.accelerator:
-            self.accelerator.wait_for_everyone()
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
 
 
 class _NullWriter(RunWriter):
@@ -180,7 +195,7 @@ def train(
     run is cleared and reused. A failure is recorded in run.json (status failed, one-line error) and re-raised.
     """
     out = Path(out_dir)
-    dist = _Dist()
+    dist = _Dist(config)
     if dist.is_main:
         _prepare_out_dir(out, overwrite)
     dist.barrier()
@@ -203,8 +218,9 @@ def train(
     finally:
         restore()
         torch.set_flush_denormal(False)
-    dist.barrier()
-    return RunRecord.load(out) if dist.is_main else RunRecord(out, {})
+    dist.barrier()  # the main process has written everything
+    dist.close()
+    return RunRecord.load(out)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -348,7 +364,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
     )
-    train_model = dist.accelerator.prepare_model(model) if dist.accelerator else model
+    train_model = dist.wrap(model, device)  # DDP under data parallelism, else the model itself
 
     pending: list[tuple[int, torch.Tensor]] = []  # (step, loss on the device) not yet written
     cls_only = config.cache_prefix and prefix.cls_only_supported(model)
@@ -364,13 +380,20 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
                     return m(inputs_embeds=h, attention_mask=batch["attention_mask"], labels=batch["labels"])
                 return m(**batch)
 
+        train_peak = [0.0]  # GPU: the peak of the training steps alone (evaluations reset the counter)
+
         def eval_split(split, step):
             _flush_losses(writer, pending)  # keep metrics.csv in step order
+            if device.type == "cuda":
+                train_peak[0] = max(train_peak[0], torch.cuda.max_memory_allocated(device) / 2**20)
             t = time.perf_counter()
             report("eval", step, total)
             writer.update(force=True, progress={"step": step, "phase": f"eval {split}"})
             model.eval()
-            values = evaluate(lambda idx: forward(model, split, idx), enc[split], task.kind, 4 * config.batch_size)
+            eval_batch = 4 * config.batch_size if task.kind == "classification" else config.batch_size
+            values = evaluate(lambda idx: forward(model, split, idx), enc[split], task.kind, eval_batch)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             model.train()
             writer.log(step, split, values)
             writer.update(progress={"phase": "train"})
@@ -409,6 +432,8 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
             if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < total and dist.is_main:
                 t_eval += eval_split("validation", step + 1)[1]
         t_train = time.perf_counter() - t_train - t_eval
+        if device.type == "cuda":
+            train_peak[0] = max(train_peak[0], torch.cuda.max_memory_allocated(device) / 2**20)
 
         # -- final evaluation ------------------------------------------------------------------------------
         metrics: dict[str, float] = {}
@@ -426,6 +451,8 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         _save_adapter(model, writer.path / "adapter")
     t_save = time.perf_counter() - t_save
     peak, peak_kind = peak_memory_mb(device)
+    if device.type == "cuda":
+        peak, peak_kind = train_peak[0], "cuda_max_allocated_training"
     metrics.update(
         train_loss=last_loss,
         examples_per_s=seen / max(t_train, 1e-9),
