@@ -1,12 +1,24 @@
 """Choose the demo's learning rate per mode on the validation split (never the test split).
 
-    PYTHONPATH=. python bench/tune_demo.py [--lrs 2e-3,5e-3,1e-2,2e-2] [--seeds 0] [--steps 80 --batch-size 16]
+    PYTHONPATH=. python bench/tune_demo.py                # the grid behind DEMO_LR: about 4 minutes on 1 thread
 
-For each mode and each lr of the grid it trains the demo preset (asymviz.training.config.DEMO) with that lr
-(head included), evaluates the whole validation split (fine_foods: 398 reviews carved from the published
-training split, seed 0) and never the test split (eval_test=False). It prints one row per (mode, lr) with the
-validation accuracy (mean over seeds) and the lr it would pick per mode: the best mean validation accuracy. The
-picks go into DEMO_LR by hand. All runs share one Workspace, so the frozen prefix is computed once.
+For each mode and each lr of the grid it trains the demo preset (asymviz.training.config.DEMO: LoRA r=8 on every
+linear layer of MiniLM's top 2 layers, 250 steps x 8 reviews, head at the same lr) with that lr and seeds 0 and
+1, evaluates the whole validation split (fine_foods: 398 reviews carved from the published training split, split
+seed 0) and never the test split (eval_test=False). It prints the validation accuracy of every run and, per mode,
+the lr with the best mean over the seeds; the picks go into DEMO_LR by hand. All runs share one Workspace, so the
+frozen prefix is computed once. Flags change the setting (--steps, --batch-size, --targets 'a,b;c,d', --rank ...).
+
+Measured 2026-11-28 (bf16 autocast, 1 thread; validation accuracy, seeds 0 / 1 -> mean):
+
+    mode     lr=1.5e-3              lr=2e-3                lr=3e-3
+    ab       0.756 / 0.776 -> 0.766  0.774 / 0.774 -> 0.774  0.656 / 0.779 -> 0.717 (seed 0 diverged)
+    b_only   0.739 / 0.756 -> 0.748  0.744 / 0.759 -> 0.751  0.761 / 0.754 -> 0.758
+    a_only   0.786 / 0.774 -> 0.780  0.779 / 0.776 -> 0.778  0.781 / 0.789 -> 0.785
+    picks    ab 2e-3, b_only 3e-3, a_only 3e-3
+
+Earlier settings, for the record (same grid idea): q,v only on the top 2 layers left b_only at 0.69-0.72 whatever
+the lr (1e-2 and up diverged to the majority class); without gradient clipping ab diverged at 3e-3 on seed 0.
 """
 
 from __future__ import annotations
@@ -15,22 +27,22 @@ import argparse
 import tempfile
 import time
 
-from asymviz.training.config import DEMO, MODES
+from asymviz.training.config import DEMO, MODES, preset
 from asymviz.training.loop import train
 from asymviz.training.workspace import Workspace
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--lrs", default="2e-3,5e-3,1e-2,2e-2")
-    p.add_argument("--seeds", default="0")
+    p.add_argument("--lrs", default="1.5e-3,2e-3,3e-3")
+    p.add_argument("--seeds", default="0,1")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--steps", type=int, default=DEMO.steps)
     p.add_argument("--batch-size", type=int, default=DEMO.batch_size)
     p.add_argument("--top-layers", type=int, default=DEMO.top_layers)
     p.add_argument("--max-length", type=int, default=DEMO.max_length)
-    p.add_argument("--precision", default=DEMO.precision)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (1 on a busy shared machine)")
+    p.add_argument("--precision", default=preset("demo")[0].precision, help="default: the demo's on this CPU")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1 is robust on a busy shared machine)")
     p.add_argument("--head-lr", type=float, default=None, help="fixed head lr (default: the same as lr)")
     p.add_argument("--targets", default=",".join(DEMO.targets), help="module names; several sets split by ';'")
     p.add_argument("--rank", default=str(DEMO.rank), help="comma-separated ranks")

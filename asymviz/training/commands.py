@@ -241,7 +241,8 @@ def _cmd_demo(args) -> int:
         bar.close()
     write_frame(table, args.format, args.output)
     print(f"demo: {len(table)} runs in {wall:.1f} s wall (minilm on fine_foods; always predicting the majority "
-          f"class scores 0.658 test accuracy); runs in {args.store}", file=sys.stderr)  # fmt: skip
+          f"class scores 0.658 test accuracy); runs in {args.store} (runs already there are reused: --fresh "
+          f"retrains)", file=sys.stderr)  # fmt: skip
     return 0 if (table["status"] == "completed").all() else 1
 
 
