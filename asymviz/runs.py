@@ -322,8 +322,16 @@ class RunStore:
 
         rows = [r.row() for r in self.records()]
         frame = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
-        for col in ("rank", "seed", "step", "total_steps", "trainable_params", "trainable_lora", "trainable_head",
-                    "n_train"):
+        for col in (
+            "rank",
+            "seed",
+            "step",
+            "total_steps",
+            "trainable_params",
+            "trainable_lora",
+            "trainable_head",
+            "n_train",
+        ):
             frame[col] = pd.array(frame[col], dtype="Int64")
         for col in ("alpha", "wall_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy",
                     "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy", "validation_loss"):  # fmt: skip

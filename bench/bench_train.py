@@ -33,7 +33,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "ASYMVIZ_NO_PROGRESS": "1"}
 
 
 def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    a, b, c = os.getloadavg()
+    return f"load average {a:.2f} {b:.2f} {c:.2f}"
 
 
 def part_demo() -> dict:
@@ -53,7 +54,10 @@ def part_demo() -> dict:
         table = pd.read_csv(io.StringIO(out.stdout))
         print(table.to_string(index=False))
         print(f"demo wall time (whole command): {wall:.1f} s  [{load()}]")
-        return {"wall_s": wall, **{f"{m}_test_accuracy": a for m, a in zip(table["mode"], table["test_accuracy"])}}
+        return {
+            "wall_s": wall,
+            **{f"{m}_test_accuracy": a for m, a in zip(table["mode"], table["test_accuracy"])},
+        }
 
 
 def _overhead_config(steps: int):
@@ -65,11 +69,10 @@ def _overhead_config(steps: int):
 
 
 def part_overhead(steps: int, reps: int = 4) -> dict:
+    import torch
     from plain_loop import plain_peft_loop
 
     from asymviz.training.loop import train
-
-    import torch
 
     print(f"\n== overhead vs a plain PEFT loop ({steps} steps, batch 8 x 64, all 6 layers, 1 thread) ({load()})",
           flush=True)  # fmt: skip
@@ -129,7 +132,10 @@ def saved_bytes(mode: str) -> int:
 
 
 def part_modes(steps: int) -> dict:
-    print(f"\n== modes: speed and memory (MiniLM, all layers q,v r=8, batch 16 x 64, {steps} steps) ({load()})", flush=True)
+    print(
+        f"\n== modes: speed and memory (MiniLM, all layers q,v r=8, batch 16 x 64, {steps} steps) ({load()})",
+        flush=True,
+    )
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(2):
@@ -145,9 +151,13 @@ def part_modes(steps: int) -> dict:
                 best["peak_rss_mb"] = min(best["peak_rss_mb"], r["peak_rss_mb"])
     for mode in out:
         out[mode]["saved_activation_mb"] = saved_bytes(mode) / 2**20
-    print(f"{'mode':8s} {'lora params':>11s} {'train ex/s':>10s} {'peak RSS MiB':>12s} {'saved for backward MiB':>22s}")
+    print(
+        f"{'mode':8s} {'lora params':>11s} {'train ex/s':>10s} {'peak RSS MiB':>12s} {'saved for backward MiB':>22s}"
+    )
     for mode, r in out.items():
-        print(f"{mode:8s} {r['trainable_lora']:11d} {r['examples_per_s']:10.1f} {r['peak_rss_mb']:12.0f} {r['saved_activation_mb']:22.1f}")
+        print(
+            f"{mode:8s} {r['trainable_lora']:11d} {r['examples_per_s']:10.1f} {r['peak_rss_mb']:12.0f} {r['saved_activation_mb']:22.1f}"
+        )
     ab, b = out["ab"], out["b_only"]
     print(f"b_only / ab: speed x{b['examples_per_s'] / ab['examples_per_s']:.2f}, "
           f"saved activations x{b['saved_activation_mb'] / ab['saved_activation_mb']:.2f}, "
@@ -162,7 +172,9 @@ def part_store(n: int = 500) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n):
             w = RunWriter(Path(tmp) / f"run{i:04d}")
-            w.start(f"run{i:04d}", {"model": "minilm", "task": "fine_foods", "mode": "ab", "rank": 8, "seed": i})
+            w.start(
+                f"run{i:04d}", {"model": "minilm", "task": "fine_foods", "mode": "ab", "rank": 8, "seed": i}
+            )
             w.finish("completed", metrics={"test_accuracy": 0.8})
         times = []
         for _ in range(3):

@@ -159,7 +159,10 @@ def part_modes(tmp: Path) -> dict:
     for model in out:
         key = "ex_s" if model == "minilm" else "tok_s"
         ab, b = out[model]["ab"], out[model]["b_only"]
-        note(f"{model} b_only / ab", f"speed x{b[key] / ab[key]:.2f}, peak memory x{b['peak_mb'] / ab['peak_mb']:.2f}")
+        note(
+            f"{model} b_only / ab",
+            f"speed x{b[key] / ab[key]:.2f}, peak memory x{b['peak_mb'] / ab['peak_mb']:.2f}",
+        )
     return out
 
 
@@ -181,7 +184,10 @@ def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6) -> dict:
     if plain_ex_s:
         res["x_plain"] = summed / plain_ex_s
         note("sweep vs plain loop", f"x{res['x_plain']:.2f} (target >= 3)")
-    note("sweep test accuracy by mode (mean of 4 seeds)", json.dumps({k: round(v, 3) for k, v in res["test_accuracy"].items()}))
+    note(
+        "sweep test accuracy by mode (mean of 4 seeds)",
+        json.dumps({k: round(v, 3) for k, v in res["test_accuracy"].items()}),
+    )
     return res
 
 
@@ -198,8 +204,20 @@ def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
               "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     if DRY:  # the same code path (WORLD_SIZE=2, DDP through accelerate) on the CPU with gloo
         launch = ["torchrun", "--nproc_per_node", "2"]
-    cmd = [*launch, "-m", "asymviz.training", "train", "--config", str(tmp / "minilm.json"), "--out", str(out), "--quiet"]
-    (tmp / "minilm.json").write_text(json.dumps(MINILM.replace(device="auto" if not DRY else "cpu").to_dict()))
+    cmd = [
+        *launch,
+        "-m",
+        "asymviz.training",
+        "train",
+        "--config",
+        str(tmp / "minilm.json"),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    (tmp / "minilm.json").write_text(
+        json.dumps(MINILM.replace(device="auto" if not DRY else "cpu").to_dict())
+    )
     t = time.perf_counter()
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -216,7 +234,12 @@ def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
         note("DDP vs one GPU", f"x{ex_s / one_gpu_ex_s:.2f}")
     configs = expand(MINILM, modes=MODES, seeds=[0, 1])
     t = time.perf_counter()
-    frame = sweep(configs, tmp / "sweep_2gpu", devices=["cpu"] * n if DRY else [str(i) for i in range(n)], jobs_per_device=1)
+    frame = sweep(
+        configs,
+        tmp / "sweep_2gpu",
+        devices=["cpu"] * n if DRY else [str(i) for i in range(n)],
+        jobs_per_device=1,
+    )
     wall2 = time.perf_counter() - t
     done = int((frame["status"] == "completed").sum())
     note(f"sweep, one worker per GPU on {n} GPUs", f"{done}/6 runs in {wall2:.1f} s, "
@@ -229,17 +252,24 @@ def main() -> None:
     p.add_argument("--parts", default="plain,modes,sweep,ddp")
     p.add_argument("--out", default=".")
     p.add_argument("--jobs", type=int, default=6, help="workers in flight on one GPU for the sweep part")
-    p.add_argument("--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)"
+    )
     args = p.parse_args()
     global DEVICE, DRY, MINILM
     if args.dry_run:
         DEVICE, DRY = "cpu", True
-        MINILM = MINILM.replace(device="cpu", steps=3, batch_size=4, max_length=32, max_validation=8, max_test=8, threads=1)
+        MINILM = MINILM.replace(
+            device="cpu", steps=3, batch_size=4, max_length=32, max_validation=8, max_test=8, threads=1
+        )
         args.jobs = 2
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     else:
-        print(f"torch {torch.__version__}, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}", flush=True)
+        print(
+            f"torch {torch.__version__}, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}",
+            flush=True,
+        )
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -24,7 +24,9 @@ def plain_peft_loop(config, steps: int | None = None, device: str = "cpu") -> di
     from asymviz.training.models import load_tokenizer, resolve_model
 
     dev = torch.device(device)
-    if dev.type == "cpu":  # as asymviz does on CPU (denormals made mode ab several times slower): like with like
+    if (
+        dev.type == "cpu"
+    ):  # as asymviz does on CPU (denormals made mode ab several times slower): like with like
         torch.set_flush_denormal(True)
     bf16 = dev.type == "cuda" and config.precision in ("auto", "bf16")
     task = load_task(config.task, config.split_seed, config.holdout, config.max_train)

@@ -42,9 +42,13 @@ def main() -> None:
     p.add_argument("--top-layers", type=int, default=DEMO.top_layers)
     p.add_argument("--max-length", type=int, default=DEMO.max_length)
     p.add_argument("--precision", default=preset("demo")[0].precision, help="default: the demo's on this CPU")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (1 is robust on a busy shared machine)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (1 is robust on a busy shared machine)"
+    )
     p.add_argument("--head-lr", type=float, default=None, help="fixed head lr (default: the same as lr)")
-    p.add_argument("--targets", default=",".join(DEMO.targets), help="module names; several sets split by ';'")
+    p.add_argument(
+        "--targets", default=",".join(DEMO.targets), help="module names; several sets split by ';'"
+    )
     p.add_argument("--rank", default=str(DEMO.rank), help="comma-separated ranks")
     p.add_argument("--alpha", type=float, default=DEMO.alpha)
     args = p.parse_args()
@@ -73,8 +77,12 @@ def main() -> None:
         for mode in args.modes.split(","):
             mine = [r for r in rows if r[:3] == (targets, rank, mode)]
             best = max(mine, key=lambda r: r[4])
-            print(f"{mode:7s} r={rank} {targets}: " + "  ".join(f"lr={r[3]:g}: {r[4]:.4f}" for r in mine)
-                  + f"   -> pick lr={best[3]:g}")
+            print(
+                f"{mode:7s} r={rank} {targets}: "
+                + "  ".join(f"lr={r[3]:g}: {r[4]:.4f}" for r in mine)
+                + f"   -> pick lr={best[3]:g}"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -25,7 +25,9 @@ def test_every_task_loads_with_disjoint_splits(name):
     assert task.kind == TASKS[name].kind
     texts = [set(task.split(s)["text"]) for s in ("train", "validation", "test")]
     assert not (texts[0] & texts[1])
-    if name != "fine_foods":  # its published test split shares 6 duplicated reviews with train (kept as published)
+    if (
+        name != "fine_foods"
+    ):  # its published test split shares 6 duplicated reviews with train (kept as published)
         assert not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     rows = [set(task.split(s)["row"]) for s in ("train", "validation", "test")]
     assert sum(map(len, rows)) == len(rows[0] | rows[1] | rows[2])

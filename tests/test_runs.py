@@ -11,7 +11,16 @@ import time
 
 import pytest
 
-from asymviz.runs import LIST_COLUMNS, RUN_FILE, RunError, RunRecord, RunStore, RunWriter, list_runs, write_json_atomic
+from asymviz.runs import (
+    LIST_COLUMNS,
+    RUN_FILE,
+    RunError,
+    RunRecord,
+    RunStore,
+    RunWriter,
+    list_runs,
+    write_json_atomic,
+)
 
 
 def _write_run(root, run_id, **fields):
@@ -54,7 +63,9 @@ def test_atomic_write_replaces_whole_files(tmp_path):
 
 def test_metrics_skip_a_line_cut_by_a_kill(tmp_path):
     folder = _write_run(tmp_path, "r")
-    (folder / "metrics.csv").write_text("step,split,metric,value\n1,train,loss,0.7\n2,train,loss,0.6\n3,train,lo")
+    (folder / "metrics.csv").write_text(
+        "step,split,metric,value\n1,train,loss,0.7\n2,train,loss,0.6\n3,train,lo"
+    )
     frame = RunRecord.load(folder).metrics()
     assert frame["step"].tolist() == [1, 2]
     assert list(frame.columns) == ["step", "split", "metric", "value"]
@@ -66,7 +77,9 @@ def test_running_record_of_a_dead_process_reads_as_interrupted(tmp_path):
     proc.wait()
     _write_run(tmp_path, "dead", status="running", host=socket.gethostname(), pid=proc.pid, pid_start="1",
                heartbeat=time.time())  # fmt: skip
-    _write_run(tmp_path, "alive", status="running", host=socket.gethostname(), pid=os.getpid(), heartbeat=time.time())
+    _write_run(
+        tmp_path, "alive", status="running", host=socket.gethostname(), pid=os.getpid(), heartbeat=time.time()
+    )
     store = RunStore(tmp_path)
     assert store.get("dead").status == "interrupted"
     assert store.get("alive").status == "running"
@@ -81,7 +94,9 @@ def test_other_host_uses_the_heartbeat(tmp_path):
 
 
 def test_list_has_fixed_columns_and_skips_junk(tmp_path):
-    _write_run(tmp_path, "b_run", mode="b_only", config={"a_init": "gaussian", "mode": "b_only", "alpha": 16.0})
+    _write_run(
+        tmp_path, "b_run", mode="b_only", config={"a_init": "gaussian", "mode": "b_only", "alpha": 16.0}
+    )
     _write_run(tmp_path, "a_run", metrics={"test_loss": 2.0, "test_perplexity": 7.4})
     (tmp_path / "junk").mkdir()
     (tmp_path / "broken").mkdir()

@@ -21,7 +21,14 @@ def test_train_then_list(tmp_path, train_assets, capsys):
     assert main(_train_args(train_assets, tmp_path / "store" / "one")) == 0
     run = json.loads((tmp_path / "store" / "one" / "run.json").read_text())
     cfg = run["config"]
-    assert (cfg["mode"], cfg["a_init"], cfg["rank"], cfg["alpha"], cfg["steps"], cfg["seed"]) == ("b_only", "gaussian", 2, 4.0, 2, 1)
+    assert (cfg["mode"], cfg["a_init"], cfg["rank"], cfg["alpha"], cfg["steps"], cfg["seed"]) == (
+        "b_only",
+        "gaussian",
+        2,
+        4.0,
+        2,
+        1,
+    )
     assert cfg["targets"] == ["query", "value"] and cfg["max_length"] == 16
     capsys.readouterr()
     assert main(["runs", "list", "--store", str(tmp_path / "store"), "--format", "csv"]) == 0
@@ -44,7 +51,10 @@ def test_train_twice_needs_overwrite(tmp_path, train_assets, capsys):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--rank", "0"], "rank: must be a positive integer"), (["--steps", "3", "--epochs", "1"], "steps: give either")],
+    [
+        (["--rank", "0"], "rank: must be a positive integer"),
+        (["--steps", "3", "--epochs", "1"], "steps: give either"),
+    ],
 )
 def test_bad_flags_are_one_line_errors(tmp_path, train_assets, capsys, extra, message):
     assert main(_train_args(train_assets, tmp_path / "x", *extra)) == 2
@@ -70,7 +80,9 @@ def test_sweep_is_resumable(tmp_path, train_assets, capsys):
     assert len(first) == 4 and (first["status"] == "completed").all()
     started = {p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir()}
     assert main(args) == 0  # nothing to do: every run completed
-    assert {p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir()} == started
+    assert {
+        p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir()
+    } == started
     assert "completed" not in capsys.readouterr().err  # no run was announced: none ran
 
 
@@ -107,6 +119,8 @@ def test_commands_module_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, asymviz.training.commands, asymviz.training, asymviz.runs; print('torch' in sys.modules)"
+    code = (
+        "import sys, asymviz.training.commands, asymviz.training, asymviz.runs; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -30,7 +30,9 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path, tiny_config, no_d
     from asymviz.runs import RunStore
     from asymviz.training.loop import train
 
-    single = train(tiny_config(model=str(no_dropout_bert), batch_size=8, steps=3, mode="b_only"), tmp_path / "one")
+    single = train(
+        tiny_config(model=str(no_dropout_bert), batch_size=8, steps=3, mode="b_only"), tmp_path / "one"
+    )
     cfg = tiny_config(model=str(no_dropout_bert), batch_size=4, steps=3, mode="b_only")
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
     env = {**os.environ, "PYTHONPATH": str(REPO), "ASYMVIZ_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}

@@ -44,7 +44,10 @@ def test_a_tiny_run_writes_everything(tmp_path, tiny_config, mode):
     assert data["config"] == cfg.to_dict() and data["seed"] == 0 and data["device"] == "cpu"
     assert set(data["versions"]) >= {"torch", "transformers", "peft", "python"}
     assert data["head_trained"] and data["head_modules"] == ["pooler", "classifier"]
-    assert data["trainable_params"]["total"] == data["trainable_params"]["lora"] + data["trainable_params"]["head"]
+    assert (
+        data["trainable_params"]["total"]
+        == data["trainable_params"]["lora"] + data["trainable_params"]["head"]
+    )
     assert set(data["timings"]) >= {"train_s", "eval_s", "wall_s"}
     for key in ("test_accuracy", "test_macro_f1", "validation_accuracy", "examples_per_s", "peak_memory_mb"):
         assert data["metrics"][key] is not None
@@ -52,7 +55,11 @@ def test_a_tiny_run_writes_everything(tmp_path, tiny_config, mode):
     if mode == "ab":
         assert data["frozen_check"] is None
     else:
-        assert data["frozen_check"] == {"factor": "A" if mode == "b_only" else "B", "modules": 4, "bit_identical": True}
+        assert data["frozen_check"] == {
+            "factor": "A" if mode == "b_only" else "B",
+            "modules": 4,
+            "bit_identical": True,
+        }
 
     frame = run.metrics()
     losses = frame[(frame.split == "train") & (frame.metric == "loss")]

@@ -67,7 +67,10 @@ def test_real_minilm_trains_a_few_steps(tmp_path):
                       max_validation=16, max_test=32, device="cpu")  # fmt: skip
     run = train(cfg, tmp_path / "run")
     assert run.status == "completed" and run.data["frozen_check"]["bit_identical"]
-    assert json.loads((run.adapter_path / "adapter_config.json").read_text())["base_model_name_or_path"] == "minilm"
+    assert (
+        json.loads((run.adapter_path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "minilm"
+    )
     assert run.data["trainable_params"]["lora"] == 6 * 2 * 384 * 8  # B of query and value in 6 layers
     task = load_task("fine_foods", max_test=32)
     base, tok = load_model(resolve_model("minilm"), "classification", 2)

@@ -35,7 +35,9 @@ def test_prefix_plus_top_equals_the_full_forward(wrapped, cls_only):
         h = prefix.prefix_states(model, enc.ids, enc.mask, n_prefix=1)  # (N, L, d)
         assert prefix.cls_only_supported(model)
         with prefix.top_only(model, 1, cls_only=cls_only):
-            top = model(inputs_embeds=h[idx, : batch["input_ids"].shape[1]], attention_mask=batch["attention_mask"]).logits
+            top = model(
+                inputs_embeds=h[idx, : batch["input_ids"].shape[1]], attention_mask=batch["attention_mask"]
+            ).logits
     torch.testing.assert_close(top, full, atol=1e-5, rtol=1e-5)
     assert len(model.base_model.model.bert.encoder.layer) == 2  # swap undone
 

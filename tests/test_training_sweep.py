@@ -25,7 +25,9 @@ def test_pending_drops_duplicates_and_completed(tmp_path, tiny_config):
 def test_worker_processes_run_a_queue(tmp_path, tiny_config):
     cfgs = [tiny_config(mode=m, steps=2) for m in MODES]
     seen = []
-    frame = sweep(cfgs, tmp_path / "store", devices=["cpu"], jobs_per_device=2, on_run=lambda r: seen.append(r.run_id))
+    frame = sweep(
+        cfgs, tmp_path / "store", devices=["cpu"], jobs_per_device=2, on_run=lambda r: seen.append(r.run_id)
+    )
     assert sorted(frame["mode"]) == sorted(MODES) and (frame["status"] == "completed").all()
     assert sorted(seen) == sorted(c.run_id() for c in cfgs)
     queue = next((tmp_path / "store" / ".sweep").iterdir())

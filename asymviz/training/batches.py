@@ -41,7 +41,9 @@ class Encoded:
 
     def to(self, device) -> Encoded:
         """The same split with its tensors on `device` (lengths stay on the CPU)."""
-        return Encoded(self.ids.to(device), self.mask.to(device), self.labels.to(device), self.kind, self.lengths)
+        return Encoded(
+            self.ids.to(device), self.mask.to(device), self.labels.to(device), self.kind, self.lengths
+        )
 
     def width(self, index: torch.Tensor) -> int:
         """Columns needed by these rows (their longest real length); index on the CPU."""

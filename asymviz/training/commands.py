@@ -38,9 +38,19 @@ _FLAGS = (
     ("--a-init", "a_init", str, "b_only: frozen A init: orthogonal (default), gaussian, kaiming"),
     ("--rank", "rank", int, "LoRA rank r (default 8)"),
     ("--alpha", "alpha", float, "lora_alpha (default 16); scaling = alpha / r"),
-    ("--targets", "targets", str, "comma-separated module names (default: PEFT's for the model, e.g. query,value)"),
+    (
+        "--targets",
+        "targets",
+        str,
+        "comma-separated module names (default: PEFT's for the model, e.g. query,value)",
+    ),
     ("--top-layers", "top_layers", int, "adapt only the top N layers"),
-    ("--head", "head", str, "comma-separated modules trained in full in every mode (default: the model's head)"),
+    (
+        "--head",
+        "head",
+        str,
+        "comma-separated modules trained in full in every mode (default: the model's head)",
+    ),
     ("--steps", "steps", int, "optimiser steps (default: one epoch)"),
     ("--epochs", "epochs", float, "passes over the training split"),
     ("--lr", "lr", float, "learning rate of the LoRA factors (default 1e-3)"),
@@ -155,9 +165,14 @@ def _cmd_train(args) -> int:
     if os.environ.get("RANK", "0") != "0":  # data parallel: the main process reports
         return 0 if record.status == "completed" else 130
     m = record.final_metrics
-    keys = [k for k in ("test_accuracy", "test_macro_f1", "test_loss", "test_perplexity") if m.get(k) is not None]
+    keys = [
+        k for k in ("test_accuracy", "test_macro_f1", "test_loss", "test_perplexity") if m.get(k) is not None
+    ]
     summary = ", ".join(f"{k} {m[k]:.4f}" for k in keys)
-    print(f"{record.status}: {record.path} ({summary})" if summary else f"{record.status}: {record.path}", file=sys.stderr)
+    print(
+        f"{record.status}: {record.path} ({summary})" if summary else f"{record.status}: {record.path}",
+        file=sys.stderr,
+    )
     return 0 if record.status == "completed" else 130
 
 
@@ -183,7 +198,14 @@ def _cmd_sweep(args) -> int:
         print(f"{record.status:>9}  {record.run_id}", file=sys.stderr)
 
     try:
-        frame = sweep(configs, args.store, devices=devices, jobs_per_device=args.jobs_per_gpu, progress=bar, on_run=on_run)
+        frame = sweep(
+            configs,
+            args.store,
+            devices=devices,
+            jobs_per_device=args.jobs_per_gpu,
+            progress=bar,
+            on_run=on_run,
+        )
     finally:
         bar.close()
     cols = ["run_id", "mode", "rank", "seed", "status", "trainable_params", "wall_s", "test_accuracy",
@@ -263,7 +285,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("sweep", help="many runs (tasks x modes x seeds x ranks) into a store; resumable")
     _add_config_flags(p, single=False)
     p.add_argument("--tasks", help="comma-separated tasks (default fine_foods)")
-    p.add_argument("--modes", help="comma-separated modes (default ab,b_only,a_only)", default="ab,b_only,a_only")
+    p.add_argument(
+        "--modes", help="comma-separated modes (default ab,b_only,a_only)", default="ab,b_only,a_only"
+    )
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
     p.add_argument("--ranks", help="comma-separated ranks (default: --rank)")
     p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")

@@ -34,15 +34,21 @@ class TrainConfig:
 
     # what to train
     model: str = "minilm"  # "minilm", "smollm2", a Hugging Face id or a local model folder
-    task: str = "fine_foods"  # a task name (asymviz.training.data.TASKS) or a CSV/JSONL file (text,label|answer)
+    task: str = (
+        "fine_foods"  # a task name (asymviz.training.data.TASKS) or a CSV/JSONL file (text,label|answer)
+    )
     mode: Mode = "ab"  # "ab" | "b_only" | "a_only" (see the module docstring)
-    a_init: str = "orthogonal"  # b_only: frozen A drawn as "orthogonal" (orthonormal rows), "gaussian", "kaiming"
+    a_init: str = (
+        "orthogonal"  # b_only: frozen A drawn as "orthogonal" (orthonormal rows), "gaussian", "kaiming"
+    )
     # the adapter
     rank: int = 8  # r
     alpha: float = 16.0  # lora_alpha; scaling = alpha / r
     targets: tuple[str, ...] | None = None  # module names to adapt; None: PEFT's default for the model type
     top_layers: int | None = None  # adapt only the top N transformer layers (None: all layers)
-    head: tuple[str, ...] | None = None  # modules trained in full in every mode; None: the model's default head
+    head: tuple[str, ...] | None = (
+        None  # modules trained in full in every mode; None: the model's default head
+    )
     lora_dropout: float = 0.0  # dropout on the LoRA input
     # the budget
     steps: int | None = None  # optimiser steps; exclusive with epochs (neither: one epoch)
@@ -54,7 +60,9 @@ class TrainConfig:
     head_lr: float | None = None  # learning rate of the head (None: same as lr)
     weight_decay: float = 0.0
     warmup: float = 0.06  # fraction of the steps spent warming up
-    max_grad_norm: float | None = 1.0  # clip the gradient norm of all trainable parameters (None: no clipping)
+    max_grad_norm: float | None = (
+        1.0  # clip the gradient norm of all trainable parameters (None: no clipping)
+    )
     # data
     seed: int = 0  # initialisation, batch order, dropout
     split_seed: int = 0  # the train/validation/test split (kept fixed across seeds)
@@ -94,7 +102,15 @@ class TrainConfig:
         _positive_int("batch_size", self.batch_size)
         if not isinstance(self.max_length, int) or self.max_length < 4:
             raise ConfigError(f"max_length: must be an integer >= 4, got {self.max_length!r}")
-        for name in ("top_layers", "max_train", "max_validation", "max_test", "eval_every", "threads", "steps"):
+        for name in (
+            "top_layers",
+            "max_train",
+            "max_validation",
+            "max_test",
+            "eval_every",
+            "threads",
+            "steps",
+        ):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if self.steps is not None and self.epochs is not None:

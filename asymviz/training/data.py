@@ -45,12 +45,16 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        TaskSpec("fine_foods", "fine_foods.jsonl.gz", "classification", "Amazon food review -> great / other"),
+        TaskSpec(
+            "fine_foods", "fine_foods.jsonl.gz", "classification", "Amazon food review -> great / other"
+        ),
         TaskSpec("tweet_source", "tweet_source.jsonl.gz", "classification", "tweet -> android / iphone"),
         TaskSpec("word_polarity", "word_polarity.jsonl.gz", "classification", "word -> positive / negative"),
         TaskSpec("word_pos", "word_pos.jsonl.gz", "classification", "word -> part of speech (7)"),
         TaskSpec("chatterbot_topic", "chatterbot_qa.jsonl.gz", "classification", "question -> topic (21)"),
-        TaskSpec("chatterbot_qa", "chatterbot_qa.jsonl.gz", "causal_lm", "question -> answer (LM loss on answer)"),
+        TaskSpec(
+            "chatterbot_qa", "chatterbot_qa.jsonl.gz", "causal_lm", "question -> answer (LM loss on answer)"
+        ),
     )
 }
 
@@ -153,14 +157,18 @@ def load_task(
 
     frame = read_table(path)
     if "text" not in frame.columns:
-        raise ConfigError(f"task: {path.name} has no 'text' column (columns: {', '.join(map(str, frame.columns))})")
+        raise ConfigError(
+            f"task: {path.name} has no 'text' column (columns: {', '.join(map(str, frame.columns))})"
+        )
     if kind is None:
         if "label" in frame.columns:
             kind = "classification"
         elif "answer" in frame.columns:
             kind = "causal_lm"
         else:
-            raise ConfigError(f"task: {path.name} needs a 'label' column (classification) or 'answer' (causal LM)")
+            raise ConfigError(
+                f"task: {path.name} needs a 'label' column (classification) or 'answer' (causal LM)"
+            )
     frame = frame.reset_index(drop=True)
     frame.insert(0, "row", np.arange(len(frame)))
     frame["text"] = frame["text"].astype(str)
@@ -191,19 +199,25 @@ def load_task(
             method += f"; validation = {holdout:.0%} of train (grouped by text, seed {split_seed})"
     else:
         split = _group_split(frame["text"].to_numpy(), (holdout, holdout), rng)
-        method = f"random {1 - 2 * holdout:.0%}/{holdout:.0%}/{holdout:.0%}, grouped by text, seed {split_seed}"
+        method = (
+            f"random {1 - 2 * holdout:.0%}/{holdout:.0%}/{holdout:.0%}, grouped by text, seed {split_seed}"
+        )
 
     parts = {}
     for part, cap in (("train", max_train), ("validation", max_validation), ("test", max_test)):
         sub = frame.loc[split == part, keep].reset_index(drop=True)
         if cap is not None and cap < len(sub):
-            pick = np.sort(np.random.default_rng([split_seed, _PART_SEED[part]]).choice(len(sub), cap, replace=False))
+            pick = np.sort(
+                np.random.default_rng([split_seed, _PART_SEED[part]]).choice(len(sub), cap, replace=False)
+            )
             sub = sub.iloc[pick].reset_index(drop=True)
             method += f"; {part} capped at {cap} (seeded)"
         if len(sub) == 0:
             raise ConfigError(f"task: the {part} split of {path.name} is empty")
         parts[part] = sub
-    return TaskData(name, kind, source, labels, parts["train"], parts["validation"], parts["test"], split_seed, method)
+    return TaskData(
+        name, kind, source, labels, parts["train"], parts["validation"], parts["test"], split_seed, method
+    )
 
 
 def _group_split(texts: np.ndarray, fractions: tuple[float, float], rng: np.random.Generator) -> np.ndarray:

@@ -103,7 +103,9 @@ class _Dist:
         return self.rank == 0
 
     def device(self, fallback: torch.device) -> torch.device:
-        return torch.device("cuda", self.local_rank) if self.world > 1 and fallback.type == "cuda" else fallback
+        return (
+            torch.device("cuda", self.local_rank) if self.world > 1 and fallback.type == "cuda" else fallback
+        )
 
     def wrap(self, model, device: torch.device):
         if self.world == 1:
@@ -303,7 +305,9 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     model.peft_config[lora.ADAPTER].base_model_name_or_path = source.name  # a stable name, not a local path
     counts = lora.trainable_counts(model)
     n_train = len(enc["train"])
-    total = config.steps or max(1, math.ceil((config.epochs or 1.0) * n_train / (config.batch_size * dist.world)))
+    total = config.steps or max(
+        1, math.ceil((config.epochs or 1.0) * n_train / (config.batch_size * dist.world))
+    )
     writer.update(
         force=True,
         device=str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
@@ -428,8 +432,15 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
                 rate = seen / max(time.perf_counter() - t_train - t_eval, 1e-9)
                 writer.log(step + 1, "train", {"examples_per_s": rate})
                 writer.update(force=True, progress={"step": step + 1})
-            report("train", step + 1, total, last_loss, seen / max(time.perf_counter() - t_train - t_eval, 1e-9))
-            if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < total and dist.is_main:
+            report(
+                "train", step + 1, total, last_loss, seen / max(time.perf_counter() - t_train - t_eval, 1e-9)
+            )
+            if (
+                config.eval_every
+                and (step + 1) % config.eval_every == 0
+                and step + 1 < total
+                and dist.is_main
+            ):
                 t_eval += eval_split("validation", step + 1)[1]
         t_train = time.perf_counter() - t_train - t_eval
         if device.type == "cuda":
@@ -465,7 +476,13 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     writer.update(
         metrics=metrics,
         frozen_check=check,
-        timings={"prefix_s": t_prefix, "train_s": t_train, "eval_s": t_eval, "save_s": t_save, "wall_s": wall},
+        timings={
+            "prefix_s": t_prefix,
+            "train_s": t_train,
+            "eval_s": t_eval,
+            "save_s": t_save,
+            "wall_s": wall,
+        },
         progress={"step": total, "phase": "done"},
     )
     writer.finish("completed")
@@ -526,7 +543,9 @@ def evaluate(forward: Callable, enc: Encoded, kind: str, batch_size: int = 64) -
         else:
             w = logits.shape[1]
             target = enc.labels[idx.to(enc.labels.device), :w].to(logits.device)[:, 1:]  # next-token targets
-            loss_sum += float(F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE, reduction="sum"))
+            loss_sum += float(
+                F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=IGNORE, reduction="sum")
+            )
             count += int((target != IGNORE).sum())
     loss = loss_sum / max(count, 1)
     if kind != "classification":

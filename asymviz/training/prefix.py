@@ -61,8 +61,8 @@ class ClsOnly(torch.nn.Module):
         self.train(layer.training)
 
     def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
-        from transformers.models.bert.modeling_bert import eager_attention_forward
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        from transformers.models.bert.modeling_bert import eager_attention_forward
 
         sa = self.layer.attention.self
         b, t, _ = hidden_states.shape  # (B, T, d)
@@ -73,8 +73,12 @@ class ClsOnly(torch.nn.Module):
         v = sa.value(hidden_states).view(b, t, -1, hd).transpose(1, 2)
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
             attention_mask = attention_mask[:, :, :1, :]  # the [CLS] query's row
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(sa.config._attn_implementation, eager_attention_forward)
-        out, _ = attend(sa, q, k, v, attention_mask, dropout=sa.dropout.p if sa.training else 0.0, scaling=sa.scaling)
+        attend = ALL_ATTENTION_FUNCTIONS.get_interface(
+            sa.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = attend(
+            sa, q, k, v, attention_mask, dropout=sa.dropout.p if sa.training else 0.0, scaling=sa.scaling
+        )
         out = out.reshape(b, 1, -1)
         attn = self.layer.attention.output(out, cls)  # dense, dropout, LayerNorm(+ residual)
         return self.layer.output(self.layer.intermediate(attn), attn)
@@ -83,11 +87,19 @@ class ClsOnly(torch.nn.Module):
 def cls_only_supported(model) -> bool:
     """True for BERT sequence classifiers: the head reads only the pooler, and the pooler only position 0."""
     enc = _encoder(model)
-    if enc is None or getattr(enc.config, "model_type", None) != "bert" or getattr(enc, "pooler", None) is None:
+    if (
+        enc is None
+        or getattr(enc.config, "model_type", None) != "bert"
+        or getattr(enc, "pooler", None) is None
+    ):
         return False
     names = {type(m).__name__ for m in model.modules()}
     layer = enc.encoder.layer[-1]
-    return "BertForSequenceClassification" in names and hasattr(layer, "attention") and hasattr(layer, "intermediate")
+    return (
+        "BertForSequenceClassification" in names
+        and hasattr(layer, "attention")
+        and hasattr(layer, "intermediate")
+    )
 
 
 @contextlib.contextmanager
@@ -121,10 +133,12 @@ def prefix_states(
     if saved_pooler is not None:
         enc.pooler = None
     lengths = mask.sum(1)
-    order = torch.argsort(lengths.cpu(), descending=True, stable=True).to(ids.device)  # similar lengths together
+    order = torch.argsort(lengths.cpu(), descending=True, stable=True).to(
+        ids.device
+    )  # similar lengths together
     out = None
     try:
-        with torch.inference_mode(), (autocast or contextlib.nullcontext()):
+        with torch.inference_mode(), autocast or contextlib.nullcontext():
             for chunk in order.split(batch_size):
                 w = max(int(lengths[chunk].max()), 1)  # trim the padding columns of this chunk
                 h = enc(input_ids=ids[chunk, :w], attention_mask=mask[chunk, :w]).last_hidden_state.float()

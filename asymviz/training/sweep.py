@@ -50,7 +50,10 @@ def expand(
     """The grid tasks × ranks × seeds × modes over `base` (None keeps base's value), modes innermost."""
     out = []
     for task, rank, seed, mode in itertools.product(
-        tasks or [base.task], ranks or [base.rank], seeds if seeds is not None else [base.seed], modes or [base.mode]
+        tasks or [base.task],
+        ranks or [base.rank],
+        seeds if seeds is not None else [base.seed],
+        modes or [base.mode],
     ):
         out.append(base.replace(task=task, rank=rank, seed=seed, mode=mode))
     return out
@@ -147,7 +150,9 @@ def _sweep_workers(todo, store: RunStore, devices: list[str], jobs_per_device: i
             for run_id in ids:
                 if run_id not in reported and run_id in store:
                     record = store.get(run_id)
-                    if record.status not in ("running", "interrupted") or (done and record.status == "interrupted"):
+                    if record.status not in ("running", "interrupted") or (
+                        done and record.status == "interrupted"
+                    ):
                         reported.add(run_id)
                         if on_run is not None:
                             on_run(record)
@@ -183,7 +188,10 @@ def _worker(queue: Path, root: Path) -> int:
             cfg = TrainConfig.from_dict(json.loads(claimed.read_text()))
             try:
                 record = train(cfg, store.path(cfg.run_id()), workspace=ws, overwrite=True)
-                print(f"{record.status} {record.run_id} {record.data.get('timings', {}).get('wall_s', 0):.1f}s", flush=True)
+                print(
+                    f"{record.status} {record.run_id} {record.data.get('timings', {}).get('wall_s', 0):.1f}s",
+                    flush=True,
+                )
                 if record.status == "cancelled":
                     return 130
             except Exception as exc:  # recorded in the run's run.json; go on with the next
@@ -206,12 +214,16 @@ def comparison_table(frame: pd.DataFrame, store: RunStore | None = None) -> pd.D
     order = {m: i for i, m in enumerate(MODES)}
     for _, r in frame.sort_values("mode", key=lambda c: c.map(order)).iterrows():
         cfg = json.loads(Path(r["path"], "run.json").read_text()).get("config", {})
-        rows.append({**{c: r.get(c) for c in COMPARISON_COLUMNS}, "lr": cfg.get("lr"), "steps": r.get("total_steps")})
+        rows.append(
+            {**{c: r.get(c) for c in COMPARISON_COLUMNS}, "lr": cfg.get("lr"), "steps": r.get("total_steps")}
+        )
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     return table.dropna(axis=1, how="all")
 
 
-def demo(store: str | Path = "runs", progress: Callable | None = None, on_run: Callable | None = None, **overrides):
+def demo(
+    store: str | Path = "runs", progress: Callable | None = None, on_run: Callable | None = None, **overrides
+):
     """The CPU demo: preset("demo") (three modes, one seed) into `store`; returns (table, wall seconds).
 
     Runs already completed in the store are reused (delete them, or use a fresh store, to time the demo)."""

@@ -38,10 +38,22 @@ class Workspace:
     _prefix: dict = field(default_factory=dict)
 
     def task(self, config: TrainConfig) -> TaskData:
-        key = (config.task, config.split_seed, config.holdout, config.max_train, config.max_validation, config.max_test)
+        key = (
+            config.task,
+            config.split_seed,
+            config.holdout,
+            config.max_train,
+            config.max_validation,
+            config.max_test,
+        )
         if key not in self._tasks:
             self._tasks[key] = load_task(
-                config.task, config.split_seed, config.holdout, config.max_train, config.max_validation, config.max_test
+                config.task,
+                config.split_seed,
+                config.holdout,
+                config.max_train,
+                config.max_validation,
+                config.max_test,
             )
         return self._tasks[key]
 
@@ -57,10 +69,14 @@ class Workspace:
         model, tokenizer = self._models[key]
         return copy.deepcopy(model), tokenizer, source
 
-    def encoded(self, config: TrainConfig, task: TaskData, tokenizer, source: ModelSource) -> dict[str, Encoded]:
+    def encoded(
+        self, config: TrainConfig, task: TaskData, tokenizer, source: ModelSource
+    ) -> dict[str, Encoded]:
         key = (source.name, source.path, id(task), config.max_length)
         if key not in self._encoded:
-            self._encoded[key] = {s: encode(task.split(s), tokenizer, task.kind, config.max_length) for s in SPLITS}
+            self._encoded[key] = {
+                s: encode(task.split(s), tokenizer, task.kind, config.max_length) for s in SPLITS
+            }
         return self._encoded[key]
 
     def prefix_states(
