@@ -40,3 +40,14 @@ def test_comparison_table_in_mode_order(tmp_path, tiny_config):
     assert table["mode"].tolist() == list(MODES)
     assert table["lr"].tolist() == [3e-3, 2e-3, 1e-3]
     assert {"trainable_lora", "trainable_head", "test_accuracy", "wall_s"} <= set(table.columns)
+
+
+def test_forked_cpu_jobs_match_one_after_another(tmp_path, tiny_config):
+    cfgs = [tiny_config(mode=m, steps=3, top_layers=1, cache_prefix=True) for m in MODES]
+    seq = sweep(cfgs, tmp_path / "seq").set_index("mode")
+    events = []
+    par = sweep(cfgs, tmp_path / "par", cpu_jobs=3, progress=events.append).set_index("mode")
+    assert (par["status"] == "completed").all()
+    for mode in MODES:
+        assert par.loc[mode, "test_loss"] == seq.loc[mode, "test_loss"]
+    assert events and events[-1].total_steps == 9

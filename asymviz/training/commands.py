@@ -117,6 +117,7 @@ class _Bar:
         self.quiet = quiet or bool(os.environ.get("ASYMVIZ_NO_PROGRESS"))
         self.bar = None
         self.run_id = None
+        self.phase = None
 
     def __call__(self, event) -> None:
         if self.quiet:
@@ -127,19 +128,18 @@ class _Bar:
             self.close()
             self.run_id = event.run_id
             self.bar = tqdm(total=event.total_steps, desc=event.run_id[:48], file=sys.stderr, unit="step",
-                            leave=True, dynamic_ncols=True)  # fmt: skip
-        if event.phase != "train":
-            self.bar.set_description_str(f"{event.run_id[:40]} [{event.phase}]", refresh=False)
-        else:
-            self.bar.set_description_str(event.run_id[:48], refresh=False)
-        self.bar.n = event.step
+                            leave=True, dynamic_ncols=True, mininterval=0.25)  # fmt: skip
+        if event.phase != self.phase:
+            self.phase = event.phase
+            name = event.run_id[:48] if event.phase == "train" else f"{event.run_id[:40]} [{event.phase}]"
+            self.bar.set_description_str(name, refresh=False)
         post = {}
         if event.loss is not None:
             post["loss"] = f"{event.loss:.4f}"
         if event.examples_per_s:
             post["ex/s"] = f"{event.examples_per_s:.1f}"
         self.bar.set_postfix(post, refresh=False)
-        self.bar.refresh()
+        self.bar.update(event.step - self.bar.n)  # redraws at most every mininterval
         if event.phase == "done":
             self.close()
 

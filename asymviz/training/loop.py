@@ -280,11 +280,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         gc.collect()  # a previous run's tensors (same process: sweeps, demo) must not count in this run's peak
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if precision == "bf16"
-        else contextlib.nullcontext
-    )
+    autocast = _autocast(precision, device)
 
     def report(phase, step, total, loss=None, rate=None):
         if progress is not None:
@@ -305,9 +301,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     model.peft_config[lora.ADAPTER].base_model_name_or_path = source.name  # a stable name, not a local path
     counts = lora.trainable_counts(model)
     n_train = len(enc["train"])
-    total = config.steps or max(
-        1, math.ceil((config.epochs or 1.0) * n_train / (config.batch_size * dist.world))
-    )
+    total = _total_steps(config, n_train, dist.world)
     writer.update(
         force=True,
         device=str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
@@ -333,7 +327,10 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     # -- the frozen prefix (optional) --------------------------------------------------------------------
     order = batch_order(n_train, config.batch_size, total, config.seed, dist.rank, dist.world)  # (steps, b)
     order_dev = order.to(device)  # one copy now instead of one per step
-    enc = {split: e.to(device) for split, e in enc.items()}  # small: token ids live on the device
+    enc_cpu, enc = (
+        enc,
+        {split: e.to(device) for split, e in enc.items()},
+    )  # small: token ids live on the device
     states: dict[str, torch.Tensor | None] = {"train": None, "validation": None, "test": None}
     n_prefix = 0
     t_prefix = time.perf_counter()
@@ -343,16 +340,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         n_prefix = layer_count(model) - config.top_layers
         report("prefix", 0, total)
         writer.update(force=True, progress={"phase": "prefix"})
-        key = (source.name, source.path, config.task, config.split_seed, config.max_train, config.max_validation,
-               config.max_test, config.max_length, n_prefix, str(device), precision)  # fmt: skip
-
-        def compute(ids, mask):
-            return prefix.prefix_states(model, ids, mask, n_prefix, batch_size=64, autocast=autocast())
-
-        for split in ("validation", "test"):
-            rows = torch.arange(len(enc[split]))
-            states[split] = ws.prefix_states(key, split, enc[split], rows, compute, device)
-        states["train"] = ws.prefix_states(key, "train", enc["train"], order.flatten(), compute, device)
+        states = _prefix_states(config, ws, source, model, enc_cpu, order, device, precision, n_prefix)
     t_prefix = time.perf_counter() - t_prefix
 
     # -- optimiser -----------------------------------------------------------------------------------------
@@ -487,6 +475,57 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     )
     writer.finish("completed")
     report("done", total, total, last_loss)
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _total_steps(config: TrainConfig, n_train: int, world: int = 1) -> int:
+    if config.steps:
+        return config.steps
+    return max(1, math.ceil((config.epochs or 1.0) * n_train / (config.batch_size * world)))
+
+
+def _prefix_states(config, ws, source, model, enc, order, device, precision, n_prefix) -> dict:
+    """The frozen prefix's outputs for validation, test and the training rows in `order` (cached in `ws`)."""
+    key = (source.name, source.path, config.task, config.split_seed, config.max_train, config.max_validation,
+           config.max_test, config.max_length, n_prefix, str(device), precision)  # fmt: skip
+    autocast = _autocast(precision, device)
+
+    def compute(ids, mask):
+        return prefix.prefix_states(model, ids, mask, n_prefix, batch_size=64, autocast=autocast())
+
+    states = {}
+    for split in ("validation", "test"):
+        states[split] = ws.prefix_states(
+            key, split, enc[split], torch.arange(len(enc[split])), compute, device
+        )
+    states["train"] = ws.prefix_states(key, "train", enc["train"], order.flatten(), compute, device)
+    return states
+
+
+def prepare(config: TrainConfig, ws: Workspace) -> None:
+    """Fill `ws` with what `train(config, ..., workspace=ws)` will need (data, tokenised splits, the base model and,
+    with cache_prefix, the frozen prefix's outputs), so that runs forked afterwards share it (sweep's CPU jobs)."""
+    device = resolve_device(config)
+    precision = resolve_precision(config, device)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(config))
+        torch.set_flush_denormal(True)
+    task = ws.task(config)
+    weights = torch.bfloat16 if device.type == "cuda" and precision == "bf16" else torch.float32
+    base, tokenizer, source = ws.model(config, task, weights, copy=False)
+    enc = ws.encoded(config, task, tokenizer, source)
+    if config.cache_prefix and prefix.supported(base):
+        n_train = len(enc["train"])
+        order = batch_order(n_train, config.batch_size, _total_steps(config, n_train), config.seed)
+        n_prefix = layer_count(base) - config.top_layers
+        base.to(device)
+        _prefix_states(config, ws, source, base, enc, order, device, precision, n_prefix)
+        base.to("cpu")
 
 
 def _flush_losses(writer: RunWriter, pending: list) -> float | None:

@@ -81,20 +81,25 @@ def sweep(
     jobs_per_device: int = 1,
     progress: Callable | None = None,
     on_run: Callable | None = None,
+    cpu_jobs: int = 1,
 ) -> pd.DataFrame:
     """Run every config that has no completed run in `store`; returns the store's rows for all `configs`.
 
-    devices=None runs in this process, one run after another (sharing a Workspace). A list of GPU indices
-    starts worker processes instead, `jobs_per_device` at a time on each GPU. `progress(ProgressEvent)` is
-    passed to in-process runs; `on_run(record)` is called as each run ends. A failed run is recorded in its
-    folder and the sweep goes on.
+    devices=None runs here on the CPU (or this process's GPU), sharing one Workspace: one run after another, or
+    with `cpu_jobs` > 1 (CPU, POSIX) that many at a time in forked children after the shared work (data, model,
+    frozen prefix) is done once in this process; the cores are split between the children. A list of GPU indices
+    starts worker processes instead, `jobs_per_device` at a time on each GPU. `progress(ProgressEvent)` gets
+    the in-process runs' progress (for forked children: their summed steps); `on_run(record)` is called as each
+    run ends. A failed run is recorded in its folder and the sweep goes on.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     store.root.mkdir(parents=True, exist_ok=True)
     todo = pending(configs, store)
     if jobs_per_device < 1:
         raise ConfigError(f"jobs_per_device: must be >= 1, got {jobs_per_device}")
-    if devices is None:
+    if devices is None and cpu_jobs > 1 and len(todo) > 1 and hasattr(os, "fork"):
+        _sweep_forked(todo, store, progress, on_run, cpu_jobs)
+    elif devices is None:
         _sweep_here(todo, store, progress, on_run)
     else:
         _sweep_workers(todo, store, list(devices), jobs_per_device, on_run)
@@ -117,6 +122,77 @@ def _sweep_here(todo, store: RunStore, progress, on_run) -> None:
             on_run(record)
         if record is not None and record.status == "cancelled":
             break  # a cancel (or Ctrl-C) stops the sweep, not just one run
+
+
+def _sweep_forked(todo, store: RunStore, progress, on_run, jobs: int) -> None:
+    """CPU runs `jobs` at a time in forked children that share this process's prepared Workspace.
+
+    Several single-threaded runs side by side use small CPUs better than one run on all cores (no thread
+    barriers per operation), and the children read the parent's frozen-prefix outputs without copying them.
+    """
+    import multiprocessing
+
+    from asymviz.training.loop import ProgressEvent, cpu_threads, prepare
+    from asymviz.training.workspace import Workspace
+
+    ws = Workspace()
+    if progress is not None:
+        progress(ProgressEvent(f"{len(todo)} runs side by side", "prefix", 0, 0))
+    for cfg in todo:
+        prepare(cfg, ws)
+    cores = cpu_threads(todo[0])
+    per_child = max(1, cores // min(jobs, len(todo)))
+    ctx = multiprocessing.get_context("fork")
+    queue, running = list(todo), {}
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                cfg = queue.pop(0).replace(threads=per_child)  # threads is not part of the run id
+                proc = ctx.Process(target=_forked_run, args=(cfg, store.root, ws))
+                proc.start()
+                running[proc] = cfg
+            time.sleep(0.25)
+            if progress is not None:
+                _report_children(progress, store, todo)
+            for proc, cfg in list(running.items()):
+                if proc.exitcode is None:
+                    continue
+                del running[proc]
+                if on_run is not None and cfg.run_id() in store:
+                    on_run(store.get(cfg.run_id()))
+                if proc.exitcode == 130:  # cancelled: stop the sweep
+                    queue.clear()
+    finally:
+        for proc in running:  # interrupted: the children record their runs as cancelled
+            if proc.exitcode is None:
+                proc.terminate()
+        for proc in running:
+            proc.join(timeout=60)
+
+
+def _forked_run(cfg: TrainConfig, root: Path, ws) -> None:
+    from asymviz.training.loop import train
+
+    code = 1
+    try:
+        record = train(cfg, RunStore(root).path(cfg.run_id()), workspace=ws, overwrite=True)
+        code = 0 if record.status == "completed" else 130
+    except BaseException:  # recorded in run.json (status failed)
+        pass
+    finally:
+        os._exit(code)
+
+
+def _report_children(progress, store: RunStore, todo) -> None:
+    from asymviz.training.loop import ProgressEvent
+
+    step = total = 0
+    for cfg in todo:
+        run_id = cfg.run_id()
+        prog = store.get(run_id).progress if run_id in store else {}
+        total += prog.get("total_steps") or cfg.steps or 0
+        step += prog.get("step") or 0
+    progress(ProgressEvent(f"{len(todo)} runs side by side", "train", step, total))
 
 
 def _sweep_workers(todo, store: RunStore, devices: list[str], jobs_per_device: int, on_run) -> None:
@@ -222,14 +298,20 @@ def comparison_table(frame: pd.DataFrame, store: RunStore | None = None) -> pd.D
 
 
 def demo(
-    store: str | Path = "runs", progress: Callable | None = None, on_run: Callable | None = None, **overrides
+    store: str | Path = "runs",
+    progress: Callable | None = None,
+    on_run: Callable | None = None,
+    cpu_jobs: int = 3,
+    **overrides,
 ):
     """The CPU demo: preset("demo") (three modes, one seed) into `store`; returns (table, wall seconds).
 
-    Runs already completed in the store are reused (delete them, or use a fresh store, to time the demo)."""
+    The three runs train side by side (cpu_jobs forked children, the cores split between them) after the shared
+    frozen prefix is computed once. Runs already completed in the store are reused (delete them, or use a fresh
+    store, to time the demo)."""
     t0 = time.perf_counter()
     configs = preset("demo", **overrides)
-    frame = sweep(configs, store, progress=progress, on_run=on_run)
+    frame = sweep(configs, store, progress=progress, on_run=on_run, cpu_jobs=cpu_jobs)
     return comparison_table(frame), time.perf_counter() - t0
 
 

@@ -6,7 +6,7 @@ model, its own seeded head and LoRA init, and the same data it would get alone.
 
 from __future__ import annotations
 
-import copy
+from copy import deepcopy
 from dataclasses import dataclass, field
 
 import torch
@@ -57,8 +57,9 @@ class Workspace:
             )
         return self._tasks[key]
 
-    def model(self, config: TrainConfig, task: TaskData, dtype: torch.dtype = torch.float32):
-        """(fresh base model on CPU, tokenizer, ModelSource) for this config's model and task."""
+    def model(self, config: TrainConfig, task: TaskData, dtype: torch.dtype = torch.float32, copy: bool = True):
+        """(fresh base model on CPU, tokenizer, ModelSource) for this config's model and task; copy=False hands
+        out the cached model itself (read-only use)."""
         source = resolve_model(config.model)
         key = (source.name, source.path, task.kind, task.num_labels, dtype)
         if key not in self._models:
@@ -67,7 +68,7 @@ class Workspace:
                 return model, tokenizer, source
             self._models[key] = (model, tokenizer)
         model, tokenizer = self._models[key]
-        return copy.deepcopy(model), tokenizer, source
+        return (deepcopy(model) if copy else model), tokenizer, source
 
     def encoded(
         self, config: TrainConfig, task: TaskData, tokenizer, source: ModelSource
