@@ -200,10 +200,11 @@ def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
         return {"skipped": True}
     print("\n== data parallel: accelerate launch on 2 GPUs", flush=True)
     out = tmp / "ddp"
-    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    if DRY:  # the same code path (WORLD_SIZE=2, DDP through accelerate) on the CPU with gloo
-        launch = ["torchrun", "--nproc_per_node", "2"]
+    # = `accelerate launch --multi_gpu ...`, through this Python (the console script may not be on PATH)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    if DRY:  # the same code path (WORLD_SIZE=2, torch.distributed + DDP) on the CPU with gloo
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd = [
         *launch,
         "-m",
