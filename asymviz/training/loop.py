@@ -276,6 +276,8 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     else:
         import gc
 
+        if device.index is None:  # "cuda" means the current device; set_device needs an index (torch 2.11)
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
         gc.collect()  # a previous run's tensors (same process: sweeps, demo) must not count in this run's peak
         torch.cuda.empty_cache()
