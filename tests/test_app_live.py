@@ -54,7 +54,9 @@ def test_form_with_the_demo_defaults(tmp_path):
     assert at.selectbox(key="live_model").value == "minilm"
     assert at.selectbox(key="live_task").value == "fine_foods"
     assert at.button_group(key="live_modes").value == ["ab", "b_only", "a_only"]
-    assert at.number_input(key="live_steps").value == 150 and at.toggle(key="live_demo").value
+    from asymviz.training.config import DEMO
+
+    assert at.number_input(key="live_steps").value == DEMO.steps and at.toggle(key="live_demo").value
     assert any("No fine-tune started" in i.value for i in at.info)
 
 
