@@ -663,22 +663,27 @@ def alignment_layer_figure(
                 row=1, col=col,
             )  # fmt: skip
             legend.add(name)
-        base = part.groupby("layer_label")[baseline_col].mean().reindex(layers)
-        fig.add_trace(
-            go.Scatter(
-                x=layers, y=base, mode="lines", name="random subspace (baseline)", legendgroup="baseline",
-                showlegend="baseline" not in legend, line={"color": BASELINE_COLOR, "dash": "dash", "width": 2,
-                                                           "shape": "hvh"},
-                hovertemplate="layer %{x}<br>random baseline %{y:.4f}<extra></extra>",
-            ),
-            row=1, col=col,
-        )  # fmt: skip
-        legend.add("baseline")
-        fig.update_xaxes(title_text="layer", type="category", row=1, col=col)
-        fig.update_yaxes(rangemode="tozero", row=1, col=col)
+        _baseline_step(fig, part, baseline_col, layers, legend, col)
     fig.update_yaxes(title_text=y_label, row=1, col=1)
     fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05)
     return _style(fig, title, height=420)
+
+
+def _baseline_step(fig: go.Figure, part: pd.DataFrame, baseline_col: str, layers, legend: set, col: int) -> None:
+    """The random-subspace baseline of one alignment panel as a dashed grey step over the layers."""
+    base = part.groupby("layer_label")[baseline_col].mean().reindex(layers)
+    fig.add_trace(
+        go.Scatter(
+            x=layers, y=base, mode="lines", name="random subspace (baseline)", legendgroup="baseline",
+            showlegend="baseline" not in legend,
+            line={"color": BASELINE_COLOR, "dash": "dash", "width": 2, "shape": "hvh"},
+            hovertemplate="layer %{x}<br>random baseline %{y:.4f}<extra></extra>",
+        ),
+        row=1, col=col,
+    )  # fmt: skip
+    legend.add("baseline")
+    fig.update_xaxes(title_text="layer", type="category", row=1, col=col)
+    fig.update_yaxes(rangemode="tozero", row=1, col=col)
 
 
 def alignment_mode_figure(
@@ -726,19 +731,7 @@ def alignment_mode_figure(
                 row=1, col=col,
             )  # fmt: skip
             legend.add(mode)
-        base = part.groupby("layer_label")[baseline_col].mean().reindex(layers)
-        fig.add_trace(
-            go.Scatter(
-                x=layers, y=base, mode="lines", name="random subspace (baseline)", legendgroup="baseline",
-                showlegend="baseline" not in legend, line={"color": BASELINE_COLOR, "dash": "dash", "width": 2,
-                                                           "shape": "hvh"},
-                hovertemplate="layer %{x}<br>random baseline %{y:.4f}<extra></extra>",
-            ),
-            row=1, col=col,
-        )  # fmt: skip
-        legend.add("baseline")
-        fig.update_xaxes(title_text="layer", type="category", row=1, col=col)
-        fig.update_yaxes(rangemode="tozero", row=1, col=col)
+        _baseline_step(fig, part, baseline_col, layers, legend, col)
     fig.update_yaxes(title_text=y_label, row=1, col=1)
     fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05)
     return _style(fig, title, height=420)
