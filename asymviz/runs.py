@@ -60,11 +60,13 @@ STALE_S = 600.0  # a heartbeat this old (another host) means the run is gone
 DEFAULT_STORE = "runs"
 
 LIST_COLUMNS = (
-    "run_id", "model", "task", "mode", "a_init", "rank", "alpha", "seed", "status", "step", "total_steps",
-    "trainable_params", "trainable_lora", "trainable_head", "n_train", "wall_s", "examples_per_s", "tokens_per_s",
-    "peak_memory_mb", "test_accuracy", "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy",
-    "validation_loss", "device", "created_at", "error", "path",
+    "run_id", "model", "task", "mode", "a_init", "rank", "alpha", "seed", "init_seed", "lr", "role", "status",
+    "step", "total_steps", "trainable_params", "trainable_lora", "trainable_head", "n_train", "wall_s",
+    "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy", "test_macro_f1", "test_loss",
+    "test_perplexity", "validation_accuracy", "validation_loss", "heldout_accuracy", "heldout_macro_f1", "device",
+    "created_at", "error", "path",
 )  # fmt: skip
+ROLES = ("main", "lr_grid")  # run.json "role" written by a sweep with an lr grid; absent for a lone run
 
 
 class RunError(AsymvizError):
@@ -85,6 +87,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text next to `path`, then rename over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy / torch scalars
         return obj.item()
@@ -93,6 +103,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _init_seed(data: dict, config: dict) -> int | None:
+    """The seed of a run's init: run.json's init_seed, else the config's init_seed, else its seed."""
+    if data.get("init_seed") is not None:
+        return data["init_seed"]
+    return config.get("init_seed") if config.get("init_seed") is not None else config.get("seed")
+
+
+def annotate_run(path: str | Path, **fields: Any) -> None:
+    """Merge `fields` into a finished run's run.json (atomically), e.g. a sweep's role and lr_selection."""
+    file = Path(path) / RUN_FILE
+    data = json.loads(file.read_text())
+    data.update(fields)
+    write_json_atomic(file, data)
 
 
 def _process_start(pid: int) -> str | None:
@@ -209,6 +234,9 @@ class RunRecord:
             "rank": d.get("rank", cfg.get("rank")),
             "alpha": cfg.get("alpha"),
             "seed": d.get("seed", cfg.get("seed")),
+            "init_seed": _init_seed(d, cfg),
+            "lr": cfg.get("lr"),
+            "role": d.get("role"),
             "status": self.status,
             "step": prog.get("step"),
             "total_steps": prog.get("total_steps"),
@@ -226,6 +254,8 @@ class RunRecord:
             "test_perplexity": m.get("test_perplexity"),
             "validation_accuracy": m.get("validation_accuracy"),
             "validation_loss": m.get("validation_loss"),
+            "heldout_accuracy": m.get("heldout_accuracy"),
+            "heldout_macro_f1": m.get("heldout_macro_f1"),
             "device": d.get("device"),
             "created_at": d.get("created_at"),
             "error": d.get("error"),
@@ -325,6 +355,7 @@ class RunStore:
         for col in (
             "rank",
             "seed",
+            "init_seed",
             "step",
             "total_steps",
             "trainable_params",
@@ -333,8 +364,9 @@ class RunStore:
             "n_train",
         ):
             frame[col] = pd.array(frame[col], dtype="Int64")
-        for col in ("alpha", "wall_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy",
-                    "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy", "validation_loss"):  # fmt: skip
+        for col in ("alpha", "lr", "wall_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy",
+                    "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy", "validation_loss",
+                    "heldout_accuracy", "heldout_macro_f1"):  # fmt: skip
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
         return frame
 
@@ -377,6 +409,7 @@ class RunWriter:
             "mode": config.get("mode"),
             "rank": config.get("rank"),
             "seed": config.get("seed"),
+            "init_seed": _init_seed({}, config),
             "config": config,
             "created_at": now,
             "started_at": now,

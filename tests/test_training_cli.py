@@ -78,10 +78,10 @@ def test_sweep_is_resumable(tmp_path, train_assets, capsys):
     assert main(args) == 0
     first = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
     assert len(first) == 4 and (first["status"] == "completed").all()
-    started = {p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir()}
+    started = {p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir() if p.is_dir()}
     assert main(args) == 0  # nothing to do: every run completed
     assert {
-        p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir()
+        p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir() if p.is_dir()
     } == started
     assert "completed" not in capsys.readouterr().err  # no run was announced: none ran
 

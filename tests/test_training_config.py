@@ -86,3 +86,26 @@ def test_unknown_preset():
 
 def test_demo_config_is_what_the_docs_say():
     assert DEMO.top_layers and DEMO.cache_prefix and DEMO.device == "cpu"
+
+
+def test_init_seed_is_its_own_knob_and_keeps_older_run_ids():
+    # fields added later (init_seed, save_dtype) leave the run ids of older configs unchanged
+    assert TrainConfig().key() == "cd5c1968"
+    assert TrainConfig(mode="b_only", a_init="gaussian", rank=16).key() == "5144d8e7"
+    shared = TrainConfig(seed=3, init_seed=0)
+    assert shared.effective_init_seed == 0 and "_s3_i0_" in shared.run_id()
+    assert shared.key() != TrainConfig(seed=3).key() != TrainConfig(seed=3, init_seed=1).key()
+    same = TrainConfig(seed=2, init_seed=2)  # the ordinary seed-2 run: one run id for both
+    assert same.init_seed is None and same.run_id() == TrainConfig(seed=2).run_id()
+    assert TrainConfig(save_dtype="fp16").key() != TrainConfig().key()
+    assert TrainConfig(generate=0).key() == TrainConfig().key()  # generations do not change the run
+    assert TrainConfig.from_dict(shared.to_dict()) == shared
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [({"init_seed": -1}, "init_seed"), ({"save_dtype": "bf16"}, "save_dtype"), ({"generate": -1}, "generate")],
+)
+def test_new_fields_are_checked(changes, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**changes)

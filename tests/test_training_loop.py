@@ -195,3 +195,46 @@ def test_macro_f1_matches_sklearn():
     y = torch.tensor([0, 0, 1, 1, 2, 2, 2])
     p = torch.tensor([0, 1, 1, 1, 2, 0, 2])
     assert macro_f1(y, p) == pytest.approx(f1_score(y, p, average="macro"))
+
+
+def test_fp16_saving_halves_the_files_and_still_loads(tmp_path, tiny_config):
+    from safetensors import safe_open
+
+    from asymviz.adapters import load_adapter
+
+    full = train(tiny_config(mode="ab", steps=2), tmp_path / "fp32")
+    half = train(tiny_config(mode="ab", steps=2, save_dtype="fp16"), tmp_path / "fp16")
+    assert half.data["saved_dtype"] == "float16" and full.data["saved_dtype"] == "float32"
+    assert half.final_metrics["test_loss"] == full.final_metrics["test_loss"]  # saving changes no result
+    for sub in ("adapter", "init"):
+        file = half.path / sub / "adapter_model.safetensors"
+        with safe_open(file, "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        size32 = (full.path / sub / "adapter_model.safetensors").stat().st_size
+        assert file.stat().st_size < 0.6 * size32
+    values, _, _ = _reloaded_eval(half)  # PeftModel.from_pretrained casts back to the float32 model
+    assert values["loss"] == pytest.approx(half.final_metrics["test_loss"], abs=2e-3)
+    a16, a32 = load_adapter(half.adapter_path), load_adapter(full.adapter_path)
+    for m16, m32 in zip(a16, a32, strict=True):
+        assert torch.allclose(m16.B.float(), m32.B.float(), atol=1e-3)
+    init = half.load_init()
+    assert len(init) == len(a16)
+
+
+def test_causal_lm_run_writes_greedy_generations(tmp_path, train_assets, tiny_config):
+    from asymviz.training.data import load_task
+
+    cfg = tiny_config(model=str(train_assets["llama"]), task=str(train_assets["qa"]), generate=3,
+                      generate_tokens=4)  # fmt: skip
+    run = train(cfg, tmp_path / "lm")
+    lines = [json.loads(x) for x in (run.path / "generations.jsonl").read_text().splitlines()]
+    test = load_task(cfg.task).test.sort_values("row").head(3)
+    assert [x["row"] for x in lines] == test["row"].tolist()
+    assert [x["question"] for x in lines] == test["text"].tolist()
+    assert [x["reference"] for x in lines] == test["answer"].tolist()
+    assert all(isinstance(x["generated"], str) for x in lines)
+    assert run.data["timings"]["generate_s"] > 0
+    again = train(cfg, tmp_path / "lm2")  # greedy: the same answers every time
+    assert (again.path / "generations.jsonl").read_text() == (run.path / "generations.jsonl").read_text()
+    none = train(cfg.replace(generate=0), tmp_path / "lm3")
+    assert not (none.path / "generations.jsonl").exists()

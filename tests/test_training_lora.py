@@ -100,3 +100,19 @@ def test_missing_targets_is_a_config_error(train_assets, tiny_config):
 
     with pytest.raises(ConfigError, match="^targets:"):
         _wrapped(train_assets, tiny_config, targets=("nonexistent_proj",))
+
+
+@pytest.mark.parametrize("mode", ["ab", "b_only", "a_only"])
+def test_init_seed_sets_every_init_and_only_the_init(train_assets, tiny_config, mode):
+    seed0, _ = _wrapped(train_assets, tiny_config, mode=mode, seed=0)
+    shared, _ = _wrapped(train_assets, tiny_config, mode=mode, seed=3, init_seed=0)
+    own, _ = _wrapped(train_assets, tiny_config, mode=mode, seed=3)
+    a, b, c = lora.lora_state(seed0), lora.lora_state(shared), lora.lora_state(own)
+    assert a.keys() == b.keys() and any("classifier" in k for k in a)  # the head is in the state too
+    assert all(torch.equal(a[k], b[k]) for k in a)  # LoRA factors and the new head: one init
+    assert any(not torch.equal(a[k], c[k]) for k in a if "lora_" in k or "classifier" in k)
+    # dropout follows the run's seed: the global generator is re-seeded with it after the init
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    _wrapped(train_assets, tiny_config, mode=mode, seed=3, init_seed=0)
+    assert torch.equal(torch.rand(4), expected)

@@ -7,6 +7,8 @@ Classification: `labels` = class index (N,). Causal LM (chatterbot_qa): each exa
 turn (the tokenizer's chat template when it has one, else "Question: ...\\nAnswer:") followed by the answer and
 EOS; `labels` = token ids on the answer tokens and -100 elsewhere, so the loss is on the answer only.
 Rows are right-padded to `max_length` once; a batch keeps only the columns up to its longest row.
+Images (kind image_classification): `encode_images` keeps normalised pixel values, a batch is
+{"pixel_values" (b, 1, H, W), "labels" (b,)}.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 IGNORE = -100
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.5  # images: pixel_values = (x / 255 - mean) / std, in [-1, 1]
 
 
 @dataclass
@@ -26,10 +29,10 @@ class Encoded:
     """One split, tokenised. N examples, L = max_length. The tensors may live on the GPU; `lengths` stays on the
     CPU so that cutting a batch never waits for the GPU."""
 
-    ids: torch.Tensor  # (N, L) int64, right-padded with the pad id
-    mask: torch.Tensor  # (N, L) int64, 1 on real tokens
+    ids: torch.Tensor  # (N, L) int64, right-padded with the pad id; images: (N, 1, H, W) float pixel values
+    mask: torch.Tensor  # (N, L) int64, 1 on real tokens; images: (N, 1) ones
     labels: torch.Tensor  # (N,) class index, or (N, L) token targets with -100 (causal LM)
-    kind: str  # "classification" | "causal_lm"
+    kind: str  # "classification" | "causal_lm" | "image_classification"
     lengths: torch.Tensor | None = None  # (N,) real tokens per row, on the CPU
 
     def __post_init__(self) -> None:
@@ -52,8 +55,10 @@ class Encoded:
     def batch(self, index: torch.Tensor, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The rows `index` (CPU), trimmed to their longest; `rows` is the same index already on the tensors'
         device (saves a host-to-device copy per step)."""
-        w = self.width(index)
         r = index if rows is None else rows
+        if self.kind == "image_classification":
+            return {"pixel_values": self.ids[r], "labels": self.labels[r]}
+        w = self.width(index)
         return {
             "input_ids": self.ids[r, :w],
             "attention_mask": self.mask[r, :w],
@@ -88,6 +93,18 @@ def encode(frame: pd.DataFrame, tokenizer, kind: str, max_length: int) -> Encode
         mask[i, : len(row)] = 1
         labels[i, len(p) : len(row)] = torch.tensor(a)
     return Encoded(ids, mask, labels, kind)
+
+
+def encode_images(images, y) -> Encoded:
+    """(N, H, W) uint8 images and their class indices (N,) -> an Encoded of normalised 1-channel pixel values."""
+    import numpy as np
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).sub_(PIXEL_MEAN).div_(PIXEL_STD)
+    n = x.shape[0]
+    labels = torch.as_tensor(np.array(y, dtype=np.int64))  # a copy: pandas hands out read-only views
+    ones = torch.ones((n, 1), dtype=torch.long)
+    return Encoded(x.unsqueeze(1), ones, labels, "image_classification", torch.ones(n, dtype=torch.long))
 
 
 def _prompt(tokenizer, question: str) -> str:

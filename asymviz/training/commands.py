@@ -2,6 +2,8 @@
 
     asymviz train --model minilm --task fine_foods --mode b_only --steps 200 --out runs/b_only
     asymviz sweep --model minilm --tasks fine_foods,word_polarity --modes ab,b_only,a_only --seeds 0,1,2 --store runs
+    asymviz sweep ... --lrs 3e-4,1e-3,3e-3 --save-dtype fp16 --gpus 0 --jobs-per-gpu 8   # lr chosen on validation
+    asymviz pretrain-vit --out cached_runs/models/vit-fmnist     # the small ViT of the image experiments
     asymviz runs list --store runs --format table
     asymviz demo --store runs
     accelerate launch --num_processes 2 -m asymviz.training train ... --out DIR    # data parallel
@@ -68,7 +70,16 @@ _FLAGS = (
     ("--device", "device", str, "auto (default: CUDA if present), cpu, cuda, cuda:N"),
     ("--precision", "precision", str, "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16"),
     ("--threads", "threads", int, "CPU threads (default: all cores)"),
+    ("--save-dtype", "save_dtype", str, "fp32 (default) or fp16: dtype of the saved adapter and init"),
+    ("--generate", "generate", int, "causal LM: greedy answers to this many test questions (default 5)"),
 )
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
@@ -77,6 +88,8 @@ def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
         p.add_argument("--task", help="task name (fine_foods, ...) or a CSV/JSONL file with text,label")
         p.add_argument("--mode", choices=("ab", "b_only", "a_only"), help="which factors train (default ab)")
         p.add_argument("--seed", type=int, help="init and batch-order seed (default 0)")
+        p.add_argument("--init-seed", dest="init_seed", type=int,
+                       help="seed of every parameter init (default: --seed); the batch order keeps --seed")  # fmt: skip
     for flag, field, typ, text in _FLAGS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=text)
     p.add_argument("--cache-prefix", dest="cache_prefix", action="store_true", default=None,
@@ -99,7 +112,7 @@ def _config_from_args(args, **fixed):
     else:
         base = TrainConfig()
     changes = {f: getattr(args, f) for _, f, _, _ in _FLAGS if getattr(args, f, None) is not None}
-    for f in ("model", "task", "mode", "seed", "cache_prefix"):
+    for f in ("model", "task", "mode", "seed", "init_seed", "cache_prefix"):
         if getattr(args, f, None) is not None:
             changes[f] = getattr(args, f)
     changes.update(fixed)
@@ -181,13 +194,21 @@ def _cmd_sweep(args) -> int:
     from asymviz.training.sweep import expand, sweep
 
     base = _config_from_args(args)
+    if args.init_seeds and args.shared_init is not None:
+        raise ConfigError("init_seeds: give --init-seeds or --shared-init, not both")
+    init_seeds = _ints(args.init_seeds) if args.init_seeds else None
+    if args.shared_init is not None:
+        init_seeds = [args.shared_init]
     configs = expand(
         base,
         tasks=_names(args.tasks) if args.tasks else None,
         modes=_names(args.modes) if args.modes else None,
         seeds=_ints(args.seeds) if args.seeds else None,
         ranks=_ints(args.ranks) if args.ranks else None,
+        a_inits=_names(args.a_inits) if args.a_inits else None,
+        init_seeds=init_seeds,
     )
+    lrs = _floats(args.lrs) if args.lrs else None
     devices = None
     if args.gpus:
         devices = _gpus(args.gpus)
@@ -205,11 +226,15 @@ def _cmd_sweep(args) -> int:
             jobs_per_device=args.jobs_per_gpu,
             progress=bar,
             on_run=on_run,
+            cpu_jobs=args.cpu_jobs,
+            lrs=lrs,
+            name=args.name,
         )
     finally:
         bar.close()
-    cols = ["run_id", "mode", "rank", "seed", "status", "trainable_params", "wall_s", "test_accuracy",
-            "test_macro_f1", "test_loss", "test_perplexity"]  # fmt: skip
+    cols = ["run_id", "mode", "rank", "seed", "status", "role", "a_init", "init_seed", "lr", "trainable_params",
+            "wall_s", "validation_accuracy", "test_accuracy", "test_macro_f1", "test_loss", "test_perplexity",
+            "heldout_accuracy"]  # fmt: skip
     write_frame(frame[[c for c in cols if frame[c].notna().any() or c in cols[:5]]], args.format, args.output)
     return 0 if (frame["status"] == "completed").all() else 1
 
@@ -244,6 +269,12 @@ def _cmd_runs_cancel(args) -> int:
     store.cancel(args.run_id)
     print(f"cancel requested: {args.run_id}", file=sys.stderr)
     return 0
+
+
+def _cmd_pretrain_vit(args) -> int:
+    from asymviz.training.vit import run_command
+
+    return run_command(args)
 
 
 def _cmd_demo(args) -> int:
@@ -291,11 +322,30 @@ def add_commands(sub) -> None:
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
     p.add_argument("--ranks", help="comma-separated ranks (default: --rank)")
     p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
+    p.add_argument(
+        "--a-inits", help="b_only: comma-separated frozen-A inits to sweep (orthogonal,gaussian,kaiming)"
+    )
+    p.add_argument("--init-seeds", help="comma-separated init seeds to sweep (default: each run's --seeds)")
+    p.add_argument("--shared-init", type=int, metavar="SEED",
+                   help="every run starts from the init of seed SEED (= --init-seeds SEED)")  # fmt: skip
+    p.add_argument("--lrs", help="learning rate grid, e.g. 3e-4,1e-3,3e-3: chosen per task and mode on the "
+                   "validation split (first seed, first rank), then every run uses it; lr_selection.csv")  # fmt: skip
+    p.add_argument("--name", default="sweep", help="this sweep's name in the store's sweep.json")
     p.add_argument("--gpus", help="GPU indices (e.g. 0,1) or 'all': one worker process per GPU")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs in flight on each GPU (default 1)")
+    p.add_argument("--cpu-jobs", type=int, default=1,
+                   help="without --gpus: runs side by side in forked CPU processes (default 1)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_args(p)
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "pretrain-vit", help="pretrain the small ViT of the image experiments on Fashion-MNIST"
+    )
+    from asymviz.training.vit import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_cmd_pretrain_vit)
 
     p = sub.add_parser("runs", help="the run store: list runs, cancel one")
     rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=type(p))

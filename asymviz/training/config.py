@@ -24,6 +24,7 @@ MODES = ("ab", "b_only", "a_only")
 A_INITS = ("orthogonal", "gaussian", "kaiming")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+SAVE_DTYPES = ("fp32", "fp16")
 
 Mode = Literal["ab", "b_only", "a_only"]
 
@@ -64,7 +65,9 @@ class TrainConfig:
         1.0  # clip the gradient norm of all trainable parameters (None: no clipping)
     )
     # data
-    seed: int = 0  # initialisation, batch order, dropout
+    seed: int = 0  # batch order and dropout, and the initialisation unless init_seed is set
+    init_seed: int | None = None  # every parameter init (LoRA A / B, the new head); None: seed. Runs with
+    # different seeds and one init_seed share their init ("5 seeds, one init"); init_seed == seed reads as None
     split_seed: int = 0  # the train/validation/test split (kept fixed across seeds)
     holdout: float = 0.1  # validation fraction (and test fraction when the data has no test split)
     max_train: int | None = None  # use a seeded subset of the training split
@@ -78,6 +81,10 @@ class TrainConfig:
     threads: int | None = None  # CPU threads (None: all cores)
     cache_prefix: bool = False  # with top_layers: run the frozen layers below them once per example and reuse
     # their outputs (they run in eval mode, so without dropout); BERT-style encoders only
+    # what is kept
+    save_dtype: str = "fp32"  # "fp32" | "fp16": dtype of the saved adapter/ and init/ (fp16: half the size)
+    generate: int = 5  # causal LM: greedy answers to this many fixed test questions (generations.jsonl)
+    generate_tokens: int = 40  # causal LM: new tokens per generated answer
 
     def __post_init__(self) -> None:
         for name in ("targets", "head"):  # accept "query,value" and lists; store tuples (hashable, frozen)
@@ -92,6 +99,7 @@ class TrainConfig:
         _choice("mode", self.mode, MODES)
         _choice("a_init", self.a_init, A_INITS)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("save_dtype", self.save_dtype, SAVE_DTYPES)
         if not (self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not self.model:
@@ -113,6 +121,15 @@ class TrainConfig:
         ):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        if self.init_seed is not None:
+            if not isinstance(self.init_seed, int) or isinstance(self.init_seed, bool) or self.init_seed < 0:
+                raise ConfigError(f"init_seed: must be an integer >= 0 (or unset), got {self.init_seed!r}")
+            if self.init_seed == self.seed:  # the same run as without it: one run id for both
+                object.__setattr__(self, "init_seed", None)
+        for name in ("generate", "generate_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name}: must be a non-negative integer, got {value!r}")
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("steps: give either steps or epochs, not both")
         if self.epochs is not None and not self.epochs > 0:
@@ -156,18 +173,33 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def effective_init_seed(self) -> int:
+        """The seed of every parameter init: init_seed, or seed when it is unset."""
+        return self.seed if self.init_seed is None else self.init_seed
+
     def key(self) -> str:
-        """A short stable hash of everything that changes the result (not device, threads or precision)."""
+        """A short stable hash of everything that changes the result (not device, threads, generations).
+
+        Fields added after the first release count only when they differ from their default, so the run ids
+        of older configs do not change."""
         data = self.to_dict()
-        for k in ("device", "threads"):
+        for k in ("device", "threads", "generate", "generate_tokens"):
             data.pop(k)
+        for k, default in _LATER_FIELDS.items():
+            if data[k] == default:
+                data.pop(k)
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_id(self) -> str:
         """Folder name for this run in a store: readable prefix + config hash, the same on every machine."""
         model = self.model.rstrip("/").split("/")[-1].replace(".", "-")[:24]
         task = self.task.rstrip("/").split("/")[-1].split(".")[0][:24]
-        return f"{task}_{model}_{self.mode}_r{self.rank}_s{self.seed}_{self.key()}"
+        init = "" if self.init_seed is None else f"_i{self.init_seed}"
+        return f"{task}_{model}_{self.mode}_r{self.rank}_s{self.seed}{init}_{self.key()}"
+
+
+_LATER_FIELDS = {"init_seed": None, "save_dtype": "fp32"}  # left out of key() at these values
 
 
 def cpu_has_native_bf16() -> bool:

@@ -12,6 +12,14 @@ carved out of train. Otherwise rows are split
 
 Every frame has the columns `row` (row number in the file), `text`, and `label` (str) + `y` (int, index into
 `TaskData.labels`) for classification or `answer` (str) for causal LM.
+
+Image tasks (kind `image_classification`, 28 × 28 grey images from .npz files) have frames with `row`, `label`,
+`y` and the pixels in `TaskData.images[split]` ((N, 28, 28) uint8, in frame order):
+- `fashion_mnist`: the Fashion-MNIST subset (12,000 train / 2,000 test as shipped; validation = `holdout` of
+  train, stratified by class, seeded); the ViT pretraining task (asymviz.training.vit).
+- `mnist`: the 5,000 MNIST digits, split stratified by class and seeded: `1 - 2·holdout / holdout / holdout`
+  (4000 / 500 / 500 by default). It also has a held-out domain, split `heldout`: the test digits rotated by
+  `HELDOUT_ROTATION` degrees (bilinear, about the centre, zero fill), the same rows and labels as `test`.
 """
 
 from __future__ import annotations
@@ -28,7 +36,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-KINDS = ("classification", "causal_lm")
+KINDS = ("classification", "causal_lm", "image_classification")
+HELDOUT_ROTATION = 30.0  # degrees (counter-clockwise) of mnist's held-out domain
+FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                  "Ankle boot")  # fmt: skip
 _PART_SEED = {"train": 1, "validation": 2, "test": 3}
 
 
@@ -38,7 +49,7 @@ class TaskSpec:
 
     name: str  # "chatterbot_topic"
     file: str  # "chatterbot_qa.jsonl.gz" (under asymviz/data/)
-    kind: str  # "classification" | "causal_lm"
+    kind: str  # "classification" | "causal_lm" | "image_classification"
     description: str
 
 
@@ -55,8 +66,17 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(
             "chatterbot_qa", "chatterbot_qa.jsonl.gz", "causal_lm", "question -> answer (LM loss on answer)"
         ),
+        TaskSpec(
+            "fashion_mnist", "fashion_mnist_subset.npz", "image_classification", "28x28 clothes -> class (10)"
+        ),
+        TaskSpec("mnist", "mnist_5k.npz", "image_classification", "28x28 digit -> digit (10), + 30° rotated"),
     )
 }
+
+
+def is_classification(kind: str) -> bool:
+    """True for the kinds scored by accuracy / macro-F1 (text or image classification)."""
+    return kind in ("classification", "image_classification")
 
 
 @dataclass(frozen=True)
@@ -64,7 +84,7 @@ class TaskData:
     """One task, split. Frames: row, text, label, y (classification) or row, text, answer (causal LM)."""
 
     name: str  # "fine_foods" or the user's file name
-    kind: str  # "classification" | "causal_lm"
+    kind: str  # "classification" | "causal_lm" | "image_classification"
     source: str  # the file read
     labels: tuple[str, ...]  # class names, index = y; () for causal LM
     train: pd.DataFrame = field(repr=False)
@@ -72,12 +92,22 @@ class TaskData:
     test: pd.DataFrame = field(repr=False)
     split_seed: int = 0
     split_method: str = ""  # how the splits were made, in words
+    heldout: pd.DataFrame | None = field(default=None, repr=False)  # a held-out domain (mnist), else None
+    images: dict[str, np.ndarray] | None = field(default=None, repr=False)  # image tasks: split -> (N, H, W)
+    heldout_method: str = ""  # how the held-out domain was made, in words
 
     @property
     def num_labels(self) -> int:
         return len(self.labels)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this task has: train, validation, test (+ heldout)."""
+        return ("train", "validation", "test") + (("heldout",) if self.heldout is not None else ())
+
     def split(self, name: str) -> pd.DataFrame:
+        if name == "heldout" and self.heldout is not None:
+            return self.heldout
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
     def record(self) -> dict:
@@ -90,7 +120,9 @@ class TaskData:
             "split_seed": self.split_seed,
             "split_method": self.split_method,
         }
-        for name in ("train", "validation", "test"):
+        if self.heldout is not None:
+            out["heldout_method"] = self.heldout_method
+        for name in self.splits:
             rows = self.split(name)["row"].tolist()
             out[f"n_{name}"] = len(rows)
             out[f"rows_sha1_{name}"] = hashlib.sha1(",".join(map(str, rows)).encode()).hexdigest()[:16]
@@ -98,7 +130,7 @@ class TaskData:
 
     def row_ids(self) -> dict[str, list[int]]:
         """Row numbers (in the source file) of each split, as written to the run's split.json."""
-        return {name: self.split(name)["row"].tolist() for name in ("train", "validation", "test")}
+        return {name: self.split(name)["row"].tolist() for name in self.splits}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -146,6 +178,8 @@ def load_task(
         source = f"asymviz/data/{spec.file}"
         if not path.exists():
             raise ConfigError(f"task: the packaged data file {path} is missing (broken install?)")
+        if kind == "image_classification":
+            return _load_images(spec, split_seed, holdout, max_train, max_validation, max_test)
     else:
         path = Path(task)
         if not path.exists():
@@ -232,3 +266,91 @@ def _group_split(texts: np.ndarray, fractions: tuple[float, float], rng: np.rand
     group_split[order[:n_val]] = "validation"
     group_split[order[n_val : n_val + n_test]] = "test"
     return group_split[inverse]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# image tasks
+
+
+def _stratified(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A boolean mask picking round(fraction · n_c) random rows of every class c."""
+    import numpy as np
+
+    pick = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        pick[rng.permutation(rows)[: int(round(fraction * len(rows)))]] = True
+    return pick
+
+
+def rotate_images(images: np.ndarray, degrees: float) -> np.ndarray:
+    """(N, H, W) uint8 images rotated counter-clockwise about their centre (bilinear, zero fill)."""
+    import numpy as np
+
+    n, h, w = images.shape
+    t = np.deg2rad(degrees)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    # each output pixel reads the input at the inverse rotation of its position
+    sx = np.cos(t) * (xx - cx) - np.sin(t) * (yy - cy) + cx
+    sy = np.sin(t) * (xx - cx) + np.cos(t) * (yy - cy) + cy
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+    src = images.astype(np.float64)
+    out = np.zeros((n, h, w))
+    for dy, dx, wgt in (
+        (0, 0, (1 - fy) * (1 - fx)),
+        (0, 1, (1 - fy) * fx),
+        (1, 0, fy * (1 - fx)),
+        (1, 1, fy * fx),
+    ):
+        yi, xi = y0 + dy, x0 + dx
+        ok = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
+        out[:, ok] += src[:, yi[ok], xi[ok]] * wgt[ok]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _load_images(spec: TaskSpec, split_seed, holdout, max_train, max_validation, max_test) -> TaskData:
+    import numpy as np
+    import pandas as pd
+
+    if not 0 < holdout < 0.5:
+        raise ConfigError(f"holdout: must be in (0, 0.5), got {holdout}")
+    with np.load(DATA_DIR / spec.file) as f:
+        arrays = {k: f[k] for k in f.files}
+    rng = np.random.default_rng(split_seed)
+    if spec.name == "fashion_mnist":  # shipped train / test; validation carved out of train
+        x = np.concatenate([arrays["x_train"], arrays["x_test"]])
+        y = np.concatenate([arrays["y_train"], arrays["y_test"]]).astype("int64")
+        split = np.array(["train"] * len(arrays["y_train"]) + ["test"] * len(arrays["y_test"]), dtype=object)
+        is_train = split == "train"
+        val = _stratified(y[is_train], holdout, rng)
+        split[np.flatnonzero(is_train)[val]] = "validation"
+        labels = FASHION_LABELS
+        method = f"the shipped train/test split; validation = {holdout:.0%} of train (stratified, seed {split_seed})"
+    else:  # mnist: one pool of digits
+        x, y = arrays["x"], arrays["y"].astype("int64")
+        split = np.full(len(y), "train", dtype=object)
+        held = _stratified(y, 2 * holdout, rng)
+        split[held] = "test"
+        held_rows = np.flatnonzero(held)
+        split[held_rows[_stratified(y[held_rows], 0.5, rng)]] = "validation"
+        labels = tuple(str(d) for d in range(10))
+        method = f"stratified by class, {1 - 2 * holdout:.0%}/{holdout:.0%}/{holdout:.0%}, seed {split_seed}"
+    parts, images = {}, {}
+    for part, cap in (("train", max_train), ("validation", max_validation), ("test", max_test)):
+        rows = np.flatnonzero(split == part)
+        if cap is not None and cap < len(rows):
+            pick = np.random.default_rng([split_seed, _PART_SEED[part]]).choice(len(rows), cap, replace=False)
+            rows = rows[np.sort(pick)]
+            method += f"; {part} capped at {cap} (seeded)"
+        parts[part] = pd.DataFrame({"row": rows, "label": [labels[i] for i in y[rows]], "y": y[rows]})
+        images[part] = x[rows]
+    heldout, heldout_method = None, ""
+    if spec.name == "mnist":
+        heldout = parts["test"].copy()
+        images["heldout"] = rotate_images(images["test"], HELDOUT_ROTATION)
+        heldout_method = f"the test digits rotated {HELDOUT_ROTATION:g} degrees counter-clockwise (bilinear)"
+    return TaskData(spec.name, spec.kind, f"asymviz/data/{spec.file}", labels, parts["train"],
+                    parts["validation"], parts["test"], split_seed, method, heldout, images,
+                    heldout_method)  # fmt: skip

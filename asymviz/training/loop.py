@@ -35,6 +35,7 @@ from asymviz.runs import RUN_FILE, RunRecord, RunWriter
 from asymviz.training import lora, prefix
 from asymviz.training.batches import IGNORE, Encoded, batch_order
 from asymviz.training.config import TrainConfig
+from asymviz.training.data import is_classification
 from asymviz.training.models import default_head, layer_count
 from asymviz.training.workspace import Workspace
 
@@ -190,11 +191,13 @@ def train(
     *,
     workspace: Workspace | None = None,
     overwrite: bool = False,
+    annotations: dict | None = None,
 ) -> RunRecord:
     """Fine-tune one run and write its folder; returns the run's record (status completed or cancelled).
 
     `out_dir` must not hold a completed run unless `overwrite`; a folder left by a failed, cancelled or killed
     run is cleared and reused. A failure is recorded in run.json (status failed, one-line error) and re-raised.
+    `annotations` are extra run.json fields written from the start (a sweep's `role`, `lr_selection`, `sweep`).
     """
     out = Path(out_dir)
     dist = _Dist(config)
@@ -202,7 +205,7 @@ def train(
         _prepare_out_dir(out, overwrite)
     dist.barrier()
     writer: RunWriter = RunWriter(out) if dist.is_main else _NullWriter()
-    writer.start(config.run_id(), config.to_dict(), world_size=dist.world)
+    writer.start(config.run_id(), config.to_dict(), world_size=dist.world, **(annotations or {}))
     stop = threading.Event()
     restore = _install_signal_handlers(stop)
     t0 = time.perf_counter()
@@ -316,13 +319,15 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         layers=model.peft_config[lora.ADAPTER].layers_to_transform,
         head_modules=list(head),
         head_trained=bool(head),
+        init_seed=config.effective_init_seed,
+        saved_dtype={"fp16": "float16", "fp32": "float32"}[config.save_dtype],
         trainable_params=counts,
         progress={"step": 0, "total_steps": total, "phase": "load"},
     )
     if dist.is_main:
         _write_split(writer.path, task)
         init = lora.lora_state(model)
-        _save_adapter(model, writer.path / "init")
+        _save_adapter(model, writer.path / "init", config.save_dtype)
     else:
         init = lora.lora_state(model)
 
@@ -333,11 +338,11 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         enc,
         {split: e.to(device) for split, e in enc.items()},
     )  # small: token ids live on the device
-    states: dict[str, torch.Tensor | None] = {"train": None, "validation": None, "test": None}
+    states: dict[str, torch.Tensor | None] = dict.fromkeys(enc)
     n_prefix = 0
     t_prefix = time.perf_counter()
     if config.cache_prefix:
-        if dist.world > 1 or not prefix.supported(model):
+        if dist.world > 1 or not prefix.supported(model) or task.kind == "image_classification":
             raise ConfigError("cache_prefix: works for BERT-style encoders in a single process only")
         n_prefix = layer_count(model) - config.top_layers
         report("prefix", 0, total)
@@ -384,7 +389,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
             report("eval", step, total)
             writer.update(force=True, progress={"step": step, "phase": f"eval {split}"})
             model.eval()
-            eval_batch = 4 * config.batch_size if task.kind == "classification" else config.batch_size
+            eval_batch = 4 * config.batch_size if is_classification(task.kind) else config.batch_size
             values = evaluate(lambda idx: forward(model, split, idx), enc[split], task.kind, eval_batch)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -439,17 +444,25 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
         # -- final evaluation ------------------------------------------------------------------------------
         metrics: dict[str, float] = {}
         if dist.is_main:
-            for split in ("validation", "test") if config.eval_test else ("validation",):
+            splits = [s for s in ("validation", "test", "heldout") if s in enc]
+            for split in splits if config.eval_test else ("validation",):
                 values, dt = eval_split(split, total)
                 t_eval += dt
                 metrics.update({f"{split}_{k}": v for k, v in values.items()})
     # (swap undone here: the model is whole again before anything is saved)
 
     check = lora.frozen_check(model, init, config.mode)
+    t_gen = 0.0
+    if task.kind == "causal_lm" and config.generate and dist.is_main:
+        t_gen = time.perf_counter()
+        report("generate", total, total)
+        writer.update(force=True, progress={"phase": "generate"})
+        _write_generations(writer.path, model, tokenizer, task, config, device, autocast)
+        t_gen = time.perf_counter() - t_gen
     t_save = time.perf_counter()
     report("save", total, total)
     if dist.is_main:
-        _save_adapter(model, writer.path / "adapter")
+        _save_adapter(model, writer.path / "adapter", config.save_dtype)
     t_save = time.perf_counter() - t_save
     peak, peak_kind = peak_memory_mb(device)
     if device.type == "cuda":
@@ -470,6 +483,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
             "prefix_s": t_prefix,
             "train_s": t_train,
             "eval_s": t_eval,
+            "generate_s": t_gen,
             "save_s": t_save,
             "wall_s": wall,
         },
@@ -546,14 +560,49 @@ def _write_split(path: Path, task) -> None:
     write_json_atomic(path / "split.json", task.row_ids())
 
 
-def _save_adapter(model, target: Path) -> None:
-    """PEFT save_pretrained into a temporary folder, then rename: the folder is complete or absent."""
+def _save_adapter(model, target: Path, dtype: str = "fp32") -> None:
+    """PEFT save_pretrained into a temporary folder, then rename: the folder is complete or absent.
+
+    dtype "fp16" rewrites the weights file in float16 (half the size); PEFT's from_pretrained casts them back to
+    the model's float32 parameters on load, and asymviz.adapters.load_adapter reads them as they are."""
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, save_embedding_layers=False)  # "auto" would look the base name up on the Hub
+    if dtype == "fp16":
+        from safetensors.torch import load_file, save_file
+
+        file = tmp / "adapter_model.safetensors"
+        tensors = load_file(file)
+        half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(half, file, metadata={"format": "pt"})
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
+
+
+@torch.no_grad()
+def _write_generations(path: Path, model, tokenizer, task, config: TrainConfig, device, autocast) -> None:
+    """Greedy answers to the first `config.generate` test questions (in file order), one JSON line each:
+    row, question, reference, generated. Written to generations.jsonl (atomically)."""
+    import json
+
+    from asymviz.training.batches import _prompt
+
+    model.eval()
+    rows = task.test.sort_values("row").head(config.generate)
+    lines = []
+    for row in rows.itertuples():
+        prompt = tokenizer(_prompt(tokenizer, row.text), add_special_tokens=False, return_tensors="pt")
+        ids = prompt["input_ids"][:, -(config.max_length - 1) :].to(device)
+        with autocast():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=config.generate_tokens, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+        lines.append({"row": int(row.row), "question": row.text, "reference": row.answer, "generated": text})
+    tmp = path / f".generations.jsonl.{os.getpid()}.tmp"
+    tmp.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    os.replace(tmp, path / "generations.jsonl")
+    model.train()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -576,7 +625,7 @@ def evaluate(forward: Callable, enc: Encoded, kind: str, batch_size: int = 64) -
     for idx in order.split(batch_size):
         out = forward(idx)
         logits = out.logits.float()
-        if kind == "classification":
+        if is_classification(kind):
             y = enc.labels[idx.to(enc.labels.device)].to(logits.device)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             count += len(idx)
@@ -589,7 +638,7 @@ def evaluate(forward: Callable, enc: Encoded, kind: str, batch_size: int = 64) -
             )
             count += int((target != IGNORE).sum())
     loss = loss_sum / max(count, 1)
-    if kind != "classification":
+    if not is_classification(kind):
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
     y = enc.labels.cpu()
     return {"accuracy": int((pred == y).sum()) / len(y), "macro_f1": macro_f1(y, pred), "loss": loss}

@@ -14,6 +14,8 @@ Per module, with ΔW = s · B @ A, A: (r, d_in), B: (d_out, r), s = alpha / r:
 - `a_only`: B with orthonormal columns (Bᵀ B = I_r), frozen; A = 0, trained (B = 0 would give A no gradient).
 Freezing is `requires_grad_(False)` on PEFT's lora_A / lora_B weights, so the optimiser never sees them.
 The head modules (`config.head` or the model's default, see models.default_head) are trained in every mode.
+Every init (the LoRA factors and the new head layers) draws from `config.effective_init_seed` (init_seed, else
+seed), so runs with different seeds can share one init.
 """
 
 from __future__ import annotations
@@ -80,6 +82,25 @@ def _init_head(model, head: tuple[str, ...], seed: int) -> None:
                     module.bias.zero_()
 
 
+# the same projections under the names of other model families / transformers versions (ViT's attention is
+# query / key / value in transformers 4 and q_proj / k_proj / v_proj in recent 5.x)
+_TARGET_ALIASES = {"query": "q_proj", "key": "k_proj", "value": "v_proj", "q_proj": "query", "k_proj": "key",
+                   "v_proj": "value"}  # fmt: skip
+
+
+def resolve_targets(model, targets: tuple[str, ...] | None) -> list[str] | None:
+    """The target module names as this model spells them: a name no module ends with is replaced by its alias
+    (query <-> q_proj, key <-> k_proj, value <-> v_proj) when the model has that one. None stays None."""
+    if not targets:
+        return None
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    out = []
+    for t in targets:
+        alias = _TARGET_ALIASES.get(t)
+        out.append(alias if "." not in t and t not in names and alias in names else t)
+    return out
+
+
 def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
     """PeftModel around `base` (modified in place) with config's rank, alpha, targets, layers and mode."""
     import torch
@@ -93,19 +114,21 @@ def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
         if config.top_layers > n:
             raise ConfigError(f"top_layers: the model has {n} layers, asked for the top {config.top_layers}")
         layers = list(range(n - config.top_layers, n))
-    if kind == "classification":
-        _init_head(base, head, config.seed)
+    init_seed = config.effective_init_seed  # every init below draws from it (batch order, dropout: seed)
+    if kind in ("classification", "image_classification"):
+        _init_head(base, head, init_seed)
+    task_type = {"classification": TaskType.SEQ_CLS, "causal_lm": TaskType.CAUSAL_LM}.get(kind)  # image: None
     peft_config = LoraConfig(
-        task_type=TaskType.SEQ_CLS if kind == "classification" else TaskType.CAUSAL_LM,
+        task_type=task_type,
         r=config.rank,
         lora_alpha=config.alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=list(config.targets) if config.targets else None,
+        target_modules=resolve_targets(base, config.targets),
         layers_to_transform=layers,
         modules_to_save=list(head) or None,
         bias="none",
     )
-    torch.manual_seed(config.seed)  # PEFT's own init (mode ab) draws from the global generator
+    torch.manual_seed(init_seed)  # PEFT's own init (mode ab) draws from the global generator
     try:
         model = get_peft_model(base, peft_config)
     except ValueError as exc:  # e.g. target modules not found
@@ -113,7 +136,9 @@ def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
     modules = lora_modules(model)
     if not modules:
         raise ConfigError("targets: no module of the model was adapted")
-    gen = torch.Generator().manual_seed(config.seed)
+    if config.init_seed is not None:
+        torch.manual_seed(config.seed)  # dropout follows the run's seed, not the shared init's
+    gen = torch.Generator().manual_seed(init_seed)
     for _, m in modules:
         A = m.lora_A[ADAPTER].weight  # (r, d_in)
         B = m.lora_B[ADAPTER].weight  # (d_out, r)

@@ -137,13 +137,16 @@ def load_tokenizer(source: ModelSource):
 
 
 def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch.dtype | None = None):
-    """(model, tokenizer) for `kind` "classification" (sequence classification head) or "causal_lm"."""
+    """(model, tokenizer) for `kind` "classification" (sequence classification head), "causal_lm", or
+    "image_classification" (an image classification head; the tokenizer is None)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     if source.gguf_file:
         source = dequantise_gguf(source)
+    if kind == "image_classification":
+        return _load_image_model(source, num_labels, dtype or torch.float32), None
     try:
         tokenizer = load_tokenizer(source)
     except (OSError, ValueError) as exc:
@@ -173,9 +176,29 @@ def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch
     return model, tokenizer
 
 
+def _load_image_model(source: ModelSource, num_labels: int, dtype: torch.dtype):
+    """An image classifier (e.g. the ViT of asymviz.training.vit) with a `num_labels`-way head (re-drawn by
+    lora.wrap anyway; a head of another size is replaced without complaint)."""
+    from transformers import AutoModelForImageClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForImageClassification.from_pretrained(
+            source.path, num_labels=num_labels, ignore_mismatched_sizes=True, **_dtype_kwarg(dtype)
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model: cannot load {source.name!r} as an image classifier ({str(exc).splitlines()[0]})"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def default_head(model, kind: str) -> tuple[str, ...]:
     """Modules trained in full in every mode: the classification head (none for a causal LM)."""
-    if kind != "classification":
+    if kind == "causal_lm":
         return ()
     names = {name.split(".")[-1] for name, _ in model.named_children()}
     head = tuple(n for n in ("classifier", "score") if n in names)

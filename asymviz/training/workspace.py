@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asymviz.training.batches import Encoded, encode
+from asymviz.training.batches import Encoded, encode, encode_images
 from asymviz.training.config import TrainConfig
 from asymviz.training.data import TaskData, load_task
 from asymviz.training.models import ModelSource, load_model, resolve_model
@@ -57,7 +57,9 @@ class Workspace:
             )
         return self._tasks[key]
 
-    def model(self, config: TrainConfig, task: TaskData, dtype: torch.dtype = torch.float32, copy: bool = True):
+    def model(
+        self, config: TrainConfig, task: TaskData, dtype: torch.dtype = torch.float32, copy: bool = True
+    ):
         """(fresh base model on CPU, tokenizer, ModelSource) for this config's model and task; copy=False hands
         out the cached model itself (read-only use)."""
         source = resolve_model(config.model)
@@ -75,9 +77,14 @@ class Workspace:
     ) -> dict[str, Encoded]:
         key = (source.name, source.path, id(task), config.max_length)
         if key not in self._encoded:
-            self._encoded[key] = {
-                s: encode(task.split(s), tokenizer, task.kind, config.max_length) for s in SPLITS
-            }
+            if task.images is not None:
+                self._encoded[key] = {
+                    s: encode_images(task.images[s], task.split(s)["y"]) for s in task.splits
+                }
+            else:
+                self._encoded[key] = {
+                    s: encode(task.split(s), tokenizer, task.kind, config.max_length) for s in task.splits
+                }
         return self._encoded[key]
 
     def prefix_states(
