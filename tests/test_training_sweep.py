@@ -51,3 +51,39 @@ def test_forked_cpu_jobs_match_one_after_another(tmp_path, tiny_config):
     for mode in MODES:
         assert par.loc[mode, "test_loss"] == seq.loc[mode, "test_loss"]
     assert events and events[-1].total_steps == 9
+
+
+def test_lr_grid_is_chosen_on_validation_then_used_by_every_seed(tmp_path, tiny_config):
+    import json
+
+    import pandas as pd
+
+    from asymviz.training.sweep import read_sweeps
+
+    cfgs = [tiny_config(mode=m, seed=s, steps=2) for s in (0, 1) for m in ("ab", "b_only")]
+    store = RunStore(tmp_path)
+    lrs = [1e-4, 1e-2]
+    frame = sweep(cfgs, store, lrs=lrs, name="grid")
+    assert (frame["status"] == "completed").all()
+    table = pd.read_csv(tmp_path / "lr_selection.csv")
+    assert len(table) == 4 and set(table["lr"]) == set(lrs)  # 2 modes x 2 lrs, at seed 0
+    for mode, rows in table.groupby("mode"):
+        chosen = rows[rows["chosen"]]
+        assert len(chosen) == 1
+        best = rows.sort_values(["value", "lr"], ascending=[False, True]).iloc[0]
+        assert chosen["value"].iloc[0] == best["value"]  # the best validation accuracy wins
+        mains = frame[(frame["mode"] == mode) & (frame["role"] == "main")]
+        assert sorted(mains["seed"]) == [0, 1] and set(mains["lr"]) == {chosen["lr"].iloc[0]}
+        loser = rows[~rows["chosen"]]["run_id"].iloc[0]
+        data = json.loads((store.path(loser) / "run.json").read_text())
+        assert data["role"] == "lr_grid" and data["lr_selection"]["chosen"] is False
+    assert (frame["role"] == "lr_grid").sum() == 2  # the chosen grid run is seed 0's main run, not retrained
+    entry = read_sweeps(store).iloc[-1]
+    assert entry["name"] == "grid" and entry["wall_s"] > 0 and len(entry["trained"]) == 6 and entry["examples"] > 0
+
+    # resumed with every run done: nothing trains, and the main runs are still released and reported
+    started = {r.run_id: r.data["started_at"] for r in store.records()}
+    again = sweep(cfgs, store, lrs=lrs, name="resume")
+    assert sorted(again["run_id"]) == sorted(frame["run_id"])
+    assert {r.run_id: r.data["started_at"] for r in store.records()} == started
+    assert read_sweeps(store).iloc[-1]["trained"] == []

@@ -28,7 +28,7 @@ def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _names(text: str) -> list[str]:
@@ -79,7 +79,7 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
@@ -247,7 +247,11 @@ def _gpus(text: str) -> list[str]:
         if n == 0:
             raise ConfigError("gpus: no GPU visible")
         return [str(i) for i in range(n)]
-    return [str(i) for i in _ints(text)]
+    try:
+        return [str(i) for i in _ints(text)]
+    except ConfigError:
+        raise ConfigError(f"gpus: expected GPU indices such as 0,1 or 'all', got {text!r} "
+                          "(for CPU runs side by side, use --cpu-jobs)") from None  # fmt: skip
 
 
 def _cmd_runs_list(args) -> int:

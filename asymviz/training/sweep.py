@@ -131,8 +131,8 @@ class _Plan:
         if self.lr is None:
             return self.configs
         grid = self.lr.grid_configs()
-        mains = [c for g in self.lr.groups for c in self.lr.main_configs(g, self.choices[g].lr)
-                 if g in self.choices and self.choices[g].lr is not None]  # fmt: skip
+        mains = [c for g, choice in self.choices.items() if choice.lr is not None
+                 for c in self.lr.main_configs(g, choice.lr)]  # fmt: skip
         return grid + mains
 
     def _jobs(self, configs, annotations) -> list[Job]:
@@ -144,15 +144,16 @@ class _Plan:
         return [Job(c, {**annotations, "sweep": self.info}) for c in todo]
 
     def ready(self, finished: set[str]) -> list[Job]:
+        jobs = []
         if not self.started:
             self.started = True
             if self.lr is None:
                 return self._jobs(self.configs, {})
-            return self._jobs(self.lr.grid_configs(), {"role": "lr_grid"})
+            jobs = self._jobs(self.lr.grid_configs(), {"role": "lr_grid"})
+            # a resumed sweep: groups whose grid runs all completed earlier are released at once
         if self.lr is None:
             return []
         done = finished | set(self.reused)
-        jobs = []
         for g in self.lr.groups:
             if g in self.released or not all(c.run_id() in done for c in self.lr.grid(g)):
                 continue
