@@ -66,7 +66,8 @@ LIST_COLUMNS = (
     "test_perplexity", "validation_accuracy", "validation_loss", "heldout_accuracy", "heldout_macro_f1", "device",
     "created_at", "error", "path",
 )  # fmt: skip
-ROLES = ("main", "lr_grid")  # run.json "role" written by a sweep with an lr grid; absent for a lone run
+ROLES = ("main", "lr_grid", "lr_superseded")  # run.json "role" written by a sweep with an lr grid (absent for a
+# lone run); lr_superseded: a main run whose group later chose another lr (a wider grid), kept but not counted
 
 
 class RunError(AsymvizError):

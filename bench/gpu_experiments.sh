@@ -9,7 +9,7 @@
 #          3 seeds, 5 epochs, lr chosen per mode on validation; held-out = rotated test digits -> STORE/vit
 #   exp 1  Table 1: MiniLM on 5 tasks x 3 modes x r=8,16 x 3 seeds, LoRA on query and value, full training
 #          sets, 3 epochs of batch 32, lr chosen per task and mode on validation
-#          (grid 5e-4,1.5e-3,4.5e-3 at seed 0, r=8)                                      -> STORE/glue
+#          (grid 5e-4 ... 4.05e-2 in steps of 3x, seed 0, r=8)                               -> STORE/glue
 #
 #   bash bench/gpu_experiments.sh STORE [SECONDS]     # stop (Ctrl-C, runs resumable) after SECONDS
 #
@@ -29,7 +29,7 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)" ASYMVIZ_NO_PROGRESS=1 PYTH
 if [[ $GPUS == cpu ]]; then WHERE="--cpu-jobs $JOBS"; else WHERE="--gpus $GPUS --jobs-per-gpu $JOBS"; fi
 COMMON="--model minilm --targets query,value --epochs 3 --batch-size 32 --max-length 128 --save-dtype fp16
         $WHERE --quiet --format csv"
-LRS=5e-4,1.5e-3,4.5e-3
+LRS=${LRS:-5e-4,1.5e-3,4.5e-3,1.35e-2,4.05e-2}
 TASKS=${TASKS:-fine_foods,tweet_source,word_polarity,word_pos,chatterbot_topic}
 
 sweep() {  # NAME STORE-SUBFOLDER FLAGS...: one `asymviz sweep`, stopped with SIGINT at the deadline

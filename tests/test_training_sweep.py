@@ -87,3 +87,17 @@ def test_lr_grid_is_chosen_on_validation_then_used_by_every_seed(tmp_path, tiny_
     assert sorted(again["run_id"]) == sorted(frame["run_id"])
     assert {r.run_id: r.data["started_at"] for r in store.records()} == started
     assert read_sweeps(store).iloc[-1]["trained"] == []
+
+
+def test_a_new_lr_choice_supersedes_the_main_runs_of_the_old_one(tmp_path, tiny_config):
+    cfgs = [tiny_config(mode="b_only", seed=s, steps=2) for s in (0, 1)]
+    store = RunStore(tmp_path)
+    first = sweep(cfgs, store, lrs=[1e-6])  # a grid of one: the choice is forced
+    assert set(first["role"]) == {"main"} and set(first["lr"]) == {1e-6}
+    frame = sweep(cfgs, store, lrs=[5e-2])  # another grid of one: the choice moves
+    assert set(frame[frame["role"] == "main"]["lr"]) == {5e-2} and len(frame) == 2
+    for run_id in first["run_id"]:
+        record = store.get(run_id)
+        assert record.data["role"] == "lr_superseded" and record.data["superseded_by_lr"] == 5e-2
+    listed = store.list()
+    assert sorted(listed["role"]) == ["lr_superseded", "lr_superseded", "main", "main"]

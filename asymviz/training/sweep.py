@@ -178,6 +178,9 @@ class _Plan:
         """Annotate the grid and main runs (also those reused from earlier sweeps) once everything has run."""
         from asymviz.runs import annotate_run
 
+        if self.lr is not None:
+            self._supersede()
+
         for g, choice in self.choices.items():
             self._annotate_grid(g)
             for cfg in self.lr.main_configs(g, choice.lr) if choice.lr is not None else []:
@@ -185,6 +188,24 @@ class _Plan:
                     annotate_run(
                         self.store.path(cfg.run_id()), **main_annotation(choice, self.lr.lrs, cfg.run_id())
                     )
+
+
+    def _supersede(self) -> None:
+        """Main runs of a decided group trained at another lr (an earlier, narrower grid) become lr_superseded."""
+        from asymviz.runs import annotate_run
+        from asymviz.training.lr_grid import group_key
+
+        current = {c.run_id() for c in self.all_configs()}
+        for record in self.store.records():
+            if record.data.get("role") != "main" or record.run_id in current:
+                continue
+            try:
+                cfg = TrainConfig.from_dict(record.config)
+            except Exception:  # a run of another asymviz version: left as it is
+                continue
+            choice = self.choices.get(group_key(cfg))
+            if choice is not None and choice.lr is not None and cfg.lr != choice.lr:
+                annotate_run(record.path, role="lr_superseded", superseded_by_lr=choice.lr)
 
 
 def _estimated_steps(cfg: TrainConfig, sizes: dict) -> int:
