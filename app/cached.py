@@ -190,9 +190,35 @@ def runs_now(store: str):
     return frame
 
 
+NOT_COUNTED = ("lr_grid", "lr_superseded")  # run.json roles left out of tables and figures
+
+
 def finished_runs(store: str):
+    """The completed runs the pages count: those of the sidebar's experiment (group folder) when the store
+    has groups, without lr-grid runs or runs superseded by a later lr choice, and for B only with several
+    frozen-A inits, the sidebar's init (default orthogonal)."""
+    from app.components import ALL_GROUPS
+
     runs = all_runs(store)
-    return runs[runs["status"] == "completed"].reset_index(drop=True)
+    runs = runs[(runs["status"] == "completed") & ~runs["role"].isin(NOT_COUNTED)]
+    group = st.session_state.get("group")
+    if group and group != ALL_GROUPS and "group" in runs:
+        runs = runs[runs["group"] == group]
+    else:
+        runs = runs.drop_duplicates("run_id")  # one config trained in two experiments: counted once
+    inits = sorted(runs.loc[runs["mode"] == "b_only", "a_init"].dropna().unique())
+    if len(inits) > 1:
+        default = "orthogonal" if "orthogonal" in inits else inits[0]
+        chosen = st.session_state.get("a_init_filter")
+        chosen = chosen if chosen in inits else default
+        with st.sidebar:
+            chosen = st.radio(
+                "Frozen A of B only", inits, index=inits.index(chosen), key="a_init_filter",
+                help="This experiment has B-only runs with several random-A inits (the init study); the pages "
+                "show one at a time.",
+            )  # fmt: skip
+        runs = runs[(runs["mode"] != "b_only") | (runs["a_init"] == chosen)]
+    return runs.reset_index(drop=True)
 
 
 def summary_by_mode(runs, metric: str, by=("task", "mode")):

@@ -27,16 +27,61 @@ log = logging.getLogger("asymviz.app")
 # shared sidebar state
 
 
+ALL_GROUPS = "(all runs)"
+LIVE_GROUP = "live"  # live fine-tunes started on the shipped store go to cached_runs/live/ (git-ignored)
+
+
+def group_label(store: str | Path, group: str) -> str:
+    """A group folder as people read it: the first heading of its README.md, else its name."""
+    if group == ALL_GROUPS:
+        return "All runs of the store"
+    if group == LIVE_GROUP:
+        return "Live fine-tunes (started in this app)"
+    try:
+        with open(Path(store) / group / "README.md", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    except OSError:
+        pass
+    return group
+
+
+def store_groups(store: str | Path) -> list[str]:
+    """The store's group folders that hold runs (e.g. one per shipped experiment); [] for a flat store."""
+    from asymviz.runs import RunStore
+
+    try:
+        return RunStore(Path(store).expanduser()).groups()
+    except OSError:
+        return []
+
+
 def sidebar() -> None:
-    """The sidebar every page shares: which run store the pages read (and the live page writes)."""
+    """The sidebar every page shares: which run store the pages read (and the live page writes), and which
+    experiment (group folder) of it."""
     st.session_state.setdefault("store", str(DEFAULT_STORE))
     with st.sidebar:
         st.text_input(
             "Run store",
             key="store",
-            help="Folder with one sub-folder per run (run.json, metrics.csv, adapter/, init/). "
-            "The shipped runs are in cached_runs/; live fine-tunes are saved here too.",
+            help="Folder with one sub-folder per run (run.json, metrics.csv, adapter/, init/), or with group "
+            "folders of such runs (one per experiment, as in the shipped cached_runs/). Live fine-tunes started "
+            "on the shipped store are saved in its live/ folder.",
         )
+        store = st.session_state["store"]
+        groups = store_groups(store)
+        if groups:
+            options = [*groups, ALL_GROUPS]
+            if st.session_state.get("group") not in options:
+                st.session_state["group"] = options[0]
+            st.selectbox(
+                "Experiment", options, key="group", format_func=lambda g: group_label(store, g),
+                help="The pages show the runs of one experiment (a group folder of the store). Learning-rate "
+                "grid runs and runs superseded by a later lr choice are left out of the tables and figures.",
+            )  # fmt: skip
+        else:
+            st.session_state["group"] = None
         st.caption(
             "Modes: **A&B** both factors trained · **B only** A random, frozen · **A only** B random, frozen."
         )
@@ -71,6 +116,16 @@ def warm_up(delay_s: float = 2.0) -> None:
 
 def store_path() -> Path:
     return Path(st.session_state.get("store") or DEFAULT_STORE).expanduser()
+
+
+def live_store() -> Path:
+    """Where the live page trains: the shipped store's live/ folder (git-ignored), else the chosen store."""
+    store = store_path()
+    try:
+        shipped = store.resolve() == (REPO / "cached_runs").resolve()
+    except OSError:
+        shipped = False
+    return store / LIVE_GROUP if shipped else store
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ LIST_COLUMNS = (
     "step", "total_steps", "trainable_params", "trainable_lora", "trainable_head", "n_train", "wall_s",
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy", "test_macro_f1", "test_loss",
     "test_perplexity", "validation_accuracy", "validation_loss", "heldout_accuracy", "heldout_macro_f1", "device",
-    "created_at", "error", "path",
+    "created_at", "error", "group", "has_weights", "path",
 )  # fmt: skip
 ROLES = ("main", "lr_grid", "lr_superseded")  # run.json "role" written by a sweep with an lr grid (absent for a
 # lone run); lr_superseded: a main run whose group later chose another lr (a wider grid), kept but not counted
@@ -322,24 +322,50 @@ class RunStore:
         return f"RunStore({str(self.root)!r})"
 
     def path(self, run_id: str) -> Path:
-        if not run_id or "/" in run_id or run_id.startswith("."):
+        """The run's folder: `root/run_id`, or `root/<group>/run_id` where a group holds it; a new run's
+        folder is `root/run_id`."""
+        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
             raise RunError(f"bad run id {run_id!r}")
-        return self.root / run_id
+        top = self.root / run_id
+        if (top / RUN_FILE).exists():
+            return top
+        for group in self._groups():
+            if (group / run_id / RUN_FILE).exists():
+                return group / run_id
+        return top
 
     def __contains__(self, run_id: str) -> bool:
         return (self.path(run_id) / RUN_FILE).exists()
 
+    def _groups(self) -> list[Path]:
+        """Sub-folders without a run.json: groups of runs (e.g. one per experiment in cached_runs/)."""
+        if not self.root.is_dir():
+            return []
+        return [
+            Path(e.path)
+            for e in sorted(os.scandir(self.root), key=lambda e: e.name)
+            if not e.name.startswith(".") and e.is_dir() and not os.path.exists(os.path.join(e.path, RUN_FILE))
+        ]
+
     def records(self) -> Iterator[RunRecord]:
-        """Every readable run, sorted by run id; folders without a readable run.json are skipped."""
+        """Every readable run: the store's own run folders, then those one level down in group folders (a
+        sub-folder without run.json), each sorted by run id; folders without a readable run.json are skipped."""
         if not self.root.is_dir():
             return
-        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            try:
-                yield RunRecord.load(entry.path)
-            except RunError:
-                continue
+        for folder in [self.root, *self._groups()]:
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                if not os.path.exists(os.path.join(entry.path, RUN_FILE)):
+                    continue
+                try:
+                    yield RunRecord.load(entry.path)
+                except RunError:
+                    continue
+
+    def groups(self) -> list[str]:
+        """The names of the store's group folders that hold runs."""
+        return [g.name for g in self._groups() if any((p / RUN_FILE).exists() for p in g.iterdir() if p.is_dir())]
 
     def get(self, run_id: str) -> RunRecord:
         path = self.path(run_id)
@@ -351,8 +377,14 @@ class RunStore:
         """One row per run. Columns (in this order): LIST_COLUMNS; metrics are NaN where they do not apply."""
         import pandas as pd
 
-        rows = [r.row() for r in self.records()]
+        rows = []
+        for record in self.records():
+            row = record.row()
+            row["group"] = "" if record.path.parent == self.root else record.path.parent.name
+            row["has_weights"] = (record.adapter_path / "adapter_config.json").exists()
+            rows.append(row)
         frame = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
+        frame["has_weights"] = frame["has_weights"].astype(bool)
         for col in (
             "rank",
             "seed",

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import cached
-from app.components import caption, guard, store_path
+from app.components import caption, guard, live_store
 from asymviz import figures as F
 from asymviz import jobs
 
@@ -19,7 +19,7 @@ st.markdown(
     "Compare pages pick them up."
 )
 
-store = store_path()
+store = live_store()
 demo = cached.demo_preset()
 first = demo["ab"]
 
