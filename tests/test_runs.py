@@ -142,3 +142,26 @@ def test_missing_adapter_is_a_clear_error(tmp_path):
     with pytest.raises(RunError, match="no trained adapter"):
         record.load_adapter()
     assert record.row()["error"] == "ValueError: boom"
+
+
+def test_group_folders_hold_runs_one_level_down(tmp_path):
+    _write_run(tmp_path, "top_run")
+    _write_run(tmp_path / "exp1", "grid_run", role="lr_grid")
+    _write_run(tmp_path / "exp1", "main_run", role="main")
+    _write_run(tmp_path / "exp2", "other_run")
+    (tmp_path / "exp1" / "main_run" / "adapter").mkdir()
+    (tmp_path / "exp1" / "main_run" / "adapter" / "adapter_config.json").write_text("{}")
+    (tmp_path / "exp2" / "deeper" / "too_deep").mkdir(parents=True)  # two levels down: not a run of the store
+    _write_run(tmp_path / "exp2" / "deeper", "too_deep_run")
+    store = RunStore(tmp_path)
+    frame = store.list()
+    assert frame["run_id"].tolist() == ["top_run", "grid_run", "main_run", "other_run"]
+    assert frame["group"].tolist() == ["", "exp1", "exp1", "exp2"]
+    assert frame["role"].tolist()[1:3] == ["lr_grid", "main"]
+    assert frame["has_weights"].tolist() == [False, False, True, False]
+    assert store.groups() == ["exp1", "exp2"]
+    assert store.path("main_run") == tmp_path / "exp1" / "main_run" and "main_run" in store
+    assert store.get("other_run").run_id == "other_run"
+    assert store.path("new_run") == tmp_path / "new_run"  # a new run goes to the top level
+    with pytest.raises(RunError, match="bad run id"):
+        store.path("exp1/main_run")

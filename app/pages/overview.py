@@ -37,6 +37,13 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
     )  # fmt: skip
     metric = c2.selectbox("Test metric", metrics, format_func=cached.metric_label, key="ov_metric")
     data = runs[runs["model"] == model]
+    ranks = sorted(int(r) for r in data["rank"].dropna().unique())
+    if len(ranks) > 1:
+        rank = st.segmented_control(
+            "LoRA rank r", ranks, default=ranks[0], key="ov_rank", required=True, format_func=lambda r: f"r = {r}",
+            help="Runs of different ranks are never pooled.",
+        )  # fmt: skip
+        data = data[data["rank"] == rank]
     data = data.assign(task=data["task"].map(cached.short))
     summary = cached.summary_by_mode(data, metric, by=("task", "mode"))
     lower_better = metric in cached.LOWER_IS_BETTER
