@@ -59,6 +59,14 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
         f"split ({'lower' if lower_better else 'higher'} is better); whiskers are ± one standard error; hover for "
         "the number of seeds and trainable parameters. Same colour = same mode on every page.",
     )  # fmt: skip
+    from asymviz.claims import claim_lines, compare_modes
+
+    lines = claim_lines(compare_modes(summary, lower_is_better=lower_better))
+    if lines:
+        st.markdown(
+            "**What these runs say about the paper's claims** (a difference within two standard errors, or under "
+            "half a point, counts as noise):\n\n" + "\n".join(f"- {line}" for line in lines)
+        )
     table = cached.mode_table(summary)
     st.dataframe(table, hide_index=True)
     caption(
