@@ -76,3 +76,17 @@ def test_the_dashboard_shows_each_experiment(group):
     table = at.dataframe[0].value
     seeds = {"minilm_tasks": {3}, "similarity": {1, 9}, "vit_mnist": {3}}[group]  # fine_foods: 5 + 4 shared-init
     assert set(table["seeds"]) == seeds
+
+
+@pytest.mark.parametrize("across,inits", [("seeds", "each its own init"), ("seeds", "one shared init (seed 0)"),
+                                          ("tasks", None)])  # fmt: skip
+def test_the_figure_1_heatmaps_of_the_shipped_similarity_runs(across, inits):
+    at = app_test("compare", store=ROOT, timeout=300)
+    at.session_state["group"] = "similarity"
+    at.session_state["cmp_view"] = "Similarity across seeds & tasks"
+    at.session_state["cmp_across"] = across
+    if inits:
+        at.session_state["cmp_sim_inits"] = inits
+    at.run()
+    no_errors(at)
+    assert len(at.get("plotly_chart")) == 2  # A and B
