@@ -166,11 +166,11 @@ def part_modes(tmp: Path) -> dict:
     return out
 
 
-def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6) -> dict:
+def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6, steps: int = 375) -> dict:
     from asymviz.training.sweep import expand, sweep
 
-    print(f"\n== sweep throughput: 12 runs, {jobs} in flight on one GPU", flush=True)
-    steps = 3 if DRY else 375
+    print(f"\n== sweep throughput: 12 runs of {steps} steps, {jobs} in flight on one GPU", flush=True)
+    steps = 3 if DRY else steps
     configs = expand(MINILM.replace(steps=steps), modes=MODES, seeds=[0, 1, 2, 3])
     t = time.perf_counter()
     frame = sweep(configs, tmp / f"sweep{jobs}", devices=["cpu" if DRY else "0"], jobs_per_device=jobs)
@@ -253,6 +253,7 @@ def main() -> None:
     p.add_argument("--parts", default="plain,modes,sweep,ddp")
     p.add_argument("--out", default=".")
     p.add_argument("--jobs", type=int, default=6, help="workers in flight on one GPU for the sweep part")
+    p.add_argument("--sweep-steps", type=int, default=375, help="steps of each run in the sweep part")
     p.add_argument(
         "--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)"
     )
@@ -281,7 +282,7 @@ def main() -> None:
         if "modes" in parts:
             results["modes"] = part_modes(tmp)
         if "sweep" in parts:
-            results["sweep"] = part_sweep(tmp, plain_ex_s, args.jobs)
+            results["sweep"] = part_sweep(tmp, plain_ex_s, args.jobs, args.sweep_steps)
         if "ddp" in parts:
             results["ddp"] = part_ddp(tmp, results.get("plain", {}).get("ours_ex_s"))
     print("\n== summary")

@@ -90,3 +90,13 @@ def test_the_figure_1_heatmaps_of_the_shipped_similarity_runs(across, inits):
     at.run()
     no_errors(at)
     assert len(at.get("plotly_chart")) == 2  # A and B
+
+
+def test_live_fine_tunes_on_the_shipped_store_go_to_its_ignored_live_folder():
+    at = app_test("live", store=ROOT)
+    at.run()
+    no_errors(at)
+    shown = " ".join(c.value for c in at.caption) + " ".join(m.value for m in at.markdown)
+    assert str(ROOT / "live") in shown
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert "/cached_runs/live/" in ignored
