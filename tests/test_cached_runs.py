@@ -100,3 +100,10 @@ def test_live_fine_tunes_on_the_shipped_store_go_to_its_ignored_live_folder():
     assert str(ROOT / "live") in shown
     ignored = (REPO / ".gitignore").read_text().split()
     assert "/cached_runs/live/" in ignored
+
+
+@pytest.mark.parametrize("page", ["compare", "inspect", "alignment", "theory"])
+def test_every_page_renders_on_the_shipped_runs(page):
+    at = app_test(page, store=ROOT, timeout=300)
+    at.run()
+    no_errors(at)
