@@ -16,7 +16,7 @@ import math
 import pandas as pd
 
 PAIRS = (("b_only", "ab"), ("a_only", "ab"), ("b_only", "a_only"))
-VERDICT_COLUMNS = ("task", "first", "second", "diff", "se", "verdict")
+VERDICT_COLUMNS = ("task", "first", "second", "diff", "se", "seeds", "verdict")
 
 
 def verdict(diff: float, se: float, tol: float = 0.005) -> str:
@@ -28,9 +28,10 @@ def verdict(diff: float, se: float, tol: float = 0.005) -> str:
 
 
 def compare_modes(summary: pd.DataFrame, lower_is_better: bool = False, tol: float = 0.005) -> pd.DataFrame:
-    """One row per task and pair of modes (PAIRS) present in `summary` (columns task, mode, mean, se):
-    columns VERDICT_COLUMNS; diff is the first mode's advantage (mean difference, sign flipped when lower is
-    better), se the standard error of the difference (NaN with a single seed)."""
+    """One row per task and pair of modes (PAIRS) present in `summary` (columns task, mode, mean, se, and n the
+    number of seeds if known): columns VERDICT_COLUMNS; diff is the first mode's advantage (mean difference, sign
+    flipped when lower is better), se the standard error of the difference (NaN with a single seed), seeds the
+    smaller of the two seed counts (None without n)."""
     rows = []
     sign = -1.0 if lower_is_better else 1.0
     for task, part in summary.groupby("task", sort=False):
@@ -41,7 +42,8 @@ def compare_modes(summary: pd.DataFrame, lower_is_better: bool = False, tol: flo
             m1, m2 = by_mode.loc[first], by_mode.loc[second]
             diff = sign * (float(m1["mean"]) - float(m2["mean"]))
             se = math.hypot(float(m1["se"]), float(m2["se"]))
-            rows.append({"task": task, "first": first, "second": second, "diff": diff, "se": se,
+            seeds = min(int(m1["n"]), int(m2["n"])) if "n" in by_mode.columns else None
+            rows.append({"task": task, "first": first, "second": second, "diff": diff, "se": se, "seeds": seeds,
                          "verdict": verdict(diff, se, tol)})  # fmt: skip
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
@@ -66,6 +68,12 @@ def claim_lines(verdicts: pd.DataFrame) -> list[str]:
             f"**B only > A only** (training B matters more than training A): B only is better on {int(better.sum())} "
             f"of {len(b_a)} task(s), within noise on {ties}, worse on {len(b_a) - int(better.sum()) - ties} — "
             f"{_word(better.mean())}."
+        )
+    seeds = verdicts["seeds"].dropna()
+    if lines and len(seeds) and seeds.min() < 2:
+        lines.append(
+            "Some modes have a single seed here, so there is no estimate of the noise: treat these verdicts as "
+            "anecdotes until more seeds are in."
         )
     return lines
 

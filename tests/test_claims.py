@@ -40,3 +40,13 @@ def test_lower_is_better_flips_the_sign():
     v = compare_modes(s, lower_is_better=True)
     assert v.iloc[0]["diff"] < 0 and v.iloc[0]["verdict"] == "worse"
     assert "does **not** hold" in claim_lines(v)[0]
+
+
+def test_a_single_seed_is_called_anecdotal():
+    s = pd.DataFrame([("t", "ab", 0.8, float("nan"), 1), ("t", "b_only", 0.8, float("nan"), 1)],
+                     columns=["task", "mode", "mean", "se", "n"])  # fmt: skip
+    lines = claim_lines(compare_modes(s))
+    assert "single seed" in lines[-1]
+    s["n"] = 3
+    s["se"] = 0.01
+    assert not any("single seed" in line for line in claim_lines(compare_modes(s)))
