@@ -166,24 +166,25 @@ def part_modes(tmp: Path) -> dict:
     return out
 
 
-def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6, steps: int = 375) -> dict:
+def part_sweep(tmp: Path, plain_ex_s: float | None, jobs: int = 6, steps: int = 375, batch: int | None = None) -> dict:
     from asymviz.training.sweep import expand, sweep
 
-    print(f"\n== sweep throughput: 12 runs of {steps} steps, {jobs} in flight on one GPU", flush=True)
+    batch = batch or MINILM.batch_size
+    print(f"\n== sweep throughput: 12 runs of {steps} steps x batch {batch}, {jobs} in flight on one GPU", flush=True)
     steps = 3 if DRY else steps
-    configs = expand(MINILM.replace(steps=steps), modes=MODES, seeds=[0, 1, 2, 3])
+    configs = expand(MINILM.replace(steps=steps, batch_size=batch), modes=MODES, seeds=[0, 1, 2, 3])
     t = time.perf_counter()
-    frame = sweep(configs, tmp / f"sweep{jobs}", devices=["cpu" if DRY else "0"], jobs_per_device=jobs)
+    frame = sweep(configs, tmp / f"sweep{jobs}_{batch}", devices=["cpu" if DRY else "0"], jobs_per_device=jobs)
     wall = time.perf_counter() - t
     done = int((frame["status"] == "completed").sum())
-    summed = done * steps * MINILM.batch_size / wall
+    summed = done * steps * batch / wall
     res = {"runs": done, "wall_s": wall, "summed_ex_s": summed, "per_run_ex_s": float(frame["examples_per_s"].mean()),
            "test_accuracy": frame.groupby("mode")["test_accuracy"].mean().to_dict()}  # fmt: skip
-    note(f"sweep, {jobs} workers on 1 GPU", f"{done}/12 runs in {wall:.1f} s wall -> {summed:.0f} ex/s summed "
+    note(f"sweep, {jobs} workers on 1 GPU, batch {batch}", f"{done}/12 runs in {wall:.1f} s wall -> {summed:.0f} ex/s summed "
          f"(each run {res['per_run_ex_s']:.0f} ex/s while sharing)")  # fmt: skip
     if plain_ex_s:
         res["x_plain"] = summed / plain_ex_s
-        note("sweep vs plain loop", f"x{res['x_plain']:.2f} (target >= 3)")
+        note(f"sweep (batch {batch}) vs plain loop (batch {MINILM.batch_size})", f"x{res['x_plain']:.2f} (target >= 3)")
     note(
         "sweep test accuracy by mode (mean of 4 seeds)",
         json.dumps({k: round(v, 3) for k, v in res["test_accuracy"].items()}),
@@ -254,6 +255,8 @@ def main() -> None:
     p.add_argument("--out", default=".")
     p.add_argument("--jobs", type=int, default=6, help="workers in flight on one GPU for the sweep part")
     p.add_argument("--sweep-steps", type=int, default=375, help="steps of each run in the sweep part")
+    p.add_argument("--sweep-batch", type=int, default=None,
+                   help="batch of each run in the sweep part (default: the plain loop's, 32)")  # fmt: skip
     p.add_argument(
         "--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)"
     )
@@ -282,7 +285,7 @@ def main() -> None:
         if "modes" in parts:
             results["modes"] = part_modes(tmp)
         if "sweep" in parts:
-            results["sweep"] = part_sweep(tmp, plain_ex_s, args.jobs, args.sweep_steps)
+            results["sweep"] = part_sweep(tmp, plain_ex_s, args.jobs, args.sweep_steps, args.sweep_batch)
         if "ddp" in parts:
             results["ddp"] = part_ddp(tmp, results.get("plain", {}).get("ours_ex_s"))
     print("\n== summary")
