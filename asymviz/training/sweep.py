@@ -387,13 +387,16 @@ def _sweep_forked(plan: _Plan, store: RunStore, progress, on_run, jobs: int) -> 
         for cfg in todo:
             prepare(cfg, ws)
         cores = cpu_threads(todo[0])
-        per_child = max(1, cores // min(jobs, len(todo)))
         queue, running, cancelled = list(batch), {}, False
         try:
             while queue or running:
                 while queue and len(running) < jobs:
                     job = queue.pop(0)
-                    cfg = job.config.replace(threads=per_child)  # threads is not part of the run id
+                    # the cores the running children leave free, shared by the runs that start now
+                    free = cores - sum(c.threads or 1 for c in running.values())
+                    starting = min(jobs - len(running), len(queue) + 1)
+                    threads = max(1, free // starting)
+                    cfg = job.config.replace(threads=threads)  # threads is not part of the run id
                     proc = ctx.Process(target=_forked_run, args=(cfg, store.root, ws, job.annotations))
                     proc.start()
                     running[proc] = cfg
