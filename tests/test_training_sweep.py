@@ -101,3 +101,14 @@ def test_a_new_lr_choice_supersedes_the_main_runs_of_the_old_one(tmp_path, tiny_
         assert record.data["role"] == "lr_superseded" and record.data["superseded_by_lr"] == 5e-2
     listed = store.list()
     assert sorted(listed["role"]) == ["lr_superseded", "lr_superseded", "main", "main"]
+
+
+def test_runs_of_a_sweep_without_grid_are_superseded_when_a_grid_chooses_another_lr(tmp_path, tiny_config):
+    cfgs = [tiny_config(mode="ab", seed=s, steps=2, lr=1e-6) for s in (0, 1)]
+    store = RunStore(tmp_path)
+    plain = sweep(cfgs, store)  # no grid: no role
+    assert plain["role"].isna().all()
+    frame = sweep(cfgs, store, lrs=[5e-2])  # a grid of one other lr: the choice moves
+    assert set(frame["lr"]) == {5e-2}
+    for run_id in plain["run_id"]:
+        assert store.get(run_id).data["role"] == "lr_superseded"

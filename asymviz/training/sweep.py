@@ -191,13 +191,14 @@ class _Plan:
 
 
     def _supersede(self) -> None:
-        """Main runs of a decided group trained at another lr (an earlier, narrower grid) become lr_superseded."""
+        """Main runs of a decided group trained at another lr (an earlier, narrower grid, or a sweep without a
+        grid: no role) become lr_superseded."""
         from asymviz.runs import annotate_run
         from asymviz.training.lr_grid import group_key
 
         current = {c.run_id() for c in self.all_configs()}
         for record in self.store.records():
-            if record.data.get("role") != "main" or record.run_id in current:
+            if record.data.get("role") not in ("main", None) or record.run_id in current:
                 continue
             try:
                 cfg = TrainConfig.from_dict(record.config)
