@@ -20,6 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from asymviz.claims import verdict  # noqa: E402
 from asymviz.runs import RunStore  # noqa: E402
 
 MODES = ("ab", "b_only", "a_only")
@@ -37,10 +38,12 @@ def fmt(m: float, s: float, digits: int = 3) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if s == s else f"{m:.{digits}f}"
 
 
-def verdict(diff: float, se: float, tol: float = 0.005) -> str:
-    """'≈' when |diff| is within max(2 se, tol), else '>' or '<' (the first mode vs the second)."""
-    band = max(2 * se if se == se else 0.0, tol)
-    return "≈" if abs(diff) <= band else (">" if diff > 0 else "<")
+SYMBOL = {"within noise": "≈", "better": ">", "worse": "<"}
+
+
+def symbol(diff: float, se: float) -> str:
+    """asymviz.claims.verdict (the rule the app's Overview uses) as a table symbol: ≈, > or <."""
+    return SYMBOL[verdict(diff, se)]
 
 
 def table(frame: pd.DataFrame, cols: list[str]) -> str:
@@ -78,9 +81,9 @@ def exp1(root: Path) -> tuple[str, dict]:
         se_a = math.hypot(ab[1], ao[1])
         se_ba = math.hypot(bo[1], ao[1])
         claims.append({
-            "task": task, "r": rank, "B only − A&B": f"{bo[0] - ab[0]:+.3f}", "B only vs A&B": verdict(bo[0] - ab[0], se_b),
-            "A only − A&B": f"{ao[0] - ab[0]:+.3f}", "A only vs A&B": verdict(ao[0] - ab[0], se_a),
-            "B only − A only": f"{bo[0] - ao[0]:+.3f}", "B only vs A only": verdict(bo[0] - ao[0], se_ba),
+            "task": task, "r": rank, "B only − A&B": f"{bo[0] - ab[0]:+.3f}", "B only vs A&B": symbol(bo[0] - ab[0], se_b),
+            "A only − A&B": f"{ao[0] - ab[0]:+.3f}", "A only vs A&B": symbol(ao[0] - ab[0], se_a),
+            "B only − A only": f"{bo[0] - ao[0]:+.3f}", "B only vs A only": symbol(bo[0] - ao[0], se_ba),
         })  # fmt: skip
     claims = pd.DataFrame(claims)
     means = f.groupby(["mode", "rank"])["test_accuracy"].mean().unstack()
@@ -314,8 +317,8 @@ def main(argv=None) -> int:
         lines.append(
             "- **Causal LM (SmolLM2-135M on chatterbot_qa, CPU, lower is better)**: test answer loss "
             + ", ".join(f"{LABEL[k]} {v[0]:.3f}" for k, v in s3.items())
-            + (f" (lr chosen per mode on validation); B only vs A&B: {_word(verdict(-(s3['b_only'][0] - s3['ab'][0]), math.hypot(s3['ab'][1], s3['b_only'][1]), 0.01))}, "
-               f"B only vs A only: {_word(verdict(-(s3['b_only'][0] - s3['a_only'][0]), math.hypot(s3['a_only'][1], s3['b_only'][1]), 0.01))}"
+            + (f" (lr chosen per mode on validation); B only vs A&B: {verdict(-(s3['b_only'][0] - s3['ab'][0]), math.hypot(s3['ab'][1], s3['b_only'][1]), 0.01)}, "
+               f"B only vs A only: {verdict(-(s3['b_only'][0] - s3['a_only'][0]), math.hypot(s3['a_only'][1], s3['b_only'][1]), 0.01)}"
                if len(s3) == 3 else "") + " (2 seeds; 'better' means lower loss)."
         )
     if s4:
@@ -323,8 +326,8 @@ def main(argv=None) -> int:
         lines.append(
             "- **ViT (pretrained on Fashion-MNIST, adapted to MNIST digits)**: in-domain / rotated held-out "
             "accuracy " + ", ".join(f"{LABEL[k]} {v[0][0]:.3f} / {v[1][0]:.3f}" for k, v in s4.items())
-            + f"; in-domain, B only vs A&B: {_word(verdict(bo[0] - ab[0], math.hypot(ab[1], bo[1])))}, B only vs "
-            f"A only: {_word(verdict(bo[0] - ao[0], math.hypot(bo[1], ao[1])))} (3 seeds)."
+            + f"; in-domain, B only vs A&B: {verdict(bo[0] - ab[0], math.hypot(ab[1], bo[1]))}, B only vs "
+            f"A only: {verdict(bo[0] - ao[0], math.hypot(bo[1], ao[1]))} (3 seeds)."
         )
     lines += [
         "",
@@ -387,10 +390,6 @@ def main(argv=None) -> int:
 
 def _share(k: int, n: int) -> str:
     return "Holds" if k >= 0.7 * n else ("Holds on about half the cells" if k >= 0.4 * n else "Does not hold here")
-
-
-def _word(v: str) -> str:
-    return {"≈": "within noise", ">": "better", "<": "worse"}[v]
 
 
 def _interrupted_seconds(e1: pd.DataFrame) -> float:
