@@ -173,7 +173,7 @@ def runs_now(store: str):
     from asymviz.runs import list_runs
 
     frame = list_runs(store)
-    frame["has_adapter"] = [(Path(p) / "adapter" / "adapter_config.json").is_file() for p in frame["path"]]
+    frame["has_adapter"] = frame["has_weights"]  # RunStore.list() checked adapter/adapter_config.json
     frame["has_init"] = [(Path(p) / "init" / "adapter_config.json").is_file() for p in frame["path"]]
     frame["label"] = [
         f"{short(task)} · {short(model)} · {mode} · r={rank} · seed {seed} ({status})"
