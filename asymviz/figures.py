@@ -619,21 +619,10 @@ def alignment_layer_figure(
     source, which, side, reference, <value>`` and the value's baseline (``random_baseline`` for similarity,
     ``energy_baseline`` for energy_share).
     """
-    from plotly.subplots import make_subplots
-
-    baseline_col, y_label = ALIGN_VALUES[value]
-    title = title or "Alignment per layer (mean over the layer's modules)"
+    baseline_col, _ = ALIGN_VALUES[value]
     data = frame.dropna(subset=[value]) if len(frame) else frame
-    panels = _alignment_panels(data, sides) if len(data) else []
-    if not panels:
-        return empty_figure("no alignment rows for these sides", title)
-    data = data.assign(layer_label=_layer_labels(data["layer"]))
-    layers = _layer_order(data["layer_label"])
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[alignment_panel_title(*p) for p in panels],
-                        horizontal_spacing=0.08)  # fmt: skip
-    legend: set[str] = set()
-    for col, (which, side, _) in enumerate(panels, 1):
-        part = data[(data["which"] == which) & (data["side"] == side)]
+
+    def bars(fig: go.Figure, part: pd.DataFrame, which: str, layers, legend: set, col: int) -> None:
         for source in [s for s in ("init", "trained") if s in set(part["source"])]:
             g = (
                 part[part["source"] == source]
@@ -663,6 +652,28 @@ def alignment_layer_figure(
                 row=1, col=col,
             )  # fmt: skip
             legend.add(name)
+
+    return _alignment_figure(data, sides, value, title or "Alignment per layer (mean over the layer's modules)",
+                             "no alignment rows for these sides", bars)  # fmt: skip
+
+
+def _alignment_figure(data: pd.DataFrame, sides, value: str, title: str, empty: str, bars) -> go.Figure:
+    """What both alignment figures share: one panel per (which, side) present in `data`, layers as categories,
+    `bars(fig, part, which, layers, legend, col)` drawing each panel's bars, then its random-baseline step."""
+    from plotly.subplots import make_subplots
+
+    baseline_col, y_label = ALIGN_VALUES[value]
+    panels = _alignment_panels(data, sides) if len(data) else []
+    if not panels:
+        return empty_figure(empty, title)
+    data = data.assign(layer_label=_layer_labels(data["layer"]))
+    layers = _layer_order(data["layer_label"])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[alignment_panel_title(*p) for p in panels],
+                        horizontal_spacing=0.08)  # fmt: skip
+    legend: set[str] = set()
+    for col, (which, side, _) in enumerate(panels, 1):
+        part = data[(data["which"] == which) & (data["side"] == side)]
+        bars(fig, part, which, layers, legend, col)
         _baseline_step(fig, part, baseline_col, layers, legend, col)
     fig.update_yaxes(title_text=y_label, row=1, col=1)
     fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05)
@@ -698,21 +709,9 @@ def alignment_mode_figure(
     Reads alignment_table rows stacked over runs, with ``run_id`` and ``mode`` added: ``run_id, mode, layer,
     source, which, side, reference, <value>`` and the value's baseline column; only source "trained" is drawn.
     """
-    from plotly.subplots import make_subplots
-
-    baseline_col, y_label = ALIGN_VALUES[value]
-    title = title or "Alignment per layer and mode (mean ± s.e. over seeds)"
     data = frame[frame["source"] == "trained"].dropna(subset=[value]) if len(frame) else frame
-    panels = _alignment_panels(data, sides) if len(data) else []
-    if not panels:
-        return empty_figure("no aligned runs to show", title)
-    data = data.assign(layer_label=_layer_labels(data["layer"]))
-    layers = _layer_order(data["layer_label"])
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[alignment_panel_title(*p) for p in panels],
-                        horizontal_spacing=0.08)  # fmt: skip
-    legend: set[str] = set()
-    for col, (which, side, _) in enumerate(panels, 1):
-        part = data[(data["which"] == which) & (data["side"] == side)]
+
+    def bars(fig: go.Figure, part: pd.DataFrame, which: str, layers, legend: set, col: int) -> None:
         per_run = part.groupby(["mode", "run_id", "layer_label"], sort=False)[value].mean().reset_index()
         stats = mean_se(per_run, ["mode", "layer_label"], value)
         for mode in _ordered_modes(stats["mode"]):
@@ -731,10 +730,9 @@ def alignment_mode_figure(
                 row=1, col=col,
             )  # fmt: skip
             legend.add(mode)
-        _baseline_step(fig, part, baseline_col, layers, legend, col)
-    fig.update_yaxes(title_text=y_label, row=1, col=1)
-    fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.05)
-    return _style(fig, title, height=420)
+
+    return _alignment_figure(data, sides, value, title or "Alignment per layer and mode (mean ± s.e. over seeds)",
+                             "no aligned runs to show", bars)  # fmt: skip
 
 
 DIAGNOSTIC_PANELS = {  # column -> (panel title, y-axis title)

@@ -47,14 +47,7 @@ class Workspace:
             config.max_test,
         )
         if key not in self._tasks:
-            self._tasks[key] = load_task(
-                config.task,
-                config.split_seed,
-                config.holdout,
-                config.max_train,
-                config.max_validation,
-                config.max_test,
-            )
+            self._tasks[key] = load_task(*key)  # the key is load_task's positional arguments
         return self._tasks[key]
 
     def model(
