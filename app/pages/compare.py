@@ -157,30 +157,27 @@ else:  # similarity
     mode = c1.selectbox("Mode", modes, format_func=F.mode_label, key="cmp_sim_mode")
     rank = c2.selectbox("Rank", ranks, key="cmp_sim_rank")
     base = sel[(sel["mode"] == mode) & (sel["rank"] == rank) & sel["has_adapter"]]
+    base = base.assign(init_from=base["init_seed"].fillna(base["seed"]).astype(int))  # the seed of each init
     if across == "seeds":
         counts = base.groupby("task").size()
         task_options = [t for t in tasks if t in counts.index] or tasks
         best = max(range(len(task_options)), key=lambda i: counts.get(task_options[i], 0))
         fixed = c3.selectbox("Task", task_options, index=best, key="cmp_sim_task", format_func=cached.short)
         group = base[base["task"] == fixed]
-        init = group["init_seed"].fillna(group["seed"]).astype(int)
-        shared = sorted(set(init[init != group["seed"]]))
+        shared = sorted(set(group.loc[group["init_from"] != group["seed"], "init_from"]))
         if shared:  # runs that started from another seed's init: compare like with like
             options = ["each its own init", *[f"one shared init (seed {k})" for k in shared]]
             kind = st.radio("Inits", options, key="cmp_sim_inits", horizontal=True,
                             help="Runs of this task started from their own init, or from one shared init "
                             "(the paper's Figure 1 shows both).")  # fmt: skip
             if kind == options[0]:
-                group = group[init == group["seed"]]
+                group = group[group["init_from"] == group["seed"]]
             else:
-                k = shared[options.index(kind) - 1]
-                group = group[init == k]
+                group = group[group["init_from"] == shared[options.index(kind) - 1]]
         names = [f"seed {s}" for s in group["seed"]]
     else:
         fixed = c3.selectbox("Seed", seeds, key="cmp_sim_seed")
-        group = base[base["seed"] == fixed]
-        init = group["init_seed"].fillna(group["seed"]).astype(int)
-        group = group[init == group["seed"]]  # one init per seed: the tasks share it
+        group = base[(base["seed"] == fixed) & (base["init_from"] == base["seed"])]  # the tasks share seed's init
         names = [cached.short(t) for t in group["task"]]
     if len(group) < 2:
         st.info(
