@@ -98,7 +98,7 @@ def peft_folder(path: str) -> str:
         import tempfile
 
         from app.components import UPLOAD_DIR, choice_for
-        from asymviz.archive import extract_zip
+        from asymviz.adapters.archive import extract_zip
 
         digest = hashlib.blake2b(
             f"{p.resolve()}|{choice_for(p).signature}".encode(), digest_size=8

@@ -157,7 +157,7 @@ def bench_minilm(run: Path, samples: int, k: int, label: str = "") -> None:
 def smollm2_adapter(model, targets: list[str], r: int = 8, seed: int = 0):
     import torch
 
-    from asymviz.adapters import LoraAdapter
+    from asymviz.adapters import from_state_dict
     from asymviz.base_weights import find_module
 
     g = torch.Generator().manual_seed(seed)
@@ -171,7 +171,7 @@ def smollm2_adapter(model, targets: list[str], r: int = 8, seed: int = 0):
             ) / d_in**0.5
             tensors[f"base_model.model.{name}.lora_B.weight"] = torch.randn(d_out, r, generator=g) * 0.02
     config = {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": targets}
-    return LoraAdapter.from_state_dict(tensors, config, source="synthetic SmolLM2 adapter")
+    return from_state_dict(tensors, config, source="synthetic SmolLM2 adapter")
 
 
 def bench_smollm2(targets: list[str], k: int, dense_modules: int) -> None:

@@ -11,7 +11,7 @@ import torch
 from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_llama_lm, write_tiny_task
 
 from asymviz.activations import ModuleMoments, collect_moments
-from asymviz.adapters import LoraAdapter
+from asymviz.adapters import from_state_dict
 from asymviz.alignment import (
     ALIGN_COLUMNS,
     align,
@@ -38,7 +38,7 @@ def module_of(A, B):
         f"base_model.model.{NAME}.lora_A.weight": A.float(),
         f"base_model.model.{NAME}.lora_B.weight": B.float(),
     }
-    return LoraAdapter.from_state_dict(
+    return from_state_dict(
         sd, {"peft_type": "LORA", "r": A.shape[0], "lora_alpha": A.shape[0]}
     ).module(NAME)
 

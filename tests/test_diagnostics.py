@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from asymviz.adapters import LoraAdapter, load_adapter
+from asymviz.adapters import from_state_dict, load_adapter
 from asymviz.base_weights import base_weight, clear_svd_cache, weight_svd
 from asymviz.diagnostics import (
     DIAGNOSE_COLUMNS,
@@ -50,7 +50,7 @@ def single(A, B, scaling=1.0, config=None):
         f"base_model.model.{NAME}.lora_A.weight": A.float(),
         f"base_model.model.{NAME}.lora_B.weight": B.float(),
     }
-    return LoraAdapter.from_state_dict(sd, cfg)
+    return from_state_dict(sd, cfg)
 
 
 # ---- the low-rank top-k SVD ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import random_factors, write_adapter
 
-from asymviz.adapters import LoraAdapter, load_adapter, module_name, parse_layer
+from asymviz.adapters import from_state_dict, load_adapter, module_name, parse_layer
 from asymviz.errors import AdapterError
 
 
@@ -85,7 +85,7 @@ def test_keys_with_adapter_name_from_live_state_dict(peft_adapter):
     live = {k: v for k, v in model.state_dict().items() if "lora_" in k}  # "...lora_A.default.weight"
     assert any(".default." in k for k in live)
     cfg = json.loads((folder / "adapter_config.json").read_text())
-    adapter = LoraAdapter.from_state_dict(live, cfg)
+    adapter = from_state_dict(live, cfg)
     expected = peft_deltas(model)
     for m in adapter:
         torch.testing.assert_close(m.delta_weight(), expected[m.name])

@@ -1,0 +1,120 @@
+"""load_adapter: from a path to a LoraAdapter, whatever the container (folder, .zip, .safetensors, legacy .bin).
+
+`load_adapter(path)` accepts what users have: a PEFT `save_pretrained` folder (or one of its named-adapter
+subfolders), a .zip of one, a bare .safetensors file (scaling unknown without a config: 1 is used and the
+adapter says so), or a legacy .bin read with `torch.load(weights_only=True)`. It reads only the headers;
+tensors are read one module at a time as the adapter is iterated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import weakref
+from pathlib import Path
+
+from asymviz.adapters.archive import extract_zip, remove_tree
+from asymviz.adapters.config import AdapterConfig
+from asymviz.adapters.model import LoraAdapter
+from asymviz.adapters.peft import build
+from asymviz.adapters.tensors import DictReader, SafetensorsReader
+from asymviz.errors import AdapterError
+
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+CONFIG_FILE = "adapter_config.json"
+
+
+def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool = True) -> LoraAdapter:
+    """Load a LoRA adapter from a PEFT folder, a .zip of one, a .safetensors file or a legacy .bin.
+
+    Parameters
+    ----------
+    path : folder, .zip, .safetensors, .bin/.pt/.pth
+    adapter_name : for folders with one subfolder per named adapter (PEFT's multi-adapter save), or keys
+        that carry several adapter names; None picks the only one there is.
+    strict : reject config fields that no PEFT LoraConfig has (False: ignore them).
+
+    Raises
+    ------
+    AdapterError with one line naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AdapterError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _load_dir(path, adapter_name, strict, source=str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return _load_zip(path, adapter_name, strict)
+    config = _config_beside(path, strict)
+    if suffix in (".bin", ".pt", ".pth"):
+        return build(DictReader(torch_load(path), path.name), config, str(path), adapter_name)
+    return build(SafetensorsReader(path), config, str(path), adapter_name)
+
+
+def _config_beside(path: Path, strict: bool) -> AdapterConfig | None:
+    cfg = path.parent / CONFIG_FILE
+    return AdapterConfig.from_file(cfg, strict=strict) if cfg.is_file() else None
+
+
+def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -> LoraAdapter:
+    if adapter_name is not None and (path / adapter_name).is_dir():
+        return _load_dir(path / adapter_name, None, strict, source=f"{source}/{adapter_name}")
+    weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
+    if weights is None:
+        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES))
+        if len(subs) == 1:
+            return _load_dir(path / subs[0], None, strict, source=f"{source}/{subs[0]}")
+        if subs:
+            raise AdapterError(f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name=")
+        raise AdapterError(f"{path}: no adapter_model.safetensors or adapter_model.bin in this folder")
+    config = _config_beside(weights, strict)
+    reader = SafetensorsReader(weights) if weights.suffix == ".safetensors" else DictReader(torch_load(weights), weights.name)
+    return build(reader, config, source, adapter_name)
+
+
+def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter:
+
+    tmp = Path(tempfile.mkdtemp(prefix="asymviz-zip-"))
+    try:
+        extract_zip(path, tmp)
+        roots = sorted(
+            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)} | {p.parent for p in tmp.rglob("*.safetensors")},
+            key=lambda p: (len(p.relative_to(tmp).parts), str(p)),
+        )
+        if not roots:
+            raise AdapterError(f"{path.name}: the archive holds no adapter_model.safetensors or .bin")
+        root = roots[0]
+        if adapter_name is None and not any((root / w).is_file() for w in WEIGHT_FILES):
+            files = sorted(root.glob("*.safetensors"))
+            if len(files) != 1:
+                raise AdapterError(f"{path.name}: several .safetensors files and no adapter_model file")
+            adapter = build(SafetensorsReader(files[0]), _config_beside(files[0], strict), str(path), None)
+        else:
+            adapter = _load_dir(root, adapter_name, strict, source=str(path))
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    weakref.finalize(adapter, remove_tree, tmp)  # the unpacked files live as long as the adapter
+    return adapter
+
+
+def torch_load(path: Path) -> dict:
+    import pickle
+
+    import torch
+
+    from asymviz.adapters.safetensors_file import sniff_format
+
+    kind = sniff_format(path)
+    if kind not in ("pickle", "torch-zip"):
+        raise AdapterError(f"{path.name}: not a PyTorch checkpoint (expected a torch.save file)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdapterError(f"{path.name}: refused by torch.load(weights_only=True): {first}") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise AdapterError(f"{path.name}: holds a {type(data).__name__}, not a dict of tensors")
+    return data

@@ -1,0 +1,242 @@
+"""The data model every reader produces: LoraModule (tensors) and LoraAdapter (metadata now, tensors on demand).
+
+    adapter = load_adapter("runs/x/adapter")     # asymviz.adapters.load_adapter
+    for m in adapter:                             # LoraModule, A: (r, d_in), B: (d_out, r)
+        m.scaling * m.B @ m.A                     # ΔW (d_out, d_in): dense, only for small modules and tests
+
+Module names are PEFT keys without `base_model.model.` and the `.lora_A.weight` suffix, e.g.
+`model.layers.0.self_attn.q_proj`. Readers (one module per file format) build `ModuleSpec`s from headers
+and hand LoraAdapter a reader object with `get_many(keys) -> list[Tensor]`; tensors are read one module at a
+time as the adapter is iterated, so a 7B adapter is analysed without holding it in memory twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from asymviz.adapters.config import AdapterConfig
+
+
+@dataclass(frozen=True)
+class LoraModule:
+    """One adapted module, loaded. ΔW = scaling · B @ A."""
+
+    name: str  # "model.layers.3.self_attn.q_proj"
+    layer: int | None  # 3 (first number in the name), None for e.g. an embedding
+    kind: str  # "q_proj" (last part of the name)
+    A: torch.Tensor  # (r, d_in)
+    B: torch.Tensor  # (d_out, r)
+    scaling: float  # lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA; 1.0 when unknown
+    magnitude: torch.Tensor | None = None  # (d_out,) DoRA column magnitudes, else None
+    embedding: bool = False  # lora_embedding_A/B: d_in is the vocabulary, ΔW is used transposed
+    fan_in_fan_out: bool = False  # base weight stored (d_in, d_out) (GPT-2 Conv1D): PEFT transposes ΔW
+
+    @property
+    def r(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def d_in(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def d_out(self) -> int:
+        return self.B.shape[0]
+
+    @property
+    def finite(self) -> bool:
+        return count_nonfinite(self.A) == 0 and count_nonfinite(self.B) == 0
+
+    def delta_weight(self) -> torch.Tensor:
+        """Dense ΔW (d_out, d_in). Memory d_out·d_in: for tests and small modules, never for analyses."""
+        return self.scaling * (self.B @ self.A)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """What the header says about one adapted module; no tensor is read to make it."""
+
+    name: str
+    layer: int | None
+    kind: str
+    r: int
+    d_in: int
+    d_out: int
+    alpha: float | None  # None when the adapter came without a config
+    scaling: float
+    a_key: str
+    b_key: str
+    magnitude_key: str | None
+    embedding: bool
+    fan_in_fan_out: bool
+    dtype: str
+
+    @property
+    def params(self) -> int:
+        return self.r * (self.d_in + self.d_out)
+
+
+class LoraAdapter:
+    """A LoRA adapter: per-module metadata now, tensors on demand (iterate it, or call `module(name)`)."""
+
+    def __init__(
+        self,
+        modules: tuple[ModuleSpec, ...],
+        reader,
+        config: AdapterConfig | None,
+        source: str,
+        extras: dict[str, tuple[int, ...]],
+        problems: list[str],
+    ):
+        self.modules = modules
+        self.config = config
+        self.source = source
+        self.extras = extras  # non-LoRA weights (modules_to_save, lora biases): key -> shape
+        self.problems = problems  # non-fatal findings; grows as tensors are read (non-finite values)
+        self._reader = reader
+        self._by_name = {m.name: m for m in modules}
+
+    # -- access ------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def __repr__(self) -> str:
+        ranks = sorted({m.r for m in self.modules})
+        return f"LoraAdapter({self.source!r}, {len(self)} modules, r={ranks}, scaling_known={self.scaling_known})"
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.modules]
+
+    @property
+    def scaling_known(self) -> bool:
+        return self.config is not None
+
+    @property
+    def base_model(self) -> str | None:
+        return self.config.base_model_name_or_path if self.config else None
+
+    def spec(self, name: str) -> ModuleSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.source}: no adapted module named {name!r}") from None
+
+    def module(self, name: str) -> LoraModule:
+        return self._load(self.spec(name))
+
+    def __iter__(self) -> Iterator[LoraModule]:
+        for spec in self.modules:
+            yield self._load(spec)
+
+    def iter_modules(self, progress: Callable[[int], None] | None = None) -> Iterator[LoraModule]:
+        """Iterate modules, calling progress(n_done) after each."""
+        for i, spec in enumerate(self.modules, 1):
+            yield self._load(spec)
+            if progress:
+                progress(i)
+
+    def _load(self, spec: ModuleSpec) -> LoraModule:
+        keys = [spec.a_key, spec.b_key] + ([spec.magnitude_key] if spec.magnitude_key else [])
+        tensors = self._reader.get_many(keys)
+        A, B = (_as_float(t) for t in tensors[:2])
+        A = A.reshape(spec.r, spec.d_in)  # conv kernels flatten into d_in
+        B = B.reshape(spec.d_out, spec.r)
+        magnitude = _as_float(tensors[2]).reshape(-1) if spec.magnitude_key else None
+        for label, t in (("A", A), ("B", B)):
+            bad = count_nonfinite(t)
+            if bad:
+                note = f"{spec.name}: {bad} non-finite value(s) in {label}; analyses skip this module"
+                if note not in self.problems:
+                    self.problems.append(note)
+        return LoraModule(
+            name=spec.name,
+            layer=spec.layer,
+            kind=spec.kind,
+            A=A,
+            B=B,
+            scaling=spec.scaling,
+            magnitude=magnitude,
+            embedding=spec.embedding,
+            fan_in_fan_out=spec.fan_in_fan_out,
+        )
+
+    # -- summaries ---------------------------------------------------------------------------------------
+    def summary(self) -> pd.DataFrame:
+        """One row per module.
+
+        Returns
+        -------
+        DataFrame with columns ``module, layer, kind, r, d_in, d_out, alpha, scaling, params, dtype,
+        embedding, dora, fan_in_fan_out`` (params = r·(d_in + d_out), the trainable count of A&B).
+        """
+        import pandas as pd
+
+        rows = [
+            {
+                "module": m.name, "layer": m.layer, "kind": m.kind, "r": m.r, "d_in": m.d_in,
+                "d_out": m.d_out, "alpha": m.alpha, "scaling": m.scaling, "params": m.params,
+                "dtype": m.dtype, "embedding": m.embedding, "dora": m.magnitude_key is not None,
+                "fan_in_fan_out": m.fan_in_fan_out,
+            }
+            for m in self.modules
+        ]  # fmt: skip
+        frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        frame["layer"] = frame["layer"].astype("Int64")
+        return frame
+
+    def trainable_params(self, mode: str = "ab") -> int:
+        """LoRA parameters trained in `mode`: 'ab' r(d_in+d_out), 'b_only' r·d_out, 'a_only' r·d_in."""
+        if mode == "ab":
+            return sum(m.params for m in self.modules)
+        if mode == "b_only":
+            return sum(m.r * m.d_out for m in self.modules)
+        if mode == "a_only":
+            return sum(m.r * m.d_in for m in self.modules)
+        raise ValueError(f"mode must be 'ab', 'b_only' or 'a_only', got {mode!r}")
+
+
+SUMMARY_COLUMNS = [
+    "module", "layer", "kind", "r", "d_in", "d_out", "alpha", "scaling", "params", "dtype", "embedding",
+    "dora", "fan_in_fan_out",
+]  # fmt: skip
+
+
+def count_nonfinite(t: torch.Tensor) -> int:
+    """Number of NaN/inf entries; a finite sum answers 0 in one pass (the exact count only runs otherwise)."""
+    import torch
+
+    if bool(torch.isfinite(t.sum())):
+        return 0
+    return int((~torch.isfinite(t)).sum())
+
+
+def _as_float(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+
+
+# Within a block, modules in the order the forward pass meets them (for tables and heatmap axes).
+_KIND_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        "q_proj k_proj v_proj o_proj query key value c_attn qkv_proj out_proj dense c_proj gate_proj up_proj "
+        "fc1 c_fc down_proj fc2 w1 w3 w2".split()
+    )
+}
+
+
+def module_order(spec: ModuleSpec):
+    """Sort key: layer, then the order the forward pass meets a block's projections, then the name."""
+    natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", spec.name)]
+    return (spec.layer if spec.layer is not None else -1, _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)), natural)
+
+
