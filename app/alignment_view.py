@@ -166,7 +166,7 @@ def _ratio_text(sim: float, base: float) -> str:
 
 def alignment_metrics(frame) -> None:
     """Headline numbers: mean over modules of A vs inputs and B vs outputs, trained and init."""
-    from asymviz.alignment import alignment_summary
+    from asymviz.probes.alignment import alignment_summary
 
     summary = alignment_summary(frame).set_index(["source", "which", "side"])
     items = [("trained", "A", "input"), ("trained", "B", "output"), ("init", "A", "input"),
@@ -192,7 +192,7 @@ def alignment_metrics(frame) -> None:
 
 def show_alignment(frame, name: str, key: str, notes=(), value: str | None = None) -> None:
     """The alignment results: headline numbers, per-layer bars (data sides, then weight sides), the table."""
-    from asymviz.alignment import alignment_summary
+    from asymviz.probes.alignment import alignment_summary
 
     for line in dict.fromkeys(notes):
         st.warning(line, icon=":material/warning:")

@@ -371,7 +371,7 @@ def demo_preset():
 
 @st.cache_resource(show_spinner=False)
 def task_names() -> tuple[str, ...]:
-    from asymviz.training.data import TASKS
+    from asymviz.base.tasks import TASKS
 
     return tuple(TASKS)
 
@@ -391,7 +391,7 @@ def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# alignment and diagnostics (asymviz.alignment, asymviz.diagnostics): background jobs in the server process
+# alignment and diagnostics (asymviz.probes.alignment, asymviz.probes.diagnostics): background jobs in the server process
 #
 # Aligning an adapter loads its base model and runs a data sample through it (MiniLM: about a minute on a
 # 2-core CPU), too long for a script run that any widget change interrupts. Each computation runs once in a
@@ -506,14 +506,14 @@ def _quiet_transformers() -> None:
 
 def alignment_job(path: str, signature: str, base: str, task: str, samples: int, k: int, labels: bool = True,
                   start: bool = False) -> AnalysisJob | None:  # fmt: skip
-    """asymviz.alignment.align on a run folder (adds its init) or a PEFT adapter folder, in the background.
+    """asymviz.probes.alignment.align on a run folder (adds its init) or a PEFT adapter folder, in the background.
 
     signature : the adapter file's version (components.choice_for), part of the key
     """
     key = ("align", path, signature, base, task, int(samples), int(k), bool(labels))
 
     def work(job):
-        from asymviz.alignment import align, load_sample
+        from asymviz.probes.alignment import align, load_sample
 
         _quiet_transformers()
 
@@ -529,13 +529,13 @@ def alignment_job(path: str, signature: str, base: str, task: str, samples: int,
 
 def diagnostics_job(path: str, signature: str, base: str, k: int = 10, eps: float = 0.5,
                     start: bool = False) -> AnalysisJob | None:  # fmt: skip
-    """asymviz.diagnostics.diagnose of an adapter against its base model's weights, in the background."""
+    """asymviz.probes.diagnostics.diagnose of an adapter against its base model's weights, in the background."""
     key = ("diagnose", path, signature, base, int(k), float(eps))
 
     def work(job):
         from asymviz.adapters import load_adapter
-        from asymviz.base_weights import load_base_model
-        from asymviz.diagnostics import diagnose
+        from asymviz.probes.base_weights import load_base_model
+        from asymviz.probes.diagnostics import diagnose
 
         _quiet_transformers()
         adapter = load_adapter(path)
@@ -570,7 +570,7 @@ def run_folder_of(path: str | None):
 
 @st.cache_data(ttl=10, show_spinner=False)
 def run_settings(run_folder: str) -> dict:
-    """model, task, max_length of a run (asymviz.alignment.run_settings)."""
-    from asymviz.alignment import run_settings as settings
+    """model, task, max_length of a run (asymviz.probes.alignment.run_settings)."""
+    from asymviz.probes.alignment import run_settings as settings
 
     return settings(run_folder)

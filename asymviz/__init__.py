@@ -32,10 +32,10 @@ _EXPORTS = {
     "TrainConfig": "asymviz.training.config",
     "train": "asymviz.training.loop",
     "sweep": "asymviz.training.sweep",
-    "align": "asymviz.alignment",
-    "alignment_table": "asymviz.alignment",
-    "diagnose": "asymviz.diagnostics",
-    "intruder_dimensions": "asymviz.diagnostics",
+    "align": "asymviz.probes.alignment",
+    "alignment_table": "asymviz.probes.alignment",
+    "diagnose": "asymviz.probes.diagnostics",
+    "intruder_dimensions": "asymviz.probes.diagnostics",
 }
 
 

@@ -1,5 +1,5 @@
 """`python -m asymviz ...` is the same as the `asymviz` command."""
 
-from asymviz.cli import main
+from asymviz.cli.main import main
 
 raise SystemExit(main())

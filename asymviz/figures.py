@@ -566,7 +566,7 @@ def bound_figure(bounds: pd.DataFrame, title: str = "Generalisation bound by mod
 
 
 # ------------------------------------------------------------------------------------------------------------
-# alignment with the data and the base weights (asymviz.alignment) and diagnostics (asymviz.diagnostics)
+# alignment with the data and the base weights (asymviz.probes.alignment) and diagnostics (asymviz.probes.diagnostics)
 
 
 ALIGN_VALUES = {  # value column -> (its random-subspace baseline column, axis title)
@@ -615,7 +615,7 @@ def alignment_layer_figure(
     """Per layer, bars of how well A and B align with their references (mean over the layer's modules), the
     trained adapter next to its init, and the random-subspace baseline as a dashed grey step.
 
-    One panel per (which, side) in `sides`. Reads `asymviz.alignment.alignment_table` columns ``layer,
+    One panel per (which, side) in `sides`. Reads `asymviz.probes.alignment.alignment_table` columns ``layer,
     source, which, side, reference, <value>`` and the value's baseline (``random_baseline`` for similarity,
     ``energy_baseline`` for energy_share).
     """
@@ -746,7 +746,7 @@ def diagnostics_figure(diag: pd.DataFrame, title: str = "Diagnostics per module"
     """Three panels against the layer: intruder dimensions, amplification factor, DoRA direction change; one
     marker series per module kind.
 
-    Reads `asymviz.diagnostics.diagnose` columns ``module, layer, kind, k, n_intruders, amplification,
+    Reads `asymviz.probes.diagnostics.diagnose` columns ``module, layer, kind, k, n_intruders, amplification,
     direction_change``.
     """
     from plotly.subplots import make_subplots

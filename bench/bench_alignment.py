@@ -92,8 +92,8 @@ def bench_minilm(run: Path, samples: int, k: int, label: str = "") -> None:
     import pandas as pd
     import torch
 
-    from asymviz.activations import collect_moments
-    from asymviz.alignment import (
+    from asymviz.probes.activations import collect_moments
+    from asymviz.probes.alignment import (
         alignment_summary,
         alignment_table,
         load_adapted_model,
@@ -158,7 +158,7 @@ def smollm2_adapter(model, targets: list[str], r: int = 8, seed: int = 0):
     import torch
 
     from asymviz.adapters import from_state_dict
-    from asymviz.base_weights import find_module
+    from asymviz.probes.base_weights import find_module
 
     g = torch.Generator().manual_seed(seed)
     tensors = {}
@@ -178,8 +178,8 @@ def bench_smollm2(targets: list[str], k: int, dense_modules: int) -> None:
     import torch
 
     from asymviz import base_weights
-    from asymviz.base_weights import base_weight, clear_svd_cache, load_base_model
-    from asymviz.diagnostics import diagnose
+    from asymviz.probes.base_weights import base_weight, clear_svd_cache, load_base_model
+    from asymviz.probes.diagnostics import diagnose
     from asymviz.linalg import parallel_map
 
     t = Timer()

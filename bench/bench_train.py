@@ -108,10 +108,10 @@ def saved_bytes(mode: str) -> int:
     import torch
 
     from asymviz.training import lora
-    from asymviz.training.batches import encode
+    from asymviz.base.batches import encode
     from asymviz.training.config import TrainConfig
-    from asymviz.training.data import load_task
-    from asymviz.training.models import default_head, load_model, resolve_model
+    from asymviz.base.tasks import load_task
+    from asymviz.base.models import default_head, load_model, resolve_model
 
     cfg = TrainConfig(mode=mode, targets=("query", "value"), batch_size=16, max_length=64)
     task = load_task("fine_foods", max_train=16)

@@ -23,7 +23,7 @@ def main() -> None:
     from transformers import AutoModel
 
     sys.path.insert(0, str(ROOT))
-    from asymviz.training.models import resolve_model
+    from asymviz.base.models import resolve_model
 
     source = Path(resolve_model("minilm").path)
     if "ASYMVIZ_MINILM" in __import__("os").environ:

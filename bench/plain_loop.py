@@ -19,9 +19,9 @@ def plain_peft_loop(config, steps: int | None = None, device: str = "cpu") -> di
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from asymviz.training.batches import batch_order, encode
-    from asymviz.training.data import load_task
-    from asymviz.training.models import load_tokenizer, resolve_model
+    from asymviz.base.batches import batch_order, encode
+    from asymviz.base.tasks import load_task
+    from asymviz.base.models import load_tokenizer, resolve_model
 
     dev = torch.device(device)
     if (

@@ -140,7 +140,7 @@ def test_html_export_is_standalone():
     assert '<script src="https://cdn.plot.ly' not in html and len(html) > 1_000_000  # plotly.js embedded
 
 
-# ---- alignment and diagnostics (asymviz.alignment, asymviz.diagnostics) ----------------------------------
+# ---- alignment and diagnostics (asymviz.probes.alignment, asymviz.probes.diagnostics) ----------------------------------
 
 
 def _alignment_rows(sim_a=0.5, sim_b=0.8, runs=(("r0", "ab"),)):

@@ -4,6 +4,6 @@ python -m asymviz.training train --model minilm --task fine_foods --mode b_only 
 accelerate launch --num_processes 2 -m asymviz.training train ... --out runs/x   # data parallel
 """
 
-from asymviz.cli import main
+from asymviz.cli.main import main
 
 raise SystemExit(main())

@@ -36,7 +36,7 @@ class TrainConfig:
     # what to train
     model: str = "minilm"  # "minilm", "smollm2", a Hugging Face id or a local model folder
     task: str = (
-        "fine_foods"  # a task name (asymviz.training.data.TASKS) or a CSV/JSONL file (text,label|answer)
+        "fine_foods"  # a task name (asymviz.base.tasks.TASKS) or a CSV/JSONL file (text,label|answer)
     )
     mode: Mode = "ab"  # "ab" | "b_only" | "a_only" (see the module docstring)
     a_init: str = (

@@ -33,10 +33,10 @@ import torch
 from asymviz.errors import ConfigError
 from asymviz.runs import RUN_FILE, RunRecord, RunWriter
 from asymviz.training import lora, prefix
-from asymviz.training.batches import IGNORE, Encoded, batch_order
+from asymviz.base.batches import IGNORE, Encoded, batch_order
 from asymviz.training.config import TrainConfig
-from asymviz.training.data import is_classification
-from asymviz.training.models import default_head, layer_count
+from asymviz.base.tasks import is_classification
+from asymviz.base.models import default_head, layer_count
 from asymviz.training.workspace import Workspace
 
 
@@ -586,7 +586,7 @@ def _write_generations(path: Path, model, tokenizer, task, config: TrainConfig, 
     row, question, reference, generated. Written to generations.jsonl (atomically)."""
     import json
 
-    from asymviz.training.batches import _prompt
+    from asymviz.base.batches import _prompt
 
     model.eval()
     rows = task.test.sort_values("row").head(config.generate)

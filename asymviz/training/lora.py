@@ -106,7 +106,7 @@ def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from asymviz.training.models import layer_count
+    from asymviz.base.models import layer_count
 
     layers = None
     if config.top_layers is not None:

@@ -216,7 +216,7 @@ def _estimated_steps(cfg: TrainConfig, sizes: dict) -> int:
     key = (cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train)
     if key not in sizes:
         try:
-            from asymviz.training.data import load_task
+            from asymviz.base.tasks import load_task
 
             sizes[key] = len(load_task(cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train).train)
         except Exception:

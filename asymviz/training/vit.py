@@ -116,8 +116,8 @@ def pretrain_vit(config: VitConfig, out: str | Path, progress: Callable[[str], N
     """
     import torch
 
-    from asymviz.training.batches import PIXEL_MEAN, PIXEL_STD, encode_images
-    from asymviz.training.data import load_task
+    from asymviz.base.batches import PIXEL_MEAN, PIXEL_STD, encode_images
+    from asymviz.base.tasks import load_task
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():

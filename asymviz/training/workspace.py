@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asymviz.training.batches import Encoded, encode, encode_images
+from asymviz.base.batches import Encoded, encode, encode_images
 from asymviz.training.config import TrainConfig
-from asymviz.training.data import TaskData, load_task
-from asymviz.training.models import ModelSource, load_model, resolve_model
+from asymviz.base.tasks import TaskData, load_task
+from asymviz.base.models import ModelSource, load_model, resolve_model
 
 SPLITS = ("train", "validation", "test")
 

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from asymviz.cli import main
+from asymviz.cli.main import main
 
 
 def _train_args(train_assets, out, *extra):
@@ -120,7 +120,7 @@ def test_commands_module_imports_no_torch():
     import sys
 
     code = (
-        "import sys, asymviz.training.commands, asymviz.training, asymviz.runs; print('torch' in sys.modules)"
+        "import sys, asymviz.cli.training, asymviz.training, asymviz.runs; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from asymviz.training import lora
-from asymviz.training.models import default_head, load_model, resolve_model
+from asymviz.base.models import default_head, load_model, resolve_model
 
 
 def test_orthonormal_rows_are_orthonormal():

@@ -1,4 +1,4 @@
-"""asymviz.diagnostics: intruder dimensions, amplification factor, DoRA decomposition; known answers and
+"""asymviz.probes.diagnostics: intruder dimensions, amplification factor, DoRA decomposition; known answers and
 low-rank methods checked against dense computations on small matrices."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from asymviz.adapters import from_state_dict, load_adapter
-from asymviz.base_weights import base_weight, clear_svd_cache, weight_svd
-from asymviz.diagnostics import (
+from asymviz.probes.base_weights import base_weight, clear_svd_cache, weight_svd
+from asymviz.probes.diagnostics import (
     DIAGNOSE_COLUMNS,
     INTRUDER_COLUMNS,
     diagnose,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_task
 
-from asymviz.cli import main
+from asymviz.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,6 @@ def test_bad_input_is_one_error_line_and_status_2(files, capsys, argv, message):
 
 
 def test_command_module_imports_nothing_heavy():
-    code = "import sys, asymviz.alignment_commands; print(sorted({'torch', 'transformers', 'peft', 'pandas'} & set(sys.modules)))"
+    code = "import sys, asymviz.cli.probes; print(sorted({'torch', 'transformers', 'peft', 'pandas'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

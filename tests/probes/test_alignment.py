@@ -1,4 +1,4 @@
-"""asymviz.alignment (+ asymviz.activations): known answers for A vs inputs, B vs output gradients, both vs
+"""asymviz.probes.alignment (+ asymviz.probes.activations): known answers for A vs inputs, B vs output gradients, both vs
 W0, with their random baselines; moments from hooks checked against direct computations on tiny models."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_llama_lm, write_tiny_task
 
-from asymviz.activations import ModuleMoments, collect_moments
+from asymviz.probes.activations import ModuleMoments, collect_moments
 from asymviz.adapters import from_state_dict
-from asymviz.alignment import (
+from asymviz.probes.alignment import (
     ALIGN_COLUMNS,
     align,
     alignment_summary,
@@ -21,7 +21,7 @@ from asymviz.alignment import (
     module_alignment,
     principal_subspace,
 )
-from asymviz.base_weights import clear_svd_cache, find_module, weight_svd
+from asymviz.probes.base_weights import clear_svd_cache, find_module, weight_svd
 from asymviz.linalg import single_threaded
 
 NAME = "model.layers.0.self_attn.q_proj"

@@ -1,4 +1,4 @@
-"""asymviz.training.models: offline model resolution; one slow test trains the real MiniLM."""
+"""asymviz.base.models: offline model resolution; one slow test trains the real MiniLM."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from asymviz.errors import ConfigError
-from asymviz.training.models import SMOLLM2_GGUF, cache_dir, default_head, load_model, resolve_model
+from asymviz.base.models import SMOLLM2_GGUF, cache_dir, default_head, load_model, resolve_model
 
 
 def test_minilm_resolves_to_the_package_folder(monkeypatch):
@@ -58,9 +58,9 @@ def test_default_heads(train_assets):
 def test_real_minilm_trains_a_few_steps(tmp_path):
     from peft import PeftModel
 
-    from asymviz.training.batches import encode
+    from asymviz.base.batches import encode
     from asymviz.training.config import TrainConfig
-    from asymviz.training.data import load_task
+    from asymviz.base.tasks import load_task
     from asymviz.training.loop import evaluate, train
 
     cfg = TrainConfig(model="minilm", task="fine_foods", mode="b_only", steps=4, batch_size=8, max_length=32,

@@ -1,4 +1,4 @@
-"""asymviz.training.data: vendored tasks, seeded splits, user files."""
+"""asymviz.base.tasks: vendored tasks, seeded splits, user files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from asymviz.errors import ConfigError
-from asymviz.training.data import DATA_DIR, HELDOUT_ROTATION, TASKS, load_task, rotate_images
+from asymviz.base.tasks import DATA_DIR, HELDOUT_ROTATION, TASKS, load_task, rotate_images
 
 
 def test_vendored_files_and_readme_are_there():

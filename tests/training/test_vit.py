@@ -77,8 +77,8 @@ def test_vit_adapter_reloads_in_peft_and_the_head_is_redrawn(tiny_vit, tmp_path)
     from peft import PeftModel
     from transformers import ViTForImageClassification
 
-    from asymviz.training.batches import encode_images
-    from asymviz.training.data import load_task
+    from asymviz.base.batches import encode_images
+    from asymviz.base.tasks import load_task
     from asymviz.training.loop import evaluate
 
     cfg = _mnist(tiny_vit, mode="b_only", steps=4)
@@ -109,7 +109,7 @@ def test_cache_prefix_is_refused_for_images(tiny_vit, tmp_path):
 
 
 def test_pretrain_vit_command(tmp_path, capsys):
-    from asymviz.cli import main
+    from asymviz.cli.main import main
 
     out = tmp_path / "cli-vit"
     args = ["pretrain-vit", "--out", str(out), "--hidden", "8", "--layers", "1", "--heads", "2", "--mlp", "16",

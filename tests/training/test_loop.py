@@ -11,7 +11,7 @@ import torch
 
 from asymviz.errors import ConfigError
 from asymviz.runs import RunStore
-from asymviz.training.batches import batch_order
+from asymviz.base.batches import batch_order
 from asymviz.training.loop import evaluate, macro_f1, train
 from asymviz.training.workspace import Workspace
 
@@ -22,9 +22,9 @@ def _reloaded_eval(run, split="test"):
     """Load the base model fresh, PeftModel.from_pretrained the run's adapter, evaluate `split` (full forward)."""
     from peft import PeftModel
 
-    from asymviz.training.batches import encode
-    from asymviz.training.data import load_task
-    from asymviz.training.models import load_model, resolve_model
+    from asymviz.base.batches import encode
+    from asymviz.base.tasks import load_task
+    from asymviz.base.models import load_model, resolve_model
 
     cfg = run.config
     task = load_task(cfg["task"], cfg["split_seed"], cfg["holdout"])
@@ -116,9 +116,9 @@ def test_causal_lm_run(tmp_path, train_assets, tiny_config):
 
 
 def test_answer_only_labels(train_assets):
-    from asymviz.training.batches import IGNORE, encode
-    from asymviz.training.data import load_task
-    from asymviz.training.models import load_tokenizer, resolve_model
+    from asymviz.base.batches import IGNORE, encode
+    from asymviz.base.tasks import load_task
+    from asymviz.base.models import load_tokenizer, resolve_model
 
     task = load_task(str(train_assets["qa"]))
     tok = load_tokenizer(resolve_model(str(train_assets["llama"])))
@@ -222,7 +222,7 @@ def test_fp16_saving_halves_the_files_and_still_loads(tmp_path, tiny_config):
 
 
 def test_causal_lm_run_writes_greedy_generations(tmp_path, train_assets, tiny_config):
-    from asymviz.training.data import load_task
+    from asymviz.base.tasks import load_task
 
     cfg = tiny_config(model=str(train_assets["llama"]), task=str(train_assets["qa"]), generate=3,
                       generate_tokens=4)  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from asymviz.cli import add_output_args, progress_bar, write_frame
+from asymviz.cli.output import add_output_args, progress_bar, write_frame
 from asymviz.errors import AsymvizError
 
 
@@ -105,7 +105,9 @@ def _quiet_transformers() -> None:
     import warnings
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # deprecations inside PEFT
+    warnings.filterwarnings(
+        "ignore", category=FutureWarning, module="transformers"
+    )  # deprecations inside PEFT
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -125,7 +127,7 @@ def _warnings_to_stderr() -> None:
 
 
 def _base_of(args, adapter) -> str:
-    from asymviz.alignment import run_settings
+    from asymviz.probes.alignment import run_settings
 
     base = args.base or run_settings(args.adapter).get("model") or adapter.base_model
     if not base:
@@ -135,7 +137,7 @@ def _base_of(args, adapter) -> str:
 
 def _cmd_align(args) -> int:
     _warnings_to_stderr()
-    from asymviz.alignment import align, alignment_summary
+    from asymviz.probes.alignment import align, alignment_summary
 
     _quiet_transformers()
     bars: dict = {}
@@ -158,8 +160,8 @@ def _cmd_align(args) -> int:
 
 
 def _cmd_diagnose(args) -> int:
-    from asymviz.alignment import open_adapter
-    from asymviz.diagnostics import diagnose, intruder_dimensions
+    from asymviz.probes.alignment import open_adapter
+    from asymviz.probes.diagnostics import diagnose, intruder_dimensions
 
     if not 0 < args.eps <= 1:
         raise AsymvizError(f"--eps must be in (0, 1], got {args.eps}")

@@ -19,7 +19,7 @@ Nothing here forms W0 + ΔW densely or takes its SVD:
   subspace that W's top singular vectors are close to; each step costs two products with W0 and O(d·r·b),
   and it stops when every top-k residual ‖Wᵀu_i − σ_i v_i‖ is below tol·σ_1 (tests check it against dense
   SVD). W0's full SVD is needed once per base module for "any singular vector of W0" and is cached
-  (asymviz.base_weights.weight_svd).
+  (asymviz.probes.base_weights.weight_svd).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def dora_of(W0: torch.Tensor, module: LoraModule) -> dict[str, float]:
 def weight_getter(base) -> Callable[[Any], torch.Tensor]:
     """spec -> W0 (d_out, d_in) from a model name/path (loaded here), a loaded model, or a mapping
     {module name: W0 already oriented (d_out, d_in)}."""
-    from asymviz.base_weights import base_weight, load_base_model
+    from asymviz.probes.base_weights import base_weight, load_base_model
 
     if isinstance(base, Mapping):
         return lambda spec: _checked(base[spec.name], spec)
@@ -236,7 +236,7 @@ def _checked(W, spec):
 
 
 def _module_diagnostics(module: LoraModule, W0, k: int, eps: float, vectors: str):
-    from asymviz.base_weights import weight_svd
+    from asymviz.probes.base_weights import weight_svd
 
     usv0 = weight_svd(W0)
     intr = intruders_of(W0, module, usv0, k=k, vectors=vectors)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from asymviz.training import lora, prefix
-from asymviz.training.batches import encode
-from asymviz.training.data import load_task
-from asymviz.training.models import default_head, load_model, resolve_model
+from asymviz.base.batches import encode
+from asymviz.base.tasks import load_task
+from asymviz.base.models import default_head, load_model, resolve_model
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ SVD_CACHE_BYTES = 1 << 30  # in-process LRU budget for cached SVDs
 
 def cache_dir() -> Path:
     """The project's cache folder ($ASYMVIZ_CACHE, default ~/.cache/asymviz), shared with the training engine."""
-    from asymviz.training.models import cache_dir as engine_cache_dir
+    from asymviz.base.models import cache_dir as engine_cache_dir
 
     return engine_cache_dir()
 
@@ -47,7 +47,7 @@ def cache_dir() -> Path:
 
 def load_base_model(name: str, head: str = "base", num_labels: int = 2):
     """A transformers model for `name` in eval mode, float32, loaded as the training engine loads it
-    (asymviz.training.models: "minilm", "smollm2" from its dequantised cached copy, a folder, or a hub id
+    (asymviz.base.models: "minilm", "smollm2" from its dequantised cached copy, a folder, or a hub id
     already in the local cache; nothing is downloaded).
 
     Parameters
@@ -55,7 +55,7 @@ def load_base_model(name: str, head: str = "base", num_labels: int = 2):
     head : "base" (AutoModel, no head: enough for weights), "classification" (a fresh head with num_labels
         outputs) or "causal_lm"
     """
-    from asymviz.training.models import dequantise_gguf, load_model, resolve_model
+    from asymviz.base.models import dequantise_gguf, load_model, resolve_model
 
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import random_factors
 
-from asymviz.cli import main
+from asymviz.cli.main import main
 
 
 def run(capsys, *argv):

@@ -190,7 +190,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from asymviz.cli import write_frame
+    from asymviz.cli.output import write_frame
     from asymviz.training.sweep import expand, sweep
 
     base = _config_from_args(args)
@@ -255,7 +255,7 @@ def _gpus(text: str) -> list[str]:
 
 
 def _cmd_runs_list(args) -> int:
-    from asymviz.cli import write_frame
+    from asymviz.cli.output import write_frame
     from asymviz.runs import RunStore
 
     frame = RunStore(args.store).list()
@@ -284,7 +284,7 @@ def _cmd_pretrain_vit(args) -> int:
 def _cmd_demo(args) -> int:
     import shutil
 
-    from asymviz.cli import write_frame
+    from asymviz.cli.output import write_frame
     from asymviz.training.config import preset
     from asymviz.training.sweep import demo
 
@@ -308,7 +308,7 @@ def _cmd_demo(args) -> int:
 
 def add_commands(sub) -> None:
     """Register train, sweep, runs and demo on the asymviz CLI's subparsers."""
-    from asymviz.cli import add_output_args
+    from asymviz.cli.output import add_output_args
 
     p = sub.add_parser("train", help="fine-tune one LoRA run (ab, b_only or a_only) into a run folder")
     _add_config_flags(p, single=True)

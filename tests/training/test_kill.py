@@ -15,7 +15,7 @@ import pytest
 
 from asymviz.runs import RunError, RunStore
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _start(cfg_path: Path, out: Path) -> subprocess.Popen:

@@ -7,7 +7,7 @@ output(-gradient) subspace, and both against the base weight's own singular subs
 The paper's mechanism (Zhu et al. 2024): A extracts features from the input, B maps them to the output. For
 each adapted module, with the input second moment X = Σ x xᵀ and the output-gradient second moment
 G = Σ g gᵀ (g = ∂loss/∂output; or Σ y yᵀ of the base layer's outputs without labels) over a data sample
-(asymviz.activations):
+(asymviz.probes.activations):
 
     side "input":  sim(row space of A, top-k eigenvectors of X)            in R^{d_in}
     side "output": sim(column space of B, top-k eigenvectors of G)         in R^{d_out}
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from asymviz.activations import ModuleMoments
+    from asymviz.probes.activations import ModuleMoments
     from asymviz.adapters import LoraAdapter, LoraModule
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def alignment_table(
     Parameters
     ----------
     adapter : the (trained) adapter
-    moments : {module name: ModuleMoments} from asymviz.activations.collect_moments, or None (weight side only)
+    moments : {module name: ModuleMoments} from asymviz.probes.activations.collect_moments, or None (weight side only)
     weights : the base weights (a model name, a loaded model, or {module name: W0 (d_out, d_in)}), or None
         (data sides only)
     k : dimension of the reference subspaces (top-k eigenvectors / singular vectors)
@@ -181,7 +181,7 @@ def alignment_table(
         raise ValueError(f"k must be at least 1, got {k}")
     get = None
     if weights is not None:
-        from asymviz.diagnostics import weight_getter
+        from asymviz.probes.diagnostics import weight_getter
 
         get = weight_getter(weights)
     if init is not None:
@@ -190,7 +190,7 @@ def alignment_table(
             raise AdapterError(f"{init.source}: the init lacks {len(missing)} module(s), e.g. {missing[0]!r}")
 
     def per_module(spec):
-        from asymviz.base_weights import weight_svd
+        from asymviz.probes.base_weights import weight_svd
 
         mom = moments.get(spec.name) if moments else None
         usv0 = weight_svd(get(spec)) if get is not None else None
@@ -285,7 +285,7 @@ def align(
     adapter_path : a PEFT adapter folder or a run folder with ``adapter/`` and ``init/``
     base : the base model ("minilm", "smollm2", a folder, a hub id in the local cache); None: the run's
         model, else the adapter config's base_model_name_or_path
-    task : a task name (asymviz.training.data.TASKS) or a CSV/JSONL file (text + label, or text + answer);
+    task : a task name (asymviz.base.tasks.TASKS) or a CSV/JSONL file (text + label, or text + answer);
         None: the run's task
     samples : examples drawn (seeded) from the task's training split
     k : dimension of the reference subspaces
@@ -297,7 +297,7 @@ def align(
     -------
     The frame of `alignment_table` (same columns).
     """
-    from asymviz.activations import collect_moments
+    from asymviz.probes.activations import collect_moments
 
     adapter, init, folder = open_adapter(adapter_path)
     settings = run_settings(adapter_path)
@@ -344,8 +344,8 @@ class TaskSample:
 
 
 def load_sample(task: str, samples: int, seed: int = 0) -> TaskSample:
-    """`samples` examples of the task's training split, drawn with `seed` (asymviz.training.data.load_task)."""
-    from asymviz.training.data import load_task
+    """`samples` examples of the task's training split, drawn with `seed` (asymviz.base.tasks.load_task)."""
+    from asymviz.base.tasks import load_task
 
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
@@ -365,7 +365,7 @@ def _saved_head(adapter: LoraAdapter) -> tuple[int, ...] | None:
 def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, sample: TaskSample):
     """The base model with the task's head and the adapter applied through PEFT, in eval mode, and its
     tokenizer: (model, tokenizer)."""
-    from asymviz.training.models import load_model, resolve_model
+    from asymviz.base.models import load_model, resolve_model
 
     if folder is None:
         raise AdapterError(
@@ -394,12 +394,12 @@ def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, sam
 def sample_batches(
     sample: TaskSample, tokenizer, model, batch_size: int, max_length: int, with_labels: bool = True
 ):
-    """Batches tokenised as in training (asymviz.training.batches.encode: classification labels, or the
+    """Batches tokenised as in training (asymviz.base.batches.encode: classification labels, or the
     causal-LM prompt + answer with the loss on the answer), examples of similar length together (sums over
     tokens do not depend on the order; less padding is less compute)."""
     import torch
 
-    from asymviz.training.batches import encode
+    from asymviz.base.batches import encode
 
     enc = encode(sample.frame, tokenizer, sample.kind, max_length)
     order = torch.argsort(enc.mask.sum(1), stable=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from asymviz.base_weights import base_layer, find_module
+from asymviz.probes.base_weights import base_layer, find_module
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,73 @@
+"""The analysis commands: spectra, similarity and report on adapter files (nothing heavy imported here).
+
+asymviz spectra ADAPTER [--which delta|A|B|all] [--format csv|json|table] [-o FILE]
+asymviz similarity ADAPTER ADAPTER [...] [--which A|B|delta|all] [--format ...] [-o FILE]
+asymviz report ADAPTER [--against ADAPTER] -o report.html
+"""
+
+from __future__ import annotations
+
+import sys
+
+from asymviz.cli.output import add_output_args, progress_bar, warn_problems, write_frame
+
+
+def _cmd_spectra(args) -> int:
+    from asymviz.adapters import load_adapter
+    from asymviz.spectra import singular_spectrum
+
+    adapter = load_adapter(args.adapter)
+    which = ("A", "B", "delta") if args.which == "all" else (args.which,)
+    frame = singular_spectrum(adapter, which=which, progress=progress_bar(len(adapter), "spectra"))
+    warn_problems(adapter)
+    write_frame(frame, args.format, args.output)
+    return 0
+
+
+def _cmd_similarity(args) -> int:
+    from asymviz.adapters import load_adapter
+    from asymviz.similarity import pairwise_similarity
+
+    adapters = [load_adapter(p) for p in args.adapters]
+    which = ("A", "B", "delta") if args.which == "all" else (args.which,)
+    n_modules = max(len(a) for a in adapters) * len(adapters) * (len(adapters) - 1) // 2
+    frame = pairwise_similarity(
+        adapters, names=args.adapters, which=which, k=args.k, progress=progress_bar(n_modules, "similarity")
+    )
+    for a in adapters:
+        warn_problems(a)
+    write_frame(frame, args.format, args.output)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from asymviz.adapters import load_adapter
+    from asymviz.report import write_report
+
+    adapter = load_adapter(args.adapter)
+    against = load_adapter(args.against) if args.against else None
+    path = write_report(adapter, args.output, against=against)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register spectra, similarity and report."""
+    p = sub.add_parser("spectra", help="singular values of A, B and ΔW for every module")
+    p.add_argument("adapter", help="PEFT adapter folder, .zip, .safetensors or legacy .bin")
+    p.add_argument("--which", choices=("delta", "A", "B", "all"), default="all")
+    add_output_args(p)
+    p.set_defaults(func=_cmd_spectra)
+
+    p = sub.add_parser("similarity", help="subspace similarity between adapters, per module")
+    p.add_argument("adapters", nargs="+", metavar="ADAPTER")
+    p.add_argument("--which", choices=("A", "B", "delta", "all"), default="all")
+    p.add_argument("--k", type=int, default=None, help="top-k subspace of ΔW (default: the smaller rank)")
+    add_output_args(p)
+    p.set_defaults(func=_cmd_similarity)
+
+    p = sub.add_parser("report", help="a standalone HTML report with Plotly figures and tables")
+    p.add_argument("adapter")
+    p.add_argument("--against", metavar="ADAPTER", help="a second adapter to compare with, module by module")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.set_defaults(func=_cmd_report)

@@ -1,0 +1,78 @@
+"""The asymviz command line: one parser, one module per command group (plain imports, nothing heavy at top level).
+
+    asymviz spectra | similarity | report               asymviz.cli.adapters
+    asymviz train | sweep | runs | demo | pretrain-vit  asymviz.cli.training
+    asymviz align | diagnose                            asymviz.cli.probes
+    asymviz app [streamlit options]                     here
+
+Each handler takes the parsed args and returns an exit status. Bad input ends with exit status 2 and one line
+on stderr that starts with `error:`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from asymviz.cli import adapters, probes, training
+from asymviz.cli.output import UsageError
+from asymviz.errors import AsymvizError, first_line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message, exit 2 through main()
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _cmd_app(args) -> int:
+    from streamlit.web import cli as stcli
+
+    app = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+    if not app.exists():
+        raise AsymvizError(f"cannot find the app at {app}: run `asymviz app` from a source checkout")
+    extra = list(args.streamlit_args)
+    if extra[:1] == ["--"]:  # `asymviz app -- --server.port 8600`: argparse keeps the separator
+        extra = extra[1:]
+    sys.argv = ["streamlit", "run", str(app), *extra]
+    return stcli.main()
+
+
+def _add_app_command(sub) -> None:
+    p = sub.add_parser("app", help="start the web app (same as `streamlit run streamlit_app.py`)")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                   help="passed on to `streamlit run`, after --, e.g. asymviz app -- --server.port 8600")  # fmt: skip
+    p.set_defaults(func=_cmd_app)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="asymviz", description="See and test the asymmetry of LoRA's A and B factors.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for group in (adapters, training, probes):
+        group.add_commands(sub)
+    _add_app_command(sub)
+    return parser
+
+
+def _version() -> str:
+    from asymviz import __version__
+
+    return f"asymviz {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except (AsymvizError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
