@@ -16,12 +16,12 @@ import math
 from typing import TYPE_CHECKING
 
 from asymviz.errors import ConfigError
+from asymviz.modes import LORA_MODES, trainable_dims
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-MODES = ("ab", "b_only", "a_only")
 BOUND_COLUMNS = ["mode", "trainable_params", "sum_dims", "n", "q", "sigma", "bound"]
 
 
@@ -60,8 +60,8 @@ def generalization_bound(shapes, n: int, q: float = 32, sigma: float = 1.0) -> p
         raise ConfigError("shapes: no adapted modules")
     r_max = max(r for r, _, _ in triples)
     rows = []
-    for mode in MODES:
-        dims = [(d_in + d_out) if mode == "ab" else (d_out if mode == "b_only" else d_in) for _, d_in, d_out in triples]
+    for mode in LORA_MODES:
+        dims = [trainable_dims(mode, d_in, d_out) for _, d_in, d_out in triples]
         params = sum(r * d for (r, _, _), d in zip(triples, dims))
         rows.append(
             {"mode": mode, "trainable_params": params, "sum_dims": params / r_max, "n": n, "q": q,
@@ -79,5 +79,7 @@ def _triples(shapes) -> list[tuple[int, int, int]]:
         missing = {"r", "d_in", "d_out"} - set(shapes.columns)
         if missing:
             raise ConfigError(f"shapes: the frame lacks column(s) {sorted(missing)}")
-        return [(int(r), int(i), int(o)) for r, i, o in shapes[["r", "d_in", "d_out"]].itertuples(index=False)]
+        return [
+            (int(r), int(i), int(o)) for r, i, o in shapes[["r", "d_in", "d_out"]].itertuples(index=False)
+        ]
     return [(int(r), int(i), int(o)) for r, i, o in shapes]

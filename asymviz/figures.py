@@ -21,13 +21,14 @@ import plotly.graph_objects as go
 if TYPE_CHECKING:
     import pandas as pd
 
-MODES = ("ab", "b_only", "a_only")
-MODE_LABELS = {"ab": "A&B", "b_only": "B only (random A frozen)", "a_only": "A only (random B frozen)"}
+from asymviz.modes import LABELS as MODE_LABELS
+from asymviz.modes import LORA_MODES as MODES  # the control (head_only) is drawn where a store has it
+
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale print.
-MODE_COLORS = {"ab": "#0072B2", "b_only": "#D55E00", "a_only": "#009E73"}
+MODE_COLORS = {"ab": "#0072B2", "b_only": "#D55E00", "a_only": "#009E73", "head_only": "#7F7F7F"}
 # Line dash and marker per mode, so that overlapping curves stay distinguishable (and in greyscale).
-MODE_DASH = {"ab": "solid", "b_only": "dash", "a_only": "dot"}
-MODE_SYMBOLS = {"ab": "circle", "b_only": "square", "a_only": "diamond"}
+MODE_DASH = {"ab": "solid", "b_only": "dash", "a_only": "dot", "head_only": "longdashdot"}
+MODE_SYMBOLS = {"ab": "circle", "b_only": "square", "a_only": "diamond", "head_only": "x"}
 WHICH_LABELS = {"A": "A (r × d_in)", "B": "B (d_out × r)", "delta": "ΔW = s·B·A"}
 WHICH_COLORS = {"A": "#56B4E9", "B": "#E69F00", "delta": "#CC79A7"}
 TEMPLATE = "plotly_white"

@@ -178,9 +178,9 @@ def bench_smollm2(targets: list[str], k: int, dense_modules: int) -> None:
     import torch
 
     from asymviz import base_weights
+    from asymviz.linalg import parallel_map
     from asymviz.probes.base_weights import base_weight, clear_svd_cache, load_base_model
     from asymviz.probes.diagnostics import diagnose
-    from asymviz.linalg import parallel_map
 
     t = Timer()
     cached = (base_weights.cache_dir() / "smollm2-135m-instruct" / "config.json").is_file()

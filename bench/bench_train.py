@@ -107,11 +107,11 @@ def saved_bytes(mode: str) -> int:
     """Bytes autograd keeps for backward in one training forward (batch 16 x 64, all layers)."""
     import torch
 
-    from asymviz.training import lora
     from asymviz.base.batches import encode
-    from asymviz.training.config import TrainConfig
-    from asymviz.base.tasks import load_task
     from asymviz.base.models import default_head, load_model, resolve_model
+    from asymviz.base.tasks import load_task
+    from asymviz.training import lora
+    from asymviz.training.config import TrainConfig
 
     cfg = TrainConfig(mode=mode, targets=("query", "value"), batch_size=16, max_length=64)
     task = load_task("fine_foods", max_train=16)

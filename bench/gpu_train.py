@@ -90,8 +90,8 @@ def _llama_assets(tmp: Path) -> tuple[Path, Path]:
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from asymviz.base.tasks import load_task
     from asymviz.base.models import resolve_model
+    from asymviz.base.tasks import load_task
 
     folder = tmp / "llama1b"
     cfg = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,

@@ -21,9 +21,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asymviz.claims import verdict  # noqa: E402
+from asymviz.modes import LORA_MODES as MODES
 from asymviz.runs import RunStore  # noqa: E402
 
-MODES = ("ab", "b_only", "a_only")
 LABEL = {"ab": "A&B", "b_only": "B only (random A)", "a_only": "A only (random B)"}
 COUNTED = lambda f: f[(f["status"] == "completed") & ~f["role"].isin(["lr_grid", "lr_superseded"])]  # noqa: E731
 

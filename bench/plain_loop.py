@@ -20,8 +20,8 @@ def plain_peft_loop(config, steps: int | None = None, device: str = "cpu") -> di
     from transformers import AutoModelForSequenceClassification
 
     from asymviz.base.batches import batch_order, encode
-    from asymviz.base.tasks import load_task
     from asymviz.base.models import load_tokenizer, resolve_model
+    from asymviz.base.tasks import load_task
 
     dev = torch.device(device)
     if (

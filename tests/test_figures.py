@@ -26,13 +26,15 @@ def _runs():
 
 
 def test_mode_vocabulary_is_consistent():
-    assert set(F.MODE_COLORS) == set(F.MODE_LABELS) == set(F.MODES) == {"ab", "b_only", "a_only"}
+    assert set(F.MODE_COLORS) == set(F.MODE_LABELS) == {"ab", "b_only", "a_only", "head_only"}
+    assert F.MODES == ("ab", "b_only", "a_only")
     assert F.MODE_LABELS == {
         "ab": "A&B",
         "b_only": "B only (random A frozen)",
         "a_only": "A only (random B frozen)",
+        "head_only": "head only (no adapter)",
     }
-    assert len(set(F.MODE_COLORS.values())) == 3
+    assert len(set(F.MODE_COLORS.values())) == 4
 
 
 def test_mean_se_known_values():

@@ -193,14 +193,10 @@ class LoraAdapter:
         return frame
 
     def trainable_params(self, mode: str = "ab") -> int:
-        """LoRA parameters trained in `mode`: 'ab' r(d_in+d_out), 'b_only' r·d_out, 'a_only' r·d_in."""
-        if mode == "ab":
-            return sum(m.params for m in self.modules)
-        if mode == "b_only":
-            return sum(m.r * m.d_out for m in self.modules)
-        if mode == "a_only":
-            return sum(m.r * m.d_in for m in self.modules)
-        raise ValueError(f"mode must be 'ab', 'b_only' or 'a_only', got {mode!r}")
+        """LoRA parameters trained in `mode` (asymviz.modes): 'ab' Σ r(d_in+d_out), 'b_only' Σ r·d_out, 'a_only' Σ r·d_in."""
+        from asymviz.modes import trainable_dims
+
+        return sum(m.r * trainable_dims(mode, m.d_in, m.d_out) for m in self.modules)
 
 
 SUMMARY_COLUMNS = [

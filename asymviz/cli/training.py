@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from asymviz.errors import ConfigError
+from asymviz.modes import LORA_MODES
 
 DEFAULT_STORE = "runs"
 
@@ -86,7 +87,7 @@ def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--model", help="minilm (default), smollm2, a Hugging Face id or a local folder")
     if single:
         p.add_argument("--task", help="task name (fine_foods, ...) or a CSV/JSONL file with text,label")
-        p.add_argument("--mode", choices=("ab", "b_only", "a_only"), help="which factors train (default ab)")
+        p.add_argument("--mode", choices=LORA_MODES, help="which factors train (default ab)")
         p.add_argument("--seed", type=int, help="init and batch-order seed (default 0)")
         p.add_argument("--init-seed", dest="init_seed", type=int,
                        help="seed of every parameter init (default: --seed); the batch order keeps --seed")  # fmt: skip

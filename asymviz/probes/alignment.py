@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from asymviz.probes.activations import ModuleMoments
     from asymviz.adapters import LoraAdapter, LoraModule
+    from asymviz.probes.activations import ModuleMoments
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from asymviz.errors import ConfigError
+from asymviz.modes import LORA_MODES as MODES
+from asymviz.modes import Mode
 
-MODES = ("ab", "b_only", "a_only")
 A_INITS = ("orthogonal", "gaussian", "kaiming")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 SAVE_DTYPES = ("fp32", "fp16")
 
-Mode = Literal["ab", "b_only", "a_only"]
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
+from asymviz.base.batches import IGNORE, Encoded, batch_order
+from asymviz.base.models import default_head, layer_count
+from asymviz.base.tasks import is_classification
 from asymviz.errors import ConfigError
 from asymviz.runs import RUN_FILE, RunRecord, RunWriter
 from asymviz.training import lora, prefix
-from asymviz.base.batches import IGNORE, Encoded, batch_order
 from asymviz.training.config import TrainConfig
-from asymviz.base.tasks import is_classification
-from asymviz.base.models import default_head, layer_count
 from asymviz.training.workspace import Workspace
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import torch
 
 from asymviz.base.batches import Encoded, encode, encode_images
-from asymviz.training.config import TrainConfig
-from asymviz.base.tasks import TaskData, load_task
 from asymviz.base.models import ModelSource, load_model, resolve_model
+from asymviz.base.tasks import TaskData, load_task
+from asymviz.training.config import TrainConfig
 
 SPLITS = ("train", "validation", "test")
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from asymviz.errors import ConfigError
 from asymviz.base.models import SMOLLM2_GGUF, cache_dir, default_head, load_model, resolve_model
+from asymviz.errors import ConfigError
 
 
 def test_minilm_resolves_to_the_package_folder(monkeypatch):
@@ -59,8 +59,8 @@ def test_real_minilm_trains_a_few_steps(tmp_path):
     from peft import PeftModel
 
     from asymviz.base.batches import encode
-    from asymviz.training.config import TrainConfig
     from asymviz.base.tasks import load_task
+    from asymviz.training.config import TrainConfig
     from asymviz.training.loop import evaluate, train
 
     cfg = TrainConfig(model="minilm", task="fine_foods", mode="b_only", steps=4, batch_size=8, max_length=32,

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from asymviz.errors import ConfigError
 from asymviz.base.tasks import DATA_DIR, HELDOUT_ROTATION, TASKS, load_task, rotate_images
+from asymviz.errors import ConfigError
 
 
 def test_vendored_files_and_readme_are_there():

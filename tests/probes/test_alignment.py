@@ -10,8 +10,9 @@ import pytest
 import torch
 from tiny_task import write_tiny_adapter, write_tiny_bert, write_tiny_llama_lm, write_tiny_task
 
-from asymviz.probes.activations import ModuleMoments, collect_moments
 from asymviz.adapters import from_state_dict
+from asymviz.linalg import single_threaded
+from asymviz.probes.activations import ModuleMoments, collect_moments
 from asymviz.probes.alignment import (
     ALIGN_COLUMNS,
     align,
@@ -22,7 +23,6 @@ from asymviz.probes.alignment import (
     principal_subspace,
 )
 from asymviz.probes.base_weights import clear_svd_cache, find_module, weight_svd
-from asymviz.linalg import single_threaded
 
 NAME = "model.layers.0.self_attn.q_proj"
 

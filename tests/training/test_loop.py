@@ -9,9 +9,9 @@ import signal
 import pytest
 import torch
 
+from asymviz.base.batches import batch_order
 from asymviz.errors import ConfigError
 from asymviz.runs import RunStore
-from asymviz.base.batches import batch_order
 from asymviz.training.loop import evaluate, macro_f1, train
 from asymviz.training.workspace import Workspace
 
@@ -23,8 +23,8 @@ def _reloaded_eval(run, split="test"):
     from peft import PeftModel
 
     from asymviz.base.batches import encode
-    from asymviz.base.tasks import load_task
     from asymviz.base.models import load_model, resolve_model
+    from asymviz.base.tasks import load_task
 
     cfg = run.config
     task = load_task(cfg["task"], cfg["split_seed"], cfg["holdout"])
@@ -117,8 +117,8 @@ def test_causal_lm_run(tmp_path, train_assets, tiny_config):
 
 def test_answer_only_labels(train_assets):
     from asymviz.base.batches import IGNORE, encode
-    from asymviz.base.tasks import load_task
     from asymviz.base.models import load_tokenizer, resolve_model
+    from asymviz.base.tasks import load_task
 
     task = load_task(str(train_assets["qa"]))
     tok = load_tokenizer(resolve_model(str(train_assets["llama"])))

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from asymviz.training import lora
 from asymviz.base.models import default_head, load_model, resolve_model
+from asymviz.training import lora
 
 
 def test_orthonormal_rows_are_orthonormal():

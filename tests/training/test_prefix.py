@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asymviz.training import lora, prefix
 from asymviz.base.batches import encode
-from asymviz.base.tasks import load_task
 from asymviz.base.models import default_head, load_model, resolve_model
+from asymviz.base.tasks import load_task
+from asymviz.training import lora, prefix
 
 
 @pytest.fixture
