@@ -428,7 +428,9 @@ def claim_lines(claims: pd.DataFrame, digits: int = 3) -> list[str]:
     for _, c in claims.iterrows():
         mode, base = MODE_WORDS.get(c["mode"], c["mode"]), MODE_WORDS.get(c["baseline"], c["baseline"])
         sign = "−" if c["metric"] and lower_is_better(c["metric"]) else ""
-        where = f"r = {c['rank']}" + (f", {c['model']}" if len(claims["model"].unique()) > 1 else "")
+        where = f"r = {c['rank']}" + "".join(
+            f", {c[k]}" for k in ("model", "group") if claims[k].nunique() > 1 and c[k]
+        )
         scope = f"mean over {c['n_tasks']} tasks" if c["pooled"] else f"{c['n_tasks']} task"
         if pd.isna(c["ci_low"]):
             est = (
