@@ -423,23 +423,25 @@ MODE_WORDS = {"ab": "A&B", "b_only": "B only", "a_only": "A only", "head_only": 
 
 
 def claim_lines(claims: pd.DataFrame, digits: int = 3) -> list[str]:
-    """Markdown sentences, one per row of `claim_table`: every number in them comes from that row."""
+    """Markdown sentences, one per row of `claim_table`: every number in them comes from that row. The
+    difference is written the way round that makes positive mean "the mode is better" (baseline − mode for a
+    loss)."""
     lines = []
     for _, c in claims.iterrows():
         mode, base = MODE_WORDS.get(c["mode"], c["mode"]), MODE_WORDS.get(c["baseline"], c["baseline"])
-        sign = "−" if c["metric"] and lower_is_better(c["metric"]) else ""
+        lower = lower_is_better(c["metric"])
+        what = f"{base} − {mode}" if lower else f"{mode} − {base}"
+        unit = c["metric"].replace("_", " ") + (", lower is better" if lower else "")
         where = f"r = {c['rank']}" + "".join(
             f", {c[k]}" for k in ("model", "group") if claims[k].nunique() > 1 and c[k]
         )
         scope = f"mean over {c['n_tasks']} tasks" if c["pooled"] else f"{c['n_tasks']} task"
+        est = f"{what} = {c['diff_mean']:+.{digits}f} ({unit}; {scope}, {c['n_pairs']} seed pair(s)"
         if pd.isna(c["ci_low"]):
-            est = (
-                f"{mode} − {base} = {c['diff_mean']:+.{digits}f} on {c['n_pairs']} seed pair(s), no interval"
-            )
+            est += ", no interval)"
         else:
-            est = (f"{mode} − {base} = {c['diff_mean']:+.{digits}f} {sign}{c['metric']} (95 % CI "
-                   f"{c['ci_low']:+.{digits}f} to {c['ci_high']:+.{digits}f}, {scope}, {c['n_pairs']} seed pairs, "
-                   f"Holm-adjusted p {c['p_holm']:.2g})")  # fmt: skip
+            est += (f"; 95 % CI {c['ci_low']:+.{digits}f} to {c['ci_high']:+.{digits}f}; Holm-adjusted p "
+                    f"{c['p_holm']:.2g})")  # fmt: skip
         per_task = ", ".join(f"{int(c[f'n_{v}'])} {v}" for v in VERDICTS if c[f"n_{v}"])
         holds = {"yes": "supports the claim", "no": "**contradicts** the claim",
                  "undecided": "cannot tell with these seeds"}[c["holds"]]  # fmt: skip
