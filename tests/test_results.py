@@ -242,6 +242,7 @@ def test_cli_csv_and_json(store, tmp_path, capsys):
     (["--store", "{store}", "--baseline", "zz"], "baseline 'zz'"),
     (["--store", "{store}", "--metric", "zz"], "unknown metric"),
     (["--store", "{store}", "--group", "zz"], "group 'zz'"),
+    (["--store", "{store}", "--metric", "test_loss"], "nothing to compare"),
 ])  # fmt: skip
 def test_cli_bad_input_is_one_error_line_and_exit_2(store, tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()

@@ -282,6 +282,9 @@ def _cmd_runs_compare(args) -> int:
             f"group {args.group!r}: not in {args.store} (groups: {', '.join(store.groups()) or 'none'})"
         )
     frame = compare_modes(counted_runs(runs, group=args.group), args.metric, args.baseline, args.margin)
+    if frame.empty:
+        raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
+                           f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
     write_frame(frame, args.format, args.output)
     return 0
 
