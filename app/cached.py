@@ -190,23 +190,17 @@ def runs_now(store: str):
     return frame
 
 
-NOT_COUNTED = ("lr_grid", "lr_superseded")  # run.json roles left out of tables and figures
-
-
 def finished_runs(store: str):
-    """The completed runs the pages count: those of the sidebar's experiment (group folder) when the store
-    has groups, without lr-grid runs or runs superseded by a later lr choice, and for B only with several
-    frozen-A inits, the sidebar's init (default orthogonal)."""
+    """The completed runs the pages count (asymviz.results.counted_runs): those of the sidebar's experiment
+    (group folder) when the store has groups, without lr-grid runs or runs superseded by a later lr choice,
+    and for B only with several frozen-A inits, the sidebar's init (default orthogonal)."""
     from app.components import ALL_GROUPS
+    from asymviz.results import b_only_inits, counted_runs
 
-    runs = all_runs(store)
-    runs = runs[(runs["status"] == "completed") & ~runs["role"].isin(NOT_COUNTED)]
     group = st.session_state.get("group")
-    if group and group != ALL_GROUPS and "group" in runs:
-        runs = runs[runs["group"] == group]
-    else:
-        runs = runs.drop_duplicates("run_id")  # one config trained in two experiments: counted once
-    inits = sorted(runs.loc[runs["mode"] == "b_only", "a_init"].dropna().unique())
+    group = group if group and group != ALL_GROUPS else None
+    runs = counted_runs(all_runs(store), group=group, a_init=None)
+    inits = b_only_inits(runs)
     if len(inits) > 1:
         default = "orthogonal" if "orthogonal" in inits else inits[0]
         chosen = st.session_state.get("a_init_filter")
@@ -217,26 +211,19 @@ def finished_runs(store: str):
                 help="This experiment has B-only runs with several random-A inits (the init study); the pages "
                 "show one at a time.",
             )  # fmt: skip
-        runs = runs[(runs["mode"] != "b_only") | (runs["a_init"] == chosen)]
-    return runs.reset_index(drop=True)
+        runs = counted_runs(runs, group=group, a_init=chosen)
+    return runs
 
 
 def summary_by_mode(runs, metric: str, by=("task", "mode")):
-    """mean ± s.e. of `metric` over seeds per group (canonical mode order), with the group's (median)
-    trainable LoRA and head parameters: columns *by, mean, se, n, trainable_lora, trainable_head,
-    trainable_params (= trainable_lora)."""
-    from asymviz.figures import MODES, mean_se
+    """asymviz.results.summary_table (mean ± s.e. of `metric` over seeds per group, canonical mode order, the
+    group's median trainable LoRA and head parameters) plus trainable_params (= trainable_lora, what the bar
+    chart's hover shows): columns *by, mean, se, n, trainable_lora, trainable_head, trainable_params."""
+    from asymviz.results import summary_table
 
-    summary = mean_se(runs, list(by), metric)
-    grouped = runs.groupby(list(by), sort=False)
-    params = grouped[["trainable_lora", "trainable_head"]].median().reset_index()
-    summary = summary.merge(params, on=list(by), how="left")
-    summary["trainable_params"] = summary["trainable_lora"]  # what the bar chart's hover shows
-    order = {m: i for i, m in enumerate(MODES)}
-    keys = [c for c in by if c != "mode"] + (["mode"] if "mode" in by else [])
-    return summary.sort_values(
-        keys, key=lambda c: c.map(order) if c.name == "mode" else c, kind="stable"
-    ).reset_index(drop=True)
+    summary = summary_table(runs, metric, by=by)
+    summary["trainable_params"] = summary["trainable_lora"]
+    return summary
 
 
 def mode_table(summary):

@@ -59,13 +59,22 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
         f"split ({'lower' if lower_better else 'higher'} is better); whiskers are ± one standard error; hover for "
         "the number of seeds and trainable parameters. Same colour = same mode on every page.",
     )  # fmt: skip
-    from asymviz.claims import claim_lines, compare_modes
+    from asymviz import results as R
 
-    lines = claim_lines(compare_modes(summary, lower_is_better=lower_better))
+    model_runs = runs[runs["model"] == model]
+    comparisons = R.claim_comparisons(model_runs.assign(task=model_runs["task"].map(cached.short)), metric)
+    claims = R.claim_table(comparisons)
+    if len(ranks) > 1 and len(claims):
+        claims = claims[claims["rank"] == rank]
+    lines = R.claim_lines(claims)
     if lines:
         st.markdown(
-            "**What these runs say about the paper's claims** (a difference within two standard errors, or under "
-            "half a point, counts as noise):\n\n" + "\n".join(f"- {line}" for line in lines)
+            "**What these runs say about the paper's claims.** Modes are compared over paired seeds (a seed gives "
+            "every mode the same batch order and head init); the interval is a 95 % Student t interval per task "
+            "and a bootstrap over tasks and seeds for the mean over tasks; p-values are Holm-adjusted over every "
+            f"comparison of this model; *equivalent* means the 90 % interval lies within ±{R.MARGIN:g} (two one-"
+            "sided tests), *inconclusive* that these seeds show neither a difference nor equivalence.\n\n"
+            + "\n".join(f"- {line}" for line in lines)
         )
     table = cached.mode_table(summary)
     st.dataframe(table, hide_index=True)
@@ -75,3 +84,10 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
     )
     download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
     st.caption(f"{len(data)} finished run(s) of `{model}` in `{store}`.")
+    if len(claims):
+        with st.expander("Paired comparisons behind these verdicts (asymviz runs compare)"):
+            shown = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons
+            st.dataframe(shown[[*R.COMPARE_COLUMNS, "p", "boot_low", "boot_high", "reason"]], hide_index=True)
+            download_frame(
+                shown, f"overview_{model}_{metric}_paired", "ov_paired_csv", "paired comparisons (CSV)"
+            )

@@ -5,6 +5,7 @@
     asymviz sweep ... --lrs 3e-4,1e-3,3e-3 --save-dtype fp16 --gpus 0 --jobs-per-gpu 8   # lr chosen on validation
     asymviz pretrain-vit --out cached_runs/models/vit-fmnist     # the small ViT of the image experiments
     asymviz runs list --store runs --format table
+    asymviz runs compare --store cached_runs --group minilm_tasks --baseline ab --format table   # paired stats
     asymviz demo --store runs
     accelerate launch --num_processes 2 -m asymviz.training train ... --out DIR    # data parallel
 
@@ -266,6 +267,29 @@ def _cmd_runs_list(args) -> int:
     return 0
 
 
+def _cmd_runs_compare(args) -> int:
+    """`asymviz runs compare`: asymviz.results.compare_modes on the store's counted runs (one row per task,
+    rank and mode against the baseline, plus the pooled rows, task "all")."""
+    from asymviz.cli import write_frame
+    from asymviz.results import ResultsError, compare_modes, counted_runs
+    from asymviz.runs import RunStore
+
+    store = RunStore(args.store)
+    if not store.root.is_dir():
+        raise ResultsError(f"no run store at {args.store}")
+    runs = store.list()
+    if args.group and args.group not in set(runs["group"]):
+        raise ResultsError(
+            f"group {args.group!r}: not in {args.store} (groups: {', '.join(store.groups()) or 'none'})"
+        )
+    frame = compare_modes(counted_runs(runs, group=args.group), args.metric, args.baseline, args.margin)
+    if frame.empty:
+        raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
+                           f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
+    write_frame(frame, args.format, args.output)
+    return 0
+
+
 def _cmd_runs_cancel(args) -> int:
     from asymviz.runs import RunStore
 
@@ -352,13 +376,24 @@ def add_commands(sub) -> None:
     add_arguments(p)
     p.set_defaults(func=_cmd_pretrain_vit)
 
-    p = sub.add_parser("runs", help="the run store: list runs, cancel one")
+    p = sub.add_parser("runs", help="the run store: list runs, compare modes, cancel one")
     rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=type(p))
     rsub.required = True
     q = rsub.add_parser("list", help="one row per run (status, config, trainable params, final metrics)")
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     add_output_args(q)
     q.set_defaults(func=_cmd_runs_list)
+    q = rsub.add_parser("compare", help="modes against a baseline over paired seeds: CIs, Holm p, verdicts")
+    q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
+    q.add_argument(
+        "--group", help="only the runs of this group folder (default: every group, compared apart)"
+    )
+    q.add_argument("--baseline", default="ab", help="the mode the others are compared with (default: ab)")
+    q.add_argument("--margin", type=float, default=0.01,
+                   help="equivalence margin in the metric's units (default: 0.01, one point of accuracy)")  # fmt: skip
+    q.add_argument("--metric", help="test_accuracy, test_loss, ... (default: test_accuracy, else test_loss)")
+    add_output_args(q)
+    q.set_defaults(func=_cmd_runs_compare)
     q = rsub.add_parser("cancel", help="ask a running run to stop (status cancelled)")
     q.add_argument("run_id")
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")

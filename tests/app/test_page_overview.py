@@ -54,3 +54,20 @@ def test_metric_switch(tiny_store, metric):
     at.selectbox(key="ov_metric").set_value(metric).run()
     no_errors(at)
     assert "macro-F1" in at.dataframe[0].value.columns[-3] or len(at.get("plotly_chart")) == 1
+
+
+def test_claim_verdicts_are_asymviz_results(tiny_store):
+    """The page prints asymviz.results.claim_lines of the store's counted runs, and the paired table behind them."""
+    from app.cached import short
+    from asymviz import results as R
+
+    at = app_test("overview", store=tiny_store)
+    at.run()
+    no_errors(at)
+    runs = R.counted_runs(list_runs(tiny_store))
+    runs = runs.assign(task=runs["task"].map(short))
+    lines = R.claim_lines(R.claim_table(R.claim_comparisons(runs, "test_accuracy")))
+    shown = " ".join(m.value for m in at.markdown)
+    assert lines and all(line in shown for line in lines)
+    assert "single seed pair" in at.dataframe[1].value["reason"].iloc[0]  # one seed of A&B: no verdict
+    assert set(at.dataframe[1].value["verdict"]) == {"inconclusive"}
