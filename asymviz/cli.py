@@ -3,6 +3,7 @@
     asymviz spectra ADAPTER [--which delta|A|B|all] [--format csv|json|table] [-o FILE]
     asymviz similarity ADAPTER ADAPTER [...] [--which A|B|delta|all] [--format ...] [-o FILE]
     asymviz report ADAPTER [--against ADAPTER] -o report.html
+    asymviz card ADAPTER [--base MODEL] [--init INIT_ADAPTER] [--format table|json]   (asymviz.card_cli)
     asymviz app [streamlit options]
 
 Other subsystems add their commands (train, sweep, runs, demo, align) through an `add_commands(subparsers)`
@@ -26,6 +27,7 @@ from asymviz.errors import AsymvizError
 _COMMAND_MODULES = (
     "asymviz.training.commands",
     "asymviz.alignment_commands",
+    "asymviz.card_cli",
 )
 
 FORMATS = ("csv", "json", "table")
