@@ -109,7 +109,7 @@ def _plain(v):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
-    if v is None or v is getattr(__import__("pandas"), "NA"):
+    if v is None or v is __import__("pandas").NA:
         return None
     if isinstance(v, np.bool_ | bool):
         return bool(v)
@@ -310,7 +310,9 @@ def adapter_card(
         if res["balance_gap"] <= BALANCE_TOL:
             flags.append("balanced")
         if spec.name in base_norms:
-            row["update_rel"] = row["update_norm"] / base_norms[spec.name] if base_norms[spec.name] > 0 else math.nan
+            row["update_rel"] = (
+                row["update_norm"] / base_norms[spec.name] if base_norms[spec.name] > 0 else math.nan
+            )
         # is A random?
         if family is not None and not spec.embedding and spec.r <= spec.d_in and res["a_norm"] > 0:
             key = (family, spec.r, spec.d_in, spec.dtype)

@@ -29,13 +29,20 @@ def add_card_command(sub) -> None:
         "stable and energy ranks with a suggested rank_pattern; flags (spike, loud, balanced, orientation).",
     )
     p.add_argument("adapter", help="PEFT adapter folder, .safetensors, .zip, .bin, or a run folder")
-    p.add_argument("--base", metavar="MODEL", help="base model for ‖ΔW‖/‖W0‖ (minilm, smollm2, a folder, a hub id)")
+    p.add_argument(
+        "--base", metavar="MODEL", help="base model for ‖ΔW‖/‖W0‖ (minilm, smollm2, a folder, a hub id)"
+    )
     p.add_argument("--init", metavar="INIT_ADAPTER", help="the adapter at step 0 (exact drift of A)")
     p.add_argument("--a-init", choices=FAMILIES, help="init family of A, overriding the declared one")
     p.add_argument(
-        "--energy", type=float, default=0.90, help="share of ‖ΔW‖² the suggested rank keeps (default: %(default)s)"
+        "--energy",
+        type=float,
+        default=0.90,
+        help="share of ‖ΔW‖² the suggested rank keeps (default: %(default)s)",
     )
-    p.add_argument("--format", choices=CARD_FORMATS, default="table", help="output format (default: %(default)s)")
+    p.add_argument(
+        "--format", choices=CARD_FORMATS, default="table", help="output format (default: %(default)s)"
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=_cmd_card)
 

@@ -138,7 +138,6 @@ class NullSample:
 
     def percentile(self, features: np.ndarray) -> float:
         """Percentile (0..100) of A's T among the draws' T (ties count half); NaN when A is zero."""
-        import numpy as np
 
         t = float(self.statistic(features))
         if not math.isfinite(t):
@@ -147,7 +146,9 @@ class NullSample:
         return float(100.0 * ((null_t < t).sum() + 0.5 * (null_t == t).sum()) / null_t.size)
 
 
-def sample_null(family: str, r: int, d_in: int, dtype: str = "F32", draws: int = DRAWS, seed: int = 0) -> NullSample:
+def sample_null(
+    family: str, r: int, d_in: int, dtype: str = "F32", draws: int = DRAWS, seed: int = 0
+) -> NullSample:
     """Draw `draws` samples of A (r, d_in) from `family`, round them to the storage `dtype`, and keep their
     features. Seeded: the same arguments give the same sample. Memory: chunks of at most 2²⁴ numbers."""
     import numpy as np

@@ -42,7 +42,9 @@ def edit_factors(folder: Path, out: Path, fn) -> Path:
 
 
 def orthonormal(d: int, k: int, seed: int) -> torch.Tensor:
-    q, _ = torch.linalg.qr(torch.randn(d, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(d, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    )
     return q.float()  # (d, k)
 
 
@@ -82,7 +84,9 @@ def test_peft_gaussian_init_reads_random_under_its_own_law_only(tmp_path):
 def test_a_pushed_off_its_init_reads_learned(tmp_path, push):
     folder, _ = peft_init(tmp_path)
     g = torch.Generator().manual_seed(3)
-    pushed = edit_factors(folder, tmp_path / "pushed", lambda n, A, B: (push(A), torch.randn(B.shape, generator=g)))
+    pushed = edit_factors(
+        folder, tmp_path / "pushed", lambda n, A, B: (push(A), torch.randn(B.shape, generator=g))
+    )
     card = adapter_card(pushed)
     assert (card.modules["a_verdict"] == "learned").all(), card.modules[["module", "a_percentile"]]
     assert (card.modules["a_percentile"] > 99).all()
@@ -160,7 +164,9 @@ def test_update_norm_matches_dense_and_peft(tmp_path, peft_adapter):
         if hasattr(layer, "get_delta_weight") and "default" in getattr(layer, "lora_A", {}):
             key = name.removeprefix("base_model.model.")
             peft_norm = float(torch.linalg.norm(layer.get_delta_weight("default").detach()))
-            assert card.modules.set_index("module").loc[key, "update_norm"] == pytest.approx(peft_norm, rel=1e-5)
+            assert card.modules.set_index("module").loc[key, "update_norm"] == pytest.approx(
+                peft_norm, rel=1e-5
+            )
 
 
 def test_zero_b_module_is_no_update_among_trained_peers(make_adapter):
@@ -200,12 +206,17 @@ def test_suggested_rank_reproduces_the_energy_threshold(make_adapter):
     U, V = orthonormal(48, 8, 1), orthonormal(40, 8, 2)
     B, A = U * s.sqrt(), (V * s.sqrt()).T  # ΔW = U diag(s) Vᵀ with scaling 1 (alpha = r)
     rng = torch.Generator().manual_seed(0)
-    R = torch.linalg.qr(torch.randn(8, 8, generator=rng))[0]  # rotate the r-space: ΔW unchanged, A/B unbalanced
+    # rotate the r-space: ΔW unchanged, A and B no longer balanced
+    R = torch.linalg.qr(torch.randn(8, 8, generator=rng))[0]
     B, A = B @ R * 2, R.T @ A / 2
     path = make_adapter({"model.layers.0.mlp.down_proj": (A, B)}, {"lora_alpha": 8})
     row = adapter_card(path).modules.iloc[0]
     expect = {t: int(np.searchsorted(energy, t) + 1) for t in (0.90, 0.95, 0.99)}
-    assert (row["energy_rank_90"], row["energy_rank_95"], row["energy_rank_99"]) == (2, 3, 4) == tuple(expect.values())
+    assert (
+        (row["energy_rank_90"], row["energy_rank_95"], row["energy_rank_99"])
+        == (2, 3, 4)
+        == tuple(expect.values())
+    )
     assert row["suggested_rank"] == 2
     assert row["stable_rank"] == pytest.approx(float((s**2).sum() / s[0] ** 2), rel=1e-5)
     assert row["utilisation"] == pytest.approx(row["stable_rank"] / 8)
@@ -220,7 +231,11 @@ def test_rank_pattern_is_accepted_by_peft(tmp_path):
     folder, _ = peft_init(tmp_path)
     # ΔW's singular values per kind (A orthonormal rows, B orthogonal columns scaled, scaling 2):
     # q: energy 0.8, 0.99998 -> rank 2; v: rank 1; down: 1, .09, .04, .01 -> 0.877, 0.956 -> rank 2
-    spectra = {"q_proj": (1.0, 0.5, 0.01, 0.0), "v_proj": (1.0, 0.0, 0.0, 0.0), "down_proj": (1.0, 0.3, 0.2, 0.1)}
+    spectra = {
+        "q_proj": (1.0, 0.5, 0.01, 0.0),
+        "v_proj": (1.0, 0.0, 0.0, 0.0),
+        "down_proj": (1.0, 0.3, 0.2, 0.1),
+    }
 
     def shaped(name, A, B):
         s = torch.tensor(spectra[name.rsplit(".", 1)[-1]])
@@ -228,7 +243,9 @@ def test_rank_pattern_is_accepted_by_peft(tmp_path):
 
     card = adapter_card(edit_factors(folder, tmp_path / "shaped", shaped))
     pattern = card.adapter["rank_pattern"]
-    expected = {m: {"q_proj": 2, "v_proj": 1, "down_proj": 2}[m.rsplit(".", 1)[-1]] for m in card.modules["module"]}
+    expected = {
+        m: {"q_proj": 2, "v_proj": 1, "down_proj": 2}[m.rsplit(".", 1)[-1]] for m in card.modules["module"]
+    }
     assert pattern == expected
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], rank_pattern=pattern,
                      alpha_pattern=card.adapter["alpha_pattern"])  # fmt: skip
@@ -246,7 +263,11 @@ def test_rank_pattern_is_accepted_by_peft(tmp_path):
 
 def test_svd_split_adapter_is_flagged_balanced_and_lora_is_not(make_adapter):
     g = torch.Generator().manual_seed(0)
-    W = torch.randn(48, 40, generator=g) @ torch.diag(torch.logspace(0, -2, 40)) @ torch.randn(40, 40, generator=g)
+    W = (
+        torch.randn(48, 40, generator=g)
+        @ torch.diag(torch.logspace(0, -2, 40))
+        @ torch.randn(40, 40, generator=g)
+    )
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)
     r = 6
     B, A = U[:, :r] * S[:r].sqrt(), S[:r].sqrt()[:, None] * Vh[:r]  # the √σ split
@@ -274,7 +295,8 @@ def test_spike_and_loud_flags(make_adapter):
 
 def test_swapped_factors_without_config_are_flagged_orientation(tmp_path):
     A, B = random_factors(4, 32, 32)
-    swapped = write_adapter(tmp_path / "sw", {"q_proj": (B, A)}, config=False)  # lora_A (32, 4), lora_B (4, 32)
+    # lora_A (32, 4), lora_B (4, 32)
+    swapped = write_adapter(tmp_path / "sw", {"q_proj": (B, A)}, config=False)
     card = adapter_card(swapped / "adapter_model.safetensors")
     assert card.modules.iloc[0]["r"] == 32 and card.modules.iloc[0]["flags"] == "orientation"
     assert card.modules.iloc[0]["a_verdict"] == "unknown"
