@@ -244,12 +244,20 @@ def adapter_card(
         flags : comma-separated, from spike, loud, balanced, orientation, nonfinite, dora ("" for none)
         layer, kind, d_in, d_out, scaling
         a_test : "init" (exact drift), "null" (sampled init) or "none"
-        a_rel_change : ‖A − A0‖_F / ‖A0‖_F with an init (else NaN)
+        a_rel_change : ‖A − A0‖_F / ‖A0‖_F with an init (0 when bit-identical, inf when A0 = 0 as in mode
+            a_only, NaN without an init)
         update_rel : ‖ΔW‖_F / ‖W0‖_F with base weights (else NaN)
         effective_rank, energy_rank_95, energy_rank_99, utilisation (stable_rank / r), energy_top1 (σ₁²/Σσ²)
         balance_gap : ‖AAᵀ − BᵀB‖_F / max(‖AAᵀ‖_F, ‖BᵀB‖_F)
         a_norm, b_norm : ‖A‖_F, ‖B‖_F
         params, suggested_params : r·(d_in + d_out) and suggested_rank·(d_in + d_out)
+    ``adapter`` holds format ("peft", "safetensors", "zip", "torch", "state_dict", "run"), path, n_modules,
+    r (an int, or the sorted list of ranks), lora_alpha, n_no_update, a_verdicts (counts per verdict),
+    a_verdict (the adapter's: with an init, "learned" if any module's A moved; without, "learned" when more
+    modules read learned than 1 % chance allows, asymviz.init_null.adapter_verdict), a_test, a_init_family,
+    a_init_source, update_norm (√Σ‖ΔW‖²_F), median_stable_rank, mean_utilisation, energy, params,
+    suggested_params, suggested_uniform_r, rank_pattern, alpha_pattern, flags (counts), base_weights,
+    problems (the loader's notes) and thresholds.
 
     Raises
     ------
@@ -342,6 +350,8 @@ def adapter_card(
     frame["no_update"] = frame["no_update"].astype(bool)
     frame = frame[CARD_COLUMNS + EXTRA_COLUMNS]
     summary = _summary(adapter, frame, family, family_source, init is not None, base is not None, energy)
+    if run_config:
+        summary["format"] = "run"
     return AdapterCard(summary, frame)
 
 
