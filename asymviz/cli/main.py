@@ -1,6 +1,7 @@
 """The asymviz command line: one parser, one module per command group (plain imports, nothing heavy at top level).
 
     asymviz spectra | similarity | report               asymviz.cli.adapters
+    asymviz card                                        asymviz.cli.card
     asymviz train | sweep | runs | demo | pretrain-vit  asymviz.cli.training
     asymviz align | diagnose                            asymviz.cli.probes
     asymviz app [streamlit options]                     here
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from asymviz.cli import adapters, probes, training
+from asymviz.cli import adapters, card, probes, training
 from asymviz.cli.output import UsageError
 from asymviz.errors import AsymvizError, first_line
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, training, probes):
+    for group in (adapters, card, training, probes):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser

@@ -64,3 +64,19 @@ def warn_problems(adapter) -> None:
     """An adapter's non-fatal findings (unknown scaling, non-finite values) as `warning:` lines on stderr."""
     for line in getattr(adapter, "problems", ()):
         print(f"warning: {line}", file=sys.stderr)
+
+
+def quiet_transformers() -> None:
+    """No weight-loading bars or load reports on the terminal (the CLI prints tables), and no hub lookups
+    (everything here is local)."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings(
+        "ignore", category=FutureWarning, module="transformers"
+    )  # deprecations inside PEFT
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

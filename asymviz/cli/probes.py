@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from asymviz.cli.output import add_output_args, progress_bar, write_frame
+from asymviz.cli.output import add_output_args, progress_bar, quiet_transformers, write_frame
 from asymviz.errors import AsymvizError
 
 
@@ -98,22 +98,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _quiet_transformers() -> None:
-    """No weight-loading bars or load reports on the terminal (the CLI prints tables), and no hub lookups
-    (everything here is local)."""
-    import os
-    import warnings
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    warnings.filterwarnings(
-        "ignore", category=FutureWarning, module="transformers"
-    )  # deprecations inside PEFT
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def _warnings_to_stderr() -> None:
     """The library's log warnings (asymviz.*) as `warning: ...` lines on stderr."""
     import logging
@@ -139,7 +123,7 @@ def _cmd_align(args) -> int:
     _warnings_to_stderr()
     from asymviz.probes.alignment import align, alignment_summary
 
-    _quiet_transformers()
+    quiet_transformers()
     bars: dict = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -165,7 +149,7 @@ def _cmd_diagnose(args) -> int:
 
     if not 0 < args.eps <= 1:
         raise AsymvizError(f"--eps must be in (0, 1], got {args.eps}")
-    _quiet_transformers()
+    quiet_transformers()
     adapter, _, _ = open_adapter(args.adapter)
     fn = intruder_dimensions if args.intruders else diagnose
     frame = fn(

@@ -270,7 +270,7 @@ def _cmd_runs_list(args) -> int:
 def _cmd_runs_compare(args) -> int:
     """`asymviz runs compare`: asymviz.results.compare_modes on the store's counted runs (one row per task,
     rank and mode against the baseline, plus the pooled rows, task "all")."""
-    from asymviz.cli import write_frame
+    from asymviz.cli.output import write_frame
     from asymviz.results import ResultsError, compare_modes, counted_runs
     from asymviz.runs import RunStore
 
