@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asymviz.errors import AsymvizError
+from asymviz.processes import is_alive, process_start
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,38 +178,6 @@ def annotate_run(path: str | Path, **fields: Any) -> None:
     data = json.loads(file.read_text())
     data.update(fields)
     write_json_atomic(file, data)
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of a process in clock ticks since boot (Linux /proc/PID/stat field 22), to tell a reused
-    pid apart; None where there is no /proc or no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def is_alive(pid: int | None, start: str | None = None) -> bool:
-    """Is process `pid` running on this host? With `start` (process_start at the time it was recorded), a pid
-    reused by another process reads as gone. A zombie (exited, not yet reaped) is gone; a process of another
-    user counts as alive. Without /proc only kill(pid, 0) is asked."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return not os.path.exists("/proc")  # no /proc: trust kill(0); with /proc: it just vanished
-    if fields[0] == "Z":
-        return False
-    return start is None or fields[19] == start
 
 
 # ----------------------------------------------------------------------------------------------------------

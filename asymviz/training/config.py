@@ -267,29 +267,36 @@ DEMO = TrainConfig(
     device="cpu",
 )
 DEMO_LR = {"ab": 2e-3, "b_only": 3e-3, "a_only": 3e-3}
+# The head's lr, the same in every mode of the demo (and the lr of its head_only control): 2e-3, the lowest of the
+# per-mode lrs above (bench/tune_demo.py tuned head and LoRA together; before the head had its own lr, b_only's
+# and a_only's heads trained at 3e-3 and ab's at 2e-3).
+DEMO_HEAD_LR = 2e-3
 
 
 def preset(name: str, **overrides: Any) -> tuple[TrainConfig, ...]:
     """The configs of a named preset, with `overrides` applied to each (e.g. seed=1, model=...).
 
-    - `demo`: the CPU demo, modes ab / b_only / a_only, per-mode learning rates (DEMO_LR).
+    - `demo`: the CPU demo, modes ab / b_only / a_only with per-mode LoRA learning rates (DEMO_LR), and the
+      head_only control; the head trains at DEMO_HEAD_LR in every mode.
     - `equal_budget`: ab at rank r against b_only and a_only at rank 2r (the same number of trainable LoRA
       parameters when d_in = d_out), on the demo's setting; `rank` in overrides sets r.
     - `paper`: LoRA on every layer's query and value, 3 epochs, batch 32 x 128 (the GPU setting).
     """
     if name == "demo":
         precision = "bf16" if cpu_has_native_bf16() else "fp32"
-        configs = tuple(DEMO.replace(mode=m, lr=DEMO_LR[m], precision=precision) for m in MODES)
+        configs = tuple(
+            DEMO.replace(mode=m, lr=DEMO_LR[m], head_lr=DEMO_HEAD_LR, precision=precision) for m in MODES
+        ) + (DEMO.replace(mode="head_only", lr=DEMO_HEAD_LR, precision=precision),)
     elif name == "equal_budget":
         r = overrides.pop("rank", DEMO.rank)
         configs = (
-            DEMO.replace(mode="ab", rank=r, alpha=2.0 * r, lr=DEMO_LR["ab"]),
-            DEMO.replace(mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"]),
-            DEMO.replace(mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"]),
+            DEMO.replace(mode="ab", rank=r, alpha=2.0 * r, lr=DEMO_LR["ab"], head_lr=DEMO_HEAD_LR),
+            DEMO.replace(mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"], head_lr=DEMO_HEAD_LR),
+            DEMO.replace(mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"], head_lr=DEMO_HEAD_LR),
         )
     elif name == "paper":
         base = TrainConfig(targets=("query", "value"), epochs=3.0, batch_size=32, max_length=128, lr=5e-4)
-        configs = tuple(base.replace(mode=m) for m in MODES)
+        configs = tuple(base.replace(mode=m) for m in (*MODES, "head_only"))
     else:
         raise ConfigError(f"preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return tuple(c.replace(**overrides) for c in configs) if overrides else configs
