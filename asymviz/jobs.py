@@ -73,7 +73,9 @@ class Job:
     finished: float | None = None
     slot: str | None = None  # "cpu" or "cuda:<i>"
     runner_pid: int | None = None
-    runner_start: str | None = None  # the runner's process start time (asymviz.processes): tells a reused pid apart
+    runner_start: str | None = (
+        None  # the runner's process start time (asymviz.processes): tells a reused pid apart
+    )
     child_pid: int | None = None
     returncode: int | None = None
     error: str | None = None  # last lines of the log when the command failed

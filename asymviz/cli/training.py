@@ -61,7 +61,12 @@ _FLAGS = (
     ("--steps", "steps", int, "optimiser steps (default: one epoch)"),
     ("--epochs", "epochs", float, "passes over the training split"),
     ("--lr", "lr", float, "learning rate of the LoRA factors (default 1e-3)"),
-    ("--head-lr", "head_lr", float, "learning rate of the head (default: --lr; sweeps with --lrs: chosen per task)"),
+    (
+        "--head-lr",
+        "head_lr",
+        float,
+        "learning rate of the head (default: --lr; sweeps with --lrs: chosen per task)",
+    ),
     ("--lr-ratio", "lr_ratio", float, "LoRA+ ratio: lr of B = ratio x lr of A (mode ab; default 1)"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)"),
     ("--warmup", "warmup", float, "warm-up fraction of the steps (default 0.06)"),
@@ -92,7 +97,9 @@ def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--model", help="minilm (default), smollm2, a Hugging Face id or a local folder")
     if single:
         p.add_argument("--task", help="task name (fine_foods, ...) or a CSV/JSONL file with text,label")
-        p.add_argument("--mode", choices=MODES, help="which factors train (default ab; head_only: no adapter)")
+        p.add_argument(
+            "--mode", choices=MODES, help="which factors train (default ab; head_only: no adapter)"
+        )
         p.add_argument("--seed", type=int, help="init and batch-order seed (default 0)")
         p.add_argument("--init-seed", dest="init_seed", type=int,
                        help="seed of every parameter init (default: --seed); the batch order keeps --seed")  # fmt: skip
@@ -381,7 +388,9 @@ def add_commands(sub) -> None:
     """Register train, sweep, runs and demo on the asymviz CLI's subparsers."""
     from asymviz.cli.output import add_output_args
 
-    p = sub.add_parser("train", help="fine-tune one run (ab, b_only, a_only or the head_only control) into a folder")
+    p = sub.add_parser(
+        "train", help="fine-tune one run (ab, b_only, a_only or the head_only control) into a folder"
+    )
     _add_config_flags(p, single=True)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a completed run in --out")
@@ -394,7 +403,8 @@ def add_commands(sub) -> None:
                    "of --tasks x --modes x --seeds ...")  # fmt: skip
     p.add_argument("--tasks", help="comma-separated tasks (default fine_foods)")
     p.add_argument(
-        "--modes", help="comma-separated modes (default ab,b_only,a_only; head_only: the control)",
+        "--modes",
+        help="comma-separated modes (default ab,b_only,a_only; head_only: the control)",
         default="ab,b_only,a_only",
     )
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
@@ -452,7 +462,9 @@ def add_commands(sub) -> None:
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     q.set_defaults(func=_cmd_runs_cancel)
 
-    p = sub.add_parser("demo", help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only vs head only, one seed")
+    p = sub.add_parser(
+        "demo", help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only vs head only, one seed"
+    )
     p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs are in the store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -291,8 +291,12 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, ...]:
         r = overrides.pop("rank", DEMO.rank)
         configs = (
             DEMO.replace(mode="ab", rank=r, alpha=2.0 * r, lr=DEMO_LR["ab"], head_lr=DEMO_HEAD_LR),
-            DEMO.replace(mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"], head_lr=DEMO_HEAD_LR),
-            DEMO.replace(mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"], head_lr=DEMO_HEAD_LR),
+            DEMO.replace(
+                mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"], head_lr=DEMO_HEAD_LR
+            ),
+            DEMO.replace(
+                mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"], head_lr=DEMO_HEAD_LR
+            ),
         )
     elif name == "paper":
         base = TrainConfig(targets=("query", "value"), epochs=3.0, batch_size=32, max_length=128, lr=5e-4)
