@@ -10,6 +10,7 @@ from app import cached
 from app.components import caption, guard, live_store
 from asymviz import figures as F
 from asymviz import jobs
+from asymviz.cli.training import sweep_command
 
 st.title("Live fine-tune")
 st.markdown(
@@ -83,7 +84,7 @@ if submitted:
             spec = requests / f"request-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.json"
             spec.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
             job = jobs.submit(
-                store, jobs.sweep_command(spec, store), store,
+                store, sweep_command(spec, store), store,
                 device="cpu" if device == "cpu" else ("cuda" if device == "cuda" else "auto"),
                 label=f"{cached.short(model)} · {cached.short(task)} · {len(modes)} mode(s) · r={rank} · "
                 f"{steps} steps · seed {seed}",
