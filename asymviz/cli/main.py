@@ -4,6 +4,7 @@
     asymviz card                                        asymviz.cli.card
     asymviz train | sweep | runs | demo | pretrain-vit  asymviz.cli.training
     asymviz align | diagnose                            asymviz.cli.probes
+    asymviz tasks | probe                               asymviz.cli.data
     asymviz app [streamlit options]                     here
 
 Each handler takes the parsed args and returns an exit status. Bad input ends with exit status 2 and one line
@@ -16,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from asymviz.cli import adapters, card, probes, training
+from asymviz.cli import adapters, card, data, probes, training
 from asymviz.cli.output import UsageError
 from asymviz.errors import AsymvizError, first_line
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, card, training, probes):
+    for group in (adapters, card, training, probes, data):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser
