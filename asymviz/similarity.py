@@ -304,19 +304,20 @@ class ModuleGroup:
             col += b.k
         return W.T @ G @ W
 
-    def similarity_matrix(self, which: str):
-        """N×N numpy array of ‖U_iᵀU_j‖²_F / min(k_i, k_j) (NaN where a subspace is empty)."""
+    def similarity_matrix(self, which: str, overlap: torch.Tensor | None = None):
+        """N×N numpy array of ‖U_iᵀU_j‖²_F / min(k_i, k_j) (NaN where a subspace is empty); pass
+        `overlap` = self.overlap(which) if already computed."""
         import numpy as np
 
-        ks = [b.k for b in self.bases[which]]
+        ks = np.array([b.k for b in self.bases[which]])
         ends = np.cumsum([0, *ks])
-        O2 = self.overlap(which).square().numpy()
-        n = len(ks)
-        out = np.full((n, n), np.nan)
-        for i in range(n):
-            for j in range(n):
-                if ks[i] and ks[j]:
-                    out[i, j] = O2[ends[i] : ends[i + 1], ends[j] : ends[j + 1]].sum() / min(ks[i], ks[j])
+        O2 = (self.overlap(which) if overlap is None else overlap).square().numpy()
+        out = np.full((len(ks), len(ks)), np.nan)
+        ok = ks > 0
+        if ok.any():  # block sums over the non-empty blocks (empty ones have no columns to skip)
+            starts = ends[:-1][ok]
+            sums = np.add.reduceat(np.add.reduceat(O2, starts, axis=0), starts, axis=1)
+            out[np.ix_(ok, ok)] = sums / np.minimum.outer(ks[ok], ks[ok])
         return out
 
 
