@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ def single_threaded() -> Iterator[None]:
         if _thread_users == 0:
             _saved_threads = torch.get_num_threads()
             torch.set_num_threads(1)
-            _blas_limits = _limit_other_blas()
+            _blas_limits = _limit_other_blas() if "scipy.linalg.blas" in sys.modules else None
         _thread_users += 1
     try:
         yield
@@ -62,14 +63,22 @@ def single_threaded() -> Iterator[None]:
 
 def _limit_other_blas():
     """One thread for scipy's OpenBLAS too (stacked_gram's dsyrk), or None when threadpoolctl is absent
-    (it comes with scikit-learn)."""
+    (it comes with scikit-learn). A multi-threaded OpenBLAS inside our worker threads, on a busy machine,
+    was measured 20x slower."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
         return None
-    import scipy.linalg.blas  # noqa: F401  (load its BLAS so that the limit reaches it)
-
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def prepare_grams(flops: float) -> None:
+    """Call before parallel_map when its Grams will cost `flops` (≈ Σ d·(Σr)² over the stacked_gram calls):
+    from 1e9 on (tens of ms) this loads scipy's BLAS, so that stacked_gram can use dsyrk under a one-thread
+    OpenBLAS limit; below, the 80 ms import of scipy.linalg would cost more than it saves (small adapters,
+    the CLI's latency)."""
+    if flops >= 1e9:
+        import scipy.linalg.blas  # noqa: F401
 
 
 def default_workers() -> int:
@@ -106,6 +115,12 @@ def parallel_map(
             return list(pool.map(run, items))
 
 
+def gram_flops(adapters: Sequence[LoraAdapter]) -> float:
+    """≈ the flops of the stacked Grams of A and B over the adapters' modules (for prepare_grams)."""
+    n = len(adapters)
+    return float(sum((m.d_in + m.d_out) * (n * m.r) ** 2 for m in adapters[0].modules)) if n else 0.0
+
+
 def map_modules(
     adapter: LoraAdapter,
     fn: Callable[[LoraModule], T],
@@ -114,6 +129,7 @@ def map_modules(
 ) -> list[T]:
     """fn(module) for every module of the adapter, in order; each worker reads and processes one module at
     a time, so memory holds only a few modules."""
+    prepare_grams(gram_flops([adapter]))
     return parallel_map(lambda spec: fn(adapter._load(spec)), adapter.modules, progress, workers)
 
 
@@ -157,12 +173,13 @@ def stacked_gram(factors: Sequence[torch.Tensor]) -> torch.Tensor:
 
     Block (i, j) is M_iᵀM_j: the diagonal blocks are each factor's Gram, the others the cross products
     that subspace similarities need. The factors are copied once into one float64 buffer (products of
-    float32 numbers are exact in float64, so G is accurate to ~d·eps₆₄·‖M‖²) and BLAS `dsyrk` computes the
-    upper triangle only: d·(Σr)² flops, half a general product's (measured 1.7-2x faster than torch's
-    float64 matmul here). scipy's BLAS releases the GIL, so parallel_map's threads run it concurrently.
+    float32 numbers are exact in float64, so G is accurate to ~d·eps₆₄·‖M‖²). Inside a single_threaded
+    block that limited scipy's OpenBLAS (see prepare_grams), BLAS `dsyrk` computes the upper triangle
+    only: d·(Σr)² flops, half a general product's (measured 1.7-2x faster than torch's float64 matmul
+    here; scipy's BLAS releases the GIL, so parallel_map's threads run it concurrently). Elsewhere
+    torch's float64 matmul computes the same numbers.
     """
     import torch
-    from scipy.linalg.blas import dsyrk
 
     d = factors[0].shape[0]
     if any(M.shape[0] != d for M in factors):
@@ -173,6 +190,11 @@ def stacked_gram(factors: Sequence[torch.Tensor]) -> torch.Tensor:
     # Copy into float64 in the factors' own memory order (a transposing copy costs 3x more): rows of A
     # (factor Aᵀ, stored (r, d)) become rows of Y = Xᵀ (Σr, d); rows of B become rows of X (d, Σr).
     by_rows = factors[0].stride(0) == 1  # Mᵀ is the contiguous one
+    if _blas_limits is None:
+        X = torch.cat([M.double() for M in factors], dim=1)  # (d, Σr)
+        return X.T @ X
+    from scipy.linalg.blas import dsyrk
+
     if by_rows:
         Y = torch.empty(width, d, dtype=torch.float64)  # Xᵀ, C order = X in Fortran order
         col = 0
@@ -187,8 +209,7 @@ def stacked_gram(factors: Sequence[torch.Tensor]) -> torch.Tensor:
             X[:, col : col + M.shape[1]].copy_(M)
             col += M.shape[1]
         X_f, trans = X.numpy().T, 0  # Xᵀ (Σr, d) Fortran: dsyrk(trans=0) gives XᵀX
-    with single_threaded():  # a multi-threaded OpenBLAS on a busy machine was measured 20x slower
-        G = torch.from_numpy(dsyrk(1.0, X_f, trans=trans))  # upper triangle of XᵀX
+    G = torch.from_numpy(dsyrk(1.0, X_f, trans=trans))  # upper triangle of XᵀX
     return G.triu() + G.triu(1).T
 
 

@@ -27,8 +27,10 @@ from asymviz.linalg import (
     GramBasis,
     basis_overlap,
     gram_basis,
+    gram_flops,
     module_bases,
     parallel_map,
+    prepare_grams,
     stacked_gram,
 )
 
@@ -222,6 +224,7 @@ def pairwise_similarity(
                     cols[col].append(value)
         return cols
 
+    prepare_grams(gram_flops(adapters))
     results = [
         c for c in parallel_map(per_module, modules, progress=progress, workers=workers) if c is not None
     ]

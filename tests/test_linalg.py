@@ -4,6 +4,7 @@ the Grams are float64."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -54,13 +55,20 @@ def test_rank_tolerance_is_numpys_rule_for_float32_and_the_gram_floor_for_float6
     assert numerical_rank(torch.zeros(3), (3, 3)) == 0 and numerical_rank(torch.zeros(0), (3, 3)) == 0
 
 
-def test_stacked_gram_equals_dense_product_for_both_layouts():
+@pytest.mark.parametrize("dsyrk", [False, True])
+def test_stacked_gram_equals_dense_product_for_both_layouts(dsyrk):
+    import asymviz.linalg as linalg
+
     g = torch.Generator().manual_seed(0)
     A1, A2 = torch.randn(4, 30, generator=g), torch.randn(3, 30, generator=g)
     B1, B2 = torch.randn(25, 4, generator=g), torch.randn(25, 2, generator=g)
-    for factors in ([A1.T, A2.T], [B1, B2], [B1, A1.T[:25]]):
-        X = torch.cat([f.double() for f in factors], dim=1)
-        torch.testing.assert_close(stacked_gram(factors), X.T @ X, rtol=1e-12, atol=1e-12)
+    if dsyrk:
+        linalg.prepare_grams(1e12)  # loads scipy's BLAS: single_threaded then limits it and dsyrk is used
+    with linalg.single_threaded():
+        assert (linalg._blas_limits is not None) == dsyrk or not dsyrk and "scipy.linalg.blas" in sys.modules
+        for factors in ([A1.T, A2.T], [B1, B2], [B1, A1.T[:25]]):
+            X = torch.cat([f.double() for f in factors], dim=1)
+            torch.testing.assert_close(stacked_gram(factors), X.T @ X, rtol=1e-12, atol=1e-12)
 
 
 def test_bases_span_the_dense_reference_subspaces():
