@@ -1,15 +1,22 @@
 """Linear algebra of ΔW = s·B·A without ever forming the d_out×d_in matrix.
 
-With thin QR factors B = Q_B R_B (Q_B: d_out×r) and Aᵀ = Q_A R_A (Q_A: d_in×r),
+Every analysis starts from each factor's float64 Gram (AAᵀ and BᵀB, r×r; `stacked_gram`, computed once per
+module, for N adapters at once when comparing them). Its eigendecomposition MᵀM = V Λ Vᵀ gives
 
-    ΔW = s · Q_B (R_B R_Aᵀ) Q_Aᵀ,
+  * the singular values of A and B: sqrt(Λ);
+  * an implicit orthonormal basis U = M V Λ^{-1/2} of each factor's space (`GramBasis`; no d×r Q is formed);
+  * an R factor R = Λ^{1/2} Vᵀ (M = Q R for an orthonormal Q), so that with R_A, R_B
 
-so ΔW's singular values are those of the r×r core C = s·R_B R_Aᵀ, its left singular vectors are Q_B U_C and
-its right ones Q_A V_C. A's singular values are R_A's, B's are R_B's. Everything here costs O(d·r²).
+        ΔW = s · Q_B (R_B R_Aᵀ) Q_Aᵀ,
+
+    ΔW's singular values are those of the r×r core C = s·R_B R_Aᵀ and its left singular vectors Q_B U_C.
+
+`ModuleBases` holds all of it for one module (spectra and similarities share it). Cost: one pass over the
+data and d·r² flops per factor. One rule decides every numerical rank: `rank_tolerance`.
 
 Small LAPACK calls are slow with several threads each (measured: a 4096×64 QR took 50-110 ms with two MKL
-threads against 3 ms with one), so `map_modules` runs one module per worker thread with torch set to one
-intra-op thread, and parallelises across modules instead.
+threads against 3 ms with one), so `parallel_map` runs one module per worker thread with torch (and
+scipy's OpenBLAS, when stacked_gram uses it) on one thread, and parallelises across modules instead.
 """
 
 from __future__ import annotations

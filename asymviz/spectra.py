@@ -5,7 +5,7 @@
     by_layer = group_summary(summary, by="layer")    # mean over modules, per (layer, which)
 
 `which` is "A" (r×d_in), "B" (d_out×r) or "delta" (ΔW, d_out×d_in, rank ≤ r). See asymviz.linalg for how
-the r×r core gives ΔW's spectrum. Modules with non-finite values are skipped and named in adapter.problems.
+the float64 Grams of A and B give all three spectra (asymviz.linalg.ModuleBases, one per module). Modules with non-finite values are skipped and named in adapter.problems.
 """
 
 from __future__ import annotations
@@ -150,12 +150,13 @@ def spectrum_summary(
         rows, cols : the matrix's shape (A: r×d_in, B: d_out×r, delta: d_out×d_in)
         numerical_rank : count of σ > τ·σ₁ with τ = asymviz.linalg.rank_tolerance(rows, cols, dtype)
             (numpy's max(rows, cols)·eps rule, eps of float32 for float32/16 data); distinct from r
-        rank : deprecated alias of numerical_rank (the last column; removed in the release after next)
         effective_rank : exp(entropy of σ/Σσ), between 1 and rank (0 for a zero matrix)
         stable_rank : ‖M‖_F² / ‖M‖₂²
         fro_norm, spectral_norm : ‖M‖_F and σ₁
         energy_top1 : σ₁² / Σσ²
         top_k, energy_top_k : the k used and Σ_{i≤k} σ_i² / Σσ²
+        rank : deprecated alias of numerical_rank, the last column, kept one release for readers of
+            earlier CSVs (SUMMARY_ALIASES); removed in the release after next
     """
     import pandas as pd
 
