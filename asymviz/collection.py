@@ -120,10 +120,9 @@ def analyze_collection(
     baselines = _BaselineCache(config.draws, config.seed)
 
     def per_module(name: str):
-        loaded = [a.module(name) for a in adapters]
-        if not all(m.finite for m in loaded):
+        group = ModuleGroup.of([a.module(name) for a in adapters], config.which, config.k)
+        if group is None:  # a non-finite value in some adapter's version of this module
             return None
-        group = ModuleGroup.of(loaded, config.which, config.k)
         out = []
         for w in config.which:
             overlap = group.overlap(w)  # (Σk, Σk) = SᵀS

@@ -340,6 +340,15 @@ class ModuleBases:
         return GramBasis(b.M, b.W @ U_C[:, :keep], S[:keep])
 
 
+def finite_gram(G: torch.Tensor) -> bool:
+    """Whether the factor behind a Gram holds only finite values: its diagonal Σ m² turns NaN or inf with
+    any non-finite entry (and float32 data cannot overflow it), so this costs r checks instead of a pass
+    over the data."""
+    import torch
+
+    return bool(torch.isfinite(G.diagonal()).all())
+
+
 def module_bases(
     module: LoraModule, gram_a: torch.Tensor | None = None, gram_b: torch.Tensor | None = None
 ) -> ModuleBases:

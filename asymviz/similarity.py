@@ -26,6 +26,7 @@ from asymviz.linalg import (
     FactorGram,
     GramBasis,
     basis_overlap,
+    finite_gram,
     gram_basis,
     gram_flops,
     module_bases,
@@ -195,10 +196,9 @@ def pairwise_similarity(
     index_pairs = [(i, j) for i in range(n) for j in range(n) if (i < j if pairs == "upper" else True)]
 
     def per_module(name: str) -> dict[str, list] | None:
-        loaded = [a.module(name) for a in adapters]
-        if not all(m.finite for m in loaded):
+        group = ModuleGroup.of([a.module(name) for a in adapters], which, k)
+        if group is None:
             return None
-        group = ModuleGroup.of(loaded, which, k)
         cols: dict[str, list] = {c: [] for c in PAIR_COLUMNS}
         for w in which:
             sim = group.similarity_matrix(w)
@@ -255,8 +255,13 @@ class ModuleGroup:
     offsets: tuple[int, ...]  # column offset of adapter i's factor in the stacked Gram (length N + 1)
 
     @classmethod
-    def of(cls, loaded: Sequence[LoraModule], which: Iterable[str], k: int | None = None) -> ModuleGroup:
-        """Bases of `which` for the N loaded versions of one module. k: ΔW's top-k (default: the smallest r)."""
+    def of(
+        cls, loaded: Sequence[LoraModule], which: Iterable[str], k: int | None = None
+    ) -> ModuleGroup | None:
+        """Bases of `which` for the N loaded versions of one module. k: ΔW's top-k (default: the smallest r).
+        None when any version holds a non-finite value in A or B (the module is then skipped)."""
+        import torch
+
         which = tuple(which)
         first = loaded[0]
         for w in which:
@@ -274,6 +279,11 @@ class ModuleGroup:
             grams["A"] = stacked_gram([m.A.T for m in loaded])
         if "B" in factors:
             grams["B"] = stacked_gram([m.B for m in loaded])
+        if not all(finite_gram(G) for G in grams.values()):
+            return None
+        for f in {"A", "B"} - factors:  # the factor not needed still decides whether the module counts
+            if not all(bool(torch.isfinite(m.A if f == "A" else m.B).all()) for m in loaded):
+                return None
 
         def block(f: str, i: int):
             return grams[f][offsets[i] : offsets[i + 1], offsets[i] : offsets[i + 1]]

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from asymviz.linalg import map_modules, module_bases, numerical_rank
+from asymviz.linalg import finite_gram, map_modules, module_bases, numerical_rank, stacked_gram
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,9 +42,10 @@ def _check_which(which: Iterable[str] | str) -> tuple[str, ...]:
 
 def _module_spectra(module: LoraModule, which: tuple[str, ...]):
     """[(which, sigma ndarray, (rows, cols), dtype)] for one module, or None when it holds non-finite values."""
-    if not module.finite:
+    gram_a, gram_b = stacked_gram([module.A.T]), stacked_gram([module.B])
+    if not (finite_gram(gram_a) and finite_gram(gram_b)):  # as module.finite, without another pass
         return None
-    spectra = module_bases(module).spectra()
+    spectra = module_bases(module, gram_a, gram_b).spectra()
     return [(w, spectra[w][0].numpy(), spectra[w][1], module.B.dtype) for w in which]
 
 

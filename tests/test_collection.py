@@ -145,3 +145,17 @@ def test_config_checks_name_the_field(make_adapter):
     adapters = make_set(make_adapter, [{NAMES[0]: (torch.randn(4, 48), torch.randn(200, 4))}])
     with pytest.raises(ValueError, match="two adapters"):
         analyze_collection(adapters)
+
+
+@pytest.mark.parametrize("which", [("A", "B", "delta"), ("A",)])
+def test_a_module_with_non_finite_values_is_skipped(make_adapter, which):
+    factors = [
+        {name: (torch.randn(4, d_in, generator=gen(s + i)), torch.randn(d_out, 4, generator=gen(70 + s + i)))
+         for i, (name, (d_in, d_out)) in enumerate(SHAPES.items())}
+        for s in range(3)
+    ]  # fmt: skip
+    factors[1][NAMES[0]][1][0, 0] = float("inf")  # adapter 1's B in the first module
+    adapters = make_set(make_adapter, factors)
+    result = analyze_collection(adapters, config=CollectionConfig(which=which))
+    assert set(result.similarity["module"]) == set(result.shared["module"]) == {NAMES[1]}
+    assert set(pairwise_similarity(adapters, which=which)["module"]) == {NAMES[1]}
