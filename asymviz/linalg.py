@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -278,6 +279,7 @@ class FactorGram:
         keep = keep if k is None else min(keep, k)
         return GramBasis(self.M, self.V[:, :keep] / self.sigma[:keep], self.sigma[:keep])
 
+    @cached_property
     def r_factor(self) -> torch.Tensor:
         """R (r, r) = Λ^{1/2} Vᵀ with RᵀR = MᵀM, so M = Q R for an orthonormal Q (a valid QR's R up to a rotation)."""
         return self.sigma[:, None] * self.V.T
@@ -293,7 +295,8 @@ class ModuleBases:
     """Everything the spectra and similarity analyses need from one module, computed once from its factors.
 
     Build with `module_bases`; it holds references to the module's A and B (no copies) and r×r float64
-    matrices, so keeping one per module of an adapter costs about the adapter's size.
+    matrices, so keeping one per module of an adapter costs about the adapter's size. What only some
+    analyses need (ΔW's spectrum, the truncated bases) is computed on first use and kept.
     """
 
     name: str
@@ -303,7 +306,21 @@ class ModuleBases:
     d_in: int
     d_out: int
     r: int
-    delta_sigma: torch.Tensor  # (r,) ΔW's singular values (incl. scaling), descending
+
+    @cached_property
+    def delta_sigma(self) -> torch.Tensor:
+        """(r,) ΔW's singular values (incl. scaling), descending: those of the core s·R_B R_Aᵀ."""
+        import torch
+
+        return torch.linalg.svdvals(self.scaling * (self.b.r_factor @ self.a.r_factor.T))
+
+    @cached_property
+    def _a_basis(self) -> GramBasis:
+        return self.a.basis((self.r, self.d_in))
+
+    @cached_property
+    def _b_basis(self) -> GramBasis:
+        return self.b.basis((self.d_out, self.r))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -318,9 +335,9 @@ class ModuleBases:
         """Row space of A ("A", d = d_in), column space of B ("B", d = d_out) or the top-k column space of
         ΔW ("delta", d = d_out, as B @ W), each cut at its numerical rank."""
         if which == "A":
-            return self.a.basis((self.r, self.d_in), k)
+            return self._a_basis if k is None else self._a_basis.top(k)
         if which == "B":
-            return self.b.basis((self.d_out, self.r), k)
+            return self._b_basis if k is None else self._b_basis.top(k)
         if which == "delta":
             return self._delta_basis(k)
         raise ValueError(f"which must be 'A', 'B' or 'delta', got {which!r}")
@@ -333,7 +350,7 @@ class ModuleBases:
         a, b = self.basis("A"), self.basis("B")
         if a.k == 0 or b.k == 0:
             return GramBasis(b.M, b.W[:, :0], b.sigma[:0])
-        core = self.scaling * (self.b.r_factor()[: b.k] @ self.a.r_factor()[: a.k].T)  # (k_B, k_A)
+        core = self.scaling * (self.b.r_factor[: b.k] @ self.a.r_factor[: a.k].T)  # (k_B, k_A)
         U_C, S, _ = torch.linalg.svd(core)
         keep = numerical_rank(S, (self.d_out, self.d_in), self.dtype)
         keep = keep if k is None else min(keep, k)
@@ -357,13 +374,10 @@ def module_bases(
     ΔW = s·B·A = s·Q_B (R_B R_Aᵀ) Q_Aᵀ with R_X = Λ_X^{1/2} V_Xᵀ from each Gram, so ΔW's singular values
     are those of the r×r core C = s·R_B R_Aᵀ and its left singular vectors are Q_B U_C.
     """
-    import torch
-
     At = module.A.T  # (d_in, r), a view
     a = FactorGram.from_gram(At, stacked_gram([At]) if gram_a is None else gram_a)
     b = FactorGram.from_gram(module.B, stacked_gram([module.B]) if gram_b is None else gram_b)
-    S = torch.linalg.svdvals(module.scaling * (b.r_factor() @ a.r_factor().T))  # (r,)
-    return ModuleBases(module.name, a, b, module.scaling, module.d_in, module.d_out, module.r, S)
+    return ModuleBases(module.name, a, b, module.scaling, module.d_in, module.d_out, module.r)
 
 
 def delta_gram_basis(module: LoraModule, k: int | None = None) -> GramBasis:

@@ -12,7 +12,8 @@ asymviz and pandas, reading the file, the analysis and building the frame (the "
   similarity : pairwise_similarity of two such adapters (A, B, ΔW)
   cli-small  : `python -m asymviz spectra` on a MiniLM-shaped q,v r = 8 adapter, whole command minus
                `python -c "import torch"` (both measured here)
-Prints median, min and max of --repeats runs and the ratio old/new of the medians.
+Prints median, min and max of --repeats runs, the ratio old/new of the medians, and the median CPU seconds
+(user + sys; steadier than wall time when others share the machine).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,8 +35,12 @@ sys.path.insert(0, str(HERE))
 from bench_core import generate  # noqa: E402  (the LLaMA-2-7B-shaped adapter generator)
 
 CHILD = """
-import sys, time, json
+import sys, time, json, resource
 import torch
+def cpu():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+c0 = cpu()
 t0 = time.perf_counter()
 task, paths = sys.argv[1], sys.argv[2:]
 from asymviz.adapters import load_adapter
@@ -44,7 +50,8 @@ if task == "spectra":
 else:
     from asymviz.similarity import pairwise_similarity
     frame = pairwise_similarity([load_adapter(p) for p in paths])
-print(json.dumps({"seconds": time.perf_counter() - t0, "rows": len(frame), "file": __import__("asymviz").__file__}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": cpu() - c0, "rows": len(frame),
+                  "file": __import__("asymviz").__file__}))
 """
 
 
@@ -81,18 +88,23 @@ def _env(pythonpath: Path) -> dict:  # children run in $TMPDIR: `python -c` puts
     return dict(os.environ, PYTHONPATH=str(pythonpath), ASYMVIZ_NO_PROGRESS="1")
 
 
-def time_child(code_root: Path, task: str, paths: list[Path]) -> float:
+def time_child(code_root: Path, task: str, paths: list[Path]) -> tuple[float, float]:
     cmd = [sys.executable, "-c", CHILD, task, *map(str, paths)]
     out = subprocess.run(
         cmd, capture_output=True, text=True, env=_env(code_root), check=True, cwd=tempfile.gettempdir()
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["file"].startswith(str(code_root)), result["file"]
-    return result["seconds"]
+    return result["seconds"], result["cpu"]
 
 
-def time_command(code_root: Path, argv: list[str]) -> float:
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def time_command(code_root: Path, argv: list[str]) -> tuple[float, float]:
+    c0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(
         [sys.executable, *argv],
         capture_output=True,
@@ -100,7 +112,7 @@ def time_command(code_root: Path, argv: list[str]) -> float:
         check=True,
         cwd=tempfile.gettempdir(),
     )
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - c0
 
 
 def stats(xs: list[float]) -> str:
@@ -135,33 +147,43 @@ def main() -> None:
         print(
             f"old = {old_ref[:12]} (copy in {old_root}), new = {new_root}; {args.repeats} runs each, interleaved"
         )
-        print(f"{'row':<11} {'old s: median [min, max]':>26} {'new s: median [min, max]':>26} {'old/new':>8}")
-        rows = args.rows.split(",")
-        for row in rows:
+        print(f"{'row':<11} {'old s: median [min, max]':>26} {'new s: median [min, max]':>26} {'old/new':>8}"
+              f" {'CPU s old':>9} {'CPU s new':>9} {'old/new':>8}")  # fmt: skip
+        for row in args.rows.split(","):
             times: dict[str, list[float]] = {"old": [], "new": []}
-            torch_only: list[float] = []
+            cpus: dict[str, list[float]] = {"old": [], "new": []}
+            torch_only: list[tuple[float, float]] = []
             for _ in range(args.repeats):
                 for label, code in (("old", old_root), ("new", new_root)):
                     if row == "spectra":
-                        times[label].append(time_child(code, "spectra", [one]))
+                        wall, cpu = time_child(code, "spectra", [one])
                     elif row == "similarity":
-                        times[label].append(time_child(code, "similarity", [one, two]))
+                        wall, cpu = time_child(code, "similarity", [one, two])
                     elif row == "cli-small":
-                        times[label].append(
-                            time_command(code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"])
+                        wall, cpu = time_command(
+                            code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"]
                         )
                     else:
                         raise SystemExit(f"unknown row {row!r}")
+                    times[label].append(wall)
+                    cpus[label].append(cpu)
                 if row == "cli-small":
                     torch_only.append(time_command(new_root, ["-c", "import torch"]))
+            label = row
             if torch_only:
-                base = statistics.median(torch_only)
-                times = {k: [t - base for t in v] for k, v in times.items()}
-                row = f"{row}*"
+                base_wall = statistics.median(t for t, _ in torch_only)
+                base_cpu = statistics.median(c for _, c in torch_only)
+                times = {k: [t - base_wall for t in v] for k, v in times.items()}
+                cpus = {k: [c - base_cpu for c in v] for k, v in cpus.items()}
+                label = f"{row}*"
             ratio = statistics.median(times["old"]) / statistics.median(times["new"])
-            print(f"{row:<11} {stats(times['old']):>26} {stats(times['new']):>26} {ratio:>8.2f}")
+            cpu_old, cpu_new = statistics.median(cpus["old"]), statistics.median(cpus["new"])
+            print(f"{label:<11} {stats(times['old']):>26} {stats(times['new']):>26} {ratio:>8.2f}"
+                  f" {cpu_old:>9.2f} {cpu_new:>9.2f} {cpu_old / cpu_new:>8.2f}")  # fmt: skip
             if torch_only:
-                print(f"  * minus the median of `python -c 'import torch'`: {stats(torch_only)} s")
+                print(f"  * minus the median of `python -c 'import torch'`: {stats([t for t, _ in torch_only])} s"
+                      f" wall, {statistics.median(c for _, c in torch_only):.2f} s CPU")  # fmt: skip
+        print(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if not args.keep:
         import shutil
 
