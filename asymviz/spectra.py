@@ -11,6 +11,8 @@ the float64 Grams of A and B give all three spectra (asymviz.linalg.ModuleBases,
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -40,18 +42,36 @@ def _check_which(which: Iterable[str] | str) -> tuple[str, ...]:
     return which
 
 
-def _module_spectra(module: LoraModule, which: tuple[str, ...]):
-    """[(which, sigma ndarray, (rows, cols), dtype)] for one module, or None when it holds non-finite values."""
+def _module_spectra(module: LoraModule):
+    """[(which, sigma ndarray, (rows, cols), dtype)] for A, B and ΔW of one module, or None when it holds
+    non-finite values."""
     gram_a, gram_b = stacked_gram([module.A.T]), stacked_gram([module.B])
     if not (finite_gram(gram_a) and finite_gram(gram_b)):  # as module.finite, without another pass
         return None
     spectra = module_bases(module, gram_a, gram_b).spectra()
-    return [(w, spectra[w][0].numpy(), spectra[w][1], module.B.dtype) for w in which]
+    return [(w, spectra[w][0].numpy(), spectra[w][1], module.B.dtype) for w in WHICH]
+
+
+# Per adapter, its modules' spectra (r values per factor: kilobytes), so that singular_spectrum and
+# spectrum_summary on the same adapter (the app's inspect page calls both) read and factor it once.
+_computed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_computed_lock = threading.Lock()
 
 
 def _collect(adapter: LoraAdapter, which, progress, workers):
-    results = map_modules(adapter, lambda m: _module_spectra(m, which), progress=progress, workers=workers)
-    return [(spec, res) for spec, res in zip(adapter.modules, results) if res is not None]
+    with _computed_lock:
+        results = _computed.get(adapter)
+    if results is None:
+        results = map_modules(adapter, _module_spectra, progress=progress, workers=workers)
+        with _computed_lock:
+            _computed[adapter] = results
+    elif progress:
+        progress(len(adapter.modules))
+    return [
+        (spec, [x for w in which for x in res if x[0] == w])
+        for spec, res in zip(adapter.modules, results)
+        if res is not None
+    ]
 
 
 def singular_spectrum(

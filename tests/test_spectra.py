@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import random_factors
@@ -125,3 +126,17 @@ def test_spectra_command_imports_nothing_heavy_beyond_torch_and_pandas(llama_lik
     assert {"torch", "pandas", "asymviz"} <= imported
     assert not imported & {"transformers", "peft", "streamlit", "plotly", "scipy", "sklearn"}
     assert out.stdout.startswith("module,layer,kind,which,k,sigma")
+
+
+def test_spectra_are_computed_once_per_adapter(llama_like, monkeypatch):
+    adapter = load_adapter(llama_like)
+    spectrum = singular_spectrum(adapter, which=("delta", "A"))
+    assert list(dict.fromkeys(spectrum["which"])) == ["delta", "A"]  # the order asked for
+
+    def no_more_reads(spec):
+        raise AssertionError(f"{spec.name} read again")
+
+    monkeypatch.setattr(adapter, "_load", no_more_reads)
+    summary = spectrum_summary(adapter)  # from the first call's spectra
+    fresh = spectrum_summary(load_adapter(llama_like))
+    pd.testing.assert_frame_equal(summary, fresh)
