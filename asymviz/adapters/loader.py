@@ -17,6 +17,7 @@ from asymviz.adapters.config import AdapterConfig
 from asymviz.adapters.model import LoraAdapter
 from asymviz.adapters.peft import build
 from asymviz.adapters.tensors import DictReader, SafetensorsReader
+from asymviz.adapters.torch_file import torch_load
 from asymviz.errors import AdapterError
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -61,14 +62,22 @@ def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -
         return _load_dir(path / adapter_name, None, strict, source=f"{source}/{adapter_name}")
     weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
     if weights is None:
-        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES))
+        subs = sorted(
+            p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES)
+        )
         if len(subs) == 1:
             return _load_dir(path / subs[0], None, strict, source=f"{source}/{subs[0]}")
         if subs:
-            raise AdapterError(f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name=")
+            raise AdapterError(
+                f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name="
+            )
         raise AdapterError(f"{path}: no adapter_model.safetensors or adapter_model.bin in this folder")
     config = _config_beside(weights, strict)
-    reader = SafetensorsReader(weights) if weights.suffix == ".safetensors" else DictReader(torch_load(weights), weights.name)
+    reader = (
+        SafetensorsReader(weights)
+        if weights.suffix == ".safetensors"
+        else DictReader(torch_load(weights), weights.name)
+    )
     return build(reader, config, source, adapter_name)
 
 
@@ -78,7 +87,8 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
     try:
         extract_zip(path, tmp)
         roots = sorted(
-            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)} | {p.parent for p in tmp.rglob("*.safetensors")},
+            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)}
+            | {p.parent for p in tmp.rglob("*.safetensors")},
             key=lambda p: (len(p.relative_to(tmp).parts), str(p)),
         )
         if not roots:
@@ -96,25 +106,3 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
         raise
     weakref.finalize(adapter, remove_tree, tmp)  # the unpacked files live as long as the adapter
     return adapter
-
-
-def torch_load(path: Path) -> dict:
-    import pickle
-
-    import torch
-
-    from asymviz.adapters.safetensors_file import sniff_format
-
-    kind = sniff_format(path)
-    if kind not in ("pickle", "torch-zip"):
-        raise AdapterError(f"{path.name}: not a PyTorch checkpoint (expected a torch.save file)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AdapterError(f"{path.name}: refused by torch.load(weights_only=True): {first}") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise AdapterError(f"{path.name}: holds a {type(data).__name__}, not a dict of tensors")
-    return data

@@ -191,11 +191,12 @@ def test_pickle_is_never_executed(llama_like, tmp_path, monkeypatch):
     # a malicious legacy .bin: torch.load(weights_only=True) refuses it
     (llama_like / "adapter_model.safetensors").unlink()
     (llama_like / "adapter_model.bin").write_bytes(payload)
-    with pytest.raises(AdapterError, match="weights_only"):
+    with pytest.raises(AdapterError, match="the pickle asks for builtins.exec; asymviz loads tensors only"):
         load_adapter(llama_like)
     torch.save({"x": _Exploit()}, llama_like / "adapter_model.bin")  # the zip flavour of torch.save
-    with pytest.raises(AdapterError, match="weights_only"):
+    with pytest.raises(AdapterError, match="the pickle asks for builtins.exec") as err:
         load_adapter(llama_like)
+    assert "weights_only=False" not in str(err.value)
     assert not marker.exists()
 
 
