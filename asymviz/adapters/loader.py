@@ -18,7 +18,7 @@ from asymviz.adapters.model import LoraAdapter
 from asymviz.adapters.peft import build
 from asymviz.adapters.tensors import DictReader, SafetensorsReader
 from asymviz.adapters.torch_file import torch_load
-from asymviz.errors import AdapterError
+from asymviz.errors import AdapterError, display_name
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 CONFIG_FILE = "adapter_config.json"
@@ -94,6 +94,7 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
         if not roots:
             raise AdapterError(f"{path.name}: the archive holds no adapter_model.safetensors or .bin")
         root = roots[0]
+        _refuse_siblings(path, tmp, roots, adapter_name)
         if adapter_name is None and not any((root / w).is_file() for w in WEIGHT_FILES):
             files = sorted(root.glob("*.safetensors"))
             if len(files) != 1:
@@ -101,8 +102,28 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
             adapter = build(SafetensorsReader(files[0]), _config_beside(files[0], strict), str(path), None)
         else:
             adapter = _load_dir(root, adapter_name, strict, source=str(path))
+    except AdapterError as exc:  # name the archive, never the temp folder it was unpacked into
+        remove_tree(tmp)
+        raise AdapterError(_in_archive(path, tmp, str(exc))) from None
     except BaseException:
         remove_tree(tmp)
         raise
     weakref.finalize(adapter, remove_tree, tmp)  # the unpacked files live as long as the adapter
     return adapter
+
+
+def _refuse_siblings(path: Path, tmp: Path, roots: list[Path], adapter_name: str | None) -> None:
+    """A zip holding two adapters side by side is refused as a folder with two adapters is (nested ones are
+    PEFT's named adapters of the top one, chosen with adapter_name=)."""
+    top = [r for r in roots if len(r.relative_to(tmp).parts) == len(roots[0].relative_to(tmp).parts)]
+    if len(top) > 1 and adapter_name is None:
+        names = ", ".join(display_name(r.relative_to(tmp).as_posix() or ".", 60) for r in top[:5])
+        raise AdapterError(
+            f"{display_name(path.name)}: holds several adapters ({names}); unpack it and pick one"
+        )
+
+
+def _in_archive(path: Path, tmp: Path, message: str) -> str:
+    message = message.replace(str(tmp) + "/", "").replace(str(tmp), ".")
+    label = display_name(path.name)
+    return message if message.startswith((label, str(path))) else f"{label}: {message}"
