@@ -54,7 +54,8 @@ def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool
 
 def _config_beside(path: Path, strict: bool) -> AdapterConfig | None:
     cfg = path.parent / CONFIG_FILE
-    return AdapterConfig.from_file(cfg, strict=strict) if cfg.is_file() else None
+    # exists(), not is_file(): a FIFO or device named adapter_config.json is refused, not silently skipped
+    return AdapterConfig.from_file(cfg, strict=strict) if cfg.exists() or cfg.is_symlink() else None
 
 
 def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -> LoraAdapter:
