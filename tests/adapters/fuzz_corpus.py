@@ -1,6 +1,6 @@
 """Hostile and unusual adapter files (asymviz issue 11): three small PEFT adapters and seeded mutations of them.
 
-    python tests/adapters/fuzz_corpus.py OUT_DIR [--n 500] [--seed 0] [--run] [--timeout 30] [--mem-gib 2]
+    python tests/adapters/fuzz_corpus.py OUT_DIR [--n 500] [--seed 0] [--run] [--timeout 30] [--mem-gib 2] [--jobs 1]
 
 writes OUT_DIR/bases/{llama,bert,dora} (saved by PEFT from tiny configs) and OUT_DIR/variants/NNNN-kind/ (one
 folder per variant, so a write outside it can be seen); with --run it passes each variant through the real CLI
@@ -626,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", action="store_true")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--mem-gib", type=float, default=2.0)
+    ap.add_argument("--jobs", type=int, default=1, help="variants run at once (each in its own subprocess)")
     ap.add_argument("--reuse", action="store_true", help="run the variants already written in OUT")
     args = ap.parse_args(argv)
     if args.reuse:
@@ -640,20 +641,25 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, MARKER_ENV: str(marker), "ASYMVIZ_NO_PROGRESS": "1"}
     counts: collections.Counter = collections.Counter()
     bad = []
-    for v in variants:
-        before = _listing(args.out)
-        outcome, rc, out, err, secs = run_cli(v.target, args.timeout, args.mem_gib, env)
-        if outcome == "ok" and not v.may_succeed:
-            outcome = "ok-but-should-fail"
-        new = [p for p in _listing(args.out) - before if not p.startswith(str(v.folder))]
-        if new:
-            outcome = "write-outside"
-        counts[outcome] += 1
-        if outcome not in ("ok", "error-line"):
-            bad.append((v, outcome, rc, err.strip().splitlines()[-1:] if err.strip() else out[:200]))
-        print(
-            f"{v.folder.name:40s} {outcome:12s} {secs:6.2f}s  {(err.strip().splitlines() or [''])[0][:150]}"
-        )
+    before = _listing(args.out)
+    tmp_before = set(os.listdir(tempfile.gettempdir()))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(args.jobs) as pool:  # each variant is its own subprocess; threads only wait
+        results = pool.map(lambda v: run_cli(v.target, args.timeout, args.mem_gib, env), variants)
+        for v, (outcome, rc, out, err, secs) in zip(variants, results):
+            if outcome == "ok" and not v.may_succeed:
+                outcome = "ok-but-should-fail"
+            counts[outcome] += 1
+            if outcome not in ("ok", "error-line"):
+                bad.append((v, outcome, rc, err.strip().splitlines()[-1:] if err.strip() else out[:200]))
+            first = (err.strip().splitlines() or [""])[0][:150]
+            print(f"{v.folder.name:40s} {outcome:12s} {secs:6.2f}s  {first}", flush=True)
+    folders = tuple(str(v.folder) for v in variants)
+    outside = sorted(p for p in _listing(args.out) - before if not p.startswith(folders))
+    leftover = sorted(set(os.listdir(tempfile.gettempdir())) - tmp_before)
+    print("files written outside the variants' folders:", outside[:10] or "none")
+    print("new entries left in the temp folder:", leftover[:10] or "none")
     print("\noutcomes:", dict(sorted(counts.items())))
     print("marker file (code execution):", "PRESENT" if marker.exists() else "absent")
     for v, outcome, rc, last in bad:
