@@ -14,12 +14,13 @@ on stderr that starts with `error:`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from asymviz.cli import adapters, card, data, probes, training
 from asymviz.cli.output import UsageError
-from asymviz.errors import AsymvizError, first_line
+from asymviz.errors import AsymvizError, display_name, first_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,15 +66,53 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
-    except (AsymvizError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    """Run one command; exit status 0, or 2 with exactly one `error:` line as the first line on stderr.
+
+    Library warnings (torch, transformers, numpy) raised while the command runs are held back: after a
+    successful command they follow the output as `warning:` lines on stderr; after a failure they are
+    dropped, so the error line stays the only line. An exception that is not an AsymvizError is a bug or an
+    input asymviz did not foresee: it is still reported in one line (its type and first line), never as a
+    traceback (set ASYMVIZ_DEBUG=1 to see it).
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            args = build_parser().parse_args(argv)
+            status = int(args.func(args) or 0)
+        except (AsymvizError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return _error(one_line(exc))
+        except KeyboardInterrupt:
+            return _error("interrupted", 130)
+        except MemoryError:
+            return _error("ran out of memory (is the input far larger than an adapter?)")
+        except RecursionError:
+            return _error("input nested too deeply to process")
+        except Exception as exc:  # an input nobody foresaw: still one line, not a traceback
+            if os.environ.get("ASYMVIZ_DEBUG"):
+                raise
+            return _error(
+                f"unexpected {type(exc).__name__}: {one_line(exc)} (ASYMVIZ_DEBUG=1 shows the traceback)"
+            )
+    for w in caught:
+        print(f"warning: {one_line(w.message)}", file=sys.stderr)
+    return status
+
+
+def one_line(exc: BaseException | Warning | str) -> str:
+    """An exception's first line, with control characters escaped and at most 1,000 characters."""
+    if isinstance(exc, BaseException):
+        text = first_line(exc)
+    else:
+        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return display_name(text, 1000)
+
+
+def _error(message: str, status: int = 2) -> int:
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
