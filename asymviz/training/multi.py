@@ -32,7 +32,6 @@ ConfigError): causal LM and image tasks, cache_prefix, data parallelism.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -47,8 +46,8 @@ from asymviz.base.models import default_head
 from asymviz.errors import ConfigError
 from asymviz.modes import trains
 from asymviz.runs import RunRecord, RunStore, RunWriter
-from asymviz.training import lora
 from asymviz.training import loop as _loop
+from asymviz.training import lora
 from asymviz.training.config import TrainConfig
 from asymviz.training.stack import AdamWState, FlatParams, LinearStack, LoraStack, clip_per_run, step_adamw
 from asymviz.training.workspace import Workspace
@@ -222,8 +221,8 @@ class _Pack:
 
     def _stack(self, model):
         """Replace the adapted linears and the head linears of `model` (a plain base copy) by stacked ones."""
-        K, params = self.K, FlatParams(self.K, self.device)
-        self.params, lr_parts, self.slots = params, [], []  # slots: (name, kind, factor)
+        params = FlatParams(self.K, self.device)
+        self.params, self.slots = params, []  # slots: (name, kind, factor)
         first = self.runs[0].model
         prefix = "base_model.model."
         lora_names = [n for n, _ in lora.lora_modules(first)]
@@ -239,9 +238,13 @@ class _Pack:
             scaling = torch.tensor([float(m.scaling[lora.ADAPTER]) for m in mods])
             base_linear = model.get_submodule(name.removeprefix(prefix))
             if not isinstance(base_linear, torch.nn.Linear):
-                raise ConfigError(f"targets: {name} is not a torch Linear; train_many stacks Linear layers only")
+                raise ConfigError(
+                    f"targets: {name} is not a torch Linear; train_many stacks Linear layers only"
+                )
             drop = torch.nn.Dropout(self.configs[0].lora_dropout) if self.configs[0].lora_dropout else None
-            model.set_submodule(name.removeprefix(prefix), LoraStack(base_linear, params, a, b, scaling, drop))
+            model.set_submodule(
+                name.removeprefix(prefix), LoraStack(base_linear, params, a, b, scaling, drop)
+            )
         from peft.utils import ModulesToSaveWrapper
 
         heads = [(n, m) for n, m in first.named_modules() if isinstance(m, ModulesToSaveWrapper)]
@@ -373,7 +376,7 @@ class _Pack:
             if self.writers[0].due() or step + 1 == total:
                 last = self._flush(pending, last)
                 rate = b * (step + 1) / max(time.perf_counter() - t_train - t_eval, 1e-9)
-                for k, w in self._live():
+                for _, w in self._live():
                     w.log(step + 1, "train", {"examples_per_s": rate})
                     w.update(force=True, progress={"step": step + 1})
             if self.progress is not None:
@@ -409,7 +412,10 @@ class _Pack:
                 self._flush(pending, [None] * self.K)
                 self.active[k] = False
                 active[k] = 0.0
-                w.update(progress={"step": step, "phase": "cancelled"}, timings={"wall_s": time.perf_counter() - self.t0})
+                w.update(
+                    progress={"step": step, "phase": "cancelled"},
+                    timings={"wall_s": time.perf_counter() - self.t0},
+                )
                 w.finish("cancelled")
 
     def _flush(self, pending, last) -> list:
@@ -450,8 +456,14 @@ class _Pack:
                 metrics=metrics[k],
                 frozen_check=check,
                 pack={"examples_per_s": K * b * total / max(t_train, 1e-9)},
-                timings={"prefix_s": 0.0, "train_s": t_train, "eval_s": t_eval, "generate_s": 0.0,
-                         "save_s": t_save, "wall_s": time.perf_counter() - self.t0},  # fmt: skip
+                timings={
+                    "prefix_s": 0.0,
+                    "train_s": t_train,
+                    "eval_s": t_eval,
+                    "generate_s": 0.0,
+                    "save_s": t_save,
+                    "wall_s": time.perf_counter() - self.t0,
+                },  # fmt: skip
                 progress={"step": total, "phase": "done"},
             )
             w.finish("completed")

@@ -77,7 +77,9 @@ class LoraStack(nn.Module):
     A_k: (r, d_in), B_k: (d_out, r), s_k = alpha_k / r (PEFT's LoRA forward, `lora_B(lora_A(dropout(x))) *
     scaling`, batched over runs). `dropout` (optional) is applied to the LoRA input only, as PEFT does."""
 
-    def __init__(self, base: nn.Linear, params: FlatParams, a: str, b: str, scaling: torch.Tensor, dropout=None):
+    def __init__(
+        self, base: nn.Linear, params: FlatParams, a: str, b: str, scaling: torch.Tensor, dropout=None
+    ):
         super().__init__()
         self.base = base
         self.params = [params]  # a list: not a submodule (the stack owns it once)
