@@ -1,7 +1,8 @@
 """Train K runs at once over one frozen base model: each base matmul runs once on the K runs' stacked batches.
 
     records = train_many([cfg_ab, cfg_b_only, cfg_a_only], "runs")    # three run folders, as `train` writes them
-    for group in packs(configs, 12): train_many(group, store)          # what `asymviz sweep --pack 12` does
+
+(pack.py cuts a sweep's configs into packs and trains them: `asymviz sweep --pack 12`.)
 
 Why: a MiniLM step at batch 32 × 128 is ~1.5 ms of H200 compute but ~23 ms of a plain PEFT loop (launches and
 Python), so one process that trains K adapters per step is close to K times faster than K processes.
@@ -32,7 +33,6 @@ ConfigError): causal LM and image tasks, cache_prefix, data parallelism.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,35 +59,6 @@ PACK_FIELDS = (
     "device", "precision", "threads", "cache_prefix",
 )  # fmt: skip
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW's defaults, which `train` uses
-
-
-def pack_key(config: TrainConfig) -> tuple:
-    """Configs with equal keys can be trained together by `train_many`."""
-    return tuple(getattr(config, f) for f in PACK_FIELDS)
-
-
-def packable(config: TrainConfig) -> bool:
-    """False for what `train_many` cannot do (cache_prefix); a task's kind is only known once it is loaded."""
-    return not config.cache_prefix
-
-
-def packs(configs: Sequence[TrainConfig], size: int) -> list[list[TrainConfig]]:
-    """Cut `configs` into packs of at most `size` compatible configs, in their order (a config that cannot be
-    packed is a pack of its own). Packs of a group are as even as possible: 14 runs with size 12 give 7 + 7."""
-    if size < 1:
-        raise ConfigError(f"pack: must be >= 1, got {size}")
-    groups: dict[tuple, list[TrainConfig]] = {}
-    out: list[list[TrainConfig]] = []
-    for cfg in configs:
-        if packable(cfg):
-            groups.setdefault(pack_key(cfg), []).append(cfg)
-        else:
-            out.append([cfg])
-    for group in groups.values():
-        n = math.ceil(len(group) / size)
-        per = math.ceil(len(group) / n)
-        out.extend(group[i : i + per] for i in range(0, len(group), per))
-    return out
 
 
 def _check(configs: Sequence[TrainConfig]) -> None:

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from asymviz.errors import ConfigError
 from asymviz.training.config import TrainConfig
 from asymviz.training.loop import train
-from asymviz.training.multi import pack_key, packs, train_many
+from asymviz.training.multi import train_many
 from asymviz.training.stack import AdamWState, clip_per_run, step_adamw
 
 # fp32 on CPU: what float reassociation (bmm vs matmul) leaves after 6 steps (measured: losses 2e-6 relative,
@@ -140,18 +140,6 @@ def test_a_pack_rejects_runs_that_differ_in_shape(no_dropout_bert, tmp_path):
         train_many([a, a], tmp_path)
     with pytest.raises(ConfigError, match="cache_prefix"):
         train_many([a.replace(top_layers=1, cache_prefix=True)], tmp_path)
-
-
-def test_packs_groups_compatible_configs_evenly():
-    base = TrainConfig(steps=10)
-    configs = [base.replace(seed=s, mode=m) for s in range(5) for m in ("ab", "b_only", "a_only")]  # 15
-    configs += [base.replace(rank=4, seed=s) for s in range(2)]
-    configs += [base.replace(top_layers=2, cache_prefix=True)]
-    out = packs(configs, 12)
-    assert sorted(len(p) for p in out) == [1, 2, 7, 8]
-    assert all(len({pack_key(c) for c in p}) == 1 for p in out)
-    assert sorted(c.run_id() for p in out for c in p) == sorted(c.run_id() for c in configs)
-    assert [len(p) for p in packs(configs[:3], 1)] == [1, 1, 1]
 
 
 # ---- stack.py: the optimiser against torch's, run by run ------------------------------------------------------
