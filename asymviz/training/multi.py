@@ -281,7 +281,7 @@ class _Pack:
     # -- forward ---------------------------------------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
         """Logits (K·n, C) of a stacked batch (rows k·n .. (k+1)·n - 1 are run k's)."""
-        self.params.bind()
+        self.params.bind(torch.bfloat16 if self.precision == "bf16" else None)
         with self.autocast():
             return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 

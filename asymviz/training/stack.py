@@ -65,9 +65,11 @@ class FlatParams(nn.Module):
         i = self.names.index(name)
         return self.flat[k, self.slot(name)].detach().to("cpu", copy=True).view(self.shapes[i])
 
-    def bind(self) -> None:
-        """Fresh (K, *shape) views of `flat` for this step's forward (one split: one backward kernel)."""
-        chunks = self.flat.split(self.sizes, dim=1)
+    def bind(self, dtype: torch.dtype | None = None) -> None:
+        """Fresh (K, *shape) views of `flat` for this step's forward (one split: one backward kernel); with
+        `dtype` (bf16 under autocast) the views are of one cast copy, instead of one cast per layer."""
+        src = self.flat if dtype is None or dtype == self.flat.dtype else self.flat.to(dtype)
+        chunks = src.split(self.sizes, dim=1)
         self.views = {n: c.view(self.K, *s) for n, c, s in zip(self.names, chunks, self.shapes)}
 
 
