@@ -28,7 +28,7 @@ Equality with `train` (tests/training/test_multi.py): with dropout off, each run
 final factors and head equal the lone run's to float rounding (fp32 on CPU: ~1e-6 relative). Dropout (BERT's
 hidden / attention dropout, lora_dropout) draws from the process's generator, seeded from the pack's first run:
 a pack is reproducible, but a run's dropout masks differ from the ones it would draw alone. Not supported (a
-ConfigError): causal LM and image tasks, cache_prefix, data parallelism.
+ConfigError): causal LM and image tasks, cache_prefix, the head_only control, data parallelism.
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ import torch
 from asymviz.base.batches import batch_order
 from asymviz.base.models import default_head
 from asymviz.errors import ConfigError
-from asymviz.modes import trains
 from asymviz.runs import RunRecord, RunStore, RunWriter
-from asymviz.training import loop as _loop
+from asymviz.training import loop as _loop  # the single-run recipe's helpers (see _recipe_groups)
 from asymviz.training import lora
 from asymviz.training.config import TrainConfig
 from asymviz.training.stack import AdamWState, FlatParams, LinearStack, LoraStack, clip_per_run, step_adamw
@@ -72,9 +71,23 @@ def _check(configs: Sequence[TrainConfig]) -> None:
                                   f"{getattr(cfg, f)!r}); see multi.PACK_FIELDS")  # fmt: skip
     if first.cache_prefix:
         raise ConfigError("cache_prefix: not supported by train_many (train the pack without it)")
+    if any(c.mode == "head_only" for c in configs):
+        raise ConfigError("mode: head_only has no adapter to stack; train it alone (loop.train)")
     ids = [c.run_id() for c in configs]
     if len(set(ids)) != len(ids):
         raise ConfigError("configs: the same run twice in one pack")
+
+
+def _recipe_groups(model, config: TrainConfig) -> list[dict]:
+    """The optimiser groups `train` gives AdamW for this run: lora.param_groups where the recipe has it (LoRA+
+    lr_ratio, head lr), else the loop's two groups (LoRA factors at lr, the head at head_lr or lr)."""
+    if hasattr(lora, "param_groups"):
+        return lora.param_groups(model, config)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in named if ".lora_" in n], "lr": config.lr},
+        {"params": [p for n, p in named if ".lora_" not in n], "lr": config.head_lr or config.lr},
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -257,16 +270,18 @@ class _Pack:
         raise KeyError(slot)
 
     def _lr_table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K, P) base learning rates (0 where frozen) and (K, P) gradient masks (1 trained, 0 frozen)."""
+        """(K, P) base learning rates and (K, P) gradient masks (1 trained, 0 frozen), read off each run's own
+        PeftModel: a slot trains when its parameter requires grad, at the lr of its optimiser group in `train`."""
         lr = torch.zeros(self.K, sum(self.params.sizes))
         mask = torch.zeros_like(lr)
-        for k, cfg in enumerate(self.configs):
-            trained = trains(cfg.mode)
+        for k, (cfg, run) in enumerate(zip(self.configs, self.runs)):
+            group_lr = {id(p): g["lr"] for g in _recipe_groups(run.model, cfg) for p in g["params"]}
             for name, kind, factor in self.slots:
-                on = kind == "head" or factor in trained
-                cols = self.params.slot(name)
-                mask[k, cols] = float(on)
-                lr[k, cols] = (cfg.lr if kind == "lora" else (cfg.head_lr or cfg.lr)) if on else 0.0
+                p = self._peft_param(run.model, name, kind, factor)
+                if p.requires_grad:
+                    cols = self.params.slot(name)
+                    mask[k, cols] = 1.0
+                    lr[k, cols] = group_lr[id(p)]
         return lr.to(self.device), mask.to(self.device)
 
     def _schedule(self) -> torch.Tensor:

@@ -140,6 +140,8 @@ def test_a_pack_rejects_runs_that_differ_in_shape(no_dropout_bert, tmp_path):
         train_many([a, a], tmp_path)
     with pytest.raises(ConfigError, match="cache_prefix"):
         train_many([a.replace(top_layers=1, cache_prefix=True)], tmp_path)
+    with pytest.raises(ConfigError, match="mode"):
+        train_many([a.replace(mode="head_only")], tmp_path)
 
 
 # ---- stack.py: the optimiser against torch's, run by run ------------------------------------------------------
