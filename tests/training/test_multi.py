@@ -169,3 +169,24 @@ def test_step_adamw_equals_torch_adamw_per_run():
             opt.step()
         torch.testing.assert_close(flat[k], p.detach(), rtol=1e-6, atol=1e-7)
     assert torch.equal(flat[2], start[2])  # lr 0: not a bit moved, weight decay included
+
+
+def test_a_cancel_file_stops_one_run_of_the_pack(no_dropout_bert, tmp_path):
+    from asymviz.runs import CANCEL_FILE
+
+    folder, task = no_dropout_bert
+    base = TrainConfig(
+        model=str(folder), task=str(task), steps=4, batch_size=4, rank=2, device="cpu", threads=1
+    )
+    configs = [base.replace(mode=m, seed=i) for i, m in enumerate(("ab", "b_only"))]
+
+    def progress(event):
+        if event.step == 2:
+            (tmp_path / configs[1].run_id() / CANCEL_FILE).touch()
+
+    done, cancelled = train_many(configs, tmp_path, progress)
+    assert done.status == "completed" and done.progress["step"] == 4
+    assert cancelled.status == "cancelled" and cancelled.progress["step"] == 2
+    frame = cancelled.metrics()
+    assert frame[frame.metric == "loss"]["step"].tolist() == [1, 2]
+    assert not cancelled.adapter_path.exists()
