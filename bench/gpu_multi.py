@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))  # tiny_task, for --cpu-smoke
 os.environ.setdefault("ASYMVIZ_NO_PROGRESS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the sweep's worker processes must import this checkout too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 import torch  # noqa: E402
 
