@@ -16,7 +16,9 @@ padding is masked), computes each run's mean cross-entropy on its own rows, back
 share no trainable value, so each run's gradient is the one it would get alone), clips each run's gradient norm
 on its own, and takes one AdamW step with a learning rate per run and per element (0 where a mode freezes a
 factor). Every run then gets its own evaluation, adapter/ (PEFT format, via the loop's own save helper) and
-run.json; `pack` in run.json names the pack.
+run.json, with `pack` {size, index, run_ids, examples_per_s (the pack's summed rate)} added; a run's
+metrics.examples_per_s is its own examples over the pack's training time, and on a GPU its peak_memory_mb is
+the pack's (peak_memory_kind `cuda_max_allocated_pack`).
 
 What must be equal in a pack (PACK_FIELDS): model, task and data fields, max_length, batch size, steps (or
 epochs), rank, targets, layers, head, lora_dropout, device, precision, eval settings. What may differ: mode,
@@ -434,7 +436,7 @@ class _Pack:
             check = lora.frozen_check(run.model, run.init, cfg.mode)
             _loop._save_adapter(run.model, w.path / "adapter", cfg.save_dtype)
             t_save = time.perf_counter() - t
-            mem, mem_kind = (peak, "cuda_max_allocated_training") if peak is not None else _loop.peak_memory_mb(
+            mem, mem_kind = (peak, "cuda_max_allocated_pack") if peak is not None else _loop.peak_memory_mb(
                 self.device)  # fmt: skip
             metrics[k].update(train_loss=last[k], examples_per_s=b * total / max(t_train, 1e-9),
                               peak_memory_mb=mem, peak_memory_kind=mem_kind)  # fmt: skip
