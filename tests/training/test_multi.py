@@ -14,10 +14,12 @@ from asymviz.training.loop import train
 from asymviz.training.multi import train_many
 from asymviz.training.stack import AdamWState, clip_per_run, step_adamw
 
-# fp32 on CPU: what float reassociation (bmm vs matmul) leaves after 6 steps (measured: losses 2e-6 relative,
-# parameters 3.4e-6 absolute at lr 3e-2: Adam's normalised step magnifies last-bit differences of tiny gradients)
+# fp32 on CPU, what float reassociation (bmm over runs vs one matmul) leaves after 6 steps. Measured here: losses
+# differ by at most 2.6e-6 relative; parameters by at most 2.2e-5 absolute (a b_only B of size 0.027 at lr 3e-2:
+# where a gradient is near Adam's eps, its last-bit differences move the normalised step). Parameters are held
+# to 1e-4 absolute, 0.3 % of one step at lr 3e-2.
 TIGHT = dict(rtol=2e-5, atol=2e-6)
-PARAMS = dict(rtol=1e-4, atol=2e-5)
+PARAMS = dict(rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
