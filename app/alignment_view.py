@@ -13,6 +13,7 @@ import streamlit as st
 
 from app.components import caption, download_frame, figure, guard
 from asymviz import figures as F
+from asymviz import results as R
 
 # Measured on this project's 2-core CPU (shared), MiniLM-L6 at 64 tokens per example: about 10 s to load the
 # model and the data, then 0.2-0.27 s per example (forward and backward over batches of 16).
@@ -400,7 +401,7 @@ def compare_panel(sel) -> None:
     for task in dict.fromkeys(frame["task"]):
         part = frame[frame["task"] == task]
         figure(
-            F.alignment_mode_figure(part, title=f"{cached.short(task)}: where trained A and B point, by mode"),
+            F.alignment_mode_figure(R.alignment_by_mode(part), title=f"{cached.short(task)}: where trained A and B point, by mode"),
             f"alignment_modes_{cached.safe_name(str(task))}", f"cmp_aln_{cached.safe_name(str(task))}",
             "Per layer: each run's mean over the layer's modules, then the mean ± standard error over the selected "
             "runs of a mode (seeds; ranks pooled when several are selected). Left: "

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 from asymviz import figures as F
+from asymviz.results import alignment_by_mode, mean_se
 
 
 def _axis_titles(fig):
@@ -38,14 +39,12 @@ def test_mode_vocabulary_is_consistent():
 
 
 def test_mean_se_known_values():
-    out = F.mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    out = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
     assert list(out.columns) == ["task", "mode", "mean", "se", "n"]
     row = out[(out["task"] == "fine_foods") & (out["mode"] == "ab")].iloc[0]
     assert row["mean"] == pytest.approx(0.81) and row["n"] == 3
     assert row["se"] == pytest.approx(0.01 / math.sqrt(3))  # std of (0.80, 0.81, 0.82) is 0.01
-    single = F.mean_se(
-        _runs().query("seed == 0 and task == 'fine_foods'"), by=["mode"], value="test_accuracy"
-    )
+    single = mean_se(_runs().query("seed == 0 and task == 'fine_foods'"), by=["mode"], value="test_accuracy")
     assert single["se"].isna().all()
     assert (
         F.format_mean_se(0.8123, 0.0041) == "0.812 ± 0.004" and F.format_mean_se(0.8, float("nan")) == "0.800"
@@ -53,7 +52,7 @@ def test_mean_se_known_values():
 
 
 def test_mode_bar_figure_uses_mode_colours_and_order():
-    summary = F.mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    summary = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
     summary["trainable_params"] = summary["mode"].map({"ab": 200, "b_only": 100, "a_only": 100})
     fig = F.mode_bar_figure(summary.iloc[::-1], "test accuracy")
     assert [t.name for t in fig.data] == [F.MODE_LABELS[m] for m in F.MODES]
@@ -200,7 +199,7 @@ def test_alignment_mode_figure_mean_and_se_over_seeds_in_mode_colours():
         _alignment_rows(0.4, 0.6, runs=(("a0", "ab"),)), _alignment_rows(0.6, 0.8, runs=(("a1", "ab"),)),
         _alignment_rows(0.3, 0.9, runs=(("b0", "b_only"),)),
     ])  # fmt: skip
-    fig = F.alignment_mode_figure(frame)
+    fig = F.alignment_mode_figure(alignment_by_mode(frame))
     bars = [t for t in fig.data if t.type == "bar"]
     assert [t.name for t in bars] == [F.mode_label("ab"), F.mode_label("b_only")] * 2
     assert [t.marker.color for t in bars[:2]] == [F.MODE_COLORS["ab"], F.MODE_COLORS["b_only"]]
