@@ -6,8 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import cached
-from app.components import caption, guard, live_store
+from app import cached, tables
+from app.components import caption, guard
+from app.state import live_store
 from asymviz import figures as F
 from asymviz import jobs
 
@@ -77,7 +78,7 @@ if submitted:
         st.error("Cannot start: " + "; ".join(problems) + ".")
     else:
         with guard("Check the settings; the run store folder (sidebar) must be writable."):
-            configs = cached.live_configs(model, task, modes, rank, steps, seed, device, use_demo)
+            configs = tables.live_configs(model, task, modes, rank, steps, seed, device, use_demo)
             requests = jobs.queue_dir(store) / "requests"
             requests.mkdir(parents=True, exist_ok=True)
             spec = requests / f"request-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.json"
@@ -85,7 +86,7 @@ if submitted:
             job = jobs.submit(
                 store, jobs.sweep_command(spec, store), store,
                 device="cpu" if device == "cpu" else ("cuda" if device == "cuda" else "auto"),
-                label=f"{cached.short(model)} · {cached.short(task)} · {len(modes)} mode(s) · r={rank} · "
+                label=f"{tables.short(model)} · {tables.short(task)} · {len(modes)} mode(s) · r={rank} · "
                 f"{steps} steps · seed {seed}",
                 meta={"run_ids": [c.run_id() for c in configs], "modes": list(modes), "steps": int(steps)},
             )  # fmt: skip
@@ -146,7 +147,7 @@ def monitor():
     job = frame.set_index("job_id").loc[job_id]
     meta = job["meta"] or {}
     run_ids, modes = meta.get("run_ids", []), meta.get("modes", [])
-    store_runs = cached.runs_now(str(store)) if run_ids else None
+    store_runs = tables.runs_now(str(store)) if run_ids else None
     with st.container(border=True):
         head, button = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"{_job_headline(job)}  \n{job['label']}")
@@ -199,7 +200,7 @@ def monitor():
             if metric is None:
                 st.info("Validation points appear here each time a run evaluates (three times per run).")
             else:
-                y_label = cached.curve_label("validation", metric)
+                y_label = tables.curve_label("validation", metric)
                 fig = F.learning_curve_figure(
                     evals[evals["metric"] == metric], y_label, title=f"Validation {metric}",
                     y_range=(0, 1.02) if metric == "accuracy" else None,
@@ -210,7 +211,7 @@ def monitor():
                 )
     if store_runs is not None:
         done = store_runs[store_runs["run_id"].isin(run_ids) & (store_runs["status"] == "completed")]
-        metrics = [m for m in cached.TEST_METRICS if m in done and done[m].notna().any()]
+        metrics = [m for m in tables.TEST_METRICS if m in done and done[m].notna().any()]
         if len(done) and metrics:
             show = done[["mode", *metrics, "trainable_lora", "trainable_head", "wall_s"]].copy()
             show = show.sort_values("mode", key=lambda c: c.map({m: i for i, m in enumerate(F.MODES)}))
@@ -221,7 +222,7 @@ def monitor():
                                "trainable_lora": st.column_config.NumberColumn("LoRA params", format="%d"),
                                "trainable_head": st.column_config.NumberColumn("head params", format="%d"),
                                "wall_s": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
-                               **{m: st.column_config.NumberColumn(cached.metric_label(m), format="%.4f") for m in metrics}},
+                               **{m: st.column_config.NumberColumn(tables.metric_label(m), format="%.4f") for m in metrics}},
             )  # fmt: skip
             caption(
                 "Final test metrics of the finished runs; they are in the run store now (see Overview, Compare)."

@@ -99,8 +99,7 @@ def test_errors_are_shown_not_raised(tmp_path):
 def test_a_zip_upload_is_unpacked_for_peft(tmp_path):
     from app_helpers import zip_folder
 
-    from app.alignment_view import peft_folder
-    from app.components import UPLOAD_DIR
+    from app.uploads import UPLOAD_DIR, peft_folder
     from asymviz.errors import AdapterError
 
     folder = write_bert_like_adapter(tmp_path / "mine")
