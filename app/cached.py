@@ -85,6 +85,21 @@ def adapter_summary(path: str, signature: str):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
+def adapter_card(path: str, signature: str) -> dict:
+    """asymviz.card.adapter_card(path).to_dict(): {"adapter": summary, "modules": rows}. A run's adapter/ folder
+    is measured against the run's init/ (exact drift of A); other adapters against the null of their init."""
+    from asymviz.card import adapter_card as card
+
+    return card(path).to_dict()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def adapter_format(path: str, signature: str) -> str | None:
+    """The file format the loader detected (LoraAdapter.format), or None where the loader does not say."""
+    return getattr(load_adapter(path, signature), "format", None)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
 def spectrum(path: str, signature: str):
     """(singular_spectrum frame, spectrum_summary frame, problems) for every module and factor."""
     from asymviz.spectra import singular_spectrum, spectrum_summary
