@@ -12,7 +12,7 @@ import streamlit as st
 
 from app import state
 
-st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon=":material/balance:", layout="wide")
+st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon="⚖️", layout="wide")
 
 PAGES_DIR = Path(__file__).parent / "app" / "pages"
 SECTIONS = {

@@ -63,6 +63,24 @@ def test_mode_bar_figure_uses_mode_colours_and_order():
     assert "empty" not in fig.layout.title.text
 
 
+def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
+    runs = pd.concat([_runs(), pd.DataFrame({"task": ["t1", "t1", "t2"], "mode": "head_only", "seed": [0, 1, 0],
+                                             "test_accuracy": [0.5, 0.6, 0.4]})])  # fmt: skip
+    summary = mean_se(runs, by=["task", "mode"], value="test_accuracy")
+    fig = F.mode_bar_figure(summary, "test accuracy")
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == [F.MODE_LABELS[m] for m in F.MODES]  # the three LoRA modes only
+    floor = [t for t in fig.data if t.type == "scatter"]
+    assert len(floor) == 1 and floor[0].name.startswith(F.MODE_LABELS["head_only"])
+    assert list(floor[0].y) == pytest.approx([0.55, 0.4])
+    tasks = list(fig.layout.xaxis.categoryarray)
+    lines = {(s.x0, s.x1, s.y0) for s in fig.layout.shapes}
+    expected = {(tasks.index(t) - 0.42, tasks.index(t) + 0.42, v) for t, v in (("t1", 0.55), ("t2", 0.4))}
+    assert {(round(a, 6), round(b, 6), round(c, 6)) for a, b, c in lines} == {
+        (round(a, 6), round(b, 6), round(c, 6)) for a, b, c in expected}  # fmt: skip
+    assert all(s.line.color == F.MODE_COLORS["head_only"] and s.line.dash == "dash" for s in fig.layout.shapes)
+
+
 def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():
     curves = pd.DataFrame(
         [{"run_id": f"{m}-{s}", "mode": m, "step": step, "value": 1.0 / (step + 1)}

@@ -47,7 +47,7 @@ runs = runs[runs["model"] == model]
 tasks = c2.multiselect("Tasks", sorted(runs["task"].unique()), default=sorted(runs["task"].unique()),
                        key="cmp_tasks", format_func=tables.short)  # fmt: skip
 c3, c4, c5 = st.columns([3, 1, 2])
-present = [m for m in F.MODES if m in set(runs["mode"])]
+present = [m for m in F.ALL_MODES if m in set(runs["mode"])]
 modes = c3.pills(
     "Modes", present, selection_mode="multi", default=present, format_func=F.mode_label, key="cmp_modes"
 )

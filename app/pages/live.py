@@ -214,7 +214,7 @@ def monitor():
         metrics = [m for m in tables.TEST_METRICS if m in done and done[m].notna().any()]
         if len(done) and metrics:
             show = done[["mode", *metrics, "trainable_lora", "trainable_head", "wall_s"]].copy()
-            show = show.sort_values("mode", key=lambda c: c.map({m: i for i, m in enumerate(F.MODES)}))
+            show = show.sort_values("mode", key=lambda c: c.map({m: i for i, m in enumerate(F.ALL_MODES)}))
             show["mode"] = show["mode"].map(F.mode_label)
             st.dataframe(
                 show, hide_index=True,

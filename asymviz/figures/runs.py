@@ -21,7 +21,7 @@ from asymviz.figures.style import (
     ordered_modes,
     style_figure,
 )
-from asymviz.modes import MODES
+from asymviz.modes import CONTROL_MODES, MODES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,13 +32,19 @@ def mode_bar_figure(
 ) -> go.Figure:
     """Grouped bars of a metric per `x` (task) and mode with ± s.e. error bars.
 
-    Reads columns ``<x>, mode, mean, se, n`` (as `mean_se` returns) and optional ``trainable_params`` (the
-    LoRA parameters the mode trains, shown on hover).
+    Reads columns ``<x>, mode, mean, se, n`` (asymviz.results.summary_table) and optional
+    ``trainable_params`` (the LoRA parameters the mode trains, shown on hover). A control mode (head_only: no
+    adapter, only the head trains) is not a bar but the floor: a dashed grey line across its group, so each
+    LoRA mode reads as what it adds on top.
     """
     if summary.empty:
         return empty_figure("no finished runs to show", title or metric_label)
     fig = go.Figure()
+    categories = list(dict.fromkeys(summary[x].astype(str)))
     for mode in ordered_modes(summary["mode"]):
+        if mode in CONTROL_MODES:
+            _floor(fig, summary[summary["mode"] == mode], mode, x, categories, metric_label)
+            continue
         part = summary[summary["mode"] == mode]
         se = part["se"].fillna(0.0)
         params = part["trainable_params"] if "trainable_params" in part else [None] * len(part)
@@ -62,11 +68,35 @@ def mode_bar_figure(
             )
         )
     fig.update_layout(barmode="group", bargap=0.25)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=categories)
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
     return style_figure(
         fig, title or f"{metric_label} by mode (mean ± s.e. over seeds)", x.replace("_", " "), metric_label
     )
+
+
+def _floor(
+    fig: go.Figure, part: pd.DataFrame, mode: str, x: str, categories: list[str], metric_label: str
+) -> None:
+    """A control mode as a dashed line across each group's bars (one shape per group), with a marker at the
+    group's centre that carries the legend entry and the hover text."""
+    color = MODE_COLORS.get(mode, "#7F7F7F")
+    for cat, mean in zip(part[x].astype(str), part["mean"], strict=True):
+        i = categories.index(cat)
+        fig.add_shape(type="line", xref="x", yref="y", x0=i - 0.42, x1=i + 0.42, y0=mean, y1=mean,
+                      line={"color": color, "width": 2.5, "dash": "dash"}, layer="above")  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=part[x].astype(str), y=part["mean"], mode="markers", name=f"{mode_label(mode)}: the floor",
+            marker={"symbol": "line-ew-open", "size": 18, "line": {"color": color, "width": 2.5}},
+            error_y={"type": "data", "array": part["se"].fillna(0.0), "visible": True, "color": color,
+                     "thickness": 1.5, "width": 8},
+            customdata=[int(n) for n in part["n"]],
+            hovertemplate=f"%{{x}}<br>{mode_label(mode)}<br>{metric_label}: %{{y:.4f}} ± %{{error_y.array:.4f}}"
+            "<br>seeds: %{customdata}<br>no LoRA parameters (the head alone)<extra></extra>",
+        )
+    )  # fmt: skip
 
 
 def params_bar_figure(
