@@ -78,7 +78,9 @@ def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
     expected = {(tasks.index(t) - 0.42, tasks.index(t) + 0.42, v) for t, v in (("t1", 0.55), ("t2", 0.4))}
     assert {(round(a, 6), round(b, 6), round(c, 6)) for a, b, c in lines} == {
         (round(a, 6), round(b, 6), round(c, 6)) for a, b, c in expected}  # fmt: skip
-    assert all(s.line.color == F.MODE_COLORS["head_only"] and s.line.dash == "dash" for s in fig.layout.shapes)
+    assert all(
+        s.line.color == F.MODE_COLORS["head_only"] and s.line.dash == "dash" for s in fig.layout.shapes
+    )
 
 
 def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():
