@@ -11,7 +11,7 @@ import math
 import streamlit as st
 
 from app import background, tables, uploads
-from app.components import caption, download_frame, figure, guard
+from app.components import base_model_input, caption, download_frame, figure, guard
 from asymviz import figures as F
 from asymviz import results as R
 
@@ -267,11 +267,11 @@ def inspect_panel(choice, named_base: str | None = None) -> None:
         + (f": this run's, **{tables.short(task)}**." if task else "; open the Alignment page for that.")
     )
     c1, c2, c3 = st.columns([3, 1.3, 2], vertical_alignment="bottom")
-    base = c1.text_input(
-        "Base model", value=settings.get("model") or named_base or "minilm", key="ins_aln_base",
-        help="minilm, smollm2, a local model folder, or a hub id already in the local cache: the model the "
+    base = base_model_input(
+        c1, "Base model", settings.get("model") or named_base or "minilm", "ins_aln_base",
+        "minilm, smollm2, a local model folder, or a hub id already in the local cache: the model the "
         "adapter was trained on.",
-    ).strip()  # fmt: skip
+    )  # fmt: skip
     go_diag = c2.button("Run diagnostics", key="ins_diag_go", disabled=not base, icon=":material/play_arrow:")
     go_align = False
     if task:

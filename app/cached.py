@@ -142,13 +142,15 @@ def similarity(
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def report_html(path: str, signature: str, against: tuple[str, str] | None = None) -> bytes:
+def report_html(
+    path: str, signature: str, against: tuple[str, str] | None = None, show_paths: bool = True
+) -> bytes:
     """The standalone HTML report of asymviz.report for one adapter (optionally against a second)."""
     from asymviz.report import render_report
 
     adapter = load_adapter(path, signature)
     other = load_adapter(*against) if against else None
-    return render_report(adapter, against=other).encode("utf-8")
+    return render_report(adapter, against=other, show_paths=show_paths).encode("utf-8")
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
 import streamlit as st
 
-from app import cached
+from app import cached, state
 from app.state import store_path
 from app.uploads import AdapterChoice, choice_for, save_uploads
 
@@ -53,7 +54,28 @@ def guard(what_to_do: str = "Check the input and try again.", stop: bool = False
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return without_paths(line) if state.public() else line
+
+
+def without_paths(text: str) -> str:
+    """`text` with every absolute path replaced by its last part (public mode shows no server paths)."""
+    return re.sub(r"(?<![\w.])(?:~|/)[^\s:'\"(),]*", lambda m: Path(m.group(0).rstrip("/")).name or "…", text)
+
+
+PUBLIC_MODELS = ("minilm", "smollm2")  # the base models a public server offers (no free text: no paths)
+
+
+def base_model_input(where, label: str, value: str, key: str, help: str) -> str:
+    """A base-model field: free text locally (a name, hub id or local folder); in public mode a choice among
+    PUBLIC_MODELS and `value` (a stored run's own model), shown by its short name."""
+    if not state.public():
+        return where.text_input(label, value=value, key=key, help=help).strip()
+    from app.tables import short
+
+    options = list(dict.fromkeys([*([value] if value else []), *PUBLIC_MODELS]))
+    return where.selectbox(label, options, key=key, format_func=short,
+                           help="The model the adapter was trained on.")  # fmt: skip
 
 
 def caption(text: str) -> None:
@@ -66,10 +88,31 @@ def caption(text: str) -> None:
 
 
 def max_upload_mb() -> int:
-    return int(st.get_option("server.maxUploadSize"))
+    """The largest upload: server.maxUploadSize, and in public mode at most Limits.upload_mb."""
+    limit = int(st.get_option("server.maxUploadSize"))
+    return min(limit, state.limits().upload_mb) if state.public() else limit
 
 
 SOURCES = ("Upload a .zip", "Upload the PEFT files", "A stored run", "A local path")
+
+
+def sources() -> tuple[str, ...]:
+    """The ways to choose an adapter: no local path in public mode."""
+    return SOURCES[:3] if state.public() else SOURCES
+
+
+def _upload_allowed(files) -> bool:
+    """Public mode: count this session's distinct uploads and refuse (with a message) past Limits.uploads."""
+    if not state.public():
+        return True
+    seen = st.session_state.setdefault("n_uploads", set())
+    ids = "-".join(str(getattr(f, "file_id", f.name)) for f in files)
+    cap = state.limits().uploads
+    if ids not in seen and len(seen) >= cap:
+        st.error(f"This session has used its {cap} uploads. Reload the page for a new session.")
+        return False
+    seen.add(ids)
+    return True
 
 
 def adapter_picker(
@@ -79,7 +122,9 @@ def adapter_picker(
 
     runs : the run store's frame (asymviz.runs list) for the "A stored run" option, or None to read the store
     """
-    source = st.radio(title, SOURCES, index=default_source, key=f"{key}_source", horizontal=True)
+    options = sources()
+    source = st.radio(title, options, index=min(default_source, len(options) - 1), key=f"{key}_source",
+                      horizontal=True)  # fmt: skip
     limit = max_upload_mb()
     if source == SOURCES[0]:
         up = st.file_uploader(
@@ -93,7 +138,9 @@ def adapter_picker(
                 f"{up.name} is {up.size / 1024**2:,.0f} MB, over the {limit:,} MB limit. Upload a smaller file."
             )
             return None
-        folder = save_uploads([up], key)
+        if not _upload_allowed([up]):
+            return None
+        folder = save_uploads([up], key, state.upload_folder())
         path = folder / Path(up.name).name
         return AdapterChoice(str(path), Path(up.name).stem, path.parent.name)
     if source == SOURCES[1]:
@@ -113,11 +160,15 @@ def adapter_picker(
             return None
         if not configs:
             st.warning("Without adapter_config.json lora_alpha is unknown: ΔW is shown with scaling 1.")
-        folder = save_uploads([*weights, *configs], key)
+        if not _upload_allowed(ups):
+            return None
+        folder = save_uploads([*weights, *configs], key, state.upload_folder())
         path = folder / Path(weights[0].name).name
         return AdapterChoice(str(path), Path(weights[0].name).stem, folder.name)
     if source == SOURCES[2]:
         return stored_run_adapter(key, runs)
+    if state.public():  # never reached: the option is not offered
+        return None
     text = st.text_input(
         "Path on the server: a PEFT folder, a .zip, or a .safetensors / .bin file", key=f"{key}_path"
     )
@@ -139,7 +190,9 @@ def stored_run_adapter(key: str, runs=None) -> AdapterChoice | None:
     runs = with_labels(cached.all_runs(str(store_path()))) if runs is None else runs
     runs = runs[runs["has_adapter"]] if "has_adapter" in runs else runs
     if runs.empty:
-        st.info(f"No stored run with an adapter in {store_path()}. Train one on the Live fine-tune page.")
+        st.info(
+            f"No stored run with an adapter in {state.where(store_path())}. Train one on the Live fine-tune page."
+        )
         return None
     labels = dict(zip(runs["run_id"], runs["label"], strict=True))
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"{key}_run")

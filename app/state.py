@@ -6,14 +6,22 @@ folder) of it, which frozen-A init of an init study; where the live page trains;
     runs = state.finished_runs(str(store))   # the runs every table counts, as the sidebar chose them
 
 Session keys: "store" (a folder), "group" (a group folder of the store, ALL_GROUPS, or None for a flat store),
-"a_init_filter" (the B-only frozen-A init shown when an experiment has several).
+"a_init_filter" (the B-only frozen-A init shown when an experiment has several); in public mode also
+"my_jobs" (this visitor's live fine-tunes), "n_uploads" and "upload_folder" (a SessionFolder).
+
+Two modes. Local (the default): the sidebar's store is any folder, adapters can be read from local paths.
+Public (`asymviz app --public`, or ASYMVIZ_PUBLIC=1 for containers): the store and the live-run folder are
+fixed by the operator (ASYMVIZ_STORE, ASYMVIZ_LIVE_DIR), no page reads or shows a server path, uploads and
+live fine-tunes are capped (`Limits`, from ASYMVIZ_PUBLIC_* variables).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -25,6 +33,51 @@ DEFAULT_STORE = Path(os.environ.get("ASYMVIZ_STORE", REPO / "cached_runs"))
 ALL_GROUPS = "(all runs)"
 LIVE_GROUP = "live"  # live fine-tunes started on the shipped store go to cached_runs/live/ (git-ignored)
 log = logging.getLogger("asymviz.app")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Public mode's caps; each field can be set by the environment variable ASYMVIZ_PUBLIC_<FIELD>."""
+
+    upload_mb: int = 200  # largest adapter upload, in MB (also capped by server.maxUploadSize)
+    uploads: int = 10  # uploads per session; the files are deleted when the session ends
+    queue: int = 3  # live fine-tune requests queued or running on the server at once
+    run_s: int = 600  # wall-clock limit of one live request, in seconds (the process is killed after it)
+    threads: int = 2  # CPU threads of a live fine-tune
+    steps: int = 1000  # most training steps a visitor can ask for
+
+    def __post_init__(self):
+        for name in self.__dataclass_fields__:
+            if getattr(self, name) < 1:
+                raise ValueError(f"ASYMVIZ_PUBLIC_{name.upper()} must be a positive integer")
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        values = {}
+        for name in cls.__dataclass_fields__:
+            text = os.environ.get(f"ASYMVIZ_PUBLIC_{name.upper()}")
+            if text:
+                try:
+                    values[name] = int(text)
+                except ValueError:
+                    raise ValueError(
+                        f"ASYMVIZ_PUBLIC_{name.upper()} must be an integer, got {text!r}"
+                    ) from None
+        return cls(**values)
+
+
+def public() -> bool:
+    """True in public mode (ASYMVIZ_PUBLIC set to anything but '', '0', 'false', 'no')."""
+    return os.environ.get("ASYMVIZ_PUBLIC", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def limits() -> Limits:
+    return Limits.from_env()
+
+
+def where(path: str | Path, public_words: str = "the server's run store") -> str:
+    """A folder as a page may show it: its path locally, words in public mode (no server paths)."""
+    return public_words if public() else f"`{path}`"
 
 
 def group_label(store: str | Path, group: str) -> str:
@@ -56,15 +109,14 @@ def store_groups(store: str | Path) -> list[str]:
 def sidebar() -> None:
     """The sidebar every page shares: which run store the pages read (and the live page writes), and which
     experiment (group folder) of it."""
+    if public():
+        st.session_state["store"] = str(_public_store())
     st.session_state.setdefault("store", str(DEFAULT_STORE))
     with st.sidebar:
-        st.text_input(
-            "Run store",
-            key="store",
-            help="Folder with one sub-folder per run (run.json, metrics.csv, adapter/, init/), or with group "
-            "folders of such runs (one per experiment, as in the shipped cached_runs/). Live fine-tunes started "
-            "on the shipped store are saved in its live/ folder.",
-        )
+        if public():
+            st.caption("Public mode: the runs shown are fixed by the operator of this server.")
+        else:
+            _store_input()
         store = st.session_state["store"]
         groups = store_groups(store)
         if groups:
@@ -84,12 +136,32 @@ def sidebar() -> None:
         )
 
 
+def _store_input() -> None:
+    st.text_input(
+        "Run store",
+        key="store",
+        help="Folder with one sub-folder per run (run.json, metrics.csv, adapter/, init/), or with group "
+        "folders of such runs (one per experiment, as in the shipped cached_runs/). Live fine-tunes started "
+        "on the shipped store are saved in its live/ folder.",
+    )
+
+
+def _public_store() -> Path:
+    return Path(os.environ.get("ASYMVIZ_STORE") or REPO / "cached_runs").expanduser()
+
+
 def store_path() -> Path:
+    """The run store the pages read: the sidebar's folder, or in public mode the operator's (ASYMVIZ_STORE)."""
+    if public():
+        return _public_store()
     return Path(st.session_state.get("store") or DEFAULT_STORE).expanduser()
 
 
 def live_store() -> Path:
-    """Where the live page trains: the shipped store's live/ folder (git-ignored), else the chosen store."""
+    """Where the live page trains: the shipped store's live/ folder (git-ignored), else the chosen store; in
+    public mode ASYMVIZ_LIVE_DIR (default: asymviz-live in the temporary folder), never the shipped runs."""
+    if public():
+        return Path(os.environ.get("ASYMVIZ_LIVE_DIR") or Path(tempfile.gettempdir()) / "asymviz-live")
     store = store_path()
     try:
         shipped = store.resolve() == (REPO / "cached_runs").resolve()
@@ -120,6 +192,18 @@ def finished_runs(store: str):
             )  # fmt: skip
         runs = counted_runs(runs, group=group, a_init=chosen)
     return runs
+
+
+def upload_folder() -> Path | None:
+    """Where this session's uploads go: None locally (uploads.UPLOAD_DIR, cleaned after a day), in public mode
+    a SessionFolder deleted when the session ends."""
+    if not public():
+        return None
+    from app.uploads import SessionFolder
+
+    if "upload_folder" not in st.session_state:
+        st.session_state["upload_folder"] = SessionFolder()
+    return st.session_state["upload_folder"].path
 
 
 @st.cache_resource(show_spinner=False)

@@ -127,14 +127,14 @@ def comparison_table(runs, metric: str, q: float, sigma: float):
     return pd.DataFrame(rows)
 
 
-def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool):
+def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool, threads: int | None = None):
     """The TrainConfig of each chosen mode: the demo preset's (its per-mode learning rates, top layers and
     frozen-prefix cache) or the engine's defaults, with the user's model, task, rank, steps, seed and device.
     Validation runs at a third and two thirds of the steps and at the end, so the metric curve moves live."""
     from asymviz.training.config import TrainConfig, preset
 
     changes = dict(model=model, task=task, rank=int(rank), steps=int(steps), seed=int(seed), device=device,
-                   eval_every=max(1, int(steps) // 3))  # fmt: skip
+                   eval_every=max(1, int(steps) // 3), threads=threads)  # fmt: skip
     if use_demo:
         by_mode = {c.mode: c for c in preset("demo", **changes)}
         return [by_mode[m] for m in modes]

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +60,15 @@ def _clean_old_uploads() -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def save_uploads(files, key: str) -> Path:
-    """Write uploaded files to a private folder named after their upload ids; returns the folder."""
+def save_uploads(files, key: str, root: Path | None = None) -> Path:
+    """Write uploaded files to a private folder named after their upload ids, under `root` (default UPLOAD_DIR;
+    a SessionFolder's path in public mode); returns the folder."""
+    root = UPLOAD_DIR if root is None else root
     ids = "-".join(str(getattr(f, "file_id", f.name)) for f in files)
-    folder = UPLOAD_DIR / f"{key}-{abs(hash(ids)):x}"
+    folder = root / f"{key}-{abs(hash(ids)):x}"
     if not folder.is_dir():
         _clean_old_uploads()
-        tmp = Path(tempfile.mkdtemp(prefix="partial-", dir=_ensure(UPLOAD_DIR)))
+        tmp = Path(tempfile.mkdtemp(prefix="partial-", dir=_ensure(root)))
         for f in files:
             name = Path(f.name).name  # never a path from the client
             if name.lower().endswith(".json"):
@@ -74,6 +77,19 @@ def save_uploads(files, key: str) -> Path:
                 out.write(f.getbuffer())
         os.replace(tmp, folder)
     return folder
+
+
+class SessionFolder:
+    """A private upload folder that lives as long as this object: removed when it is garbage-collected (public
+    mode keeps it in st.session_state, which Streamlit drops when the visitor's session ends), by `remove()`,
+    or at interpreter exit. UPLOAD_TTL_S cleans up after a server that was killed."""
+
+    def __init__(self, root: Path = UPLOAD_DIR):
+        self.path = Path(tempfile.mkdtemp(prefix="session-", dir=_ensure(root)))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def remove(self) -> None:
+        self._finalizer()
 
 
 def _ensure(path: Path) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from app import alignment_view as V
-from app import background, cached, tables, uploads
-from app.components import adapter_picker, guard
+from app import background, cached, state, tables, uploads
+from app.components import adapter_picker, base_model_input, guard
 
 OTHER_TASK = "my CSV/JSONL file"
 
@@ -41,9 +41,7 @@ with st.container(border=True):
             + (f" · {settings['max_length']} tokens per example" if settings.get("max_length") else "")
         )
         if not base or not task:
-            st.error(
-                "This run's run.json names no model or task; choose the adapter as a local path instead."
-            )
+            st.error("This run's run.json names no model or task: it cannot be aligned.")
             st.stop()
     else:
         config = None
@@ -53,12 +51,12 @@ with st.container(border=True):
             config = cached.adapter_summary(choice.path, choice.signature)[2]
         named = (config or {}).get("base_model_name_or_path") or ""
         c1, c2 = st.columns(2)
-        base = c1.text_input(
-            "Base model", value=named or "minilm", key="aln_base",
-            help="minilm, smollm2, a local model folder, or a hub id already in the local cache (nothing is "
+        base = base_model_input(
+            c1, "Base model", named or "minilm", "aln_base",
+            "minilm, smollm2, a local model folder, or a hub id already in the local cache (nothing is "
             "downloaded). It must be the model the adapter was trained on.",
-        ).strip()  # fmt: skip
-        tasks = [*cached.task_names(), OTHER_TASK]
+        )  # fmt: skip
+        tasks = [*cached.task_names(), *([] if state.public() else [OTHER_TASK])]
         task = c2.selectbox("Task", tasks, key="aln_task", help="Examples are drawn from its training split.")
         if task == OTHER_TASK:
             task = c2.text_input(

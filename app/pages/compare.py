@@ -22,12 +22,12 @@ st.markdown(
 )
 
 store = store_path()
-with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
+with guard(f"Check the run store folder in the sidebar ({state.where(store)}).", stop=True):
     runs = state.finished_runs(str(store))
 if runs.empty:
     st.info(
-        f"No finished runs in `{store}` yet. Start some on the **Live fine-tune** page or with "
-        f"`asymviz sweep ... --store {store}`.",
+        f"No finished runs in {state.where(store)} yet. Start some on the **Live fine-tune** page"
+        + ("." if state.public() else f" or with `asymviz sweep ... --store {store}`."),
         icon=":material/hourglass_empty:",
     )
     st.page_link("app/pages/live.py", label="Start a live fine-tune", icon=":material/play_circle:")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import cached, card_view
+from app import cached, card_view, state
 from app.components import adapter_picker, caption, download_frame, figure, guard
 from asymviz import figures as F
 
@@ -196,7 +196,7 @@ else:  # Report
     )
     with guard("Try the command line: asymviz report ADAPTER -o report.html"):
         with st.spinner("Building the report…", show_time=True):
-            report = cached.report_html(choice.path, choice.signature)
+            report = cached.report_html(choice.path, choice.signature, show_paths=not state.public())
         st.download_button(
             ":material/download: HTML report", data=report, type="primary", file_name=f"{choice.label}_report.html",
             mime="text/html", on_click="ignore", key="ins_report",

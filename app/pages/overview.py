@@ -17,13 +17,13 @@ st.markdown(
 )
 
 store = store_path()
-with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
+with guard(f"Check the run store folder in the sidebar ({state.where(store)}).", stop=True):
     runs = state.finished_runs(str(store))
     if runs.empty:
         st.info(
-            f"The run store `{store}` has no finished runs yet, so there is nothing to show (asymviz never "
-            "shows numbers it did not measure). Start the three modes on the **Live fine-tune** page, or from a "
-            f"terminal: `asymviz demo --store {store}`.",
+            f"The run store {state.where(store)} has no finished runs yet, so there is nothing to show (asymviz "
+            "never shows numbers it did not measure). Start the three modes on the **Live fine-tune** page"
+            + ("." if state.public() else f", or from a terminal: `asymviz demo --store {store}`."),
             icon=":material/hourglass_empty:",
         )
         st.page_link("app/pages/live.py", label="Start a live fine-tune", icon=":material/play_circle:")
@@ -84,7 +84,7 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
         "r·d_in); the task head (e.g. a classifier), where there is one, is trained in full in every mode."
     )
     download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
-    st.caption(f"{len(data)} finished run(s) of `{model}` in `{store}`.")
+    st.caption(f"{len(data)} finished run(s) of `{tables.short(model)}` in {state.where(store)}.")
     if len(claims):
         with st.expander("Paired comparisons behind these verdicts (asymviz runs compare)"):
             shown = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons
