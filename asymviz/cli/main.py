@@ -37,12 +37,17 @@ def _cmd_app(args) -> int:
     extra = list(args.streamlit_args)
     if extra[:1] == ["--"]:  # `asymviz app -- --server.port 8600`: argparse keeps the separator
         extra = extra[1:]
+    if args.public:  # read by app/state.py: fixed store, no local paths, capped uploads and fine-tunes
+        os.environ["ASYMVIZ_PUBLIC"] = "1"
     sys.argv = ["streamlit", "run", str(app), *extra]
     return stcli.main()
 
 
 def _add_app_command(sub) -> None:
     p = sub.add_parser("app", help="start the web app (same as `streamlit run streamlit_app.py`)")
+    p.add_argument("--public", action="store_true",
+                   help="for a shared server: the run store and live-run folder fixed by ASYMVIZ_STORE and "
+                   "ASYMVIZ_LIVE_DIR, no local paths, capped uploads and fine-tunes (same as ASYMVIZ_PUBLIC=1)")  # fmt: skip
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER,
                    help="passed on to `streamlit run`, after --, e.g. asymviz app -- --server.port 8600")  # fmt: skip
     p.set_defaults(func=_cmd_app)
