@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from asymviz.cli import adapters, card, data, probes, training
 from asymviz.cli.output import UsageError
@@ -31,9 +30,9 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_app(args) -> int:
     from streamlit.web import cli as stcli
 
-    app = Path(__file__).resolve().parents[2] / "streamlit_app.py"
-    if not app.exists():
-        raise AsymvizError(f"cannot find the app at {app}: run `asymviz app` from a source checkout")
+    from asymviz.paths import app_script
+
+    app = app_script()  # the installed bundle's, else the checkout's (raises with what to do)
     extra = list(args.streamlit_args)
     if extra[:1] == ["--"]:  # `asymviz app -- --server.port 8600`: argparse keeps the separator
         extra = extra[1:]
@@ -65,9 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from asymviz import __version__
+    """`asymviz --version`: the installed distribution's version, read from its metadata (the package's own
+    __version__ only when asymviz was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return f"asymviz {__version__}"
+    try:
+        return f"asymviz {version('asymviz')}"
+    except PackageNotFoundError:
+        import asymviz
+
+        return f"asymviz {getattr(asymviz, '__version__', '0+unknown')}"
 
 
 def main(argv: list[str] | None = None) -> int:
