@@ -47,6 +47,8 @@ _EXPORTS = {
     "generalization_bound": "asymviz.bound",
     "group_summary": "asymviz.spectra",
     "module_principal_angles": "asymviz.similarity",
+    "analyze_collection": "asymviz.collection",
+    "CollectionConfig": "asymviz.collection",
     "write_report": "asymviz.report",
     "RunStore": "asymviz.runs",
     "list_runs": "asymviz.runs",

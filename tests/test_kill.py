@@ -307,6 +307,7 @@ def test_a_full_disk_keeps_the_previous_run_intact(tmp_path, tiny_config, tiny_d
 def test_enospc_in_the_atomic_writer_keeps_the_previous_version(tmp_path, monkeypatch):
     """Without a tmpfs: every write to the temp file fails as on a full disk."""
     import builtins
+    import io
 
     run = tmp_path / "run"
     run.mkdir()
@@ -335,6 +336,7 @@ def test_enospc_in_the_atomic_writer_keeps_the_previous_version(tmp_path, monkey
         return FullDisk(handle) if "w" in mode and Path(file).name.endswith(".tmp") else handle
 
     monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(io, "open", full_open)  # pathlib's Path.open
     with pytest.raises(OSError) as caught:
         write_json_atomic(run / "run.json", {"status": "running", "step": 2})
     monkeypatch.undo()

@@ -39,12 +39,26 @@ def _cmd_similarity(args) -> int:
     which = ("A", "B", "delta") if args.which == "all" else (args.which,)
     n_modules = max(len(a) for a in adapters) * len(adapters) * (len(adapters) - 1) // 2
     frame = pairwise_similarity(
-        adapters, names=args.adapters, which=which, k=args.k, progress=progress_bar(n_modules, "similarity")
+        adapters,
+        names=distinct_labels(args.adapters),
+        which=which,
+        k=args.k,
+        progress=progress_bar(n_modules, "similarity"),
     )
     for a in adapters:
         warn_problems(a)
     write_frame(frame, args.format, args.output, legend=LEGENDS["similarity"])
     return 0
+
+
+def distinct_labels(paths: list[str]) -> list[str]:
+    """The paths as given, with a repeated one numbered ("a", "a#2"): `similarity a a` compares a with itself."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        seen[p] = seen.get(p, 0) + 1
+        out.append(p if seen[p] == 1 else f"{p}#{seen[p]}")
+    return out
 
 
 def _cmd_report(args) -> int:
