@@ -261,34 +261,36 @@ def quiet_transformers() -> None:
 REFERENCE_RATES = {("minilm", "cpu"): 38.0, ("minilm", "gpu"): 1442.0, ("minilm", "gpu_shared"): 3248.0}
 
 
-def sweep_outline(configs, store, lrs=None, devices=None, jobs_per_gpu: int = 1) -> tuple[int, str]:
+def sweep_outline(
+    configs, store, lrs=None, devices=None, jobs_per_gpu: int = 1, ratios=None
+) -> tuple[int, str]:
     """How many runs a sweep will train and roughly how long, before it starts.
 
     Returns
     -------
-    (runs, line) : the number of runs to train (with an lr grid: the pending grid runs plus, at most, every
-        main run) and one line for stderr: runs, examples and an estimated time with the rate it rests on.
+    (runs, line) : the number of runs to train (with an lr grid: the pending grid runs, plus at most every
+        main run; a grid extended at its edge adds more) and one line for stderr: runs, training examples and
+        an estimated time with the rate it rests on.
     """
     from asymviz.runs import RunStore
-    from asymviz.training.sweep import _estimated_steps, pending
+    from asymviz.training.plan import Plan, estimated_steps, pending
 
     store = store if isinstance(store, RunStore) else RunStore(store)
+    exists = store.root.is_dir()
     sizes: dict = {}
-    todo = pending(configs, store) if store.root.is_dir() else list(configs)
+    todo = pending(configs, store) if exists else list(configs)
     grid = []
     if lrs:
-        from asymviz.training.lr_grid import LrPlan
-
-        grid_configs = LrPlan(configs, lrs).grid_configs()
-        grid = pending(grid_configs, store) if store.root.is_dir() else grid_configs
+        plan = Plan(configs, store, lrs, {}, ratios)
+        grid_configs = list({c.run_id(): c for g in plan.groups.values() for c in g.grid.grid()}.values())
+        grid = pending(grid_configs, store) if exists else grid_configs
     runs = len(grid) + len(todo)
     reused = len({c.run_id() for c in configs}) - len(todo)
-    examples = sum(_estimated_steps(c, sizes) * c.batch_size for c in [*grid, *todo])
+    examples = sum(estimated_steps(c, sizes) * c.batch_size for c in [*grid, *todo])
     rate, basis = _sweep_rate(configs, store, devices, jobs_per_gpu)
     where = "CPU" if devices is None else f"{len(devices)} GPU(s) x {jobs_per_gpu} in flight"
-    upto = "up to " if lrs else ""
-    line = f"sweep: {upto}{runs} runs to train on {where}"
-    line += f" ({len(grid)} lr-grid runs first)" if lrs else ""
+    line = f"sweep: {'up to ' if lrs else ''}{runs} runs to train on {where}"
+    line += f" ({len(grid)} lr-grid runs first; more if the grid is extended at its edge)" if lrs else ""
     line += f", {reused} already in the store" if reused else ""
     line += f", about {examples:,} training examples"
     if rate:

@@ -243,7 +243,7 @@ def _cmd_sweep(args) -> int:
     devices = None
     if args.gpus:
         devices = _gpus(args.gpus)
-    total, outline = sweep_outline(configs, args.store, lrs, devices, args.jobs_per_gpu)
+    total, outline = sweep_outline(configs, args.store, lrs, devices, args.jobs_per_gpu, ratios)
     print(outline, file=sys.stderr)
     bar = _Bar(args.quiet or devices is not None)
     runs_bar = RunsBar(total, args.quiet)
