@@ -120,9 +120,8 @@ async def check_clean(page) -> None:
             "the page shows a traceback: " + (await page.locator(EXCEPTION).first.inner_text())[:300]
         )
     if await page.locator(ERROR).count():
-        raise AssertionError(
-            "the page shows an error: " + (await page.locator(ERROR).first.inner_text())[:300]
-        )
+        text = " | ".join((await page.locator(ERROR).first.inner_text()).splitlines())
+        raise AssertionError("the page shows an error: " + text[:400])
 
 
 async def select(page, label: str, option: str) -> None:
@@ -206,7 +205,7 @@ async def _one(browser, url: str, kind: str, index: int, setup: dict, stagger_s:
         await check_clean(page)
         out.latency_s = time.perf_counter() - t0
     except Exception as exc:  # recorded, asserted by the caller
-        out.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        out.error = f"{type(exc).__name__}: {' | '.join(str(exc).splitlines())[:500]}"
     finally:
         await context.close()
     return out
