@@ -1,4 +1,5 @@
-"""Steady under faults: kills and a full disk leave a run store that lists and loads.
+"""Steady under faults: kills and a full disk leave a run store that lists and loads (named test_faults, not
+test_kill: pytest imports test files by basename and tests/training/test_kill.py has that one).
 
 tests/training/test_kill.py kills `python -m asymviz.training train` itself (SIGKILL: interrupted, SIGTERM and
 CANCEL: cancelled). Here: the CLI entry point `python -m asymviz train` killed with SIGKILL; the app server
