@@ -48,7 +48,7 @@ def main() -> int:
         train_tiny_store(store, root / "train")
         model, task = write_tiny_model_and_task(root / "tiny")
         archive = zip_folder(write_bert_like_adapter(root / "adapter", seed=3), root / "adapter.zip")
-        setup = {"model": model, "task": task, "zip": archive, "steps": 2}
+        setup = {"model": model, "task": task, "zip": archive, "steps": 2, "store": store}
         proc, url = start_server(store, root / "streamlit.log")
         alone: list[float] = []
         loaded: dict[str, list[float]] = {}

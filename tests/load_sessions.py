@@ -178,10 +178,31 @@ async def live(page, url: str, setup: dict, seed: int) -> dict:
     if await toggle.locator("input").is_checked():
         await toggle.locator("label").click()
         await wait_idle(page)
-    await page.get_by_role("button", name="Start").click()
-    await wait_idle(page)
-    await check_clean(page)
-    return {"seed": seed}
+    for _attempt in range(
+        3
+    ):  # a click during a busy rerun can be dropped by Streamlit: check the request landed
+        await page.get_by_role("button", name="Start").click()
+        await wait_idle(page)
+        await check_clean(page)
+        if await _request_written(setup["store"], seed, 30):
+            return {"seed": seed}
+    raise AssertionError(f"the fine-tune request with seed {seed} never reached the queue")
+
+
+async def _request_written(store: Path, seed: int, timeout_s: float) -> bool:
+    """Whether the live page wrote a request (a JSON list of configs) with `seed` into the store's queue."""
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in (Path(store) / ".queue" / "requests").glob("request-*.json"):
+            try:
+                if any(c.get("seed") == seed for c in json.loads(path.read_text())):
+                    return True
+            except (OSError, ValueError):
+                pass
+        await asyncio.sleep(0.5)
+    return False
 
 
 SESSIONS = {"overview": overview, "compare": compare, "upload": upload, "live": live}
