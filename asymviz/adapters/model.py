@@ -77,6 +77,11 @@ class ModuleSpec:
     embedding: bool
     fan_in_fan_out: bool
     dtype: str
+    # How the stored tensors become A (r, d_in) and B (d_out, r); the defaults are PEFT's layout.
+    transposed: bool = False  # mlx-lm: lora_a stored (d_in, r), lora_b (r, d_out)
+    e_key: str | None = None  # AdaLoRA: lora_E (r, 1), folded into A as diag(E)·A
+    expert: int | None = None  # MoE target_parameters: this module is expert `expert` of `num_experts`
+    num_experts: int | None = None  # A holds r·E rows grouped by expert, B r·E columns interleaved
 
     @property
     def params(self) -> int:
@@ -94,8 +99,13 @@ class LoraAdapter:
         source: str,
         extras: dict[str, tuple[int, ...]],
         problems: list[str],
+        format: str = "peft",
+        scaling_source: str | None = None,
     ):
         self.modules = modules
+        self.format = format  # which file layout was detected: see asymviz.adapters.formats.FORMATS
+        # where the scaling comes from: "config", "alpha tensor", "metadata" or "unknown" (scaling 1)
+        self.scaling_source = scaling_source or ("config" if config is not None else "unknown")
         self.config = config
         self.source = source
         self.extras = extras  # non-LoRA weights (modules_to_save, lora biases): key -> shape
@@ -109,7 +119,10 @@ class LoraAdapter:
 
     def __repr__(self) -> str:
         ranks = sorted({m.r for m in self.modules})
-        return f"LoraAdapter({self.source!r}, {len(self)} modules, r={ranks}, scaling_known={self.scaling_known})"
+        return (
+            f"LoraAdapter({self.source!r}, format={self.format!r}, {len(self)} modules, r={ranks}, "
+            f"scaling from {self.scaling_source})"
+        )
 
     @property
     def names(self) -> list[str]:
@@ -117,7 +130,26 @@ class LoraAdapter:
 
     @property
     def scaling_known(self) -> bool:
-        return self.config is not None
+        return self.scaling_source != "unknown"
+
+    def info(self) -> dict:
+        """What the adapter is, in one dict (for the CLI's `asymviz info` and the app's header).
+
+        Keys: source, format, modules, ranks (sorted distinct r), scaling_source ("config", "alpha tensor",
+        "metadata", "unknown"), base_model, experts (distinct expert count, 0 when none), extras (count of
+        non-LoRA tensors), problems (the non-fatal findings so far).
+        """
+        return {
+            "source": self.source,
+            "format": self.format,
+            "modules": len(self),
+            "ranks": sorted({m.r for m in self.modules}),
+            "scaling_source": self.scaling_source,
+            "base_model": self.base_model,
+            "experts": max((m.num_experts or 0 for m in self.modules), default=0),
+            "extras": len(self.extras),
+            "problems": list(self.problems),
+        }
 
     @property
     def base_model(self) -> str | None:
@@ -144,12 +176,21 @@ class LoraAdapter:
                 progress(i)
 
     def _load(self, spec: ModuleSpec) -> LoraModule:
-        keys = [spec.a_key, spec.b_key] + ([spec.magnitude_key] if spec.magnitude_key else [])
-        tensors = self._reader.get_many(keys)
-        A, B = (_as_float(t) for t in tensors[:2])
+        keys = [spec.a_key, spec.b_key] + [k for k in (spec.magnitude_key, spec.e_key) if k]
+        tensors = dict(zip(keys, self._reader.get_many(keys), strict=True))
+        A, B = _as_float(tensors[spec.a_key]), _as_float(tensors[spec.b_key])
+        if A.dtype != B.dtype:  # e.g. A float64, B float16 in one hand-saved file: compute in float64
+            A, B = A.double(), B.double()
+        if spec.transposed:  # mlx-lm: lora_a (d_in, r), lora_b (r, d_out)
+            A, B = A.T, B.T
+        if spec.num_experts:  # PEFT ParamWrapper.get_delta_weight: A -> (E, r, d_in), B -> (d_out, r, E)
+            A = A.reshape(spec.num_experts, spec.r, -1)[spec.expert]
+            B = B.reshape(B.shape[0], spec.r, spec.num_experts)[:, :, spec.expert]
         A = A.reshape(spec.r, spec.d_in)  # conv kernels flatten into d_in
         B = B.reshape(spec.d_out, spec.r)
-        magnitude = _as_float(tensors[2]).reshape(-1) if spec.magnitude_key else None
+        if spec.e_key:  # AdaLoRA: ΔW = B·(A ⊙ E)·α/ranknum, E (r, 1) scales A's rows
+            A = _as_float(tensors[spec.e_key]).reshape(spec.r, 1) * A
+        magnitude = _as_float(tensors[spec.magnitude_key]).reshape(-1) if spec.magnitude_key else None
         for label, t in (("A", A), ("B", B)):
             bad = count_nonfinite(t)
             if bad:
@@ -174,14 +215,15 @@ class LoraAdapter:
 
         Returns
         -------
-        DataFrame with columns ``module, layer, kind, r, d_in, d_out, alpha, scaling, params, dtype,
-        embedding, dora, fan_in_fan_out`` (params = r·(d_in + d_out), the trainable count of A&B).
+        DataFrame with columns ``module, layer, kind, expert, r, d_in, d_out, alpha, scaling, params, dtype,
+        embedding, dora, fan_in_fan_out`` (params = r·(d_in + d_out), the trainable count of A&B; expert is
+        the MoE expert index for LoRA on fused expert parameters, else missing).
         """
         import pandas as pd
 
         rows = [
             {
-                "module": m.name, "layer": m.layer, "kind": m.kind, "r": m.r, "d_in": m.d_in,
+                "module": m.name, "layer": m.layer, "kind": m.kind, "expert": m.expert, "r": m.r, "d_in": m.d_in,
                 "d_out": m.d_out, "alpha": m.alpha, "scaling": m.scaling, "params": m.params,
                 "dtype": m.dtype, "embedding": m.embedding, "dora": m.magnitude_key is not None,
                 "fan_in_fan_out": m.fan_in_fan_out,
@@ -190,6 +232,7 @@ class LoraAdapter:
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
         frame["layer"] = frame["layer"].astype("Int64")
+        frame["expert"] = frame["expert"].astype("Int64")
         return frame
 
     def trainable_params(self, mode: str = "ab") -> int:
@@ -200,7 +243,7 @@ class LoraAdapter:
 
 
 SUMMARY_COLUMNS = [
-    "module", "layer", "kind", "r", "d_in", "d_out", "alpha", "scaling", "params", "dtype", "embedding",
+    "module", "layer", "kind", "expert", "r", "d_in", "d_out", "alpha", "scaling", "params", "dtype", "embedding",
     "dora", "fan_in_fan_out",
 ]  # fmt: skip
 
@@ -217,6 +260,7 @@ def count_nonfinite(t: torch.Tensor) -> int:
 def _as_float(t: torch.Tensor) -> torch.Tensor:
     import torch
 
+    t = t.detach()  # a hand-saved state dict may hold nn.Parameters that require grad
     return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
 
 

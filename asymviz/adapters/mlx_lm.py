@@ -1,0 +1,94 @@
+"""mlx-lm adapter folders: `adapters.safetensors` + `adapter_config.json`.
+
+mlx-lm's LoRALinear (ml-explore/mlx-lm mlx_lm/tuner/lora.py) stores lora_a (d_in, r) and lora_b (r, d_out),
+transposed relative to PEFT, and computes y = W x + scale · (x @ lora_a) @ lora_b, so
+ΔW = scale · (lora_a @ lora_b)ᵀ = scale · B @ A with A = lora_aᵀ (r, d_in), B = lora_bᵀ (d_out, r).
+`scale` is `lora_parameters.scale` in adapter_config.json (mlx_lm/tuner/utils.py linear_to_lora_layers);
+it multiplies ΔW directly (no division by r). Keys: `model.layers.0.self_attn.q_proj.lora_a`, no `.weight`.
+DoRA (`fine_tune_type: dora`, an `.m` magnitude) is refused by name; without a config the scale is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from asymviz.adapters.model import LoraAdapter, ModuleSpec, module_order
+from asymviz.adapters.pairs import check_pair, layer_and_kind
+from asymviz.errors import AdapterError
+
+FORMAT = "mlx-lm"
+_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_a|lora_b)$")
+
+
+def detect(keys, config: dict | None) -> bool:
+    return any(_KEY.match(k) for k in keys) or "lora_parameters" in (config or {})
+
+
+class _Transposed:
+    """Answers shape() as PEFT's orientation so the shared pair checks apply."""
+
+    def __init__(self, reader):
+        self.reader = reader
+
+    def shape(self, key):
+        return tuple(reversed(self.reader.shape(key)))
+
+    def dtype(self, key):
+        return self.reader.dtype(key)
+
+
+def scale_from(config: dict | None, source: str) -> float | None:
+    if config is None:
+        return None
+    kind = config.get("fine_tune_type", "lora")
+    if kind != "lora":
+        raise AdapterError(f"{source}: mlx-lm fine_tune_type {kind!r}; asymviz reads mlx-lm LoRA adapters only")
+    params = config.get("lora_parameters")
+    if not isinstance(params, dict) or "scale" not in params:
+        raise AdapterError(f"{source}: mlx-lm adapter_config.json has no lora_parameters.scale")
+    scale = params["scale"]
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or not math.isfinite(scale):
+        raise AdapterError(f"{source}: lora_parameters.scale must be a finite number, got {scale!r}")
+    return float(scale)
+
+
+def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
+    scale = scale_from(config, source)
+    pairs: dict[str, dict[str, str]] = {}
+    extras: dict[str, tuple[int, ...]] = {}
+    for key in reader.keys():
+        m = _KEY.match(key)
+        if m:
+            pairs.setdefault(m.group("module"), {})[m.group("part")] = key
+        elif key.endswith(".m"):
+            raise AdapterError(f"{source}: {key} is an mlx-lm DoRA magnitude; asymviz reads mlx-lm LoRA only")
+        else:
+            extras[key] = reader.shape(key)
+    if not pairs:
+        raise AdapterError(f"{source}: an mlx-lm config but no .lora_a/.lora_b tensors")
+    view, specs = _Transposed(reader), []
+    rank = (config or {}).get("lora_parameters", {}).get("rank")
+    for name, keys in pairs.items():
+        if set(keys) != {"lora_a", "lora_b"}:
+            raise AdapterError(f"{source}: module {name!r} has {next(iter(keys))} only")
+        for key in keys.values():
+            if len(reader.shape(key)) != 2:
+                raise AdapterError(f"{source}: {key} {list(reader.shape(key))} must be a matrix")
+        r, d_in, d_out = check_pair(view, name, keys["lora_a"], keys["lora_b"], source, "lora_aᵀ", "lora_bᵀ")
+        if rank is not None and r != rank:
+            raise AdapterError(f"{source}: module {name!r} has rank {r} but lora_parameters.rank is {rank}")
+        layer, kind = layer_and_kind(name)
+        specs.append(
+            ModuleSpec(
+                name=name, layer=layer, kind=kind, r=r, d_in=d_in, d_out=d_out, alpha=None,
+                scaling=scale if scale is not None else 1.0, a_key=keys["lora_a"], b_key=keys["lora_b"],
+                magnitude_key=None, embedding=False, fan_in_fan_out=False, dtype=reader.dtype(keys["lora_a"]),
+                transposed=True,
+            )
+        )  # fmt: skip
+    problems = [] if scale is not None else [
+        f"{source}: mlx-lm weights without adapter_config.json, so lora_parameters.scale is unknown: scaling 1 is used"
+    ]  # fmt: skip
+    specs.sort(key=module_order)
+    return LoraAdapter(tuple(specs), reader, None, source, extras, problems, FORMAT, "config" if scale is not None else "unknown")
