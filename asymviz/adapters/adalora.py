@@ -47,7 +47,9 @@ class AdaloraConfig:
         if not isinstance(self.init_r, int) or isinstance(self.init_r, bool) or self.init_r <= 0:
             raise AdapterError(f"adapter_config.json: init_r must be a positive integer, got {self.init_r!r}")
         if not isinstance(self.lora_alpha, int | float) or not math.isfinite(self.lora_alpha):
-            raise AdapterError(f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}")
+            raise AdapterError(
+                f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict) -> AdaloraConfig:

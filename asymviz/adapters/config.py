@@ -72,10 +72,14 @@ class AdapterConfig:
         if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
             raise AdapterError(f"adapter_config.json: r must be a positive integer, got {self.r!r}")
         if not _is_number(self.lora_alpha):
-            raise AdapterError(f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}")
+            raise AdapterError(
+                f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}"
+            )
         for name, pattern in (("rank_pattern", self.rank_pattern), ("alpha_pattern", self.alpha_pattern)):
             if not isinstance(pattern, dict):
-                raise AdapterError(f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}")
+                raise AdapterError(
+                    f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}"
+                )
             for key, value in pattern.items():
                 ok = (isinstance(value, int) and value > 0) if name == "rank_pattern" else _is_number(value)
                 if not isinstance(key, str) or not ok:
@@ -83,11 +87,15 @@ class AdapterConfig:
                 try:
                     re.compile(key)
                 except re.error as exc:
-                    raise AdapterError(f"adapter_config.json: {name} key {key!r} is not a valid pattern ({exc})") from None
+                    raise AdapterError(
+                        f"adapter_config.json: {name} key {key!r} is not a valid pattern ({exc})"
+                    ) from None
 
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True) -> AdapterConfig:
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True
+    ) -> AdapterConfig:
         if not isinstance(data, dict):
             raise AdapterError(f"{source}: expected a JSON object, got {type(data).__name__}")
         peft_type = data.get("peft_type", "LORA")
@@ -149,7 +157,9 @@ def read_json(path: str | Path) -> dict:
     """A config file as a dict: at most 10 MB, valid UTF-8 JSON, an object. Raises AdapterError."""
     path = Path(path)
     if path.stat().st_size > 10 * 1024 * 1024:
-        raise AdapterError(f"{path.name}: {path.stat().st_size:,} bytes is far too large for an adapter config")
+        raise AdapterError(
+            f"{path.name}: {path.stat().st_size:,} bytes is far too large for an adapter config"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -187,7 +197,9 @@ def _field_warnings(data: dict, source: str, strict: bool) -> tuple[str, ...]:
     if off:
         warnings.append(f"{source}: unknown config field(s) {', '.join(off)} ignored (unset or off)")
     if active:
-        warnings.append(f"{source}: unknown config field(s) {', '.join(active)} ignored (strict=False): ΔW may be wrong")
+        warnings.append(
+            f"{source}: unknown config field(s) {', '.join(active)} ignored (strict=False): ΔW may be wrong"
+        )
     return tuple(warnings)
 
 

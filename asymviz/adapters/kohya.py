@@ -90,9 +90,13 @@ def build_pairs(
             f"ss_network_alpha={meta_alpha[0]:g} from the file's metadata is used there"
         )
     if "unknown" in used:
-        problems.append(f"{source}: no alpha tensor or metadata, so alpha is unknown: scaling 1 is used for ΔW")
+        problems.append(
+            f"{source}: no alpha tensor or metadata, so alpha is unknown: scaling 1 is used for ΔW"
+        )
     if meta_alpha is not None and meta_alpha[1] is not None and any(s.r != meta_alpha[1] for s in specs):
-        problems.append(f"{source}: metadata says ss_network_dim={meta_alpha[1]} but module ranks differ; the weights' ranks are used")
+        problems.append(
+            f"{source}: metadata says ss_network_dim={meta_alpha[1]} but module ranks differ; the weights' ranks are used"
+        )
     specs.sort(key=module_order)
     how = "alpha tensor" if "alpha tensor" in used else "metadata" if "metadata" in used else default
     if default == "format default" and how == default:

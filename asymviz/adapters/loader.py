@@ -69,11 +69,15 @@ def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -
         return _load_dir(path / adapter_name, None, strict, source=f"{source}/{adapter_name}")
     weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
     if weights is None:
-        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES))
+        subs = sorted(
+            p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES)
+        )
         if len(subs) == 1:
             return _load_dir(path / subs[0], None, strict, source=f"{source}/{subs[0]}")
         if subs:
-            raise AdapterError(f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name=")
+            raise AdapterError(
+                f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name="
+            )
         files = sorted(path.glob("*.safetensors"))
         if len(files) == 1:  # a kohya / diffusers LoRA on its own in a folder
             return read(SafetensorsReader(files[0]), _config_beside(files[0]), source, adapter_name, strict)
@@ -87,7 +91,8 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
     try:
         extract_zip(path, tmp)
         roots = sorted(
-            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)} | {p.parent for p in tmp.rglob("*.safetensors")},
+            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)}
+            | {p.parent for p in tmp.rglob("*.safetensors")},
             key=lambda p: (len(p.relative_to(tmp).parts), str(p)),
         )
         if not roots:

@@ -43,7 +43,9 @@ def scale_from(config: dict | None, source: str) -> float | None:
         return None
     kind = config.get("fine_tune_type", "lora")
     if kind != "lora":
-        raise AdapterError(f"{source}: mlx-lm fine_tune_type {kind!r}; asymviz reads mlx-lm LoRA adapters only")
+        raise AdapterError(
+            f"{source}: mlx-lm fine_tune_type {kind!r}; asymviz reads mlx-lm LoRA adapters only"
+        )
     params = config.get("lora_parameters")
     if not isinstance(params, dict) or "scale" not in params:
         raise AdapterError(f"{source}: mlx-lm adapter_config.json has no lora_parameters.scale")
@@ -91,4 +93,13 @@ def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
         f"{source}: mlx-lm weights without adapter_config.json, so lora_parameters.scale is unknown: scaling 1 is used"
     ]  # fmt: skip
     specs.sort(key=module_order)
-    return LoraAdapter(tuple(specs), reader, None, source, extras, problems, FORMAT, "config" if scale is not None else "unknown")
+    return LoraAdapter(
+        tuple(specs),
+        reader,
+        None,
+        source,
+        extras,
+        problems,
+        FORMAT,
+        "config" if scale is not None else "unknown",
+    )

@@ -23,7 +23,9 @@ def check_pair(reader, name: str, a_key: str, b_key: str, source: str, a_label="
     ranks disagree, or a dimension is 0.
     """
     if not SAFE_NAME.match(name):
-        raise AdapterError(f"{source}: {name[:80]!r} is not a module name (only letters, digits, _ . - allowed)")
+        raise AdapterError(
+            f"{source}: {name[:80]!r} is not a module name (only letters, digits, _ . - allowed)"
+        )
     for key in (a_key, b_key):
         if reader.dtype(key) not in FLOAT_DTYPES:
             raise AdapterError(f"{source}: {key} has dtype {reader.dtype(key)}, not a floating-point type")
@@ -41,7 +43,9 @@ def check_pair(reader, name: str, a_key: str, b_key: str, source: str, a_label="
             f"but {b_label} {list(b_shape)} has rank {b_shape[1]}"
         )
     if r == 0 or d_in == 0 or d_out == 0:
-        raise AdapterError(f"{source}: module {name!r} has an empty factor (A {list(a_shape)}, B {list(b_shape)})")
+        raise AdapterError(
+            f"{source}: module {name!r} has an empty factor (A {list(a_shape)}, B {list(b_shape)})"
+        )
     return r, d_in, d_out
 
 

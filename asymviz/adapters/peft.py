@@ -129,7 +129,9 @@ def build(
         if slot in "AB":
             group["embedding" if part.startswith("lora_embedding") else "linear"] = "1"
     if adapter_name is not None and names_seen and adapter_name not in names_seen:
-        raise AdapterError(f"{source}: no adapter named {adapter_name!r} (found: {', '.join(sorted(names_seen))})")
+        raise AdapterError(
+            f"{source}: no adapter named {adapter_name!r} (found: {', '.join(sorted(names_seen))})"
+        )
     if not groups:
         sample = ", ".join(list(reader.keys())[:3]) or "none"
         raise AdapterError(f"{source}: no LoRA weights found (no lora_A/lora_B keys; first keys: {sample})")
@@ -151,7 +153,9 @@ def build(
             "(`experts`, `experts.base_layer`, ...) rather than by parameter"
         )
     if config is None and not experts:
-        movable = [s.name for s in specs if s.name.rsplit(".", 1)[-1] == "experts" or ".experts.base_layer" in s.name]
+        movable = [
+            s.name for s in specs if s.name.rsplit(".", 1)[-1] == "experts" or ".experts.base_layer" in s.name
+        ]
         if movable:
             raise AdapterError(
                 f"{source}: {movable[0]!r} looks like LoRA on fused MoE expert parameters (PEFT target_parameters); "
@@ -192,7 +196,9 @@ def _spec(name, keys, reader, config, source, alpha_key, problems, experts=False
         alpha, scaling = config.alpha_for(name), config.scaling_for(name, r)
         fan = config.fan_in_fan_out and "embedding" not in keys
         if alpha_key is not None and not math.isclose(read_alpha(reader, alpha_key, source), alpha):
-            problems.append(f"{source}: {alpha_key} disagrees with the config's lora_alpha={alpha:g}; the config is used")
+            problems.append(
+                f"{source}: {alpha_key} disagrees with the config's lora_alpha={alpha:g}; the config is used"
+            )
     elif alpha_key is not None:  # kohya's rule: scale = alpha / lora_dim
         alpha = read_alpha(reader, alpha_key, source)
         scaling, fan = alpha / r, False
@@ -269,5 +275,9 @@ def _split_experts(spec: ModuleSpec, param: str | None, config, source: str) -> 
 
 def read(reader, config: dict | None, source: str, adapter_name: str | None = None, strict: bool = True, **_):
     """The PEFT reader as asymviz.adapters.formats calls it: `config` is adapter_config.json as a dict."""
-    cfg = AdapterConfig.from_dict(config, source="adapter_config.json", strict=strict) if config is not None else None
+    cfg = (
+        AdapterConfig.from_dict(config, source="adapter_config.json", strict=strict)
+        if config is not None
+        else None
+    )
     return build(reader, cfg, source, adapter_name)

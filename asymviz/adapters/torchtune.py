@@ -41,7 +41,9 @@ def read(reader, config: dict | None, source: str, strict: bool = True, **_) -> 
             raise AdapterError(f"{source}: module {name!r} has {next(iter(keys))} only")
         r, d_in, d_out = check_pair(reader, name, keys["lora_a"], keys["lora_b"], source, "lora_a", "lora_b")
         if cfg is not None and r != cfg.rank_for(name):
-            raise AdapterError(f"{source}: module {name!r} has rank {r} but the config gives r={cfg.rank_for(name)}")
+            raise AdapterError(
+                f"{source}: module {name!r} has rank {r} but the config gives r={cfg.rank_for(name)}"
+            )
         layer, kind = layer_and_kind(name)
         specs.append(
             ModuleSpec(
@@ -55,4 +57,6 @@ def read(reader, config: dict | None, source: str, strict: bool = True, **_) -> 
         f"{source}: torchtune weights without adapter_config.json, so lora_alpha is unknown: scaling 1 is used"
     ]  # fmt: skip
     specs.sort(key=module_order)
-    return LoraAdapter(tuple(specs), reader, cfg, source, extras, problems, FORMAT, "config" if cfg else "unknown")
+    return LoraAdapter(
+        tuple(specs), reader, cfg, source, extras, problems, FORMAT, "config" if cfg else "unknown"
+    )

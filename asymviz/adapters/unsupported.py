@@ -24,7 +24,11 @@ METHODS = (
     ("oft_R", "OFT", "ΔW is an orthogonal rotation of the weight"),
     ("oft_blocks", "OFT (LyCORIS)", "ΔW is an orthogonal rotation of the weight"),
     ("lora_mid", "LoCon with a Tucker core (LyCORIS)", "ΔW = up·mid·down has a 4-d core between the factors"),
-    ("dora_scale", "DoRA (LyCORIS)", "the update is renormalised per column (asymviz reads PEFT's DoRA only)"),
+    (
+        "dora_scale",
+        "DoRA (LyCORIS)",
+        "the update is renormalised per column (asymviz reads PEFT's DoRA only)",
+    ),
 )
 # peft_type values that are LoRA (read elsewhere); any other is named in the error
 LORA_TYPES = {"LORA", "ADALORA"}
@@ -37,7 +41,9 @@ def detect(keys, config: dict | None) -> bool:
 
 def read(reader, config, source, **_):
     method, why = _find(reader.keys(), config)
-    raise AdapterError(f"{source}: {method} adapter: not a low-rank B·A update ({why}); asymviz reads LoRA adapters only")
+    raise AdapterError(
+        f"{source}: {method} adapter: not a low-rank B·A update ({why}); asymviz reads LoRA adapters only"
+    )
 
 
 def _find(keys, config: dict | None) -> tuple[str, str] | None:
