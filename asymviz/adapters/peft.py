@@ -261,7 +261,7 @@ def _split_experts(spec: ModuleSpec, param: str | None, config, source: str) -> 
         )
     n = spec.r // r
     label = f"{spec.name.replace('.base_layer', '')}.{param}" if param else spec.name
-    kind = param or spec.name.rsplit(".", 1)[-1]
+    kind = param or spec.name.replace(".base_layer", "").rsplit(".", 1)[-1]
     if n == 1:
         return [dataclasses.replace(spec, name=label, kind=kind)]
     return [
