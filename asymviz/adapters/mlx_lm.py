@@ -4,7 +4,8 @@ mlx-lm's LoRALinear (ml-explore/mlx-lm mlx_lm/tuner/lora.py) stores lora_a (d_in
 transposed relative to PEFT, and computes y = W x + scale · (x @ lora_a) @ lora_b, so
 ΔW = scale · (lora_a @ lora_b)ᵀ = scale · B @ A with A = lora_aᵀ (r, d_in), B = lora_bᵀ (d_out, r).
 `scale` is `lora_parameters.scale` in adapter_config.json (mlx_lm/tuner/utils.py linear_to_lora_layers);
-it multiplies ΔW directly (no division by r). Keys: `model.layers.0.self_attn.q_proj.lora_a`, no `.weight`.
+it multiplies ΔW directly (no division by r). Early mlx-examples configs also carry `alpha`, for a
+LoRALinear whose scale was `scale * (alpha / r)`: that rule is applied when `alpha` is present. Keys: `model.layers.0.self_attn.q_proj.lora_a`, no `.weight`.
 DoRA (`fine_tune_type: dora`, an `.m` magnitude) is refused by name; without a config the scale is unknown.
 """
 
@@ -52,6 +53,11 @@ def scale_from(config: dict | None, source: str) -> float | None:
     scale = params["scale"]
     if not isinstance(scale, int | float) or isinstance(scale, bool) or not math.isfinite(scale):
         raise AdapterError(f"{source}: lora_parameters.scale must be a finite number, got {scale!r}")
+    if "alpha" in params:  # early mlx-examples LoRALinear: self.scale = scale * (alpha / r)
+        alpha, rank = params["alpha"], params.get("rank")
+        if not isinstance(alpha, int | float) or not isinstance(rank, int) or rank <= 0:
+            raise AdapterError(f"{source}: lora_parameters alpha={alpha!r} needs a positive integer rank")
+        return float(scale) * alpha / rank
     return float(scale)
 
 
