@@ -32,7 +32,8 @@ def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool
 
     Parameters
     ----------
-    path : folder, .zip, .safetensors, .bin/.pt/.pth
+    path : folder, .zip, .safetensors, .bin/.pt/.pth, or a Hub repo id `org/name[@revision]` that is not a
+        local path (asymviz.adapters.hub; HF_HUB_OFFLINE=1 reads the cache only)
     adapter_name : for folders with one subfolder per named adapter (PEFT's multi-adapter save), or keys
         that carry several adapter names; None picks the only one there is.
     strict : refuse config fields no PEFT LoraConfig has that are set to a value (False: ignore them with a
@@ -42,6 +43,12 @@ def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool
     ------
     AdapterError with one line naming the file and the problem.
     """
+    from asymviz.adapters import hub
+
+    if not Path(path).exists() and hub.looks_like_repo_id(str(path)):
+        adapter = load_adapter(hub.resolve(str(path)), adapter_name, strict)
+        adapter.source = str(path)  # the repo id the user gave, not the cache folder
+        return adapter
     path = Path(path)
     if not path.exists():
         raise AdapterError(f"{path}: no such file or folder")
