@@ -34,6 +34,7 @@ from asymviz.errors import AdapterError
 if TYPE_CHECKING:
     import torch
 
+FORMAT = "peft"  # or "peft-legacy", decided from the config when building
 PREFIX = "base_model.model."
 
 _LORA_KEY = re.compile(

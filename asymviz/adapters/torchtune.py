@@ -33,6 +33,10 @@ def read(reader, config: dict | None, source: str, strict: bool = True, **_) -> 
         m = _KEY.match(key)
         if m:
             pairs.setdefault(m.group("module"), {})[m.group("part")] = key
+        elif key.endswith(".magnitude"):  # torchtune DoRALinear
+            raise AdapterError(
+                f"{source}: {key} is a torchtune DoRA magnitude; asymviz reads torchtune LoRA only"
+            )
         else:
             extras[key] = reader.shape(key)
     specs = []

@@ -18,7 +18,9 @@ def adalora(tmp_path):
     from peft import AdaLoraConfig, get_peft_model
     from peft.tuners.adalora import AdaLoraLayer
 
-    config = AdaLoraConfig(init_r=6, target_r=4, lora_alpha=12, total_step=10, target_modules=["q_proj", "v_proj"])
+    config = AdaLoraConfig(
+        init_r=6, target_r=4, lora_alpha=12, total_step=10, target_modules=["q_proj", "v_proj"]
+    )
     model = get_peft_model(tiny_model("llama"), config)
     torch.manual_seed(2)
     with torch.no_grad():  # E starts at 0 (ΔW = 0): give it values
@@ -78,5 +80,7 @@ def test_adalora_without_config_says_what_is_assumed(adalora, tmp_path):
     assert "ΔW = B·diag(E)·A is used (scaling 1)" in adapter.problems[0]
     prefix = "base_model.model.model.layers.0.self_attn.q_proj."
     A, B, E = (tensors[prefix + k] for k in ("lora_A", "lora_B", "lora_E"))
-    torch.testing.assert_close(adapter.module("model.layers.0.self_attn.q_proj").delta_weight(), B @ torch.diag(E[:, 0]) @ A)
+    torch.testing.assert_close(
+        adapter.module("model.layers.0.self_attn.q_proj").delta_weight(), B @ torch.diag(E[:, 0]) @ A
+    )
     assert json.loads((folder / "adapter_config.json").read_text())["peft_type"] == "ADALORA"

@@ -14,8 +14,16 @@ BLOCK = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1"
 @pytest.mark.parametrize(
     "down, up, module",
     [
-        (f"{BLOCK}.processor.to_q_lora.down.weight", f"{BLOCK}.processor.to_q_lora.up.weight", f"{BLOCK}.to_q"),
-        (f"{BLOCK}.processor.to_out_lora.down.weight", f"{BLOCK}.processor.to_out_lora.up.weight", f"{BLOCK}.to_out.0"),
+        (
+            f"{BLOCK}.processor.to_q_lora.down.weight",
+            f"{BLOCK}.processor.to_q_lora.up.weight",
+            f"{BLOCK}.to_q",
+        ),
+        (
+            f"{BLOCK}.processor.to_out_lora.down.weight",
+            f"{BLOCK}.processor.to_out_lora.up.weight",
+            f"{BLOCK}.to_out.0",
+        ),
         (f"{BLOCK}.to_k.lora.down.weight", f"{BLOCK}.to_k.lora.up.weight", f"{BLOCK}.to_k"),
         (
             "text_encoder.text_model.encoder.layers.1.self_attn.q_proj.lora_linear_layer.down.weight",
@@ -38,7 +46,11 @@ def test_old_diffusers_namings(tmp_path, down, up, module):
 def test_diffusers_alpha_tensor(tmp_path):
     A, B = torch.randn(4, 20), torch.randn(12, 4)
     save_file(
-        {f"{BLOCK}.to_k.lora.down.weight": A, f"{BLOCK}.to_k.lora.up.weight": B, f"{BLOCK}.to_k.alpha": torch.tensor(2.0)},
+        {
+            f"{BLOCK}.to_k.lora.down.weight": A,
+            f"{BLOCK}.to_k.lora.up.weight": B,
+            f"{BLOCK}.to_k.alpha": torch.tensor(2.0),
+        },
         tmp_path / "a.safetensors",
     )
     (m,) = load_adapter(tmp_path / "a.safetensors")

@@ -18,7 +18,11 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 def hub_cache(tmp_path, monkeypatch):
     cache = tmp_path / "hub"
     repo = cache / "models--someorg--tiny-lora"
-    write_adapter(repo / "snapshots" / SHA, {"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, {"lora_alpha": 8})
+    write_adapter(
+        repo / "snapshots" / SHA,
+        {"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)},
+        {"lora_alpha": 8},
+    )
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(SHA)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -43,7 +47,11 @@ def test_offline_and_not_cached(hub_cache):
 
 def test_what_looks_like_a_repo_id(hub_cache):
     assert looks_like_repo_id("someorg/tiny-lora") and looks_like_repo_id("a/b@main")
-    assert not looks_like_repo_id("a/b/c") and not looks_like_repo_id("../x") and not looks_like_repo_id("x.safetensors")
+    assert (
+        not looks_like_repo_id("a/b/c")
+        and not looks_like_repo_id("../x")
+        and not looks_like_repo_id("x.safetensors")
+    )
     (hub_cache.parent.parent / "someorg").mkdir()  # a local folder of that name wins over the Hub
     shutil.copytree(hub_cache / "snapshots" / SHA, hub_cache.parent.parent / "someorg" / "tiny-lora")
     assert not looks_like_repo_id("someorg/tiny-lora")

@@ -45,13 +45,17 @@ def test_alpha_tensors_and_conv(tmp_path):
     q, conv = adapter.module(TE_Q), adapter.module(UNET_CONV)
     assert (q.scaling, q.layer, q.kind) == (2.0, 0, "q_proj")  # alpha 16 / r 8
     assert (conv.scaling, conv.d_in, conv.d_out) == (0.25, 54, 10)  # alpha 1 / r 4; 6·3·3 inputs
-    torch.testing.assert_close(q.delta_weight(), kohya_merge(t[f"{TE_Q}.lora_down.weight"], t[f"{TE_Q}.lora_up.weight"], 2.0))
+    torch.testing.assert_close(
+        q.delta_weight(), kohya_merge(t[f"{TE_Q}.lora_down.weight"], t[f"{TE_Q}.lora_up.weight"], 2.0)
+    )
     expected = kohya_merge(t[f"{UNET_CONV}.lora_down.weight"], t[f"{UNET_CONV}.lora_up.weight"], 0.25)
     torch.testing.assert_close(conv.delta_weight(), expected.reshape(10, -1), rtol=1e-4, atol=1e-5)
 
 
 def test_metadata_alpha_when_no_alpha_tensor(tmp_path):
-    kohya_file(tmp_path / "m.safetensors", alpha=False, metadata={"ss_network_dim": "8", "ss_network_alpha": "4"})
+    kohya_file(
+        tmp_path / "m.safetensors", alpha=False, metadata={"ss_network_dim": "8", "ss_network_alpha": "4"}
+    )
     adapter = load_adapter(tmp_path / "m.safetensors")
     assert adapter.scaling_source == "metadata"
     assert adapter.spec(TE_Q).scaling == 0.5 and adapter.spec(UNET_CONV).scaling == 1.0  # 4/8, 4/4
@@ -96,7 +100,9 @@ def test_peft_keys_with_alpha_tensors(make_adapter):
     ],
 )
 def test_other_methods_are_named(tmp_path, key, message):
-    save_file({key: torch.ones(2, 2), "lora_unet_x.lora_down.weight": torch.ones(2, 2)}, tmp_path / "x.safetensors")
+    save_file(
+        {key: torch.ones(2, 2), "lora_unet_x.lora_down.weight": torch.ones(2, 2)}, tmp_path / "x.safetensors"
+    )
     with pytest.raises(AdapterError, match=message):
         load_adapter(tmp_path / "x.safetensors")
 

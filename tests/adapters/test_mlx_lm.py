@@ -12,7 +12,11 @@ from asymviz.adapters import load_adapter
 from asymviz.errors import AdapterError
 
 # what mlx_lm.lora writes (mlx_lm/tuner/utils.py save_config): lora_parameters holds rank, scale, dropout
-CONFIG = {"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": {"rank": 4, "scale": 20.0, "dropout": 0.0}}
+CONFIG = {
+    "fine_tune_type": "lora",
+    "num_layers": 2,
+    "lora_parameters": {"rank": 4, "scale": 20.0, "dropout": 0.0},
+}
 
 
 def mlx_folder(folder, config=CONFIG):

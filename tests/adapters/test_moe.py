@@ -20,7 +20,9 @@ def tiny_moe(tmp_path, targets):
     cfg = Qwen3MoeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                          intermediate_size=48, moe_intermediate_size=24, num_experts=4, num_experts_per_tok=2,
                          vocab_size=64, max_position_embeddings=64, head_dim=16)  # fmt: skip
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=[], target_parameters=targets, init_lora_weights=False)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=[], target_parameters=targets, init_lora_weights=False
+    )
     model = get_peft_model(Qwen3MoeForCausalLM(cfg), config)
     model.save_pretrained(tmp_path / "moe")
     deltas = {}  # wrapper name -> (E, ...) per-expert ΔW in the parameter's own layout
@@ -32,7 +34,9 @@ def tiny_moe(tmp_path, targets):
 
 def test_one_delta_per_expert_matches_paramwrapper(tmp_path):
     folder, deltas = tiny_moe(tmp_path, ["mlp.experts.gate_up_proj"])
-    A = load_file(folder / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.experts.lora_A.weight"]
+    A = load_file(folder / "adapter_model.safetensors")[
+        "base_model.model.model.layers.0.mlp.experts.lora_A.weight"
+    ]
     assert A.shape == (16, 32)  # 4 experts × r = 4 rows
     adapter = load_adapter(folder)
     assert len(adapter) == 2 * 4 and {m.r for m in adapter.modules} == {4}

@@ -37,8 +37,12 @@ def test_alpaca_lora_config_is_read_with_a_warning(make_adapter):
 
 def test_merged_linear_enable_lora_is_refused_by_name(make_adapter):
     folder = make_adapter({"transformer.h.0.attn.c_attn": random_factors(8, 32, 96)})
-    (folder / "adapter_config.json").write_text(json.dumps({**ALPACA_CONFIG, "enable_lora": [True, False, True]}))
-    with pytest.raises(AdapterError, match=r"enable_lora=\[True, False, True\] is an early-PEFT MergedLinear"):
+    (folder / "adapter_config.json").write_text(
+        json.dumps({**ALPACA_CONFIG, "enable_lora": [True, False, True]})
+    )
+    with pytest.raises(
+        AdapterError, match=r"enable_lora=\[True, False, True\] is an early-PEFT MergedLinear"
+    ):
         load_adapter(folder)
 
 
@@ -58,7 +62,9 @@ def test_hand_saved_parameters_with_adapter_name_and_mixed_dtypes(tmp_path):
     A, B = random_factors(4, 24, 16, seed=3)
     B16 = B.half()
     state = {
-        "base_model.model.model.layers.0.self_attn.v_proj.lora_A.default.weight": torch.nn.Parameter(A.double()),
+        "base_model.model.model.layers.0.self_attn.v_proj.lora_A.default.weight": torch.nn.Parameter(
+            A.double()
+        ),
         "base_model.model.model.layers.0.self_attn.v_proj.lora_B.default.weight": torch.nn.Parameter(B16),
         "base_model.model.model.layers.0.self_attn.v_proj.base_layer.weight": torch.zeros(16, 24),
     }

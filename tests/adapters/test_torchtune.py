@@ -15,7 +15,10 @@ def tune_folder(folder, config=True):
     torch.manual_seed(0)
     state = {}
     for layer in range(2):
-        lora_a, lora_b = torch.nn.Linear(32, 8, bias=False), torch.nn.Linear(8, 24, bias=False)  # as LoRALinear
+        lora_a, lora_b = (
+            torch.nn.Linear(32, 8, bias=False),
+            torch.nn.Linear(8, 24, bias=False),
+        )  # as LoRALinear
         state[f"layers.{layer}.attn.q_proj.lora_a.weight"] = lora_a.weight.detach()
         state[f"layers.{layer}.attn.q_proj.lora_b.weight"] = lora_b.weight.detach()
     torch.save(state, folder / "adapter_model.pt")
