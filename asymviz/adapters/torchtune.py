@@ -3,9 +3,13 @@
 
 torchtune's LoRALinear (torchtune/modules/peft/lora.py) is x -> W x + (alpha / rank) · lora_b(lora_a(x)),
 lora_a = nn.Linear(in_dim, rank), lora_b = nn.Linear(rank, out_dim): A = lora_a.weight, B = lora_b.weight,
-already PEFT's orientation. Its recipes save `adapter_config.json` beside the weights in PEFT's schema
-(`r`, `lora_alpha`, `target_modules`, `peft_type: LORA`; torchtune/training/checkpointing/_checkpointer.py),
-which gives the scaling; without it α is unknown. The file is read with torch.load(weights_only=True) only.
+already PEFT's orientation. Its recipes build the adapter config in PEFT's schema (`r`, `lora_alpha`,
+`target_modules`, `peft_type: LORA`; recipes/lora_finetune_single_device.py) and FullModelHFCheckpointer
+(torchtune/training/checkpointing/_checkpointer.py) writes it as `adapter_config.json` beside
+`adapter_model.pt` and a PEFT-converted `adapter_model.safetensors` (convert_weights.tune_to_peft_adapter_weights,
+which also permutes q/k rows for HF's rotary layout). In such a folder the PEFT file is read first; point at
+`adapter_model.pt` to read torchtune's own layout (same spectra: the permutation only reorders B's rows).
+Without a config α is unknown. The file is read with torch.load(weights_only=True) only.
 """
 
 from __future__ import annotations
