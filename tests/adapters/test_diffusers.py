@@ -26,6 +26,11 @@ BLOCK = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1"
         ),
         (f"{BLOCK}.to_k.lora.down.weight", f"{BLOCK}.to_k.lora.up.weight", f"{BLOCK}.to_k"),
         (
+            "text_encoder.text_model.encoder.layers.0.self_attn.to_out_lora.down.weight",
+            "text_encoder.text_model.encoder.layers.0.self_attn.to_out_lora.up.weight",
+            "text_encoder.text_model.encoder.layers.0.self_attn.out_proj",
+        ),
+        (
             "text_encoder.text_model.encoder.layers.1.self_attn.q_proj.lora_linear_layer.down.weight",
             "text_encoder.text_model.encoder.layers.1.self_attn.q_proj.lora_linear_layer.up.weight",
             "text_encoder.text_model.encoder.layers.1.self_attn.q_proj",
