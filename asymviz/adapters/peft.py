@@ -20,6 +20,7 @@ listed in `extras`, never treated as LoRA.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from asymviz.adapters.config import AdapterConfig
 from asymviz.adapters.model import LoraAdapter, ModuleSpec, module_order
-from asymviz.adapters.pairs import FLOAT_DTYPES, check_pair, read_alpha
+from asymviz.adapters.pairs import FLOAT_DTYPES, check_pair, header_metadata, metadata_alpha, read_alpha
 from asymviz.adapters.tensors import DictReader
 from asymviz.errors import AdapterError
 
@@ -144,7 +145,7 @@ def build(
     for name, keys in groups.items():
         alpha_key = alphas.get(name)
         spec = _spec(name, keys, reader, config, source, alpha_key, problems, name in experts)
-        alpha_used |= config is None and alpha_key is not None
+        alpha_used = alpha_used or (config is None and alpha_key is not None)
         specs.extend(_split_experts(spec, experts.get(name), config, source) if name in experts else [spec])
     shared = sorted({n.replace(".base_layer", "") for n, p in experts.items() if p is None})
     if shared:
@@ -162,6 +163,16 @@ def build(
                 f"{source}: {movable[0]!r} looks like LoRA on fused MoE expert parameters (PEFT target_parameters); "
                 "without adapter_config.json the number of experts is unknown, so the experts cannot be separated"
             )
+    meta = metadata_alpha(header_metadata(reader)) if config is None else None
+    if meta is not None and any(s.alpha is None for s in specs):  # kohya's ss_network_alpha in the header
+        specs = [
+            s if s.alpha is not None else dataclasses.replace(s, alpha=meta[0], scaling=meta[0] / s.r)
+            for s in specs
+        ]
+        problems.append(
+            f"{source}: ss_network_alpha={meta[0]:g} from the file's metadata is used where there is no alpha tensor"
+        )
+        alpha_used = alpha_used or "metadata"
     if config is None:
         missing = sum(1 for s in specs if s.alpha is None)
         if missing:
@@ -174,7 +185,9 @@ def build(
         problems.append(f"{source}: the config says use_dora but the file has no lora_magnitude_vector")
     if format is None:
         format = "peft-legacy" if getattr(config, "legacy", False) else "peft"
-    source_of_scaling = "config" if config is not None else "alpha tensor" if alpha_used else "unknown"
+    source_of_scaling = (
+        "config" if config is not None else "alpha tensor" if alpha_used is True else alpha_used or "unknown"
+    )
     return LoraAdapter(tuple(specs), reader, config, source, extras, problems, format, source_of_scaling)
 
 
@@ -186,6 +199,12 @@ def _spec(name, keys, reader, config, source, alpha_key, problems, experts=False
         raise AdapterError(f"{source}: module {name!r} has {have} but no {missing}")
     if "embedding" in keys and "linear" in keys:
         raise AdapterError(f"{source}: module {name!r} mixes lora_embedding and lora_A/B keys")
+    a_shape, b_shape = reader.shape(keys["A"]), reader.shape(keys["B"])
+    if len(b_shape) == 3 and len(a_shape) == 2 and a_shape[0] != b_shape[1] and a_shape[0] % b_shape[1] == 0:
+        raise AdapterError(  # peft v0.2 MergedLinear: lora_B is a grouped Conv1d, one group per enabled slice
+            f"{source}: module {name!r}: lora_A {list(a_shape)} and a grouped lora_B {list(b_shape)} are early PEFT's "
+            "MergedLinear (enable_lora on a fused projection); asymviz cannot rebuild that ΔW"
+        )
     r, d_in, d_out = check_pair(reader, name, keys["A"], keys["B"], source)
     if config is not None:
         expected = config.rank_for(name)
@@ -252,8 +271,6 @@ def _expert_params(groups: dict, config) -> dict[str, str | None]:
 
 def _split_experts(spec: ModuleSpec, param: str | None, config, source: str) -> list[ModuleSpec]:
     """One ModuleSpec per expert of a target_parameters pair (see the module docstring for the layout)."""
-    import dataclasses
-
     r = config.rank_for(spec.name)
     if spec.r % r:
         raise AdapterError(

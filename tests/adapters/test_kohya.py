@@ -111,3 +111,15 @@ def test_missing_partner(tmp_path):
     save_file({f"{TE_Q}.lora_down.weight": torch.ones(2, 4)}, tmp_path / "x.safetensors")
     with pytest.raises(AdapterError, match="has lora_down but no lora_up"):
         load_adapter(tmp_path / "x.safetensors")
+
+
+def test_peft_keys_with_kohya_metadata(make_adapter):
+    from conftest import random_factors
+    from safetensors.torch import load_file
+
+    A, B = random_factors(4, 16, 24)
+    folder = make_adapter({"transformer.blocks.0.attn.to_q": (A, B)}, config=False)
+    save_file(load_file(folder / "adapter_model.safetensors"), folder / "adapter_model.safetensors",
+              metadata={"ss_network_dim": "4", "ss_network_alpha": "2"})  # fmt: skip
+    adapter = load_adapter(folder)
+    assert adapter.scaling_source == "metadata" and adapter.modules[0].scaling == 0.5

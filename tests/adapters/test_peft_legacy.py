@@ -90,3 +90,15 @@ def test_empty_legacy_bin_is_named(tmp_path):
 def test_write_adapter_helper_still_plain_peft(tmp_path):
     folder = write_adapter(tmp_path / "a", {"model.layers.0.q_proj": random_factors(4, 16, 16)})
     assert load_adapter(folder).format == "peft"
+
+
+def test_merged_linear_weights_without_config_are_named(tmp_path):
+    """peft v0.2 MergedLinear on GPT-2 c_attn with enable_lora=[True, False, True]: lora_A (2r, d_in),
+    lora_B a grouped Conv1d weight (2·d/3·..., r, 1)."""
+    torch.save(
+        {"base_model.model.transformer.h.0.attn.c_attn.lora_A.weight": torch.ones(8, 32),
+         "base_model.model.transformer.h.0.attn.c_attn.lora_B.weight": torch.ones(64, 4, 1)},
+        tmp_path / "adapter_model.bin",
+    )  # fmt: skip
+    with pytest.raises(AdapterError, match="early PEFT's MergedLinear"):
+        load_adapter(tmp_path)
