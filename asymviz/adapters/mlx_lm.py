@@ -81,6 +81,10 @@ def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
         if set(keys) != {"lora_a", "lora_b"}:
             raise AdapterError(f"{source}: module {name!r} has {next(iter(keys))} only")
         for key in keys.values():
+            if len(reader.shape(key)) == 3:  # LoRASwitchLinear: (num_experts, ...) factors
+                raise AdapterError(
+                    f"{source}: {key} {list(reader.shape(key))} is mlx-lm LoRA on switch (MoE) experts; not read yet"
+                )
             if len(reader.shape(key)) != 2:
                 raise AdapterError(f"{source}: {key} {list(reader.shape(key))} must be a matrix")
         r, d_in, d_out = check_pair(view, name, keys["lora_a"], keys["lora_b"], source, "lora_aᵀ", "lora_bᵀ")
