@@ -14,17 +14,21 @@ loader (load_adapter).
 """
 
 from asymviz.adapters.config import AdapterConfig
+from asymviz.adapters.formats import FORMATS
+from asymviz.adapters.formats import detect as detect_format
 from asymviz.adapters.loader import load_adapter
 from asymviz.adapters.model import SUMMARY_COLUMNS, LoraAdapter, LoraModule, ModuleSpec, count_nonfinite
 from asymviz.adapters.peft import from_state_dict, module_name, parse_layer
 
 __all__ = [
     "SUMMARY_COLUMNS",
+    "FORMATS",
     "AdapterConfig",
     "LoraAdapter",
     "LoraModule",
     "ModuleSpec",
     "count_nonfinite",
+    "detect_format",
     "from_state_dict",
     "load_adapter",
     "module_name",
