@@ -99,6 +99,4 @@ def build_pairs(
         )
     specs.sort(key=module_order)
     how = "alpha tensor" if "alpha tensor" in used else "metadata" if "metadata" in used else default
-    if default == "format default" and how == default:
-        how = "format default"
     return LoraAdapter(tuple(specs), reader, None, source, extras or {}, problems, format, how)

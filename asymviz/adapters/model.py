@@ -37,6 +37,8 @@ class LoraModule:
     magnitude: torch.Tensor | None = None  # (d_out,) DoRA column magnitudes, else None
     embedding: bool = False  # lora_embedding_A/B: d_in is the vocabulary, ΔW is used transposed
     fan_in_fan_out: bool = False  # base weight stored (d_in, d_out) (GPT-2 Conv1D): PEFT transposes ΔW
+    expert: int | None = None  # MoE target_parameters: which expert of the fused parameter
+    adalora_e: torch.Tensor | None = None  # (r,) AdaLoRA's E, already folded into A (A = diag(E)·A_stored)
 
     @property
     def r(self) -> int:
@@ -188,8 +190,9 @@ class LoraAdapter:
             B = B.reshape(B.shape[0], spec.r, spec.num_experts)[:, :, spec.expert]
         A = A.reshape(spec.r, spec.d_in)  # conv kernels flatten into d_in
         B = B.reshape(spec.d_out, spec.r)
-        if spec.e_key:  # AdaLoRA: ΔW = B·(A ⊙ E)·α/ranknum, E (r, 1) scales A's rows
-            A = _as_float(tensors[spec.e_key]).reshape(spec.r, 1) * A
+        E = _as_float(tensors[spec.e_key]).reshape(spec.r) if spec.e_key else None
+        if E is not None:  # AdaLoRA: ΔW = B·(A ⊙ E)·α/ranknum, E (r, 1) scales A's rows
+            A = E.to(A.dtype).reshape(spec.r, 1) * A
         magnitude = _as_float(tensors[spec.magnitude_key]).reshape(-1) if spec.magnitude_key else None
         for label, t in (("A", A), ("B", B)):
             bad = count_nonfinite(t)
@@ -207,6 +210,8 @@ class LoraAdapter:
             magnitude=magnitude,
             embedding=spec.embedding,
             fan_in_fan_out=spec.fan_in_fan_out,
+            expert=spec.expert,
+            adalora_e=E,
         )
 
     # -- summaries ---------------------------------------------------------------------------------------

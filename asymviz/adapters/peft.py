@@ -280,8 +280,8 @@ def _split_experts(spec: ModuleSpec, param: str | None, config, source: str) -> 
     n = spec.r // r
     label = f"{spec.name.replace('.base_layer', '')}.{param}" if param else spec.name
     kind = param or spec.name.replace(".base_layer", "").rsplit(".", 1)[-1]
-    if n == 1:
-        return [dataclasses.replace(spec, name=label, kind=kind)]
+    if n == 1:  # a plain parameter (or one expert): nothing to split
+        return [spec]
     return [
         dataclasses.replace(
             spec, name=f"{label}[expert {e}]", kind=kind, r=r, scaling=config.scaling_for(spec.name, r),

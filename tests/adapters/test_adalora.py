@@ -45,6 +45,7 @@ def test_adalora_matches_peft(adalora):
     assert sorted(adapter.names) == sorted(deltas)
     for m in adapter:
         assert m.scaling == pytest.approx(12 / (6 + 1e-5))  # α / (ranknum + 1e-5), ranknum = init_r
+        assert m.adalora_e is not None and m.adalora_e.shape == (6,)  # kept beside the folded A
         torch.testing.assert_close(m.delta_weight(), deltas[m.name], rtol=1e-5, atol=1e-6)
     spec = singular_spectrum(adapter, which="delta")
     name = "model.layers.0.self_attn.q_proj"

@@ -48,7 +48,7 @@ def test_one_delta_per_expert_matches_paramwrapper(tmp_path):
         assert delta.shape == (4, 48, 32)  # gate_up_proj is (experts, out, in)
         for e in range(4):
             m = adapter.module(f"model.layers.{layer}.mlp.experts.gate_up_proj[expert {e}]")
-            assert (m.d_out, m.d_in, m.scaling) == (48, 32, 2.0)
+            assert (m.d_out, m.d_in, m.scaling, m.expert) == (48, 32, 2.0, e)
             torch.testing.assert_close(m.delta_weight(), delta[e], rtol=1e-5, atol=1e-6)
 
 
