@@ -48,8 +48,10 @@ def scale_from(config: dict | None, source: str) -> float | None:
             f"{source}: mlx-lm fine_tune_type {kind!r}; asymviz reads mlx-lm LoRA adapters only"
         )
     params = config.get("lora_parameters")
-    if not isinstance(params, dict) or "scale" not in params:
-        raise AdapterError(f"{source}: mlx-lm adapter_config.json has no lora_parameters.scale")
+    if not isinstance(params, dict):
+        raise AdapterError(f"{source}: mlx-lm adapter_config.json: lora_parameters must be an object")
+    if "scale" not in params:  # mlx-lm itself needs it (linear_to_lora_layers reads config["scale"])
+        return None
     scale = params["scale"]
     if not isinstance(scale, int | float) or isinstance(scale, bool) or not math.isfinite(scale):
         raise AdapterError(f"{source}: lora_parameters.scale must be a finite number, got {scale!r}")
@@ -99,8 +101,9 @@ def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
                 transposed=True,
             )
         )  # fmt: skip
+    why = "without adapter_config.json" if config is None else "whose config has no lora_parameters.scale"
     problems = [] if scale is not None else [
-        f"{source}: mlx-lm weights without adapter_config.json, so lora_parameters.scale is unknown: scaling 1 is used"
+        f"{source}: mlx-lm weights {why}, so the scale is unknown: scaling 1 is used"
     ]  # fmt: skip
     specs.sort(key=module_order)
     return LoraAdapter(

@@ -46,6 +46,9 @@ def test_mlx_without_config_and_dora(tmp_path):
     mlx_folder(tmp_path / "bare", config=None)
     adapter = load_adapter(tmp_path / "bare")
     assert adapter.scaling_source == "unknown" and "scale is unknown" in adapter.problems[0]
+    mlx_folder(tmp_path / "noscale", config={"fine_tune_type": "lora", "lora_parameters": {"rank": 4}})
+    noscale = load_adapter(tmp_path / "noscale")
+    assert noscale.scaling_source == "unknown" and "no lora_parameters.scale" in noscale.problems[0]
     mlx_folder(tmp_path / "dora", config={**CONFIG, "fine_tune_type": "dora"})
     with pytest.raises(AdapterError, match="fine_tune_type 'dora'"):
         load_adapter(tmp_path / "dora")
