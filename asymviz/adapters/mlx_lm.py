@@ -6,6 +6,8 @@ transposed relative to PEFT, and computes y = W x + scale · (x @ lora_a) @ lora
 `scale` is `lora_parameters.scale` in adapter_config.json (mlx_lm/tuner/utils.py linear_to_lora_layers);
 it multiplies ΔW directly (no division by r). Early mlx-examples configs also carry `alpha`, for a
 LoRALinear whose scale was `scale * (alpha / r)`: that rule is applied when `alpha` is present. Keys: `model.layers.0.self_attn.q_proj.lora_a`, no `.weight`.
+LoRASwitchLinear (LoRA on MoE SwitchLinear experts) stores lora_a (E, r, d_in) and lora_b (E, d_out, r):
+one module per expert, `<module>[expert e]`, ΔW_e = scale · lora_b[e] @ lora_a[e] (its fuse()).
 DoRA (`fine_tune_type: dora`, an `.m` magnitude) is refused by name; without a config the scale is unknown.
 """
 
@@ -15,7 +17,7 @@ import math
 import re
 
 from asymviz.adapters.model import LoraAdapter, ModuleSpec, module_order
-from asymviz.adapters.pairs import check_pair, layer_and_kind
+from asymviz.adapters.pairs import FLOAT_DTYPES, check_pair, layer_and_kind
 from asymviz.errors import AdapterError
 
 FORMAT = "mlx-lm"
@@ -82,11 +84,11 @@ def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
     for name, keys in pairs.items():
         if set(keys) != {"lora_a", "lora_b"}:
             raise AdapterError(f"{source}: module {name!r} has {next(iter(keys))} only")
+        a_shape, b_shape = reader.shape(keys["lora_a"]), reader.shape(keys["lora_b"])
+        if len(a_shape) == 3 and len(b_shape) == 3:
+            specs.extend(_switch_specs(reader, name, keys, scale, rank, source))
+            continue
         for key in keys.values():
-            if len(reader.shape(key)) == 3:  # LoRASwitchLinear: (num_experts, ...) factors
-                raise AdapterError(
-                    f"{source}: {key} {list(reader.shape(key))} is mlx-lm LoRA on switch (MoE) experts; not read yet"
-                )
             if len(reader.shape(key)) != 2:
                 raise AdapterError(f"{source}: {key} {list(reader.shape(key))} must be a matrix")
         r, d_in, d_out = check_pair(view, name, keys["lora_a"], keys["lora_b"], source, "lora_aᵀ", "lora_bᵀ")
@@ -116,3 +118,29 @@ def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
         FORMAT,
         "config" if scale is not None else "unknown",
     )
+
+
+def _switch_specs(reader, name, keys, scale, rank, source) -> list[ModuleSpec]:
+    """LoRASwitchLinear (mlx-lm's LoRA on MoE SwitchLinear experts): lora_a (E, r, d_in), lora_b (E, d_out, r),
+    PEFT's orientation per expert; fuse() adds scale · lora_b @ lora_a to each expert's (d_out, d_in) weight."""
+    a_shape, b_shape = reader.shape(keys["lora_a"]), reader.shape(keys["lora_b"])
+    n, r, d_in = a_shape
+    if b_shape[0] != n or b_shape[2] != r:
+        raise AdapterError(
+            f"{source}: module {name!r}: switch LoRA lora_a {list(a_shape)} and lora_b {list(b_shape)} disagree"
+        )
+    if rank is not None and r != rank:
+        raise AdapterError(f"{source}: module {name!r} has rank {r} but lora_parameters.rank is {rank}")
+    for key in keys.values():
+        if reader.dtype(key) not in FLOAT_DTYPES:
+            raise AdapterError(f"{source}: {key} has dtype {reader.dtype(key)}, not a floating-point type")
+    layer, kind = layer_and_kind(name)
+    return [
+        ModuleSpec(
+            name=f"{name}[expert {e}]", layer=layer, kind=kind, r=r, d_in=d_in, d_out=b_shape[1], alpha=None,
+            scaling=scale if scale is not None else 1.0, a_key=keys["lora_a"], b_key=keys["lora_b"],
+            magnitude_key=None, embedding=False, fan_in_fan_out=False, dtype=reader.dtype(keys["lora_a"]),
+            expert=e, num_experts=n, stacked=True,
+        )
+        for e in range(n)
+    ]  # fmt: skip

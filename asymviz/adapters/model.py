@@ -83,7 +83,8 @@ class ModuleSpec:
     transposed: bool = False  # mlx-lm: lora_a stored (d_in, r), lora_b (r, d_out)
     e_key: str | None = None  # AdaLoRA: lora_E (r, 1), folded into A as diag(E)·A
     expert: int | None = None  # MoE target_parameters: this module is expert `expert` of `num_experts`
-    num_experts: int | None = None  # A holds r·E rows grouped by expert, B r·E columns interleaved
+    num_experts: int | None = None  # PEFT: A holds r·E rows grouped by expert, B r·E columns interleaved
+    stacked: bool = False  # mlx-lm switch LoRA: A (E, r, d_in), B (E, d_out, r), expert on the first axis
 
     @property
     def params(self) -> int:
@@ -185,7 +186,9 @@ class LoraAdapter:
             A, B = A.double(), B.double()
         if spec.transposed:  # mlx-lm: lora_a (d_in, r), lora_b (r, d_out)
             A, B = A.T, B.T
-        if spec.num_experts:  # PEFT ParamWrapper.get_delta_weight: A -> (E, r, d_in), B -> (d_out, r, E)
+        if spec.stacked:
+            A, B = A[spec.expert], B[spec.expert]
+        elif spec.num_experts:  # PEFT ParamWrapper.get_delta_weight: A -> (E, r, d_in), B -> (d_out, r, E)
             A = A.reshape(spec.num_experts, spec.r, -1)[spec.expert]
             B = B.reshape(B.shape[0], spec.r, spec.num_experts)[:, :, spec.expert]
         A = A.reshape(spec.r, spec.d_in)  # conv kernels flatten into d_in

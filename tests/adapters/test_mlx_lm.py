@@ -58,3 +58,20 @@ def test_early_mlx_alpha_rule(tmp_path):
     cfg = {"lora_parameters": {"rank": 4, "alpha": 16, "scale": 10.0, "dropout": 0.0}}
     mlx_folder(tmp_path / "old", config=cfg)
     assert {m.scaling for m in load_adapter(tmp_path / "old").modules} == {40.0}  # 10 · 16 / 4
+
+
+def test_switch_lora_one_delta_per_expert(tmp_path):
+    """LoRASwitchLinear: lora_a (E, r, d_in), lora_b (E, d_out, r); fuse() adds scale · lora_b @ lora_a."""
+    folder = tmp_path / "switch"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(3, 4, 16, generator=g), torch.randn(3, 24, 4, generator=g)
+    save_file({"model.layers.0.mlp.switch_mlp.up_proj.lora_a": a, "model.layers.0.mlp.switch_mlp.up_proj.lora_b": b},
+              folder / "adapters.safetensors")  # fmt: skip
+    (folder / "adapter_config.json").write_text(json.dumps(CONFIG))
+    adapter = load_adapter(folder)
+    assert len(adapter) == 3 and adapter.summary()["expert"].tolist() == [0, 1, 2]
+    fused = 20.0 * b @ a  # (E, d_out, d_in), as LoRASwitchLinear.fuse
+    for e in range(3):
+        m = adapter.module(f"model.layers.0.mlp.switch_mlp.up_proj[expert {e}]")
+        torch.testing.assert_close(m.delta_weight(), fused[e])
