@@ -126,3 +126,33 @@ def test_an_unforeseen_exception_is_one_line(capsys, monkeypatch, llama_like):
     monkeypatch.setattr(asymviz.spectra, "singular_spectrum", boom)
     code, out, err = run(capsys, "spectra", llama_like)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: unexpected KeyError")
+def test_info_names_the_format_and_scaling_source(capsys, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    save_file(
+        {"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": torch.randn(4, 8, generator=g),
+         "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": torch.randn(8, 4, generator=g),
+         "lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha": torch.tensor(2.0)},
+        tmp_path / "k.safetensors",
+    )  # fmt: skip
+    code, out, err = run(capsys, "info", tmp_path / "k.safetensors", "--format", "json")
+    info = json.loads(out)
+    assert code == 0 and info["format"] == "kohya" and info["scaling_source"] == "alpha tensor"
+    assert info["modules"] == 1 and info["ranks"] == [4]
+    code, out, _ = run(capsys, "info", tmp_path / "k.safetensors", "--modules", "--format", "csv")
+    frame = pd.read_csv(io.StringIO(out))
+    assert frame.loc[0, "scaling"] == 0.5 and "expert" in frame.columns
+    code, out, _ = run(capsys, "spectra", tmp_path / "k.safetensors", "--which", "delta", "--format", "json")
+    assert code == 0 and isinstance(json.loads(out), list)  # still a list of rows
+
+
+def test_other_method_is_one_error_line(capsys, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"lora_unet_x.hada_w1_a": torch.ones(2, 2)}, tmp_path / "loha.safetensors")
+    code, out, err = run(capsys, "spectra", tmp_path / "loha.safetensors")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "LoHa (LyCORIS) adapter: not a low-rank B·A update" in err
