@@ -337,7 +337,7 @@ def comparison_table(runs, metric: str, q: float, sigma: float):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# live fine-tunes (asymviz.training, asymviz.jobs)
+# live fine-tunes (asymviz.preset / TrainConfig; started through asymviz.jobs as `asymviz sweep` command lines)
 
 
 def safe_name(text: str) -> str:
@@ -350,8 +350,8 @@ def safe_name(text: str) -> str:
 
 @st.cache_resource(show_spinner=False)
 def demo_preset():
-    """The CPU demo preset's configs, one per mode (asymviz.training.config.preset("demo"))."""
-    from asymviz.training.config import preset
+    """The CPU demo preset's configs, one per mode (asymviz.preset("demo"))."""
+    from asymviz import preset
 
     return {c.mode: c for c in preset("demo")}
 
@@ -367,7 +367,7 @@ def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool):
     """The TrainConfig of each chosen mode: the demo preset's (its per-mode learning rates, top layers and
     frozen-prefix cache) or the engine's defaults, with the user's model, task, rank, steps, seed and device.
     Validation runs at a third and two thirds of the steps and at the end, so the metric curve moves live."""
-    from asymviz.training.config import TrainConfig, preset
+    from asymviz import TrainConfig, preset
 
     changes = dict(model=model, task=task, rank=int(rank), steps=int(steps), seed=int(seed), device=device,
                    eval_every=max(1, int(steps) // 3))  # fmt: skip
