@@ -168,13 +168,12 @@ def all_runs(store: str):
 
 def runs_now(store: str):
     """Every run of the store: asymviz.runs.list_runs (LIST_COLUMNS) plus has_adapter, has_init and label."""
-    from pathlib import Path
 
-    from asymviz.runs import list_runs
+    from asymviz.runs import has_adapter_files, init_dir, list_runs
 
     frame = list_runs(store)
     frame["has_adapter"] = frame["has_weights"]  # RunStore.list() checked adapter/adapter_config.json
-    frame["has_init"] = [(Path(p) / "init" / "adapter_config.json").is_file() for p in frame["path"]]
+    frame["has_init"] = [has_adapter_files(init_dir(p)) for p in frame["path"]]
     frame["label"] = [
         f"{short(task)} · {short(model)} · {mode} · r={rank} · seed {seed} ({status})"
         for task, model, mode, rank, seed, status in zip(
@@ -541,18 +540,19 @@ def _name_of(path: str) -> str:
     """A run's or adapter's short name for progress lines: the run folder's name for a run's adapter/."""
     from pathlib import Path
 
-    p = Path(path)
-    return p.parent.name if p.name == "adapter" else p.name
+    from asymviz.runs import run_folder_of
+
+    run = run_folder_of(path)
+    return run.name if run is not None else Path(path).name
 
 
 def run_folder_of(path: str | None):
     """The run folder when `path` is a stored run's adapter/ (run.json next to it), else None."""
-    from pathlib import Path
+    from asymviz import runs
 
-    if not path:
+    if not path or runs.is_run_folder(path):
         return None
-    p = Path(path)
-    return p.parent if p.name == "adapter" and (p.parent / "run.json").is_file() else None
+    return runs.run_folder_of(path)
 
 
 @st.cache_data(ttl=10, show_spinner=False)

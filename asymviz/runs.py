@@ -137,6 +137,22 @@ def generations_file(run_dir: str | Path) -> Path:
     return Path(run_dir) / GENERATIONS_FILE
 
 
+def run_folder_of(path: str | Path | None) -> Path | None:
+    """The run folder `path` is (it holds run.json), or whose `adapter/` it is; None for anything else (a bare
+    adapter folder or file)."""
+    if not path:
+        return None
+    p = Path(path)
+    if is_run_folder(p):
+        return p
+    return p.parent if p.name == ADAPTER_DIR and is_run_folder(p.parent) else None
+
+
+def read_run_json(run_dir: str | Path) -> dict:
+    """A run folder's run.json as a dict; RunError when it is missing, unreadable or not an object."""
+    return RunRecord.load(run_dir).data
+
+
 def has_adapter_files(folder: str | Path) -> bool:
     """True when an adapter folder (adapter/ or init/) is complete (PEFT's adapter_config.json is there)."""
     return (Path(folder) / ADAPTER_CONFIG).exists()
