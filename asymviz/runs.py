@@ -12,6 +12,8 @@ A run folder holds
 - `metrics.csv`: long form `step,split,metric,value`, appended and flushed line by line (live curves);
 - `adapter/`: PEFT `save_pretrained` output, `base_model_name_or_path` a stable name (`minilm`, `smollm2`, an id);
 - `init/`: the adapter at step 0 (`adapter_model.safetensors` in PEFT's key format + `adapter_config.json`);
+  neither exists for mode head_only (no adapter; run.json `has_adapter: false`);
+- `generations.jsonl`: a causal LM's greedy answers to fixed test questions;
 - `split.json`: the row numbers of the train / validation / test examples;
 - `CANCEL`: created by `RunStore.cancel` (or by hand); the run stops at its next step with status `cancelled`.
 
@@ -23,7 +25,11 @@ total_steps, phase}, trainable_params {lora, head, total}, head_modules, head_tr
 modules, bit_identical} (null in mode ab), timings {load_s, prefix_s, train_s, eval_s, save_s, wall_s},
 metrics {test_accuracy, test_macro_f1 | test_loss, test_perplexity, validation_..., train_loss,
 examples_per_s | tokens_per_s, peak_memory_mb, peak_memory_kind}, error (one line, or null), plus the run's
-setting: threads, world_size, base_model (the stable name), targets, layers. peak_memory_mb is the process's
+setting: threads, world_size, base_model (the stable name), targets, layers, has_adapter, learning_rates
+{lora_A, lora_B, head}, frozen_norms {factor, modules, row, col: {mean, min, max}} (null without a frozen factor).
+The store itself holds `lr_selection.csv` (LR_FILE), `sweep.json` (SWEEP_FILE) and `.sweep/` (SWEEP_DIR).
+The run table (`RunStore.list()`) has the columns and dtypes of LIST_SCHEMA; `lr_ratio` and `head_lr` were added
+(runs written before read 1.0 and their lr); no column was renamed. peak_memory_mb is the process's
 peak RSS on a CPU (`process_max_rss`) and the peak allocated during the training steps on a GPU
 (`cuda_max_allocated_training`, evaluations excluded).
 
