@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from asymviz.cli.output import COLUMNS_HELP, LEGENDS, RUN_COLUMNS, RunsBar, sweep_outline
 from asymviz.errors import ConfigError
 from asymviz.modes import MODES
 
@@ -242,11 +243,14 @@ def _cmd_sweep(args) -> int:
     devices = None
     if args.gpus:
         devices = _gpus(args.gpus)
+    total, outline = sweep_outline(configs, args.store, lrs, devices, args.jobs_per_gpu)
+    print(outline, file=sys.stderr)
     bar = _Bar(args.quiet or devices is not None)
+    runs_bar = RunsBar(total, args.quiet)
 
     def on_run(record):
         bar.close()
-        print(f"{record.status:>9}  {record.run_id}", file=sys.stderr)
+        runs_bar.update(record)
 
     try:
         frame = sweep(
@@ -264,11 +268,13 @@ def _cmd_sweep(args) -> int:
         )
     finally:
         bar.close()
+        runs_bar.close()
     cols = ["run_id", "mode", "rank", "seed", "status", "role", "a_init", "init_seed", "lr", "lr_ratio", "head_lr",
             "trainable_params",
             "wall_s", "validation_accuracy", "test_accuracy", "test_macro_f1", "test_loss", "test_perplexity",
             "heldout_accuracy"]  # fmt: skip
-    write_frame(frame[[c for c in cols if frame[c].notna().any() or c in cols[:5]]], args.format, args.output)
+    frame = frame[[c for c in cols if frame[c].notna().any() or c in cols[:5]]]
+    write_frame(frame, args.format, args.output, legend=LEGENDS["runs"], columns=RUN_COLUMNS)
     return 0 if (frame["status"] == "completed").all() else 1
 
 
@@ -293,8 +299,8 @@ def _cmd_runs_list(args) -> int:
 
     frame = RunStore(args.store).list()
     if args.format == "table":
-        frame = frame.drop(columns=["path", "created_at"]).dropna(axis=1, how="all")
-    write_frame(frame, args.format, args.output)
+        frame = frame.dropna(axis=1, how="all")
+    write_frame(frame, args.format, args.output, legend=LEGENDS["runs"], columns=RUN_COLUMNS)
     return 0
 
 
@@ -317,7 +323,21 @@ def _cmd_runs_compare(args) -> int:
     if frame.empty:
         raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
                            f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
-    write_frame(frame, args.format, args.output)
+    columns = [
+        "task",
+        "rank",
+        "mode",
+        "baseline",
+        "n_pairs",
+        "diff_mean",
+        "ci_low",
+        "ci_high",
+        "p_holm",
+        "verdict",
+    ]
+    if frame["group"].nunique() > 1:
+        columns.insert(0, "group")
+    write_frame(frame, args.format, args.output, legend=LEGENDS["compare"], columns=columns)
     return 0
 
 
@@ -352,11 +372,31 @@ def _cmd_demo(args) -> int:
         table, wall = demo(args.store, progress=bar)
     finally:
         bar.close()
-    write_frame(table, args.format, args.output)
+    write_frame(table, args.format, args.output, legend=LEGENDS["runs"])
     print(f"demo: {len(table)} runs in {wall:.1f} s wall (minilm on fine_foods; always predicting the majority "
-          f"class scores 0.658 test accuracy); runs in {args.store} (runs already there are reused: --fresh "
-          f"retrains)", file=sys.stderr)  # fmt: skip
+          f"class scores 0.658 test accuracy); runs already in the store are reused: --fresh retrains",
+          file=sys.stderr)  # fmt: skip
+    print(demo_next_steps(args.store, {cfg.mode: cfg.run_id() for cfg in preset("demo")}), file=sys.stderr)
     return 0 if (table["status"] == "completed").all() else 1
+
+
+def demo_next_steps(store: str | Path, run_ids: dict[str, str]) -> str:
+    """Where the demo's runs (`run_ids`: mode -> run id) and adapters are, and commands on them that can be
+    pasted as they are."""
+    root = Path(store).resolve()
+    runs = {mode: root / run_id for mode, run_id in run_ids.items()}
+    lines = [f"runs:     {root}"] + [f"  {mode:<7} {path}/adapter" for mode, path in runs.items()]
+    ab, b_only = runs.get("ab"), runs.get("b_only")
+    lines.append("next:")
+    if ab is not None and b_only is not None:
+        lines += [
+            f"  asymviz spectra {ab}/adapter --which B",
+            f"  asymviz similarity {ab}/adapter {b_only}/adapter --which B",
+            f"  asymviz card {b_only}/adapter",
+            f"  asymviz align {b_only} --summary",
+        ]
+    lines.append(f"  asymviz runs list --store {root}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -397,7 +437,9 @@ def add_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("sweep", help="many runs (tasks x modes x seeds x ranks) into a store; resumable")
+    p = sub.add_parser(
+        "sweep", help="many runs (tasks x modes x seeds x ranks) into a store; resumable", epilog=COLUMNS_HELP
+    )
     _add_config_flags(p, single=False)
     p.add_argument("--configs", metavar="FILE", help="a JSON list of TrainConfig objects to run instead of the grid "
                    "of --tasks x --modes x --seeds ...")  # fmt: skip
@@ -442,11 +484,17 @@ def add_commands(sub) -> None:
     p = sub.add_parser("runs", help="the run store: list runs, compare modes, cancel one")
     rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=type(p))
     rsub.required = True
-    q = rsub.add_parser("list", help="one row per run (status, config, trainable params, final metrics)")
+    q = rsub.add_parser(
+        "list", help="one row per run (status, config, trainable params, final metrics)", epilog=COLUMNS_HELP
+    )
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     add_output_args(q)
     q.set_defaults(func=_cmd_runs_list)
-    q = rsub.add_parser("compare", help="modes against a baseline over paired seeds: CIs, Holm p, verdicts")
+    q = rsub.add_parser(
+        "compare",
+        help="modes against a baseline over paired seeds: CIs, Holm p, verdicts",
+        epilog=COLUMNS_HELP,
+    )
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     q.add_argument(
         "--group", help="only the runs of this group folder (default: every group, compared apart)"
@@ -463,7 +511,9 @@ def add_commands(sub) -> None:
     q.set_defaults(func=_cmd_runs_cancel)
 
     p = sub.add_parser(
-        "demo", help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only vs head only, one seed"
+        "demo",
+        help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only vs head only, one seed",
+        epilog=COLUMNS_HELP,
     )
     p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs are in the store")
