@@ -267,28 +267,26 @@ def sweep_outline(configs, store, lrs=None, devices=None, jobs_per_gpu: int = 1)
     Returns
     -------
     (runs, line) : the number of runs to train (with an lr grid: the pending grid runs plus, at most, every
-        main run) and one line for stderr: runs, examples and an estimated time with the rate it rests on.
+        main run; an lr grid whose best lr sits at an end adds points) and one line for stderr: runs, examples and an estimated time with the rate it rests on.
     """
     from asymviz.runs import RunStore
-    from asymviz.training.sweep import _estimated_steps, pending
+    from asymviz.training.plan import Plan, estimated_steps, pending
 
     store = store if isinstance(store, RunStore) else RunStore(store)
     sizes: dict = {}
     todo = pending(configs, store) if store.root.is_dir() else list(configs)
     grid = []
     if lrs:
-        from asymviz.training.lr_grid import LrPlan
-
-        grid_configs = LrPlan(configs, lrs).grid_configs()
+        grid_configs = Plan(configs, store, lrs, {}).initial_grid()
         grid = pending(grid_configs, store) if store.root.is_dir() else grid_configs
     runs = len(grid) + len(todo)
     reused = len({c.run_id() for c in configs}) - len(todo)
-    examples = sum(_estimated_steps(c, sizes) * c.batch_size for c in [*grid, *todo])
+    examples = sum(estimated_steps(c, sizes) * c.batch_size for c in [*grid, *todo])
     rate, basis = _sweep_rate(configs, store, devices, jobs_per_gpu)
     where = "CPU" if devices is None else f"{len(devices)} GPU(s) x {jobs_per_gpu} in flight"
     upto = "up to " if lrs else ""
     line = f"sweep: {upto}{runs} runs to train on {where}"
-    line += f" ({len(grid)} lr-grid runs first)" if lrs else ""
+    line += f" ({len(grid)} lr-grid runs first, more if a grid extends)" if lrs else ""
     line += f", {reused} already in the store" if reused else ""
     line += f", about {examples:,} training examples"
     if rate:
