@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from asymviz.cli import adapters, card, data, probes, training
+from asymviz.cli import adapters, card, data, probes, runs, training
 from asymviz.cli.output import UsageError
 from asymviz.errors import AsymvizError, display_name, first_line
 
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, card, training, probes, data):
+    for group in (adapters, card, training, runs, probes, data):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser
