@@ -6,7 +6,8 @@
         ...
 
 Modules: model (the data model), config (adapter_config.json), peft (PEFT's key layout), tensors (where
-tensors come from), safetensors_file and archive (validation before anything is read), loader (load_adapter).
+tensors come from), safetensors_file and archive (validation before anything is read), torch_file (legacy
+.bin checkpoints, weights only), files (regular files only, bounded reads), loader (load_adapter).
 """
 
 from asymviz.adapters.config import AdapterConfig
