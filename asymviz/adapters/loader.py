@@ -63,22 +63,14 @@ def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -
         return _load_dir(path / adapter_name, None, strict, source=f"{source}/{adapter_name}")
     weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
     if weights is None:
-        subs = sorted(
-            p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES)
-        )
+        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES))
         if len(subs) == 1:
             return _load_dir(path / subs[0], None, strict, source=f"{source}/{subs[0]}")
         if subs:
-            raise AdapterError(
-                f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name="
-            )
+            raise AdapterError(f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name=")
         raise AdapterError(f"{path}: no adapter_model.safetensors or adapter_model.bin in this folder")
     config = _config_beside(weights, strict)
-    reader = (
-        SafetensorsReader(weights)
-        if weights.suffix == ".safetensors"
-        else DictReader(torch_load(weights), weights.name)
-    )
+    reader = SafetensorsReader(weights) if weights.suffix == ".safetensors" else DictReader(torch_load(weights), weights.name)
     return build(reader, config, source, adapter_name)
 
 
@@ -88,8 +80,7 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
     try:
         extract_zip(path, tmp)
         roots = sorted(
-            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)}
-            | {p.parent for p in tmp.rglob("*.safetensors")},
+            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)} | {p.parent for p in tmp.rglob("*.safetensors")},
             key=lambda p: (len(p.relative_to(tmp).parts), str(p)),
         )
         if not roots:

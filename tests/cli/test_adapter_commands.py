@@ -36,16 +36,11 @@ def test_spectra_table(capsys, llama_like):
 
 
 def test_similarity_three_adapters(capsys, make_adapter):
-    paths = [
-        make_adapter({"model.layers.0.q_proj": random_factors(4, 16, 16, seed=s)}, name=f"s{s}")
-        for s in range(3)
-    ]
+    paths = [make_adapter({"model.layers.0.q_proj": random_factors(4, 16, 16, seed=s)}, name=f"s{s}") for s in range(3)]
     code, out, err = run(capsys, "similarity", *paths, "--format", "csv")
     assert code == 0, err
     frame = pd.read_csv(io.StringIO(out))
-    assert {"adapter_1", "adapter_2", "module", "which", "similarity", "random_baseline"} <= set(
-        frame.columns
-    )
+    assert {"adapter_1", "adapter_2", "module", "which", "similarity", "random_baseline"} <= set(frame.columns)
     assert len(frame) == 3 * 3  # 3 pairs x (A, B, delta)
 
 
