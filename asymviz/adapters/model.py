@@ -249,4 +249,3 @@ def module_order(spec: ModuleSpec):
     return (spec.layer if spec.layer is not None else -1, _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)), natural)
 
 
-
