@@ -9,8 +9,8 @@
 Modules: model (the data model), config (adapter_config.json), formats (which reader, in a fixed order),
 one reader per format: peft (PEFT's key layout, incl. MoE target_parameters), adalora, kohya, diffusers,
 mlx_lm, torchtune, unsupported (named refusals); pairs (checks the readers share), tensors (where tensors
-come from), safetensors_file and archive (validation before anything is read), hub (Hub repo ids),
-loader (load_adapter).
+come from), safetensors_file, archive, torch_file (legacy .bin checkpoints, weights only) and files (regular
+files only, bounded reads): validation before anything is read; hub (Hub repo ids), loader (load_adapter).
 """
 
 from asymviz.adapters.config import AdapterConfig

@@ -296,8 +296,6 @@ _KIND_ORDER = {
 def module_order(spec: ModuleSpec):
     """Sort key: layer, then the order the forward pass meets a block's projections, then the name."""
     natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", spec.name)]
-    return (
-        spec.layer if spec.layer is not None else -1,
-        _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)),
-        natural,
-    )
+    return (spec.layer if spec.layer is not None else -1, _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)), natural)
+
+
