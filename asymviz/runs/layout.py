@@ -69,8 +69,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     The temporary name holds the pid and thread id, so concurrent writers never share one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill: the old file stays, no half-written temp file is left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
