@@ -174,7 +174,7 @@ elif view == "Compare with a second adapter":
                 cols = st.columns(len(mean))
                 for col, (w, row) in zip(cols, mean.iterrows(), strict=True):
                     col.metric(f"mean similarity, {F.WHICH_LABELS[w]}", f"{row['similarity']:.3f}",
-                               f"random: {row['random_baseline']:.3f}", delta_color="off", border=True)  # fmt: skip
+                               f"random: {row['random_baseline']:.3f}", delta_color="off", delta_arrow="off", border=True)  # fmt: skip
                 figure(
                     F.module_similarity_figure(pairs, title=f"Subspace similarity: {names[0]} vs {names[1]}"),
                     f"similarity_{names[0]}_{names[1]}", "ins_simfig",

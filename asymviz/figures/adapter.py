@@ -105,7 +105,7 @@ def layer_module_heatmap(
     fig = go.Figure(
         go.Heatmap(
             z=pivot.to_numpy(), x=[str(c) for c in pivot.columns], y=[f"layer {i}" for i in pivot.index],
-            colorscale="Viridis", colorbar={"title": {"text": value_label, "side": "right"}},
+            colorscale="Viridis", colorbar={"title": {"text": value_label.split(" (")[0], "side": "right"}},
             text=text, texttemplate="%{text}" if pivot.size <= 200 else None,
             hovertemplate="%{y} · %{x}<br>" + value_label + ": %{z:.4g}<extra></extra>",
         )
@@ -199,8 +199,8 @@ def module_similarity_figure(pairs: pd.DataFrame, title: str = "Subspace similar
         )  # fmt: skip
         fig.update_yaxes(range=[0, 1.05], title_text="similarity (0–1)", row=row, col=1)
     fig.update_xaxes(showticklabels=False)
-    fig.update_xaxes(showticklabels=len(modules) <= 48, tickangle=-45, title_text="module (file order; hover for "
-                     "its name)", row=len(factors), col=1)  # fmt: skip
+    fig.update_xaxes(showticklabels=len(modules) <= 48, tickangle=-45, title_text="module" if len(modules) <= 48
+                     else "module (file order; hover for its name)", row=len(factors), col=1)  # fmt: skip
     fig = style_figure(fig, title, height=190 + 170 * len(factors) + (140 if len(modules) <= 48 else 0))
     fig.update_layout(showlegend=False)  # the panel titles say what each line is
     return fig
