@@ -269,14 +269,24 @@ def paired_differences(runs: pd.DataFrame, metric: str, mode: str, baseline: str
     """One row per cell (model, group, task, rank) and shared (seed, init_seed) of `mode` and `baseline`:
     columns model, group, task, rank, seed, init_seed, diff (oriented: positive = mode better).
 
+    A control without an adapter (asymviz.modes.CONTROL_MODES: head_only) has no rank: its runs (whatever rank
+    their config names) pair with the other mode's runs of every rank.
+
     Raises ResultsError when a mode has two counted runs for one cell and seed pair (e.g. two learning rates
     without an lr-grid role): pick them with `counted_runs` or a group first.
     """
+    from asymviz.modes import CONTROL_MODES
+
     data = runs.dropna(subset=[metric])
     keys = [*CELL, *PAIR_KEY]
+    rankless = {m: m in CONTROL_MODES and (mode in CONTROL_MODES) != (baseline in CONTROL_MODES)
+                for m in (mode, baseline)}  # fmt: skip
     sides = []
     for m in (mode, baseline):
         part = data[data["mode"] == m]
+        if rankless[m]:  # one copy of the control's runs at every rank the other mode has
+            ranks = data.loc[data["mode"] == (baseline if m == mode else mode), "rank"].dropna().unique()
+            part = pd.concat([part.assign(rank=r) for r in ranks], ignore_index=True) if len(ranks) else part
         dup = part.duplicated(keys, keep=False)
         if dup.any():
             first = part[dup].iloc[0]

@@ -11,6 +11,7 @@ from app.components import caption, guard
 from app.state import live_store
 from asymviz import figures as F
 from asymviz import jobs
+from asymviz.cli.training import sweep_command
 
 st.title("Live fine-tune")
 st.markdown(
@@ -110,7 +111,7 @@ if submitted:
             requests.mkdir(parents=True, exist_ok=True)
             spec = requests / f"request-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.json"
             spec.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
-            command = jobs.sweep_command(spec, store)
+            command = sweep_command(spec, store)
             if public:  # the per-request time limit: coreutils timeout ends the whole process group
                 command = ["timeout", "--kill-after=15", str(limits.run_s), *command]
             job = jobs.submit(

