@@ -142,6 +142,17 @@ def similarity(
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def collection(paths: tuple[str, ...], signatures: tuple[str, ...], names: tuple[str, ...]):
+    """asymviz.collection.analyze_collection of several adapters (modules matched by name): the frames
+    (similarity, mean, shared, clusters)."""
+    from asymviz.collection import analyze_collection
+
+    adapters = [load_adapter(p, s) for p, s in zip(paths, signatures, strict=True)]
+    result = analyze_collection(adapters, names=list(names))
+    return result.similarity, result.mean, result.shared, result.clusters
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def report_html(
     path: str, signature: str, against: tuple[str, str] | None = None, show_paths: bool = True
 ) -> bytes:

@@ -20,6 +20,7 @@ seeds come from asymviz.results); one colour per mode everywhere (style.MODE_COL
 from asymviz.figures.adapter import (
     layer_module_heatmap,
     module_similarity_figure,
+    shared_directions_figure,
     similarity_heatmaps,
     spectrum_figure,
 )
@@ -67,5 +68,5 @@ __all__ = [
     "diagnostics_figure", "drift_figure", "empty_figure", "excess_loss_figure", "figure_html", "figure_png",
     "format_mean_se", "input_spectrum_figure", "layer_module_heatmap", "learning_curve_figure", "mode_bar_figure",
     "mode_label", "module_roles", "module_similarity_figure", "ordered_modes", "params_bar_figure", "rank_curve_figure", "readable_log_axis",
-    "similarity_heatmaps", "spectrum_figure",
+    "shared_directions_figure", "similarity_heatmaps", "spectrum_figure",
 ]  # fmt: skip

@@ -204,3 +204,35 @@ def module_similarity_figure(pairs: pd.DataFrame, title: str = "Subspace similar
     fig = style_figure(fig, title, height=190 + 170 * len(factors) + (140 if len(modules) <= 48 else 0))
     fig.update_layout(showlegend=False)  # the panel titles say what each line is
     return fig
+
+
+def shared_directions_figure(curves: pd.DataFrame, n: int, title: str | None = None) -> go.Figure:
+    """How much of N adapters' subspaces k shared directions hold, against k, one line per factor, each with
+    the same curve for N random subspaces of the same dimensions (dashed). Far above the dashed line: the N
+    adapters share directions (for A usually a shared init, for B a shared task).
+
+    Reads ``which, k, variance_explained, random_baseline`` (asymviz.collection's shared frame, averaged over
+    modules by the caller).
+    """
+    title = title or f"Directions shared by the {n} adapters (mean over modules)"
+    if curves.empty:
+        return empty_figure("needs at least two adapters with common modules", title)
+    fig = go.Figure()
+    for w in [w for w in ("A", "B", "delta") if w in set(curves["which"])]:
+        part = curves[curves["which"] == w]
+        color = WHICH_COLORS[w]
+        fig.add_trace(go.Scatter(
+            x=part["k"], y=part["variance_explained"], mode="lines+markers", name=f"{WHICH_LABELS[w]}",
+            legendgroup=w, line={"color": color, "width": 2.5}, marker={"size": 6},
+            hovertemplate=f"{WHICH_LABELS[w]}<br>k = %{{x}}<br>share held: %{{y:.3f}}<extra></extra>",
+        ))  # fmt: skip
+        fig.add_trace(go.Scatter(
+            x=part["k"], y=part["random_baseline"], mode="lines", name=f"{w}: random subspaces",
+            legendgroup=w, line={"color": color, "width": 1.5, "dash": "dash"},
+            hovertemplate=f"random, {w}<br>k = %{{x}}<br>share held: %{{y:.3f}}<extra></extra>",
+        ))  # fmt: skip
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(dtick=1 if curves["k"].max() <= 16 else None)
+    return style_figure(
+        fig, title, "k shared directions", f"share of the {n} subspaces held (0–1)", height=400
+    )
