@@ -204,6 +204,18 @@ def _metrics_of(paths):
     return pd.concat(parts, ignore_index=True)[["run_id", "step", "split", "metric", "value"]]
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def linear_probe(store: str, group: str | None):
+    """The experiment's linear-probe baselines (asymviz.probes.linear_probe's COLUMNS), read from
+    <store>/<group>/linear_probe.csv (or <store>/linear_probe.csv for a flat store); None when there is none."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(store) / (group or "") / "linear_probe.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
 @st.cache_data(ttl=2, max_entries=64, show_spinner=False)
 def run_metrics(paths: tuple[str, ...]):
     """metrics.csv of several runs stacked: columns run_id, step, split, metric, value."""

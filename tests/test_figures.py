@@ -120,6 +120,17 @@ def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
     )
 
 
+def test_a_linear_probe_is_a_dotted_line_per_task():
+    summary = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    probe = pd.DataFrame(
+        {"task": ["fine_foods", "other"], "value": [0.6, 0.9]}
+    )  # a task without bars is left out
+    fig = F.mode_bar_figure(summary, "test accuracy", probe=probe)
+    (line,) = [t for t in fig.data if t.type == "scatter"]
+    assert line.name == "linear probe (frozen features)" and list(line.y) == [0.6]
+    assert [(s.y0, s.line.dash) for s in fig.layout.shapes] == [(0.6, "dot")]
+
+
 def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():
     curves = pd.DataFrame(
         [{"run_id": f"{m}-{s}", "mode": m, "step": step, "value": 1.0 / (step + 1)}
