@@ -204,6 +204,15 @@ def _metrics_of(paths):
     return pd.concat(parts, ignore_index=True)[["run_id", "step", "split", "metric", "value"]]
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def frozen_norms(run_folder: str) -> dict | None:
+    """run.json's frozen_norms (row / column norms of the frozen factor at init, from the training engine), or
+    None (mode ab or head_only, or a run written before the engine recorded them)."""
+    from asymviz.runs import RunRecord
+
+    return RunRecord.load(run_folder).data.get("frozen_norms")
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def linear_probe(store: str, group: str | None):
     """The experiment's linear-probe baselines (asymviz.probes.linear_probe's COLUMNS), read from

@@ -40,6 +40,24 @@ FLAG_TEXT = {
 }
 
 
+def show_frozen_norms(norms: dict) -> None:
+    """The frozen factor's row and column norms at init, as run.json records them (a stored B-only or A-only
+    run): what the frozen random factor looked like, e.g. an orthogonal A has rows of norm exactly 1."""
+    factor = norms.get("factor", "?")
+    parts = []
+    for side, what in (("row", "rows"), ("col", "columns")):
+        s = norms.get(side) or {}
+        if s:
+            parts.append(f"{what}: mean {s['mean']:.4g} (from {s['min']:.4g} to {s['max']:.4g})")
+    st.caption(
+        f":material/lock: Frozen {factor} at init, over its {norms.get('modules', '?')} modules: "
+        + "; ".join(parts)
+        + (". A row of A is one rank direction in input space (PEFT's Kaiming-uniform A: about 0.577; an "
+           "orthogonal A: exactly 1)." if factor == "A" else ". A column of B is one rank direction in output "
+           "space.")
+    )  # fmt: skip
+
+
 def show_card(path: str, signature: str, label: str) -> None:
     """The card's verdicts as metrics, what the A verdict means, flags and the suggested rank_pattern."""
     with guard("The card could not be computed for this adapter; the views below still work."):
