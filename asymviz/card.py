@@ -5,7 +5,7 @@
     card.to_json()                                          # {"adapter": {...}, "modules": [{...}, ...]}
 
 Per module, ΔW = s·B·A with A (r, d_in), B (d_out, r); every spectrum comes from r×r cores
-(asymviz.linalg.spectra_of), never from the dense d_out×d_in matrix.
+(asymviz.linalg.module_bases), never from the dense d_out×d_in matrix.
 
 **Did it learn?** ``update_norm`` = ‖ΔW‖_F; with base weights also ``update_rel`` = ‖ΔW‖_F / ‖W0‖_F.
 ``no_update`` when ΔW = 0 exactly, or ‖ΔW‖_F ≤ NEGLIGIBLE_PEER (1e-3) × the median ‖ΔW‖_F of its peers (the
@@ -185,13 +185,13 @@ def _source_format(source: str) -> str:
 
 def _measure(m) -> dict:
     """Raw numbers of one module (runs in a worker thread)."""
-    from asymviz.linalg import spectra_of
+    from asymviz.linalg import module_bases
 
     if not m.finite:
         return {"finite": False}
-    _, _, s_d = spectra_of(m)
     A64, B64 = m.A.double(), m.B.double()
     GA, GB = A64 @ A64.T, B64.T @ B64  # (r, r) each
+    s_d = module_bases(m, GA, GB).delta_sigma  # ΔW's σ, from the r×r core
     nA, nB = float(GA.norm()), float(GB.norm())
     gap = float((GA - GB).norm()) / max(nA, nB) if max(nA, nB) > 0 else math.nan
     return {
