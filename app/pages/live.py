@@ -15,7 +15,8 @@ from asymviz.cli.training import sweep_command
 
 st.title("Live fine-tune")
 st.markdown(
-    "Fine-tune the same model on the same data three ways and watch the curves as they come in. Training runs "
+    "Fine-tune the same model on the same data three ways, next to the head-only control (no adapter), and watch "
+    "the curves as they come in. Training runs "
     "in a separate process on this machine: one request at a time per GPU, or one on the CPU, the others wait "
     "in a queue. Closing this tab does not stop it; finished runs land in the run store, where the Overview and "
     "Compare pages pick them up."
