@@ -187,9 +187,9 @@ def _measure(m) -> dict:
 
     if not m.finite:
         return {"finite": False}
-    s_d = module_bases(m).delta_sigma  # (r,) ΔW's singular values from the r×r core
     A64, B64 = m.A.double(), m.B.double()
     GA, GB = A64 @ A64.T, B64.T @ B64  # (r, r) each
+    s_d = module_bases(m, GA, GB).delta_sigma  # ΔW's σ, from the r×r core
     nA, nB = float(GA.norm()), float(GB.norm())
     gap = float((GA - GB).norm()) / max(nA, nB) if max(nA, nB) > 0 else math.nan
     return {

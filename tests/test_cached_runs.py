@@ -89,7 +89,10 @@ def test_the_figure_1_heatmaps_of_the_shipped_similarity_runs(across, inits):
         at.session_state["cmp_sim_inits"] = inits
     at.run()
     no_errors(at)
-    assert len(at.get("plotly_chart")) == 2  # A and B
+    charts = [c.key for c in at.get("plotly_chart")]
+    assert charts == ["fig_cmp_sim_A", "fig_cmp_sim_B", "fig_cmp_shared"]  # A, B and the shared directions
+    groups = next(d.value for d in at.dataframe if "cluster by A" in d.value)
+    assert len(groups) >= 2 and groups[["cluster by A", "cluster by B"]].notna().all().all()
 
 
 def test_live_fine_tunes_on_the_shipped_store_go_to_its_ignored_live_folder():
