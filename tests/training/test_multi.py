@@ -196,3 +196,25 @@ def test_a_cancel_file_stops_one_run_of_the_pack(no_dropout_bert, tmp_path):
     frame = cancelled.metrics()
     assert frame[frame.metric == "loss"]["step"].tolist() == [1, 2]
     assert not cancelled.adapter_path.exists()
+
+
+def test_lora_plus_ratio_is_per_run(no_dropout_bert, tmp_path):
+    """LoRA+ (lr_B = lr_ratio · lr, the training branch's TrainConfig.lr_ratio): taken from the recipe's groups."""
+    if "lr_ratio" not in TrainConfig.__dataclass_fields__:
+        pytest.skip("this TrainConfig has no lr_ratio yet (it comes with the training recipe's split)")
+    folder, task = no_dropout_bert
+    base = TrainConfig(
+        model=str(folder), task=str(task), steps=4, batch_size=4, rank=2, device="cpu", threads=1
+    )
+    configs = [
+        base.replace(mode="ab", seed=0, lr=1e-2, lr_ratio=8.0),
+        base.replace(mode="ab", seed=1, lr=1e-2),
+    ]
+    packed = train_many(configs, tmp_path / "packed")
+    for cfg, p in zip(configs, packed):
+        a = train(cfg, tmp_path / "alone" / cfg.run_id())
+        torch.testing.assert_close(_losses(p), _losses(a), **TIGHT)
+        end_p = load_file(p.adapter_path / "adapter_model.safetensors")
+        end_a = load_file(a.adapter_path / "adapter_model.safetensors")
+        for key in end_p:
+            torch.testing.assert_close(end_p[key], end_a[key], **PARAMS)
