@@ -94,6 +94,23 @@ def _recipe_groups(model, config: TrainConfig) -> list[dict]:
     ]
 
 
+def _aliased_copy(model, head: tuple[str, ...]):
+    """A copy of `model` whose weights outside the head share the original's storage (new Parameter objects, so
+    requires_grad stays per copy). The runs' own PeftModels only need the base to wrap it: its frozen weights are
+    never written (they stay on the CPU, unused in training), so K runs cost no K copies of the base. The head's
+    layers are real copies: lora.wrap re-draws them in place."""
+    import copy
+
+    def in_head(name: str) -> bool:
+        parts = name.split(".")[:-1]
+        prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        return any(p == h or p.endswith("." + h) for p in prefixes for h in head)
+
+    memo = {id(p): torch.nn.Parameter(p.data, requires_grad=p.requires_grad)
+            for n, p in model.named_parameters() if not in_head(n)}  # fmt: skip
+    return copy.deepcopy(model, memo)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the public entry point
 
@@ -177,10 +194,10 @@ class _Pack:
         weights = torch.bfloat16 if device.type == "cuda" and self.precision == "bf16" else torch.float32
         self.task = task
         self.runs = []  # per run: the PeftModel (on the CPU, used for init, saving and the frozen check), init
+        cached, tokenizer, source = self.ws.model(cfg, task, weights, copy=False)
         for cfg_k, w in zip(self.configs, self.writers):
-            base, tokenizer, source = self.ws.model(cfg_k, task, weights)
-            head = cfg_k.head if cfg_k.head is not None else default_head(base, task.kind)
-            model = lora.wrap(base, cfg_k, task.kind, head)
+            head = cfg_k.head if cfg_k.head is not None else default_head(cached, task.kind)
+            model = lora.wrap(_aliased_copy(cached, head), cfg_k, task.kind, head)
             for p in model.parameters():
                 if p.requires_grad and p.dtype != torch.float32:
                     p.data = p.data.float()
