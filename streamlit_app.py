@@ -3,16 +3,16 @@
     streamlit run streamlit_app.py        # or: asymviz app
 
 Each page is one script under app/pages/ (widgets -> cached asymviz call -> Plotly figure / table);
-app/components.py holds the widgets they share, including the sidebar drawn here for every page.
+app/state.py draws the sidebar every page shares (the run store, the experiment) and holds the session keys.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from app import components
+from app import state
 
-st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon=":material/balance:", layout="wide")
+st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon="⚖️", layout="wide")
 
 PAGES_DIR = Path(__file__).parent / "app" / "pages"
 SECTIONS = {
@@ -37,6 +37,6 @@ if (PAGES_DIR / "alignment.py").exists():
     )
 
 page = st.navigation(SECTIONS)
-components.sidebar()
-components.warm_up()
+state.sidebar()
+state.warm_up()
 page.run()

@@ -1,5 +1,5 @@
 """What the Alignment page and the alignment panels of Inspect and Compare share: progress of the background
-jobs (app.cached.alignment_job / diagnostics_job), the results with their captions, the time to expect.
+jobs (app.background.alignment_job / diagnostics_job), the results with their captions, the time to expect.
 
 Nothing heavy at module level: torch and transformers load inside the jobs.
 """
@@ -7,12 +7,13 @@ Nothing heavy at module level: torch and transformers load inside the jobs.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import streamlit as st
 
-from app.components import caption, download_frame, figure, guard
+from app import background, tables, uploads
+from app.components import base_model_input, caption, download_frame, figure, guard
 from asymviz import figures as F
+from asymviz import results as R
 
 # Measured on this project's 2-core CPU (shared), MiniLM-L6 at 64 tokens per example: about 10 s to load the
 # model and the data, then 0.2-0.27 s per example (forward and backward over batches of 16).
@@ -82,46 +83,6 @@ def expected_time(base: str, samples: int) -> str:
 def _fmt_s(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-def peft_folder(path: str) -> str:
-    """A folder PEFT can apply for an adapter choice: the folder itself, a .zip unpacked next to it, or the
-    folder of an uploaded weights file that has its adapter_config.json."""
-    from asymviz.errors import AdapterError
-
-    p = Path(path)
-    if p.is_dir():
-        return str(p)
-    if p.suffix.lower() == ".zip":
-        # unpacked once per file version, in the app's upload folder (never next to a local path's file)
-        import hashlib
-        import tempfile
-
-        from app.components import UPLOAD_DIR, choice_for
-        from asymviz.adapters.archive import extract_zip
-
-        digest = hashlib.blake2b(
-            f"{p.resolve()}|{choice_for(p).signature}".encode(), digest_size=8
-        ).hexdigest()
-        dest = UPLOAD_DIR / f"unpacked-{p.stem[:40]}-{digest}"
-        if not dest.is_dir():
-            UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix="partial-", dir=UPLOAD_DIR))
-            extract_zip(p, tmp)
-            tmp.replace(dest)
-        configs = sorted(dest.rglob("adapter_config.json"), key=lambda c: len(c.parts))
-        if not configs:
-            raise AdapterError(f"{p.name}: no adapter_config.json inside; alignment applies the adapter with "
-                               "PEFT, which needs it")  # fmt: skip
-        return str(configs[0].parent)
-    if (p.parent / "adapter_config.json").is_file():
-        if p.name not in ("adapter_model.safetensors", "adapter_model.bin"):
-            raise AdapterError(
-                f"{p.name}: PEFT reads adapter_model.safetensors; rename the file and upload again"
-            )
-        return str(p.parent)
-    raise AdapterError(f"{p.name}: alignment applies the adapter with PEFT, which needs its adapter_config.json "
-                       "too; upload both files or a .zip of the folder")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -296,21 +257,21 @@ def inspect_panel(choice, named_base: str | None = None) -> None:
     adapter is a stored run (its task is known)."""
     from app import cached
 
-    run_dir = cached.run_folder_of(choice.path)
+    run_dir = background.run_folder_of(choice.path)
     settings = cached.run_settings(str(run_dir)) if run_dir is not None else {}
     task = settings.get("task")
     st.markdown(
         "Diagnostics from the literature (intruder dimensions, amplification factor, DoRA's magnitude and "
         "direction change) need only the base model's weights and take seconds. The alignment of A and B with "
         "the data needs a task too"
-        + (f": this run's, **{cached.short(task)}**." if task else "; open the Alignment page for that.")
+        + (f": this run's, **{tables.short(task)}**." if task else "; open the Alignment page for that.")
     )
     c1, c2, c3 = st.columns([3, 1.3, 2], vertical_alignment="bottom")
-    base = c1.text_input(
-        "Base model", value=settings.get("model") or named_base or "minilm", key="ins_aln_base",
-        help="minilm, smollm2, a local model folder, or a hub id already in the local cache: the model the "
+    base = base_model_input(
+        c1, "Base model", settings.get("model") or named_base or "minilm", "ins_aln_base",
+        "minilm, smollm2, a local model folder, or a hub id already in the local cache: the model the "
         "adapter was trained on.",
-    ).strip()  # fmt: skip
+    )  # fmt: skip
     go_diag = c2.button("Run diagnostics", key="ins_diag_go", disabled=not base, icon=":material/play_arrow:")
     go_align = False
     if task:
@@ -324,14 +285,14 @@ def inspect_panel(choice, named_base: str | None = None) -> None:
             st.page_link("app/pages/alignment.py", label="Alignment page", icon=":material/join:")
     diag_job = align_job = None
     with guard("Check the base model name."):
-        diag_job = cached.diagnostics_job(choice.path, choice.signature, base, start=go_diag)
+        diag_job = background.diagnostics_job(choice.path, choice.signature, base, start=go_diag)
         if task:
-            align_job = cached.alignment_job(str(run_dir), choice.signature, base, task, PANEL_SAMPLES, PANEL_K,
+            align_job = background.alignment_job(str(run_dir), choice.signature, base, task, PANEL_SAMPLES, PANEL_K,
                                              True, start=go_align)  # fmt: skip
     if diag_job is None and align_job is None:
         return
     watch([diag_job, align_job], "ins_aln")
-    name = cached.short(run_dir.name if run_dir is not None else choice.label)
+    name = tables.short(run_dir.name if run_dir is not None else choice.label)
     if diag_job is not None and not diag_job.running:
         diag = job_result(diag_job, "Check that the base model is the one the adapter was trained on.")
         if diag is not None:
@@ -342,7 +303,7 @@ def inspect_panel(choice, named_base: str | None = None) -> None:
         )
         if frame is not None:
             st.markdown(f"**Alignment** on {align_job.info.get('examples', PANEL_SAMPLES)} examples of "
-                        f"{cached.short(task)} (more settings on the Alignment page)")  # fmt: skip
+                        f"{tables.short(task)} (more settings on the Alignment page)")  # fmt: skip
             show_alignment(frame, name, "ins_aln_res", notes=align_job.notes)
 
 
@@ -350,8 +311,6 @@ def compare_panel(sel) -> None:
     """Compare runs: A vs inputs and B vs output gradients per layer and mode, mean over the selected seeds,
     each run aligned on its own task (one background job per run, shared with the Alignment page)."""
     import pandas as pd
-
-    from app import cached
 
     runs = sel[sel["has_adapter"]].reset_index(drop=True)
     if runs.empty:
@@ -369,8 +328,8 @@ def compare_panel(sel) -> None:
     paths = tuple(f"{p}/adapter" for p in runs["path"])
     jobs = []
     with guard("Check the runs' folders in the run store."):
-        for row, sig in zip(runs.itertuples(), cached.signatures(paths), strict=True):
-            jobs.append(cached.alignment_job(str(row.path), sig, str(row.model), str(row.task), samples, k, True,
+        for row, sig in zip(runs.itertuples(), uploads.signatures(paths), strict=True):
+            jobs.append(background.alignment_job(str(row.path), sig, str(row.model), str(row.task), samples, k, True,
                                               start=go))  # fmt: skip
     if not jobs or all(j is None for j in jobs):
         st.info("Press the button to align the selected runs' A and B with their task's data (each run with its "
@@ -400,8 +359,8 @@ def compare_panel(sel) -> None:
     for task in dict.fromkeys(frame["task"]):
         part = frame[frame["task"] == task]
         figure(
-            F.alignment_mode_figure(part, title=f"{cached.short(task)}: where trained A and B point, by mode"),
-            f"alignment_modes_{cached.safe_name(str(task))}", f"cmp_aln_{cached.safe_name(str(task))}",
+            F.alignment_mode_figure(R.alignment_by_mode(part), title=f"{tables.short(task)}: where trained A and B point, by mode"),
+            f"alignment_modes_{tables.safe_name(str(task))}", f"cmp_aln_{tables.safe_name(str(task))}",
             "Per layer: each run's mean over the layer's modules, then the mean ± standard error over the selected "
             "runs of a mode (seeds; ranks pooled when several are selected). Left: "
             f"A's row space vs the top-{k} directions of the module's inputs; right: B's column space vs those of "

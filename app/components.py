@@ -1,4 +1,5 @@
-"""Small shared widgets for the pages: the run store, error reporting, the adapter picker, downloads.
+"""Small shared widgets for the pages: error reporting, the adapter picker (uploads, stored runs, paths), figures
+with their captions and downloads.
 
 Nothing here imports torch, transformers or peft at module level: the app's first paint must stay fast.
 """
@@ -8,124 +9,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_STORE = Path(os.environ.get("ASYMVIZ_STORE", REPO / "cached_runs"))
-UPLOAD_DIR = Path(tempfile.gettempdir()) / "asymviz-uploads"
-UPLOAD_TTL_S = 24 * 3600
+from app import cached, state
+from app.state import store_path
+from app.uploads import AdapterChoice, choice_for, save_uploads
+
 log = logging.getLogger("asymviz.app")
-
-
-# ------------------------------------------------------------------------------------------------------------
-# shared sidebar state
-
-
-ALL_GROUPS = "(all runs)"
-LIVE_GROUP = "live"  # live fine-tunes started on the shipped store go to cached_runs/live/ (git-ignored)
-
-
-def group_label(store: str | Path, group: str) -> str:
-    """A group folder as people read it: the first heading of its README.md, else its name."""
-    if group == ALL_GROUPS:
-        return "All runs of the store"
-    if group == LIVE_GROUP:
-        return "Live fine-tunes (started in this app)"
-    try:
-        with open(Path(store) / group / "README.md", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("#"):
-                    return line.lstrip("#").strip()
-    except OSError:
-        pass
-    return group
-
-
-def store_groups(store: str | Path) -> list[str]:
-    """The store's group folders that hold runs (e.g. one per shipped experiment); [] for a flat store."""
-    from asymviz.runs import RunStore
-
-    try:
-        return RunStore(Path(store).expanduser()).groups()
-    except OSError:
-        return []
-
-
-def sidebar() -> None:
-    """The sidebar every page shares: which run store the pages read (and the live page writes), and which
-    experiment (group folder) of it."""
-    st.session_state.setdefault("store", str(DEFAULT_STORE))
-    with st.sidebar:
-        st.text_input(
-            "Run store",
-            key="store",
-            help="Folder with one sub-folder per run (run.json, metrics.csv, adapter/, init/), or with group "
-            "folders of such runs (one per experiment, as in the shipped cached_runs/). Live fine-tunes started "
-            "on the shipped store are saved in its live/ folder.",
-        )
-        store = st.session_state["store"]
-        groups = store_groups(store)
-        if groups:
-            options = [*groups, ALL_GROUPS]
-            if st.session_state.get("group") not in options:
-                st.session_state["group"] = options[0]
-            st.selectbox(
-                "Experiment", options, key="group", format_func=lambda g: group_label(store, g),
-                help="The pages show the runs of one experiment (a group folder of the store). Learning-rate "
-                "grid runs and runs superseded by a later lr choice are left out of the tables and figures.",
-            )  # fmt: skip
-        else:
-            st.session_state["group"] = None
-        st.caption(
-            "Modes: **A&B** both factors trained · **B only** A random, frozen · **A only** B random, frozen."
-        )
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up(delay_s: float = 2.0) -> None:
-    """Once per server: import the heavy modules in a background thread after the first page has painted,
-    so the first visit to a page that needs torch (Inspect, Compare) does not wait ~2 s for the import."""
-    import threading
-
-    if os.environ.get("ASYMVIZ_WARM_UP", "1") == "0":  # tests: no thread left importing torch at exit
-        return
-
-    def work():
-        time.sleep(delay_s)
-        for name in (
-            "pandas",
-            "plotly.graph_objects",
-            "torch",
-            "safetensors",
-            "asymviz.spectra",
-            "asymviz.similarity",
-        ):
-            try:
-                __import__(name)
-            except Exception:  # a missing optional module only loses the warm start
-                log.debug("warm-up could not import %s", name)
-
-    threading.Thread(target=work, name="asymviz-warm-up", daemon=True).start()
-
-
-def store_path() -> Path:
-    return Path(st.session_state.get("store") or DEFAULT_STORE).expanduser()
-
-
-def live_store() -> Path:
-    """Where the live page trains: the shipped store's live/ folder (git-ignored), else the chosen store."""
-    store = store_path()
-    try:
-        shipped = store.resolve() == (REPO / "cached_runs").resolve()
-    except OSError:
-        shipped = False
-    return store / LIVE_GROUP if shipped else store
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -160,7 +54,28 @@ def guard(what_to_do: str = "Check the input and try again.", stop: bool = False
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return without_paths(line) if state.public() else line
+
+
+def without_paths(text: str) -> str:
+    """`text` with every absolute path replaced by its last part (public mode shows no server paths)."""
+    return re.sub(r"(?<![\w.])(?:~|/)[^\s:'\"(),]*", lambda m: Path(m.group(0).rstrip("/")).name or "…", text)
+
+
+PUBLIC_MODELS = ("minilm", "smollm2")  # the base models a public server offers (no free text: no paths)
+
+
+def base_model_input(where, label: str, value: str, key: str, help: str) -> str:
+    """A base-model field: free text locally (a name, hub id or local folder); in public mode a choice among
+    PUBLIC_MODELS and `value` (a stored run's own model), shown by its short name."""
+    if not state.public():
+        return where.text_input(label, value=value, key=key, help=help).strip()
+    from app.tables import short
+
+    options = list(dict.fromkeys([*([value] if value else []), *PUBLIC_MODELS]))
+    return where.selectbox(label, options, key=key, format_func=short,
+                           help="The model the adapter was trained on.")  # fmt: skip
 
 
 def caption(text: str) -> None:
@@ -172,74 +87,32 @@ def caption(text: str) -> None:
 # adapters: pick one, load it once per session (cache), compute frames once per adapter (cache)
 
 
-@dataclass(frozen=True)
-class AdapterChoice:
-    path: str  # what load_adapter reads: a folder, a .zip or a .safetensors/.bin file
-    label: str  # short name for legends and file names
-    signature: str  # changes when the file changes (cache key)
-
-
-def _signature(path: Path) -> str:
-    try:
-        if path.is_dir():
-            stats = [p.stat() for p in sorted(path.rglob("*")) if p.is_file()]
-            return f"{len(stats)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
-        s = path.stat()
-        return f"{s.st_size}:{s.st_mtime_ns}"
-    except OSError:
-        return "missing"
-
-
-def choice_for(path: str | Path, label: str | None = None) -> AdapterChoice:
-    path = Path(path)
-    return AdapterChoice(str(path), label or path.name, _signature(path))
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def load_adapter_cached(path: str, signature: str):
-    """One LoraAdapter per file version; raises AdapterError (shown by `guard`)."""
-    from asymviz.adapters import load_adapter
-
-    return load_adapter(path)
-
-
-def _clean_old_uploads() -> None:
-    if not UPLOAD_DIR.is_dir():
-        return
-    now = time.time()
-    for entry in UPLOAD_DIR.iterdir():
-        with contextlib.suppress(OSError):
-            if now - entry.stat().st_mtime > UPLOAD_TTL_S:
-                shutil.rmtree(entry, ignore_errors=True)
-
-
-def _save_uploads(files, key: str) -> Path:
-    """Write uploaded files to a private folder named after their upload ids; returns the folder."""
-    ids = "-".join(str(getattr(f, "file_id", f.name)) for f in files)
-    folder = UPLOAD_DIR / f"{key}-{abs(hash(ids)):x}"
-    if not folder.is_dir():
-        _clean_old_uploads()
-        tmp = Path(tempfile.mkdtemp(prefix="partial-", dir=_ensure(UPLOAD_DIR)))
-        for f in files:
-            name = Path(f.name).name  # never a path from the client
-            if name.lower().endswith(".json"):
-                name = "adapter_config.json"
-            with open(tmp / name, "wb") as out:
-                out.write(f.getbuffer())
-        os.replace(tmp, folder)
-    return folder
-
-
-def _ensure(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def max_upload_mb() -> int:
-    return int(st.get_option("server.maxUploadSize"))
+    """The largest upload: server.maxUploadSize, and in public mode at most Limits.upload_mb."""
+    limit = int(st.get_option("server.maxUploadSize"))
+    return min(limit, state.limits().upload_mb) if state.public() else limit
 
 
 SOURCES = ("Upload a .zip", "Upload the PEFT files", "A stored run", "A local path")
+
+
+def sources() -> tuple[str, ...]:
+    """The ways to choose an adapter: no local path in public mode."""
+    return SOURCES[:3] if state.public() else SOURCES
+
+
+def _upload_allowed(files) -> bool:
+    """Public mode: count this session's distinct uploads and refuse (with a message) past Limits.uploads."""
+    if not state.public():
+        return True
+    seen = st.session_state.setdefault("n_uploads", set())
+    ids = "-".join(str(getattr(f, "file_id", f.name)) for f in files)
+    cap = state.limits().uploads
+    if ids not in seen and len(seen) >= cap:
+        st.error(f"This session has used its {cap} uploads. Reload the page for a new session.")
+        return False
+    seen.add(ids)
+    return True
 
 
 def adapter_picker(
@@ -249,7 +122,9 @@ def adapter_picker(
 
     runs : the run store's frame (asymviz.runs list) for the "A stored run" option, or None to read the store
     """
-    source = st.radio(title, SOURCES, index=default_source, key=f"{key}_source", horizontal=True)
+    options = sources()
+    source = st.radio(title, options, index=min(default_source, len(options) - 1), key=f"{key}_source",
+                      horizontal=True)  # fmt: skip
     limit = max_upload_mb()
     if source == SOURCES[0]:
         up = st.file_uploader(
@@ -263,7 +138,9 @@ def adapter_picker(
                 f"{up.name} is {up.size / 1024**2:,.0f} MB, over the {limit:,} MB limit. Upload a smaller file."
             )
             return None
-        folder = _save_uploads([up], key)
+        if not _upload_allowed([up]):
+            return None
+        folder = save_uploads([up], key, state.upload_folder())
         path = folder / Path(up.name).name
         return AdapterChoice(str(path), Path(up.name).stem, path.parent.name)
     if source == SOURCES[1]:
@@ -283,11 +160,15 @@ def adapter_picker(
             return None
         if not configs:
             st.warning("Without adapter_config.json lora_alpha is unknown: ΔW is shown with scaling 1.")
-        folder = _save_uploads([*weights, *configs], key)
+        if not _upload_allowed(ups):
+            return None
+        folder = save_uploads([*weights, *configs], key, state.upload_folder())
         path = folder / Path(weights[0].name).name
         return AdapterChoice(str(path), Path(weights[0].name).stem, folder.name)
     if source == SOURCES[2]:
         return stored_run_adapter(key, runs)
+    if state.public():  # never reached: the option is not offered
+        return None
     text = st.text_input(
         "Path on the server: a PEFT folder, a .zip, or a .safetensors / .bin file", key=f"{key}_path"
     )
@@ -304,12 +185,14 @@ def adapter_picker(
 
 def stored_run_adapter(key: str, runs=None) -> AdapterChoice | None:
     """Pick a run of the store that has an adapter/ folder."""
-    from app import cached
+    from app.tables import with_labels
 
-    runs = cached.all_runs(str(store_path())) if runs is None else runs
+    runs = with_labels(cached.all_runs(str(store_path()))) if runs is None else runs
     runs = runs[runs["has_adapter"]] if "has_adapter" in runs else runs
     if runs.empty:
-        st.info(f"No stored run with an adapter in {store_path()}. Train one on the Live fine-tune page.")
+        st.info(
+            f"No stored run with an adapter in {state.where(store_path())}. Train one on the Live fine-tune page."
+        )
         return None
     labels = dict(zip(runs["run_id"], runs["label"], strict=True))
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"{key}_run")

@@ -6,7 +6,28 @@ so `import asymviz` stays fast for the app's first paint.
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+
+def _read_version() -> str:
+    """The installed distribution's version (importlib.metadata); in a checkout that was never installed, the
+    version in its pyproject.toml; else "0+unknown". Never raises: `asymviz --version` must always answer."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("asymviz")
+    except PackageNotFoundError:
+        pass
+    import re
+    from pathlib import Path
+
+    try:
+        text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    except OSError:
+        return "0+unknown"
+    match = re.search(r'^version\s*=\s*"([^"]+)"', text, flags=re.MULTILINE)
+    return match.group(1) if match else "0+unknown"
+
+
+__version__ = _read_version()
 
 _EXPORTS = {
     "AsymvizError": "asymviz.errors",
@@ -26,6 +47,8 @@ _EXPORTS = {
     "generalization_bound": "asymviz.bound",
     "group_summary": "asymviz.spectra",
     "module_principal_angles": "asymviz.similarity",
+    "analyze_collection": "asymviz.collection",
+    "CollectionConfig": "asymviz.collection",
     "write_report": "asymviz.report",
     "RunStore": "asymviz.runs",
     "list_runs": "asymviz.runs",

@@ -22,3 +22,15 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+def display_name(name: object, limit: int = 120) -> str:
+    """A file or member name as it may appear in a one-line message: control characters (a newline in a file
+    name) escaped, and a name longer than `limit` characters shortened to its head and tail around '…'."""
+    text = str(name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        text = "".join(c if 32 <= ord(c) != 127 else repr(c)[1:-1] for c in text)
+    if len(text) > limit:
+        keep = (limit - 1) // 2
+        text = f"{text[:keep]}…{text[-keep:]}"
+    return text

@@ -1,8 +1,15 @@
-"""The live fine-tune queue: each training run is a separate OS process, one per device slot, first come first served.
+"""A detached-process queue: each job is a command line run as a separate OS process, one per device slot, first
+come first served. It knows nothing about what the commands do (the app queues `asymviz train` / `asymviz sweep`
+command lines, built by asymviz.cli.training).
 
-    job = submit(store, sweep_command(configs_file, store), run_dir=store)   # or any argv, e.g. train_command(...)
+    job = submit(store, ["python", "-m", "asymviz", "sweep", ...], run_dir=store, device="auto")
     jobs_frame(store)       # one row per job: status, queue position, elapsed time
     cancel(store, job.job_id)
+
+This is one of three queues in asymviz, each a different thing: this one holds *command lines* that must
+outlive the web app's process and take a device slot each; a GPU sweep's worker queue
+(asymviz.training.workers) holds *configs* handed to long-lived workers that keep a model loaded between runs;
+the app's analysis jobs (app/cached.py) are *function calls* in server threads whose results are the cache.
 
 Nothing runs inside the web app's process. `submit` writes a job file and starts a detached *runner*
 (`python -m asymviz.jobs run QUEUE JOB_ID`, its own session) that waits for its turn, takes a device slot
@@ -34,6 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asymviz.errors import ConfigError
+from asymviz.processes import is_alive, process_start
+from asymviz.runs import write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +73,9 @@ class Job:
     finished: float | None = None
     slot: str | None = None  # "cpu" or "cuda:<i>"
     runner_pid: int | None = None
+    runner_start: str | None = (
+        None  # the runner's process start time (asymviz.processes): tells a reused pid apart
+    )
     child_pid: int | None = None
     returncode: int | None = None
     error: str | None = None  # last lines of the log when the command failed
@@ -86,18 +98,14 @@ def _job_path(queue: Path, job_id: str) -> Path:
 
 
 def _write_job(queue: Path, job: Job) -> None:
-    path = _job_path(queue, job.job_id)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(job), indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(_job_path(queue, job.job_id), json.dumps(asdict(job), indent=1))
 
 
 def _read_job(path: Path) -> Job | None:
     try:
-        data = json.loads(path.read_text())
-        return Job(**{k: v for k, v in data.items() if k in Job.__dataclass_fields__})
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None  # half-written by an older version, or removed meanwhile
+        return Job(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # removed meanwhile, or not a job file
 
 
 def read_job(store: str | Path, job_id: str) -> Job | None:
@@ -114,29 +122,8 @@ def _update(queue: Path, job_id: str, **changes) -> Job | None:
     return job
 
 
-def _alive(pid: int | None, marker: str | None = None) -> bool:
-    """Is `pid` running (and, on Linux, is `marker` in its command line: guards against reused pids)?"""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if marker is not None:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return True  # no /proc: trust kill(0)
-        if marker.encode() not in cmdline:
-            return False
-        try:  # a zombie (exited, not yet reaped by its parent) is not running
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        except (OSError, IndexError):
-            pass
-    return True
+def _runner_alive(job: Job) -> bool:
+    return is_alive(job.runner_pid, job.runner_start)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -180,7 +167,7 @@ def cancel(store: str | Path, job_id: str) -> Job | None:
     if job is None or job.status not in ACTIVE:
         return job
     (queue / f"{job_id}.cancel").touch()
-    if not _alive(job.runner_pid, job_id):  # nobody will act on the flag: settle it here
+    if not _runner_alive(job):  # nobody will act on the flag: settle it here
         return _update(queue, job_id, status="cancelled" if job.status == "queued" else "interrupted",
                        finished=time.time())  # fmt: skip
     return job
@@ -193,7 +180,7 @@ def list_jobs(store: str | Path) -> list[Job]:
         return []
     jobs = [j for j in (_read_job(p) for p in queue.glob("*.json")) if j is not None]
     for job in jobs:
-        if job.status in ACTIVE and job.runner_pid is not None and not _alive(job.runner_pid, job.job_id):
+        if job.status in ACTIVE and job.runner_pid is not None and not _runner_alive(job):
             fresh = _read_job(_job_path(queue, job.job_id))  # it may have finished just now
             if fresh is not None and fresh.status in ACTIVE:
                 fresh = _update(queue, job.job_id, status="interrupted", finished=time.time(),
@@ -259,57 +246,18 @@ def log_tail(store: str | Path, job_id: str, lines: int = 20) -> str:
     return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
-def train_command(
-    model: str,
-    task: str,
-    mode: str,
-    out: str | Path,
-    rank: int = 8,
-    steps: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    extra: Sequence[str] = (),
-) -> list[str]:
-    """The `asymviz train` command line (issue 3's public contract) for one run."""
-    argv = [sys.executable, "-m", "asymviz", "train", "--model", model, "--task", task, "--mode", mode,
-            "--rank", str(rank), "--seed", str(seed), "--device", device, "--out", str(out)]  # fmt: skip
-    if steps is not None:
-        argv += ["--steps", str(steps)]
-    return argv + [str(a) for a in extra]
-
-
-def sweep_command(configs_file: str | Path, store: str | Path) -> list[str]:
-    """A command that trains a list of runs one after another in one process (`asymviz.training.sweep`,
-    sharing the loaded model and the frozen-prefix cache), reading `configs_file`: a JSON list of
-    TrainConfig dicts (TrainConfig.to_dict()). Runs already completed in the store are skipped."""
-    return [sys.executable, "-m", "asymviz.jobs", "sweep", str(configs_file), str(store)]
-
-
-def _run_sweep(configs_file: Path, store: Path) -> int:
-    from asymviz.training.config import TrainConfig
-    from asymviz.training.sweep import sweep
-
-    configs = [TrainConfig.from_dict(d) for d in json.loads(Path(configs_file).read_text())]
-
-    def on_run(record) -> None:
-        print(f"{record.status:>9}  {record.run_id}", flush=True)
-
-    frame = sweep(configs, store, on_run=on_run)
-    return 0 if len(frame) and (frame["status"] == "completed").all() else 1
-
-
 # ------------------------------------------------------------------------------------------------------------
 # the runner (a separate process per job)
 
 
 def _slots(device: str) -> list[str]:
-    gpus = _gpu_count() if device in ("cuda", "auto") else 0
+    gpus = gpu_count() if device in ("cuda", "auto") else 0
     if device == "cuda" and gpus == 0:
         return []
     return [f"cuda:{i}" for i in range(gpus)] if gpus else ["cpu"]
 
 
-def _gpu_count() -> int:
+def gpu_count() -> int:
     """GPUs visible to this process, without importing torch (CUDA_VISIBLE_DEVICES, else nvidia-smi)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
@@ -371,7 +319,7 @@ def run_job(queue: Path, job_id: str) -> int:
     """The runner's main loop: wait for the turn and a slot, run the command, record the outcome."""
     queue = Path(queue)
     cancel_flag = queue / f"{job_id}.cancel"
-    job = _update(queue, job_id, runner_pid=os.getpid())
+    job = _update(queue, job_id, runner_pid=os.getpid(), runner_start=process_start(os.getpid()))
     if job is None:
         return 2
     # 1. wait: first in line, then a free slot
@@ -448,19 +396,10 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """python -m asymviz.jobs run QUEUE_DIR JOB_ID        (the runner; started by submit)
-    python -m asymviz.jobs sweep CONFIGS_JSON STORE     (a training command; see sweep_command)"""
+    """python -m asymviz.jobs run QUEUE_DIR JOB_ID        (the runner; started by submit)"""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 3 and argv[0] == "run":
         return run_job(Path(argv[1]), argv[2])
-    if len(argv) == 3 and argv[0] == "sweep":
-        from asymviz.errors import AsymvizError
-
-        try:
-            return _run_sweep(Path(argv[1]), Path(argv[2]))
-        except AsymvizError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     print(main.__doc__, file=sys.stderr)
     return 2
 

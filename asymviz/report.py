@@ -36,6 +36,18 @@ td:first-child, th:first-child { text-align: left; }
 """
 
 
+GENERIC_NAMES = ("adapter", "init", "adapter_model.safetensors", "adapter_model.bin", "adapter_model.pt")
+
+
+def display_name(source: str) -> str:
+    """What a reader calls an adapter: its file or folder name, with the folder above it when the name alone
+    says nothing ('run_x/adapter', 'my-lora/adapter_model.safetensors')."""
+    path = Path(str(source).rstrip("/"))
+    if path.name in GENERIC_NAMES and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name or str(source)
+
+
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     shown = frame.copy()
     for col in shown.select_dtypes("float").columns:
@@ -47,8 +59,13 @@ def render_report(
     adapter: LoraAdapter,
     against: LoraAdapter | None = None,
     progress: Callable[[int], None] | None = None,
+    show_paths: bool = True,
 ) -> str:
-    """The report as one HTML string (see module docstring)."""
+    """The report as one HTML string (see module docstring).
+
+    show_paths : False leaves out where the adapters were read from (a public server's upload folder): the
+        report names them by file name only
+    """
     import plotly.io as pio
 
     from asymviz import figures
@@ -70,9 +87,10 @@ def render_report(
     parts: list[str] = []
     ranks = sorted({m.r for m in adapter.modules})
     scalings = sorted({round(m.scaling, 6) for m in adapter.modules})
-    parts.append(f"<h1>LoRA adapter report: {esc(Path(adapter.source).name or adapter.source)}</h1>")
+    name = display_name(adapter.source)
+    parts.append(f"<h1>LoRA adapter report: {esc(name)}</h1>")
     parts.append(
-        f'<p class="meta">source <code>{esc(adapter.source)}</code> · base model '
+        f'<p class="meta">source <code>{esc(adapter.source if show_paths else name)}</code> · base model '
         f"<code>{esc(str(adapter.base_model))}</code> · {len(adapter)} adapted modules · rank {esc(str(ranks))} · "
         f"scaling {esc(str(scalings))}{'' if adapter.scaling_known else ' (unknown: no config, 1 used)'} · "
         f"{adapter.trainable_params('ab'):,} LoRA parameters · made {_dt.datetime.now():%Y-%m-%d %H:%M} "
@@ -115,7 +133,9 @@ def render_report(
 
     if against is not None:
         sim = adapter_similarity(adapter, against, names=("this", "other"))
-        parts.append(f"<h2>Against {esc(against.source)}</h2>")
+        parts.append(
+            f"<h2>Against {esc(against.source if show_paths else display_name(against.source))}</h2>"
+        )
         parts.append(plot(figures.module_similarity_figure(sim)))
         parts.append(
             '<p class="caption">Subspace similarity ‖U₁ᵀU₂‖²_F / min(k₁,k₂) per module, for the row space of A, '
@@ -132,7 +152,7 @@ def render_report(
         extras = ", ".join(f"{esc(k)} {list(v)}" for k, v in list(adapter.extras.items())[:50])
         parts.append(f'<p class="caption">Also in the file, not LoRA (modules_to_save, biases): {extras}</p>')
     body = "\n".join(parts)
-    title = esc(f"asymviz report: {Path(adapter.source).name}")
+    title = esc(f"{name}: LoRA adapter report (asymviz)")
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title><style>{_CSS}</style></head><body>{body}</body></html>'
 
 

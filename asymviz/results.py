@@ -134,13 +134,59 @@ def summary_table(
     cols = [*by, "mean", "se", "n", "trainable_lora", "trainable_head"]
     if data.empty:
         return pd.DataFrame(columns=cols)
-    grouped = data.groupby(by, sort=False, dropna=False)
-    out = grouped[metric].agg(mean="mean", sd="std", n="count").reset_index()
+    out = mean_se(data, by, metric)
+    params = data.groupby(by, sort=False, dropna=False)[["trainable_lora", "trainable_head"]].median()
+    out = out.merge(params.reset_index(), on=by, how="left")
+    return _sorted(out[cols], [c for c in by if c != "mode"] + (["mode"] if "mode" in by else []))
+
+
+def mean_se(frame: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """Mean and standard error of `value` per group, groups in order of appearance (rows without a value are
+    left out): the one implementation of mean ± s.e. that every table and figure shows.
+
+    Returns
+    -------
+    DataFrame with columns ``*by, mean, se, n``: se = sample sd (ddof 1) / √n, NaN when n = 1.
+    """
+    by = list(by)
+    data = frame.dropna(subset=[value])
+    if data.empty:
+        return pd.DataFrame(columns=[*by, "mean", "se", "n"])
+    out = (
+        data.groupby(by, sort=False, dropna=False)[value].agg(mean="mean", sd="std", n="count").reset_index()
+    )
     out["se"] = out["sd"] / np.sqrt(out["n"])
     out.loc[out["n"] < 2, "se"] = np.nan
-    params = grouped[["trainable_lora", "trainable_head"]].median().reset_index()
-    out = out.merge(params, on=by, how="left")
-    return _sorted(out[cols], [c for c in by if c != "mode"] + (["mode"] if "mode" in by else []))
+    return out[[*by, "mean", "se", "n"]]
+
+
+ALIGNMENT_BASELINES = {"similarity": "random_baseline", "energy_share": "energy_baseline"}
+
+
+def alignment_by_mode(frame: pd.DataFrame, value: str = "similarity") -> pd.DataFrame:
+    """Per (which, side, layer, mode), the trained adapters' alignment over seeds: each run's mean over the
+    layer's modules, then `mean_se` over runs; the random-subspace baseline is the mean over those rows.
+
+    frame : asymviz.probes.alignment.alignment_table rows stacked over runs, with ``run_id`` and ``mode`` added
+        (``run_id, mode, layer, source, which, side, reference, <value>, <baseline>``); only source "trained"
+        is used.
+
+    Returns
+    -------
+    DataFrame with columns ``which, side, reference, layer, mode, mean, se, n, <baseline>`` (baseline column
+    ``random_baseline`` for similarity, ``energy_baseline`` for energy_share).
+    """
+    baseline = ALIGNMENT_BASELINES[value]
+    cols = ["which", "side", "reference", "layer", "mode", "mean", "se", "n", baseline]
+    data = frame[frame["source"] == "trained"].dropna(subset=[value]) if len(frame) else frame
+    if data.empty:
+        return pd.DataFrame(columns=cols)
+    keys = ["which", "side", "reference", "layer"]
+    per_run = data.groupby([*keys, "mode", "run_id"], sort=False, dropna=False)[[value, baseline]].mean()
+    per_run = per_run.reset_index()
+    out = mean_se(per_run, [*keys, "mode"], value)
+    base = per_run.groupby([*keys, "mode"], sort=False, dropna=False)[baseline].mean().reset_index()
+    return out.merge(base, on=[*keys, "mode"], how="left")[cols]
 
 
 def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -223,14 +269,24 @@ def paired_differences(runs: pd.DataFrame, metric: str, mode: str, baseline: str
     """One row per cell (model, group, task, rank) and shared (seed, init_seed) of `mode` and `baseline`:
     columns model, group, task, rank, seed, init_seed, diff (oriented: positive = mode better).
 
+    A control without an adapter (asymviz.modes.CONTROL_MODES: head_only) has no rank: its runs (whatever rank
+    their config names) pair with the other mode's runs of every rank.
+
     Raises ResultsError when a mode has two counted runs for one cell and seed pair (e.g. two learning rates
     without an lr-grid role): pick them with `counted_runs` or a group first.
     """
+    from asymviz.modes import CONTROL_MODES
+
     data = runs.dropna(subset=[metric])
     keys = [*CELL, *PAIR_KEY]
+    rankless = {m: m in CONTROL_MODES and (mode in CONTROL_MODES) != (baseline in CONTROL_MODES)
+                for m in (mode, baseline)}  # fmt: skip
     sides = []
     for m in (mode, baseline):
         part = data[data["mode"] == m]
+        if rankless[m]:  # one copy of the control's runs at every rank the other mode has
+            ranks = data.loc[data["mode"] == (baseline if m == mode else mode), "rank"].dropna().unique()
+            part = pd.concat([part.assign(rank=r) for r in ranks], ignore_index=True) if len(ranks) else part
         dup = part.duplicated(keys, keep=False)
         if dup.any():
             first = part[dup].iloc[0]

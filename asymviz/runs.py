@@ -38,6 +38,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,27 +47,50 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asymviz.errors import AsymvizError
+from asymviz.processes import is_alive, process_start
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA = 1
 STATUSES = ("running", "completed", "failed", "interrupted", "cancelled")
+# a run folder's layout: nothing outside this module spells these names
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.csv"
 CANCEL_FILE = "CANCEL"
+ADAPTER_DIR = "adapter"  # the trained adapter (PEFT save_pretrained); absent in mode head_only
+INIT_DIR = "init"  # the adapter at step 0; absent in mode head_only
+SPLIT_FILE = "split.json"
+GENERATIONS_FILE = "generations.jsonl"
+ADAPTER_CONFIG = (
+    "adapter_config.json"  # inside adapter/ and init/: PEFT's, present once the folder is complete
+)
+# a store's own files, next to its run folders
+LR_FILE = "lr_selection.csv"  # one row per lr-grid run (asymviz.training.lr_grid.LR_COLUMNS)
+SWEEP_FILE = "sweep.json"  # {"sweeps": [entry, ...]}, one entry per sweep started on the store
+SWEEP_DIR = ".sweep"  # worker queues and logs of the sweeps running on the store
 METRIC_COLUMNS = ("step", "split", "metric", "value")
 STALE_S = 600.0  # a heartbeat this old (another host) means the run is gone
 DEFAULT_STORE = "runs"
 
-LIST_COLUMNS = (
-    "run_id", "model", "task", "mode", "a_init", "rank", "alpha", "seed", "init_seed", "lr", "role", "status",
-    "step", "total_steps", "trainable_params", "trainable_lora", "trainable_head", "n_train", "wall_s",
-    "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy", "test_macro_f1", "test_loss",
-    "test_perplexity", "validation_accuracy", "validation_loss", "heldout_accuracy", "heldout_macro_f1", "device",
-    "created_at", "error", "group", "has_weights", "path",
-)  # fmt: skip
-ROLES = ("main", "lr_grid", "lr_superseded")  # run.json "role" written by a sweep with an lr grid (absent for a
+# The run table's schema: column -> dtype, in column order (RunStore.list()). "object" columns hold str / None.
+LIST_SCHEMA: dict[str, str] = {
+    "run_id": "object", "model": "object", "task": "object", "mode": "object", "a_init": "object",
+    "rank": "Int64", "alpha": "float64", "seed": "Int64", "init_seed": "Int64", "lr": "float64",
+    "lr_ratio": "float64", "head_lr": "float64", "role": "object", "status": "object", "step": "Int64",
+    "total_steps": "Int64", "trainable_params": "Int64", "trainable_lora": "Int64", "trainable_head": "Int64",
+    "n_train": "Int64", "wall_s": "float64", "examples_per_s": "float64", "tokens_per_s": "float64",
+    "peak_memory_mb": "float64", "test_accuracy": "float64", "test_macro_f1": "float64", "test_loss": "float64",
+    "test_perplexity": "float64", "validation_accuracy": "float64", "validation_loss": "float64",
+    "heldout_accuracy": "float64", "heldout_macro_f1": "float64", "device": "object", "created_at": "object",
+    "error": "object", "group": "object", "has_weights": "bool", "path": "object",
+}  # fmt: skip
+LIST_COLUMNS = tuple(LIST_SCHEMA)
+ROLES = (
+    "main",
+    "lr_grid",
+    "lr_superseded",
+)  # run.json "role" written by a sweep with an lr grid (absent for a
 # lone run); lr_superseded: a main run whose group later chose another lr (a wider grid), kept but not counted
 
 
@@ -78,22 +102,57 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON next to `path`, then rename over it: readers see the old or the new file, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write text next to `path`, then rename over it."""
+    """Write text next to `path`, then rename over it: readers see the old or the new file, never half.
+    The temporary name holds the pid and thread id, so concurrent writers never share one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """`data` as indented JSON (numpy / torch scalars, tuples, sets, paths converted), written atomically."""
+    write_text_atomic(path, json.dumps(data, indent=1, default=_json_default) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a run folder's paths
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """True when `path` holds a run.json."""
+    return (Path(path) / RUN_FILE).exists()
+
+
+def adapter_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / ADAPTER_DIR
+
+
+def init_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / INIT_DIR
+
+
+def generations_file(run_dir: str | Path) -> Path:
+    return Path(run_dir) / GENERATIONS_FILE
+
+
+def has_adapter_files(folder: str | Path) -> bool:
+    """True when an adapter folder (adapter/ or init/) is complete (PEFT's adapter_config.json is there)."""
+    return (Path(folder) / ADAPTER_CONFIG).exists()
+
+
+def write_split(run_dir: str | Path, row_ids: dict) -> None:
+    """split.json: the row numbers of each split ({"train": [...], "validation": [...], "test": [...]})."""
+    write_json_atomic(Path(run_dir) / SPLIT_FILE, row_ids)
+
+
+def read_split(run_dir: str | Path) -> dict:
+    """split.json as written by `write_split`; RunError when it is missing or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / SPLIT_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"{run_dir}: no readable {SPLIT_FILE} ({exc})") from None
 
 
 def _json_default(obj: Any) -> Any:
@@ -119,35 +178,6 @@ def annotate_run(path: str | Path, **fields: Any) -> None:
     data = json.loads(file.read_text())
     data.update(fields)
     write_json_atomic(file, data)
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if start is not None:
-        now = _process_start(pid)
-        if now is not None and now != start:
-            return False
-    if start is not None and os.path.exists("/proc"):
-        try:  # a zombie (killed, not yet reaped by its parent) is gone for our purposes
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-    return True
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -189,11 +219,21 @@ class RunRecord:
 
     @property
     def adapter_path(self) -> Path:
-        return self.path / "adapter"
+        return adapter_dir(self.path)
 
     @property
     def init_path(self) -> Path:
-        return self.path / "init"
+        return init_dir(self.path)
+
+    @property
+    def has_adapter(self) -> bool:
+        """False for a run that trains no adapter (mode head_only, run.json has_adapter false)."""
+        return self.data.get("has_adapter", self.data.get("mode", self.config.get("mode")) != "head_only")
+
+    @property
+    def has_weights(self) -> bool:
+        """True when the trained adapter is saved and complete."""
+        return has_adapter_files(self.adapter_path)
 
     @property
     def cancel_requested(self) -> bool:
@@ -202,7 +242,7 @@ class RunRecord:
     def _is_live(self) -> bool:
         pid, host = self.data.get("pid"), self.data.get("host")
         if pid is not None and host == socket.gethostname():
-            return _alive(int(pid), self.data.get("pid_start"))
+            return is_alive(int(pid), self.data.get("pid_start"))
         beat = self.data.get("heartbeat")
         return beat is not None and time.time() - float(beat) < STALE_S
 
@@ -237,6 +277,8 @@ class RunRecord:
             "seed": d.get("seed", cfg.get("seed")),
             "init_seed": _init_seed(d, cfg),
             "lr": cfg.get("lr"),
+            "lr_ratio": cfg.get("lr_ratio", 1.0),
+            "head_lr": cfg.get("head_lr") if cfg.get("head_lr") is not None else cfg.get("lr"),
             "role": d.get("role"),
             "status": self.status,
             "step": prog.get("step"),
@@ -291,7 +333,9 @@ class RunRecord:
         """The trained adapter (asymviz.adapters.LoraAdapter)."""
         from asymviz.adapters import load_adapter
 
-        if not (self.adapter_path / "adapter_config.json").exists():
+        if not self.has_adapter:
+            raise RunError(f"{self.run_id}: mode head_only trains no adapter (only the task head)")
+        if not self.has_weights:
             raise RunError(f"{self.run_id}: no trained adapter (status {self.status})")
         return load_adapter(self.adapter_path)
 
@@ -299,12 +343,29 @@ class RunRecord:
         """The adapter at step 0 (asymviz.adapters.LoraAdapter)."""
         from asymviz.adapters import load_adapter
 
-        if not (self.init_path / "adapter_config.json").exists():
+        if not self.has_adapter:
+            raise RunError(f"{self.run_id}: mode head_only trains no adapter (only the task head)")
+        if not has_adapter_files(self.init_path):
             raise RunError(f"{self.run_id}: no initial adapter saved")
         return load_adapter(self.init_path)
 
 
 # ----------------------------------------------------------------------------------------------------------
+
+
+def run_table(rows: list[dict]) -> pd.DataFrame:
+    """Rows (dicts keyed by LIST_COLUMNS) as the run table: columns and dtypes of LIST_SCHEMA, in its order."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
+    for col, dtype in LIST_SCHEMA.items():
+        if dtype == "Int64":
+            frame[col] = pd.array(pd.to_numeric(frame[col], errors="coerce"), dtype="Int64")
+        elif dtype == "float64":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        elif dtype == "bool":
+            frame[col] = frame[col].fillna(False).astype(bool)
+    return frame
 
 
 def list_runs(store: str | Path = DEFAULT_STORE) -> pd.DataFrame:
@@ -335,7 +396,7 @@ class RunStore:
         return top
 
     def __contains__(self, run_id: str) -> bool:
-        return (self.path(run_id) / RUN_FILE).exists()
+        return is_run_folder(self.path(run_id))
 
     def _groups(self) -> list[Path]:
         """Sub-folders without a run.json: groups of runs (e.g. one per experiment in cached_runs/)."""
@@ -344,7 +405,9 @@ class RunStore:
         return [
             Path(e.path)
             for e in sorted(os.scandir(self.root), key=lambda e: e.name)
-            if not e.name.startswith(".") and e.is_dir() and not os.path.exists(os.path.join(e.path, RUN_FILE))
+            if not e.name.startswith(".")
+            and e.is_dir()
+            and not os.path.exists(os.path.join(e.path, RUN_FILE))
         ]
 
     def records(self) -> Iterator[RunRecord]:
@@ -365,7 +428,9 @@ class RunStore:
 
     def groups(self) -> list[str]:
         """The names of the store's group folders that hold runs."""
-        return [g.name for g in self._groups() if any((p / RUN_FILE).exists() for p in g.iterdir() if p.is_dir())]
+        return [
+            g.name for g in self._groups() if any((p / RUN_FILE).exists() for p in g.iterdir() if p.is_dir())
+        ]
 
     def get(self, run_id: str) -> RunRecord:
         path = self.path(run_id)
@@ -375,33 +440,14 @@ class RunStore:
 
     def list(self) -> pd.DataFrame:
         """One row per run. Columns (in this order): LIST_COLUMNS; metrics are NaN where they do not apply."""
-        import pandas as pd
 
         rows = []
         for record in self.records():
             row = record.row()
             row["group"] = "" if record.path.parent == self.root else record.path.parent.name
-            row["has_weights"] = (record.adapter_path / "adapter_config.json").exists()
+            row["has_weights"] = record.has_weights
             rows.append(row)
-        frame = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
-        frame["has_weights"] = frame["has_weights"].astype(bool)
-        for col in (
-            "rank",
-            "seed",
-            "init_seed",
-            "step",
-            "total_steps",
-            "trainable_params",
-            "trainable_lora",
-            "trainable_head",
-            "n_train",
-        ):
-            frame[col] = pd.array(frame[col], dtype="Int64")
-        for col in ("alpha", "lr", "wall_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "test_accuracy",
-                    "test_macro_f1", "test_loss", "test_perplexity", "validation_accuracy", "validation_loss",
-                    "heldout_accuracy", "heldout_macro_f1"):  # fmt: skip
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-        return frame
+        return run_table(rows)
 
     def cancel(self, run_id: str) -> None:
         """Ask a running run to stop at its next step (it ends with status `cancelled`)."""
@@ -419,19 +465,22 @@ class RunStore:
 class RunWriter:
     """Writes one run folder as a run goes. Used by asymviz.training.loop; everything else only reads.
 
-    Call `start()`, then `log()` / `update()` as training goes, and one of `finish(...)`.
+    Call `start()`, then `log()` / `update()` as training goes, and one of `finish(...)`. `path=None` makes a
+    writer that keeps its record in memory and writes nothing (the other processes under data parallelism).
     """
 
-    def __init__(self, path: str | Path, heartbeat_s: float = 1.0):
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None, heartbeat_s: float = 1.0):
+        self.enabled = path is not None
+        self.path = Path(path) if path is not None else Path(os.devnull)
         self.heartbeat_s = heartbeat_s  # rewrite run.json with progress at most this often
         self.data: dict = {}
         self._metrics = None
         self._last_write = 0.0
 
     def start(self, run_id: str, config: dict, **fields: Any) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / CANCEL_FILE).unlink(missing_ok=True)
+        if self.enabled:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / CANCEL_FILE).unlink(missing_ok=True)
         now = utc_now()
         self.data = {
             "schema": SCHEMA,
@@ -451,19 +500,22 @@ class RunWriter:
             "heartbeat": time.time(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "pid_start": _process_start(os.getpid()),
+            "pid_start": process_start(os.getpid()),
             "progress": {"step": 0, "total_steps": None, "phase": "load"},
             "metrics": {},
             "timings": {},
             "error": None,
             **fields,
         }
-        self._metrics = open(self.path / METRICS_FILE, "w", newline="")
-        self._metrics.write(",".join(METRIC_COLUMNS) + "\n")
-        self._metrics.flush()
+        if self.enabled:
+            self._metrics = open(self.path / METRICS_FILE, "w", newline="")  # noqa: SIM115 (closed by finish)
+            self._metrics.write(",".join(METRIC_COLUMNS) + "\n")
+            self._metrics.flush()
         self.write()
 
     def write(self) -> None:
+        if not self.enabled:
+            return
         self.data["updated_at"] = utc_now()
         self.data["heartbeat"] = time.time()
         write_json_atomic(self.path / RUN_FILE, self.data)
@@ -471,7 +523,7 @@ class RunWriter:
 
     def due(self) -> bool:
         """True when the last write is older than heartbeat_s (time to flush progress and losses)."""
-        return time.monotonic() - self._last_write >= self.heartbeat_s
+        return self.enabled and time.monotonic() - self._last_write >= self.heartbeat_s
 
     def update(self, force: bool = False, **fields: Any) -> None:
         """Merge fields into run.json; written now if forced, else at most every `heartbeat_s`."""
@@ -485,13 +537,15 @@ class RunWriter:
 
     def log(self, step: int, split: str, values: dict[str, float]) -> None:
         """Append metric rows and flush, so a reader sees them at once."""
+        if self._metrics is None:
+            return
         for metric, value in values.items():
             self._metrics.write(f"{step},{split},{metric},{float(value):.10g}\n")
         self._metrics.flush()
 
     @property
     def cancel_requested(self) -> bool:
-        return (self.path / CANCEL_FILE).exists()
+        return self.enabled and (self.path / CANCEL_FILE).exists()
 
     def finish(self, status: str, error: str | None = None, **fields: Any) -> None:
         if status not in STATUSES:

@@ -6,8 +6,10 @@ The paper's metric (Zhu et al. 2024, after Hu et al. 2021): for orthonormal base
 
 with U the row space of A (in input space, d = d_in), the column space of B (output space, d = d_out) or the
 top-k column space of ΔW (d = d_out). Bases are kept implicit, U = M·W with M the factor and W from its
-float64 r×r Gram matrix (asymviz.linalg.GramBasis), truncated to the numerical rank: U1ᵀU2 = W1ᵀ(M1ᵀM2)W2
-costs one d×r×r product, and no d×r Q is ever formed. Subspaces are compared, never raw singular vectors
+float64 r×r Gram matrix (asymviz.linalg.GramBasis), truncated to the numerical rank: U1ᵀU2 = W1ᵀ(M1ᵀM2)W2,
+and no d×r Q is ever formed. For N adapters, each module's factors are read once and one chunked pass
+(asymviz.linalg.stacked_gram) gives every adapter's Gram and every pair's cross product together
+(`ModuleGroup`); bases come from the diagonal blocks, so each adapter's bases are computed once, not per pair. Subspaces are compared, never raw singular vectors
 (their signs are arbitrary). Every similarity comes with its random baseline, the expected value for uniformly random
 subspaces of the same dimensions: E‖U1ᵀU2‖²_F = k1·k2/d, so the baseline is max(k1, k2)/d.
 """
@@ -16,16 +18,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from asymviz.errors import AdapterError
 from asymviz.linalg import (
+    FactorGram,
     GramBasis,
     basis_overlap,
-    basis_similarity,
-    delta_gram_basis,
+    finite_gram,
     gram_basis,
+    gram_flops,
+    module_bases,
     parallel_map,
+    prepare_grams,
+    stacked_gram,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +56,7 @@ def module_basis(module: LoraModule, which: str, k: int | None = None) -> GramBa
     if which == "B":
         return gram_basis(module.B, k)
     if which == "delta":
-        return delta_gram_basis(module, k)
+        return module_bases(module).basis("delta", k)
     raise ValueError(f"which must be one of {WHICH}, got {which!r}")
 
 
@@ -133,7 +140,9 @@ def _common_modules(adapters: Sequence[LoraAdapter]) -> list[str]:
             if note not in a.problems:
                 a.problems.append(note)
     if not names:
-        raise AdapterError("the adapters have no adapted module in common (different base models or targets?)")
+        raise AdapterError(
+            "the adapters have no adapted module in common (different base models or targets?)"
+        )
     return names
 
 
@@ -179,40 +188,150 @@ def pairwise_similarity(
     labels = list(names) if names is not None else [a.source for a in adapters]
     if len(labels) != len(adapters) or len(set(labels)) != len(labels):
         raise ValueError("names must give each adapter a distinct label")
+    bad = [w for w in which if w not in WHICH]
+    if bad:
+        raise ValueError(f"which must be among {WHICH}, got {bad}")
     modules = _common_modules(adapters)
     n = len(adapters)
     index_pairs = [(i, j) for i in range(n) for j in range(n) if (i < j if pairs == "upper" else True)]
 
-    def per_module(name: str) -> list[dict]:
-        loaded = [a.module(name) for a in adapters]
-        if not all(m.finite for m in loaded):
-            return []
-        first = loaded[0]
-        k_delta = k or min(m.r for m in loaded)
-        bases = {"A": [gram_basis(m.A.T) for m in loaded], "B": [gram_basis(m.B) for m in loaded]}
-        if "delta" in which:
-            bases["delta"] = [delta_gram_basis(m, k_delta, a, b) for m, a, b in zip(loaded, bases["A"], bases["B"])]
-        rows = []
-        for i, j in index_pairs:
-            crosses = {}  # M_iᵀ M_j per factor; "delta" shares B's (its bases are B·W)
-            for w in which:
-                b1, b2 = bases[w][i], bases[w][j]
-                _check_space(b1.d, b2.d, name, w)
-                factor = "A" if w == "A" else "B"
-                if factor not in crosses:
-                    crosses[factor] = b1.M.T @ b2.M
-                rows.append(
-                    {"adapter_1": labels[i], "adapter_2": labels[j], "module": name, "layer": first.layer,
-                     "kind": first.kind, "which": w, "dim": b1.d, "k1": b1.k, "k2": b2.k,
-                     "similarity": basis_similarity(b1, b2, crosses[factor]),
-                     "random_baseline": random_baseline(b1.k, b2.k, b1.d)}
-                )  # fmt: skip
-        return rows
+    def per_module(name: str) -> dict[str, list] | None:
+        group = ModuleGroup.of([a.module(name) for a in adapters], which, k)
+        if group is None:
+            return None
+        cols: dict[str, list] = {c: [] for c in PAIR_COLUMNS}
+        for w in which:
+            sim = group.similarity_matrix(w)
+            ks = [b.k for b in group.bases[w]]
+            d = group.bases[w][0].d
+            for i, j in index_pairs:
+                for col, value in zip(
+                    PAIR_COLUMNS,
+                    (
+                        labels[i],
+                        labels[j],
+                        name,
+                        group.layer,
+                        group.kind,
+                        w,
+                        d,
+                        ks[i],
+                        ks[j],
+                        sim[i, j],
+                        random_baseline(ks[i], ks[j], d),
+                    ),
+                ):
+                    cols[col].append(value)
+        return cols
 
-    results = parallel_map(per_module, modules, progress=progress, workers=workers)
-    frame = pd.DataFrame([row for rows in results for row in rows], columns=PAIR_COLUMNS)
+    prepare_grams(gram_flops(adapters))
+    results = [
+        c for c in parallel_map(per_module, modules, progress=progress, workers=workers) if c is not None
+    ]
+    data = {col: [v for c in results for v in c[col]] for col in PAIR_COLUMNS}
+    frame = pd.DataFrame(data, columns=PAIR_COLUMNS)
     frame["layer"] = frame["layer"].astype("Int64")
+    for col in ("dim", "k1", "k2"):
+        frame[col] = frame[col].astype("int64")
+    frame["similarity"] = frame["similarity"].astype(float)
+    frame["random_baseline"] = frame["random_baseline"].astype(float)
     return frame
+
+
+@dataclass(frozen=True)
+class ModuleGroup:
+    """One module of N adapters: each adapter's bases (computed once) and the stacked float64 Grams.
+
+    grams["A"] is [A_1ᵀ … A_Nᵀ]ᵀ[A_1ᵀ … A_Nᵀ] ((Σr_i)², float64), grams["B"] the same over the B's;
+    block (i, j) is M_iᵀM_j, so every pair's U_iᵀU_j = W_iᵀ G_ij W_j comes without touching d again.
+    ΔW's bases are B·W, so "delta" uses grams["B"].
+    """
+
+    name: str
+    layer: int | None
+    kind: str
+    bases: dict[str, list[GramBasis]]  # which -> one basis per adapter
+    grams: dict[str, torch.Tensor]  # "A" | "B" -> (Σr, Σr) float64
+    offsets: tuple[int, ...]  # column offset of adapter i's factor in the stacked Gram (length N + 1)
+
+    @classmethod
+    def of(
+        cls, loaded: Sequence[LoraModule], which: Iterable[str], k: int | None = None
+    ) -> ModuleGroup | None:
+        """Bases of `which` for the N loaded versions of one module. k: ΔW's top-k (default: the smallest r).
+        None when any version holds a non-finite value in A or B (the module is then skipped)."""
+        import torch
+
+        which = tuple(which)
+        first = loaded[0]
+        for w in which:
+            if w not in WHICH:
+                raise ValueError(f"which must be among {WHICH}, got {w!r}")
+            dims = {m.d_in if w == "A" else m.d_out for m in loaded}
+            if len(dims) > 1:
+                _check_space(*sorted(dims)[:2], first.name, w)
+        offsets = [0]
+        for m in loaded:
+            offsets.append(offsets[-1] + m.r)
+        factors = {f for w in which for f in (("A", "B") if w == "delta" else (w,))}
+        grams = {}
+        if "A" in factors:
+            grams["A"] = stacked_gram([m.A.T for m in loaded])
+        if "B" in factors:
+            grams["B"] = stacked_gram([m.B for m in loaded])
+        if not all(finite_gram(G) for G in grams.values()):
+            return None
+        for f in {"A", "B"} - factors:  # the factor not needed still decides whether the module counts
+            if not all(bool(torch.isfinite(m.A if f == "A" else m.B).all()) for m in loaded):
+                return None
+
+        def block(f: str, i: int):
+            return grams[f][offsets[i] : offsets[i + 1], offsets[i] : offsets[i + 1]]
+
+        bases: dict[str, list[GramBasis]] = {}
+        if "delta" in which:
+            k_delta = k or min(m.r for m in loaded)
+            mb = [module_bases(m, block("A", i), block("B", i)) for i, m in enumerate(loaded)]
+            bases["delta"] = [b.basis("delta", k_delta) for b in mb]
+            for w in ("A", "B"):
+                if w in which:
+                    bases[w] = [b.basis(w) for b in mb]
+        else:
+            for w in which:
+                M = [m.A.T if w == "A" else m.B for m in loaded]
+                shapes = [(m.r, m.d_in) if w == "A" else (m.d_out, m.r) for m in loaded]
+                bases[w] = [
+                    FactorGram.from_gram(M[i], block(w, i)).basis(shapes[i]) for i in range(len(loaded))
+                ]
+        return cls(first.name, first.layer, first.kind, bases, grams, tuple(offsets))
+
+    def overlap(self, which: str) -> torch.Tensor:
+        """O = [U_1 … U_N]ᵀ[U_1 … U_N] (Σk × Σk, float64): block (i, j) is U_iᵀU_j."""
+        import torch
+
+        G = self.grams["A" if which == "A" else "B"]
+        W = torch.zeros(G.shape[0], sum(b.k for b in self.bases[which]), dtype=torch.float64)
+        col = 0
+        for i, b in enumerate(self.bases[which]):
+            W[self.offsets[i] : self.offsets[i + 1], col : col + b.k] = b.W
+            col += b.k
+        return W.T @ G @ W
+
+    def similarity_matrix(self, which: str, overlap: torch.Tensor | None = None):
+        """N×N numpy array of ‖U_iᵀU_j‖²_F / min(k_i, k_j) (NaN where a subspace is empty); pass
+        `overlap` = self.overlap(which) if already computed."""
+        import numpy as np
+
+        ks = np.array([b.k for b in self.bases[which]])
+        ends = np.cumsum([0, *ks])
+        O2 = (self.overlap(which) if overlap is None else overlap).square().numpy()
+        out = np.full((len(ks), len(ks)), np.nan)
+        ok = ks > 0
+        if ok.any():  # block sums over the non-empty blocks (empty ones have no columns to skip)
+            starts = ends[:-1][ok]
+            sums = np.add.reduceat(np.add.reduceat(O2, starts, axis=0), starts, axis=1)
+            out[np.ix_(ok, ok)] = sums / np.minimum.outer(ks[ok], ks[ok])
+        return out
 
 
 def adapter_similarity(

@@ -5,16 +5,18 @@
     by_layer = group_summary(summary, by="layer")    # mean over modules, per (layer, which)
 
 `which` is "A" (r×d_in), "B" (d_out×r) or "delta" (ΔW, d_out×d_in, rank ≤ r). See asymviz.linalg for how
-the r×r core gives ΔW's spectrum. Modules with non-finite values are skipped and named in adapter.problems.
+the float64 Grams of A and B give all three spectra (asymviz.linalg.ModuleBases, one per module). Modules with non-finite values are skipped and named in adapter.problems.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from asymviz.linalg import map_modules, numerical_rank, spectra_of
+from asymviz.linalg import finite_gram, map_modules, module_bases, numerical_rank, stacked_gram
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,9 +26,12 @@ if TYPE_CHECKING:
 WHICH = ("A", "B", "delta")
 SPECTRUM_COLUMNS = ["module", "layer", "kind", "which", "k", "sigma", "sigma_rel", "energy_cum"]
 SUMMARY_COLUMNS = [
-    "module", "layer", "kind", "which", "r", "rows", "cols", "rank", "effective_rank", "stable_rank",
+    "module", "layer", "kind", "which", "r", "rows", "cols", "numerical_rank", "effective_rank", "stable_rank",
     "fro_norm", "spectral_norm", "energy_top1", "top_k", "energy_top_k",
 ]  # fmt: skip
+# Column names of earlier releases, still readable for one release: `summary[old]` is `summary[new]`.
+# ("rank" was ambiguous next to the LoRA rank r.) Remove in the release after next.
+SUMMARY_ALIASES = {"rank": "numerical_rank"}
 
 
 def _check_which(which: Iterable[str] | str) -> tuple[str, ...]:
@@ -37,19 +42,36 @@ def _check_which(which: Iterable[str] | str) -> tuple[str, ...]:
     return which
 
 
-def _module_spectra(module: LoraModule, which: tuple[str, ...]):
-    """[(which, sigma ndarray, (rows, cols))] for one module, or None when it holds non-finite values."""
-    if not module.finite:
+def _module_spectra(module: LoraModule):
+    """[(which, sigma ndarray, (rows, cols), dtype)] for A, B and ΔW of one module, or None when it holds
+    non-finite values."""
+    gram_a, gram_b = stacked_gram([module.A.T]), stacked_gram([module.B])
+    if not (finite_gram(gram_a) and finite_gram(gram_b)):  # as module.finite, without another pass
         return None
-    s_a, s_b, s_d = spectra_of(module)
-    shapes = {"A": (module.r, module.d_in), "B": (module.d_out, module.r), "delta": (module.d_out, module.d_in)}
-    values = {"A": s_a, "B": s_b, "delta": s_d}
-    return [(w, values[w].double().numpy(), shapes[w]) for w in which]
+    spectra = module_bases(module, gram_a, gram_b).spectra()
+    return [(w, spectra[w][0].numpy(), spectra[w][1], module.B.dtype) for w in WHICH]
+
+
+# Per adapter, its modules' spectra (r values per factor: kilobytes), so that singular_spectrum and
+# spectrum_summary on the same adapter (the app's inspect page calls both) read and factor it once.
+_computed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_computed_lock = threading.Lock()
 
 
 def _collect(adapter: LoraAdapter, which, progress, workers):
-    results = map_modules(adapter, lambda m: _module_spectra(m, which), progress=progress, workers=workers)
-    return [(spec, res) for spec, res in zip(adapter.modules, results) if res is not None]
+    with _computed_lock:
+        results = _computed.get(adapter)
+    if results is None:
+        results = map_modules(adapter, _module_spectra, progress=progress, workers=workers)
+        with _computed_lock:
+            _computed[adapter] = results
+    elif progress:
+        progress(len(adapter.modules))
+    return [
+        (spec, [x for w in which for x in res if x[0] == w])
+        for spec, res in zip(adapter.modules, results)
+        if res is not None
+    ]
 
 
 def singular_spectrum(
@@ -81,33 +103,34 @@ def singular_spectrum(
     import pandas as pd
 
     which = _check_which(which)
-    parts = []
+    cols: dict[str, list] = {c: [] for c in SPECTRUM_COLUMNS}
     for spec, res in _collect(adapter, which, progress, workers):
-        for w, sigma, _shape in res:
+        for w, sigma, _shape, _dtype in res:
+            n = sigma.size
             energy = sigma**2
             total = energy.sum()
-            top = sigma[0] if sigma.size else 0.0
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "module": spec.name,
-                        "layer": spec.layer,
-                        "kind": spec.kind,
-                        "which": w,
-                        "k": np.arange(1, sigma.size + 1),
-                        "sigma": sigma,
-                        "sigma_rel": sigma / top if top > 0 else np.nan,
-                        "energy_cum": np.cumsum(energy) / total if total > 0 else np.nan,
-                    }
-                )
-            )
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SPECTRUM_COLUMNS)
+            top = sigma[0] if n else 0.0
+            cols["module"].append([spec.name] * n)
+            cols["layer"].append([spec.layer] * n)
+            cols["kind"].append([spec.kind] * n)
+            cols["which"].append([w] * n)
+            cols["k"].append(np.arange(1, n + 1))
+            cols["sigma"].append(sigma)
+            cols["sigma_rel"].append(sigma / top if top > 0 else np.full(n, np.nan))
+            cols["energy_cum"].append(np.cumsum(energy) / total if total > 0 else np.full(n, np.nan))
+    if not cols["k"]:
+        frame = pd.DataFrame(columns=SPECTRUM_COLUMNS)
+    else:  # one frame from whole columns: per-module frames and a concat cost more than the math here
+        data = {c: np.concatenate(v) if c in ("k", "sigma", "sigma_rel", "energy_cum") else [x for p in v for x in p]
+                for c, v in cols.items()}  # fmt: skip
+        frame = pd.DataFrame(data, columns=SPECTRUM_COLUMNS)
     frame["layer"] = frame["layer"].astype("Int64")
     return frame[SPECTRUM_COLUMNS]
 
 
-def spectral_stats(sigma, shape: tuple[int, int], top_k: int = 4) -> dict[str, float]:
-    """Scalar summaries of one matrix's singular values (a 1-D array, descending)."""
+def spectral_stats(sigma, shape: tuple[int, int], top_k: int = 4, dtype=None) -> dict[str, float]:
+    """Scalar summaries of one matrix's singular values (a 1-D array, descending); `dtype` is the data's
+    (its precision sets the numerical-rank tolerance, asymviz.linalg.rank_tolerance; default float32)."""
     import numpy as np
 
     sigma = np.asarray(sigma, dtype=np.float64)
@@ -119,10 +142,8 @@ def spectral_stats(sigma, shape: tuple[int, int], top_k: int = 4) -> dict[str, f
         eff = math.exp(float(-(p * np.log(p)).sum()))
     else:
         eff = 0.0
-    import torch
-
     return {
-        "rank": numerical_rank(torch.from_numpy(sigma), shape),
+        "numerical_rank": numerical_rank(sigma, shape, dtype),
         "effective_rank": eff,  # exp of the entropy of σ/Σσ (Roy & Vetterli 2007)
         "stable_rank": total / float(sigma[0]) ** 2 if total > 0 else 0.0,  # ‖M‖_F² / ‖M‖₂²
         "fro_norm": math.sqrt(total),
@@ -148,25 +169,35 @@ def spectrum_summary(
         module, layer, kind, which
         r : the module's LoRA rank
         rows, cols : the matrix's shape (A: r×d_in, B: d_out×r, delta: d_out×d_in)
-        rank : numerical rank (σ > max(rows, cols)·eps·σ₁)
+        numerical_rank : count of σ > τ·σ₁ with τ = asymviz.linalg.rank_tolerance(rows, cols, dtype)
+            (numpy's max(rows, cols)·eps rule, eps of float32 for float32/16 data); distinct from r
         effective_rank : exp(entropy of σ/Σσ), between 1 and rank (0 for a zero matrix)
         stable_rank : ‖M‖_F² / ‖M‖₂²
         fro_norm, spectral_norm : ‖M‖_F and σ₁
         energy_top1 : σ₁² / Σσ²
         top_k, energy_top_k : the k used and Σ_{i≤k} σ_i² / Σσ²
+        rank : deprecated alias of numerical_rank, the last column, kept one release for readers of
+            earlier CSVs (SUMMARY_ALIASES); removed in the release after next
     """
     import pandas as pd
 
     which = _check_which(which)
     rows = []
     for spec, res in _collect(adapter, which, progress, workers):
-        for w, sigma, shape in res:
+        for w, sigma, shape, dtype in res:
             rows.append(
                 {"module": spec.name, "layer": spec.layer, "kind": spec.kind, "which": w, "r": spec.r,
-                 "rows": shape[0], "cols": shape[1], **spectral_stats(sigma, shape, top_k)}
+                 "rows": shape[0], "cols": shape[1], **spectral_stats(sigma, shape, top_k, dtype)}
             )  # fmt: skip
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     frame["layer"] = frame["layer"].astype("Int64")
+    return _with_aliases(frame)
+
+
+def _with_aliases(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add SUMMARY_ALIASES as trailing copies (so CSVs of earlier releases' readers still find them)."""
+    for old, new in SUMMARY_ALIASES.items():
+        frame[old] = frame[new]
     return frame
 
 

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 from asymviz import figures as F
+from asymviz.results import alignment_by_mode, mean_se
 
 
 def _axis_titles(fig):
@@ -38,14 +39,12 @@ def test_mode_vocabulary_is_consistent():
 
 
 def test_mean_se_known_values():
-    out = F.mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    out = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
     assert list(out.columns) == ["task", "mode", "mean", "se", "n"]
     row = out[(out["task"] == "fine_foods") & (out["mode"] == "ab")].iloc[0]
     assert row["mean"] == pytest.approx(0.81) and row["n"] == 3
     assert row["se"] == pytest.approx(0.01 / math.sqrt(3))  # std of (0.80, 0.81, 0.82) is 0.01
-    single = F.mean_se(
-        _runs().query("seed == 0 and task == 'fine_foods'"), by=["mode"], value="test_accuracy"
-    )
+    single = mean_se(_runs().query("seed == 0 and task == 'fine_foods'"), by=["mode"], value="test_accuracy")
     assert single["se"].isna().all()
     assert (
         F.format_mean_se(0.8123, 0.0041) == "0.812 ± 0.004" and F.format_mean_se(0.8, float("nan")) == "0.800"
@@ -53,7 +52,7 @@ def test_mean_se_known_values():
 
 
 def test_mode_bar_figure_uses_mode_colours_and_order():
-    summary = F.mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    summary = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
     summary["trainable_params"] = summary["mode"].map({"ab": 200, "b_only": 100, "a_only": 100})
     fig = F.mode_bar_figure(summary.iloc[::-1], "test accuracy")
     assert [t.name for t in fig.data] == [F.MODE_LABELS[m] for m in F.MODES]
@@ -62,6 +61,26 @@ def test_mode_bar_figure_uses_mode_colours_and_order():
     titles = _axis_titles(fig)
     assert titles["xaxis"] == "task" and titles["yaxis"] == "test accuracy"
     assert "empty" not in fig.layout.title.text
+
+
+def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
+    runs = pd.concat([_runs(), pd.DataFrame({"task": ["t1", "t1", "t2"], "mode": "head_only", "seed": [0, 1, 0],
+                                             "test_accuracy": [0.5, 0.6, 0.4]})])  # fmt: skip
+    summary = mean_se(runs, by=["task", "mode"], value="test_accuracy")
+    fig = F.mode_bar_figure(summary, "test accuracy")
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == [F.MODE_LABELS[m] for m in F.MODES]  # the three LoRA modes only
+    floor = [t for t in fig.data if t.type == "scatter"]
+    assert len(floor) == 1 and floor[0].name.startswith(F.MODE_LABELS["head_only"])
+    assert list(floor[0].y) == pytest.approx([0.55, 0.4])
+    tasks = list(fig.layout.xaxis.categoryarray)
+    lines = {(s.x0, s.x1, s.y0) for s in fig.layout.shapes}
+    expected = {(tasks.index(t) - 0.42, tasks.index(t) + 0.42, v) for t, v in (("t1", 0.55), ("t2", 0.4))}
+    assert {(round(a, 6), round(b, 6), round(c, 6)) for a, b, c in lines} == {
+        (round(a, 6), round(b, 6), round(c, 6)) for a, b, c in expected}  # fmt: skip
+    assert all(
+        s.line.color == F.MODE_COLORS["head_only"] and s.line.dash == "dash" for s in fig.layout.shapes
+    )
 
 
 def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():
@@ -200,7 +219,7 @@ def test_alignment_mode_figure_mean_and_se_over_seeds_in_mode_colours():
         _alignment_rows(0.4, 0.6, runs=(("a0", "ab"),)), _alignment_rows(0.6, 0.8, runs=(("a1", "ab"),)),
         _alignment_rows(0.3, 0.9, runs=(("b0", "b_only"),)),
     ])  # fmt: skip
-    fig = F.alignment_mode_figure(frame)
+    fig = F.alignment_mode_figure(alignment_by_mode(frame))
     bars = [t for t in fig.data if t.type == "bar"]
     assert [t.name for t in bars] == [F.mode_label("ab"), F.mode_label("b_only")] * 2
     assert [t.marker.color for t in bars[:2]] == [F.MODE_COLORS["ab"], F.MODE_COLORS["b_only"]]

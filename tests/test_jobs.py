@@ -127,7 +127,9 @@ def test_a_killed_runner_shows_interrupted_and_frees_the_slot(tmp_path):
 
 
 def test_train_command_follows_the_cli_contract(tmp_path):
-    argv = jobs.train_command("minilm", "fine_foods", "b_only", tmp_path / "run", rank=4, steps=20, seed=1)
+    from asymviz.cli.training import train_command
+
+    argv = train_command("minilm", "fine_foods", "b_only", tmp_path / "run", rank=4, steps=20, seed=1)
     assert argv[1:4] == ["-m", "asymviz", "train"]
     for flag, value in (("--model", "minilm"), ("--task", "fine_foods"), ("--mode", "b_only"), ("--rank", "4"),
                         ("--steps", "20"), ("--seed", "1"), ("--out", str(tmp_path / "run"))):  # fmt: skip

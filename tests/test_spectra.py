@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import random_factors
@@ -46,13 +47,17 @@ def test_doubling_alpha_doubles_delta_spectrum_only(make_adapter):
     one = singular_spectrum(one_module(make_adapter, A, B, r=4, lora_alpha=8))
     two = singular_spectrum(one_module(make_adapter, A, B, r=4, lora_alpha=16))
     for which, factor in (("delta", 2.0), ("A", 1.0), ("B", 1.0)):
-        np.testing.assert_allclose(two[two.which == which]["sigma"], factor * one[one.which == which]["sigma"], rtol=1e-5)
+        np.testing.assert_allclose(
+            two[two.which == which]["sigma"], factor * one[one.which == which]["sigma"], rtol=1e-5
+        )
 
 
 def test_rslora_scales_by_alpha_over_sqrt_r(make_adapter):
     A, B = random_factors(16, 24, 20)
     plain = singular_spectrum(one_module(make_adapter, A, B, r=16, lora_alpha=16), which="delta")["sigma"]
-    rs = singular_spectrum(one_module(make_adapter, A, B, r=16, lora_alpha=16, use_rslora=True), which="delta")["sigma"]
+    rs = singular_spectrum(
+        one_module(make_adapter, A, B, r=16, lora_alpha=16, use_rslora=True), which="delta"
+    )["sigma"]
     np.testing.assert_allclose(rs, plain * (16 / 4) / (16 / 16), rtol=1e-5)  # α/√r = 4 vs α/r = 1
 
 
@@ -81,7 +86,11 @@ def test_summary_known_answers(make_adapter):
 def test_zero_b_has_empty_spectrum_measures(make_adapter):
     A, _ = random_factors(4, 24, 20)
     s = spectrum_summary(one_module(make_adapter, A, torch.zeros(20, 4))).set_index("which")
-    assert s.loc["B", "rank"] == 0 and s.loc["delta", "effective_rank"] == 0 and math.isnan(s.loc["delta", "energy_top1"])
+    assert (
+        s.loc["B", "rank"] == 0
+        and s.loc["delta", "effective_rank"] == 0
+        and math.isnan(s.loc["delta", "energy_top1"])
+    )
 
 
 def test_group_summary_by_layer_and_kind(llama_like):
@@ -96,4 +105,38 @@ def test_group_summary_by_layer_and_kind(llama_like):
 
 def test_single_and_multi_worker_agree(llama_like):
     adapter = load_adapter(llama_like)
-    np.testing.assert_allclose(singular_spectrum(adapter, workers=1)["sigma"], singular_spectrum(adapter, workers=4)["sigma"])
+    np.testing.assert_allclose(
+        singular_spectrum(adapter, workers=1)["sigma"], singular_spectrum(adapter, workers=4)["sigma"]
+    )
+
+
+def test_spectra_command_imports_nothing_heavy_beyond_torch_and_pandas(llama_like, tmp_path):
+    """`asymviz spectra` on a small adapter: no transformers, peft, streamlit, plotly (nor scipy, which only
+    large analyses load for dsyrk); measured with python -X importtime."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ASYMVIZ_NO_PROGRESS="1")
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "asymviz", "spectra", str(llama_like), "--format", "csv"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert {"torch", "pandas", "asymviz"} <= imported
+    assert not imported & {"transformers", "peft", "streamlit", "plotly", "scipy", "sklearn"}
+    assert out.stdout.startswith("module,layer,kind,which,k,sigma")
+
+
+def test_spectra_are_computed_once_per_adapter(llama_like, monkeypatch):
+    adapter = load_adapter(llama_like)
+    spectrum = singular_spectrum(adapter, which=("delta", "A"))
+    assert list(dict.fromkeys(spectrum["which"])) == ["delta", "A"]  # the order asked for
+
+    def no_more_reads(spec):
+        raise AssertionError(f"{spec.name} read again")
+
+    monkeypatch.setattr(adapter, "_load", no_more_reads)
+    summary = spectrum_summary(adapter)  # from the first call's spectra
+    fresh = spectrum_summary(load_adapter(llama_like))
+    pd.testing.assert_frame_equal(summary, fresh)

@@ -1,14 +1,14 @@
 """Alignment: where an adapter's A and B point — against a data sample's inputs and output gradients, and
 against the base weight's singular subspaces — and the literature's diagnostics (intruders, amplification,
-DoRA). The computations run in a server thread (app.cached.alignment_job); this page starts and watches them."""
+DoRA). The computations run in a server thread (app.background.alignment_job); this page starts and watches them."""
 
 from pathlib import Path
 
 import streamlit as st
 
 from app import alignment_view as V
-from app import cached
-from app.components import adapter_picker, guard
+from app import background, cached, state, tables, uploads
+from app.components import adapter_picker, base_model_input, guard
 
 OTHER_TASK = "my CSV/JSONL file"
 
@@ -31,19 +31,17 @@ if choice is None:
     )
     st.stop()
 
-run_dir = cached.run_folder_of(choice.path)
+run_dir = background.run_folder_of(choice.path)
 with st.container(border=True):
     if run_dir is not None:
         settings = cached.run_settings(str(run_dir))
         base, task = settings.get("model"), settings.get("task")
         st.markdown(
-            f"Base model **{cached.short(base)}** · task **{cached.short(task)}** (from the run's run.json)"
+            f"Base model **{tables.short(base)}** · task **{tables.short(task)}** (from the run's run.json)"
             + (f" · {settings['max_length']} tokens per example" if settings.get("max_length") else "")
         )
         if not base or not task:
-            st.error(
-                "This run's run.json names no model or task; choose the adapter as a local path instead."
-            )
+            st.error("This run's run.json names no model or task: it cannot be aligned.")
             st.stop()
     else:
         config = None
@@ -53,12 +51,12 @@ with st.container(border=True):
             config = cached.adapter_summary(choice.path, choice.signature)[2]
         named = (config or {}).get("base_model_name_or_path") or ""
         c1, c2 = st.columns(2)
-        base = c1.text_input(
-            "Base model", value=named or "minilm", key="aln_base",
-            help="minilm, smollm2, a local model folder, or a hub id already in the local cache (nothing is "
+        base = base_model_input(
+            c1, "Base model", named or "minilm", "aln_base",
+            "minilm, smollm2, a local model folder, or a hub id already in the local cache (nothing is "
             "downloaded). It must be the model the adapter was trained on.",
-        ).strip()  # fmt: skip
-        tasks = [*cached.task_names(), OTHER_TASK]
+        )  # fmt: skip
+        tasks = [*cached.task_names(), *([] if state.public() else [OTHER_TASK])]
         task = c2.selectbox("Task", tasks, key="aln_task", help="Examples are drawn from its training split.")
         if task == OTHER_TASK:
             task = c2.text_input(
@@ -80,10 +78,10 @@ with st.container(border=True):
 
 align_job = diag_job = None
 with guard("Check the adapter and the base model."):
-    diag_job = cached.diagnostics_job(choice.path, choice.signature, base, start=clicked)
+    diag_job = background.diagnostics_job(choice.path, choice.signature, base, start=clicked)
 with guard("Diagnostics work without it; alignment applies the adapter to the base model through PEFT."):
-    align_path = str(run_dir) if run_dir is not None else V.peft_folder(choice.path)
-    align_job = cached.alignment_job(
+    align_path = str(run_dir) if run_dir is not None else uploads.peft_folder(choice.path)
+    align_job = background.alignment_job(
         align_path, choice.signature, base, task, samples, k, labels, start=clicked
     )
 if align_job is None and diag_job is None:
@@ -92,7 +90,7 @@ if align_job is None and diag_job is None:
     st.stop()
 
 V.watch([diag_job, align_job], "aln")
-name = cached.short(Path(run_dir).name if run_dir is not None else choice.label)
+name = tables.short(Path(run_dir).name if run_dir is not None else choice.label)
 
 st.subheader("Alignment with the data and the base weight")
 if align_job is None:
@@ -103,7 +101,7 @@ elif not align_job.running:
     if frame is not None:
         used = align_job.info.get("examples", samples)
         st.caption(f"Computed in {align_job.elapsed():.0f} s on {used} examples from the training split of "
-                   f"{cached.short(task)}" + (" (all it has)" if used < samples else "") + ".")  # fmt: skip
+                   f"{tables.short(task)}" + (" (all it has)" if used < samples else "") + ".")  # fmt: skip
         V.show_alignment(frame, name, "aln_res", notes=align_job.notes)
 
 st.subheader("Diagnostics (base weights only, no data)")

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app import cached
-from app.components import caption, download_frame, figure, guard, store_path
+from app import cached, state, tables, uploads
+from app.components import caption, download_frame, figure, guard
+from app.state import store_path
 from asymviz import figures as F
 
 VIEWS = [
@@ -21,12 +22,12 @@ st.markdown(
 )
 
 store = store_path()
-with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
-    runs = cached.finished_runs(str(store))
+with guard(f"Check the run store folder in the sidebar ({state.where(store)}).", stop=True):
+    runs = state.finished_runs(str(store))
 if runs.empty:
     st.info(
-        f"No finished runs in `{store}` yet. Start some on the **Live fine-tune** page or with "
-        f"`asymviz sweep ... --store {store}`.",
+        f"No finished runs in {state.where(store)} yet. Start some on the **Live fine-tune** page"
+        + ("." if state.public() else f" or with `asymviz sweep ... --store {store}`."),
         icon=":material/hourglass_empty:",
     )
     st.page_link("app/pages/live.py", label="Start a live fine-tune", icon=":material/play_circle:")
@@ -41,12 +42,12 @@ def _pick(where, label, values, key, fmt=str):
 
 c1, c2 = st.columns([1, 2])
 models = sorted(runs["model"].dropna().unique())
-model = c1.selectbox("Model", models, key="cmp_model", format_func=cached.short)
+model = c1.selectbox("Model", models, key="cmp_model", format_func=tables.short)
 runs = runs[runs["model"] == model]
 tasks = c2.multiselect("Tasks", sorted(runs["task"].unique()), default=sorted(runs["task"].unique()),
-                       key="cmp_tasks", format_func=cached.short)  # fmt: skip
+                       key="cmp_tasks", format_func=tables.short)  # fmt: skip
 c3, c4, c5 = st.columns([3, 1, 2])
-present = [m for m in F.MODES if m in set(runs["mode"])]
+present = [m for m in F.ALL_MODES if m in set(runs["mode"])]
 modes = c3.pills(
     "Modes", present, selection_mode="multi", default=present, format_func=F.mode_label, key="cmp_modes"
 )
@@ -73,16 +74,16 @@ if view == "Learning curves":
             "Curve", choices, index=default, key="cmp_curve", format_func=lambda c: f"{c[0]} {c[1]}"
         )
         part = curves[(curves["split"] == split) & (curves["metric"] == metric)]
-        part = part.assign(label=part["task"].map(cached.short) + " · " + part["mode"].map(F.mode_label) + " · r="
+        part = part.assign(label=part["task"].map(tables.short) + " · " + part["mode"].map(F.mode_label) + " · r="
                            + part["rank"].astype(str) + " · seed " + part["seed"].astype(str))  # fmt: skip
-        y_label = cached.curve_label(split, metric)
+        y_label = tables.curve_label(split, metric)
         for task in tasks:
             t = part[part["task"] == task]
             if t.empty:
                 continue
             figure(
                 F.learning_curve_figure(
-                    t, y_label, title=f"{cached.short(task)}: {y_label}",
+                    t, y_label, title=f"{tables.short(task)}: {y_label}",
                     y_range=(0, 1.02) if metric in ("accuracy", "macro_f1") else None,
                 ),
                 f"curves_{task}_{split}_{metric}", f"cmp_curve_{task}",
@@ -92,24 +93,24 @@ if view == "Learning curves":
         download_frame(part, f"curves_{split}_{metric}", "cmp_curves_csv", "curves (CSV)")
 
 elif view == "Summary table":
-    metrics = [m for m in cached.TEST_METRICS if m in sel and sel[m].notna().any()]
+    metrics = [m for m in tables.TEST_METRICS if m in sel and sel[m].notna().any()]
     c1, c2, c3 = st.columns(3)
-    metric = c1.selectbox("Test metric", metrics, format_func=cached.metric_label, key="cmp_metric")
+    metric = c1.selectbox("Test metric", metrics, format_func=tables.metric_label, key="cmp_metric")
     q = c2.number_input("bound: bits per parameter q", 1, 64, 32, key="cmp_q")
     sigma = c3.number_input("bound: sub-Gaussian σ of the loss", 0.001, 100.0, 0.5, step=0.1, key="cmp_sigma",
                             help="A loss bounded in [0, 1] is ½-sub-Gaussian; n is each run's training-set size.")  # fmt: skip
     with guard("The runs lack some of the numbers this table needs."):
-        table = cached.comparison_table(sel, metric, float(q), float(sigma))
+        table = tables.comparison_table(sel, metric, float(q), float(sigma))
         st.dataframe(table, hide_index=True)
         caption(
-            f"{cached.metric_label(metric)} on the held-out test split, mean ± standard error over seeds; LoRA "
+            f"{tables.metric_label(metric)} on the held-out test split, mean ± standard error over seeds; LoRA "
             "params: the factors each mode trains (the head is trained in every mode); wall time and peak memory "
             "(MiB) per run; bound: the paper's Lemma 4.5 for the LoRA params and the n training examples."
         )
         download_frame(table, f"comparison_{metric}", "cmp_table_csv", "table (CSV)")
-        summary = cached.summary_by_mode(sel, metric, by=("task", "mode"))
+        summary = tables.summary_by_mode(sel, metric, by=("task", "mode"))
         figure(
-            F.mode_bar_figure(summary, cached.metric_label(metric)), f"comparison_{metric}", "cmp_bar",
+            F.mode_bar_figure(summary, tables.metric_label(metric)), f"comparison_{metric}", "cmp_bar",
             "Mean ± standard error over the selected seeds (ranks pooled when several are selected).",
         )  # fmt: skip
 
@@ -162,7 +163,7 @@ else:  # similarity
         counts = base.groupby("task").size()
         task_options = [t for t in tasks if t in counts.index] or tasks
         best = max(range(len(task_options)), key=lambda i: counts.get(task_options[i], 0))
-        fixed = c3.selectbox("Task", task_options, index=best, key="cmp_sim_task", format_func=cached.short)
+        fixed = c3.selectbox("Task", task_options, index=best, key="cmp_sim_task", format_func=tables.short)
         group = base[base["task"] == fixed]
         shared = sorted(set(group.loc[group["init_from"] != group["seed"], "init_from"]))
         if shared:  # runs that started from another seed's init: compare like with like
@@ -177,8 +178,10 @@ else:  # similarity
         names = [f"seed {s}" for s in group["seed"]]
     else:
         fixed = c3.selectbox("Seed", seeds, key="cmp_sim_seed")
-        group = base[(base["seed"] == fixed) & (base["init_from"] == base["seed"])]  # the tasks share seed's init
-        names = [cached.short(t) for t in group["task"]]
+        group = base[
+            (base["seed"] == fixed) & (base["init_from"] == base["seed"])
+        ]  # the tasks share seed's init
+        names = [tables.short(t) for t in group["task"]]
     if len(group) < 2:
         st.info(
             f"Needs at least two runs with adapters for this choice (found {len(group)}): widen the selection."
@@ -187,7 +190,7 @@ else:  # similarity
         with guard("The adapters must come from the same base model (same module names and shapes)."):
             with st.spinner("Comparing subspaces…", show_time=True):
                 paths = tuple(f"{p}/adapter" for p in group["path"])
-                pairs = cached.similarity(paths, cached.signatures(paths), tuple(names), pairs="all")
+                pairs = cached.similarity(paths, uploads.signatures(paths), tuple(names), pairs="all")
             left, right = st.columns(2)
             for col, which in ((left, "A"), (right, "B")):
                 with col:

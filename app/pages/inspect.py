@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import cached
+from app import cached, card_view, state
 from app.components import adapter_picker, caption, download_frame, figure, guard
 from asymviz import figures as F
 
@@ -53,10 +53,13 @@ scaling = sorted(set(summary["scaling"].round(6)))
 m4.metric("scaling s = α/r", ", ".join(f"{s:g}" for s in scaling[:3]) + ("…" if len(scaling) > 3 else ""),
           border=True, help="1 when the adapter came without adapter_config.json (α unknown).")  # fmt: skip
 base = (config or {}).get("base_model_name_or_path")
+file_format = cached.adapter_format(choice.path, choice.signature)
 st.caption(
-    f"Source: `{choice.label}`" + (f" · base model: `{base}`" if base else "")
+    f"Source: `{choice.label}`" + (f" · format: **{file_format}**" if file_format else "")
+    + (f" · base model: `{base}`" if base else "")
     + (f" · {len(extras)} non-LoRA tensor(s) (modules_to_save, biases) listed under Modules" if extras else "")
 )  # fmt: skip
+card_view.show_card(choice.path, choice.signature, choice.label)
 
 view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="ins_view", required=True)
 
@@ -193,7 +196,7 @@ else:  # Report
     )
     with guard("Try the command line: asymviz report ADAPTER -o report.html"):
         with st.spinner("Building the report…", show_time=True):
-            report = cached.report_html(choice.path, choice.signature)
+            report = cached.report_html(choice.path, choice.signature, show_paths=not state.public())
         st.download_button(
             ":material/download: HTML report", data=report, type="primary", file_name=f"{choice.label}_report.html",
             mime="text/html", on_click="ignore", key="ins_report",

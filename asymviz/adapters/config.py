@@ -7,14 +7,13 @@ question the analyses need per module: its rank and its scaling (α/r, or α/√
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asymviz.errors import AdapterError
+from asymviz.errors import AdapterError, display_name
 
 # Every field a PEFT LoraConfig has had (0.6 .. 0.21), plus PeftConfig's own. An adapter written by a newer
 # PEFT may carry more: with strict=True (the default) those are reported by name, with strict=False ignored.
@@ -56,25 +55,39 @@ class AdapterConfig:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or not 0 < self.r <= MAX_RANK:
             raise AdapterError(f"adapter_config.json: r must be a positive integer, got {self.r!r}")
         if not _is_number(self.lora_alpha):
-            raise AdapterError(f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}")
+            raise AdapterError(
+                f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}"
+            )
         for name, pattern in (("rank_pattern", self.rank_pattern), ("alpha_pattern", self.alpha_pattern)):
             if not isinstance(pattern, dict):
-                raise AdapterError(f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}")
+                raise AdapterError(
+                    f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}"
+                )
             for key, value in pattern.items():
-                ok = (isinstance(value, int) and value > 0) if name == "rank_pattern" else _is_number(value)
+                ok = (
+                    (_is_int(value) and 0 < value <= MAX_RANK)
+                    if name == "rank_pattern"
+                    else _is_number(value)
+                )
                 if not isinstance(key, str) or not ok:
-                    raise AdapterError(f"adapter_config.json: {name}[{key!r}] = {value!r} is not valid")
-                try:
-                    re.compile(key)
-                except re.error as exc:
-                    raise AdapterError(f"adapter_config.json: {name} key {key!r} is not a valid pattern ({exc})") from None
+                    raise AdapterError(
+                        f"adapter_config.json: {name}[{display_name(repr(key), 80)}] = "
+                        f"{display_name(repr(value), 60)} is not valid"
+                    )
+                check_pattern_key(key, name)
+        if len(self.rank_pattern) + len(self.alpha_pattern) > MAX_PATTERN_KEYS:
+            raise AdapterError(
+                f"adapter_config.json: more than {MAX_PATTERN_KEYS:,} rank/alpha pattern keys; refused"
+            )
 
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True) -> AdapterConfig:
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True
+    ) -> AdapterConfig:
         if not isinstance(data, dict):
             raise AdapterError(f"{source}: expected a JSON object, got {type(data).__name__}")
         peft_type = data.get("peft_type", "LORA")
@@ -103,8 +116,8 @@ class AdapterConfig:
             use_rslora=bool(data.get("use_rslora") or False),
             fan_in_fan_out=bool(data.get("fan_in_fan_out") or False),
             use_dora=bool(data.get("use_dora") or False),
-            rank_pattern=dict(data.get("rank_pattern") or {}),
-            alpha_pattern=dict(data.get("alpha_pattern") or {}),
+            rank_pattern=_pattern_field(data, "rank_pattern", source),
+            alpha_pattern=_pattern_field(data, "alpha_pattern", source),
             target_modules=tuple(targets) if isinstance(targets, list | tuple) else targets,
             modules_to_save=tuple(modules_to_save),
             base_model_name_or_path=data.get("base_model_name_or_path"),
@@ -115,13 +128,8 @@ class AdapterConfig:
     @classmethod
     def from_file(cls, path: str | Path, strict: bool = True) -> AdapterConfig:
         path = Path(path)
-        if path.stat().st_size > 10 * 1024 * 1024:
-            raise AdapterError(f"{path.name}: {path.stat().st_size:,} bytes is far too large for an adapter config")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AdapterError(f"{path.name}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=path.name, strict=strict)
+        data = _read_json(path)
+        return cls.from_dict(data, source=display_name(path.name), strict=strict)
 
     # ------------------------------------------------------------------------------------------------------
     def rank_for(self, module: str) -> int:
@@ -147,5 +155,106 @@ def _match_pattern(patterns: dict, module: str) -> str | None:
     return None
 
 
+# ---- bounds on what a hostile config can make asymviz do (asymviz issue 11) ------------------------------
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
+MAX_RANK = 1 << 20  # no weight matrix has a million-wide low rank
+MAX_ABS_NUMBER = 1e15  # |lora_alpha| and pattern alphas: a scaling beyond this is not a trained adapter
+MAX_PATTERN_KEYS = 1000
+MAX_PATTERN_CHARS = 256
+MAX_UNBOUNDED_REPEATS = 2  # per key; PEFT adds one more: (.*\.)? — measured 14 ms per 300-char name at 2+1
+MAX_REPEAT_COUNT = 1000  # x{n,m}: larger bounds make compiling and matching slow
+
+
+def _read_json(path: Path):
+    from asymviz.adapters.files import read_bounded
+    from asymviz.adapters.safetensors_file import parse_json
+
+    raw = read_bounded(path, MAX_CONFIG_BYTES, "an adapter config")
+    try:
+        return parse_json(raw, display_name(path.name))
+    except AdapterError as exc:  # keep the message users and tests know: "<file>: not valid JSON (...)"
+        raise AdapterError(str(exc).replace(": not JSON (", ": not valid JSON (", 1)) from None
+
+
+def _pattern_field(data: dict, name: str, source: str) -> dict:
+    """rank_pattern / alpha_pattern as a dict, or AdapterError naming the field when it is not an object."""
+    value = data.get(name) or {}
+    if not isinstance(value, dict):
+        raise AdapterError(
+            f"{source}: {name} must be an object of pattern -> value, got {type(value).__name__}"
+        )
+    return dict(value)
+
+
+def check_pattern_key(key: str, field: str) -> None:
+    r"""Refuse a rank/alpha pattern key whose matching could take unbounded time.
+
+    PEFT matches a key k with re.match(rf"(.*\.)?({k})$", module), a backtracking regex: a key with nested
+    quantifiers ("(a+)+") is exponential in the module name's length, and each unbounded quantifier adds a
+    power. Keys are parsed (not run) and refused when they are longer than MAX_PATTERN_CHARS, nest a
+    quantifier inside another, have more than MAX_UNBOUNDED_REPEATS unbounded quantifiers, or a repeat count
+    above MAX_REPEAT_COUNT. Plain module names ("model.layers.0.self_attn.q_proj") and the usual ".*q_proj" or
+    "layers\.\d+\.mlp" pass.
+    """
+    label = f"adapter_config.json: {field} key {display_name(repr(key), 80)}"
+    if len(key) > MAX_PATTERN_CHARS:
+        raise AdapterError(f"{label} is longer than {MAX_PATTERN_CHARS} characters; refused")
+    try:
+        from re import _parser as sre_parse  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse
+    try:
+        parsed = sre_parse.parse(key)
+        re.compile(key)
+    except (re.error, RecursionError, OverflowError, ValueError) as exc:
+        raise AdapterError(f"{label} is not a valid pattern ({display_name(exc, 80)})") from None
+    unbounded = _count_repeats(parsed, sre_parse, label, inside_repeat=False)
+    if unbounded > MAX_UNBOUNDED_REPEATS:
+        raise AdapterError(
+            f"{label} has {unbounded} unbounded quantifiers (at most {MAX_UNBOUNDED_REPEATS}: matching "
+            "could take very long); refused"
+        )
+
+
+def _count_repeats(items, sre_parse, label: str, inside_repeat: bool) -> int:
+    const = sre_parse
+    repeats = {const.MAX_REPEAT, const.MIN_REPEAT, getattr(const, "POSSESSIVE_REPEAT", None)}
+    count = 0
+    for op, arg in items:
+        if op in repeats:
+            lo, hi, body = arg
+            if inside_repeat:
+                raise AdapterError(
+                    f"{label} nests a quantifier inside another (catastrophic backtracking); refused"
+                )
+            if hi is const.MAXREPEAT:
+                count += 1
+            elif hi > MAX_REPEAT_COUNT or lo > MAX_REPEAT_COUNT:
+                raise AdapterError(f"{label} repeats {hi:,} times (at most {MAX_REPEAT_COUNT}); refused")
+            count += _count_repeats(body, sre_parse, label, inside_repeat=hi != 1 or inside_repeat)
+        elif op is const.SUBPATTERN:
+            count += _count_repeats(arg[-1], sre_parse, label, inside_repeat)
+        elif op is const.BRANCH:
+            if inside_repeat:  # (a|aa)+ is exponential like (a+)+
+                raise AdapterError(
+                    f"{label} has an alternation inside a quantifier (catastrophic backtracking); refused"
+                )
+            count += sum(_count_repeats(b, sre_parse, label, inside_repeat) for b in arg[1])
+        elif op in (const.ASSERT, const.ASSERT_NOT):
+            count += _count_repeats(arg[1], sre_parse, label, inside_repeat)
+        elif op is getattr(const, "ATOMIC_GROUP", None):
+            count += _count_repeats(arg, sre_parse, label, inside_repeat)
+        elif op is const.GROUPREF_EXISTS:
+            count += sum(_count_repeats(b, sre_parse, label, inside_repeat) for b in arg[1:] if b is not None)
+    return count
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _is_number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite int or float of magnitude at most MAX_ABS_NUMBER (a 400-digit int is not a lora_alpha)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    return abs(x) <= MAX_ABS_NUMBER if isinstance(x, int) else math.isfinite(x) and abs(x) <= MAX_ABS_NUMBER

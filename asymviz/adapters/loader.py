@@ -17,7 +17,8 @@ from asymviz.adapters.config import AdapterConfig
 from asymviz.adapters.model import LoraAdapter
 from asymviz.adapters.peft import build
 from asymviz.adapters.tensors import DictReader, SafetensorsReader
-from asymviz.errors import AdapterError
+from asymviz.adapters.torch_file import torch_load
+from asymviz.errors import AdapterError, display_name
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 CONFIG_FILE = "adapter_config.json"
@@ -53,7 +54,8 @@ def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool
 
 def _config_beside(path: Path, strict: bool) -> AdapterConfig | None:
     cfg = path.parent / CONFIG_FILE
-    return AdapterConfig.from_file(cfg, strict=strict) if cfg.is_file() else None
+    # exists(), not is_file(): a FIFO or device named adapter_config.json is refused, not silently skipped
+    return AdapterConfig.from_file(cfg, strict=strict) if cfg.exists() or cfg.is_symlink() else None
 
 
 def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -> LoraAdapter:
@@ -61,14 +63,22 @@ def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -
         return _load_dir(path / adapter_name, None, strict, source=f"{source}/{adapter_name}")
     weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
     if weights is None:
-        subs = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES))
+        subs = sorted(
+            p.name for p in path.iterdir() if p.is_dir() and any((p / w).is_file() for w in WEIGHT_FILES)
+        )
         if len(subs) == 1:
             return _load_dir(path / subs[0], None, strict, source=f"{source}/{subs[0]}")
         if subs:
-            raise AdapterError(f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name=")
+            raise AdapterError(
+                f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name="
+            )
         raise AdapterError(f"{path}: no adapter_model.safetensors or adapter_model.bin in this folder")
     config = _config_beside(weights, strict)
-    reader = SafetensorsReader(weights) if weights.suffix == ".safetensors" else DictReader(torch_load(weights), weights.name)
+    reader = (
+        SafetensorsReader(weights)
+        if weights.suffix == ".safetensors"
+        else DictReader(torch_load(weights), weights.name)
+    )
     return build(reader, config, source, adapter_name)
 
 
@@ -78,12 +88,14 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
     try:
         extract_zip(path, tmp)
         roots = sorted(
-            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)} | {p.parent for p in tmp.rglob("*.safetensors")},
+            {p.parent for w in WEIGHT_FILES for p in tmp.rglob(w)}
+            | {p.parent for p in tmp.rglob("*.safetensors")},
             key=lambda p: (len(p.relative_to(tmp).parts), str(p)),
         )
         if not roots:
             raise AdapterError(f"{path.name}: the archive holds no adapter_model.safetensors or .bin")
         root = roots[0]
+        _refuse_siblings(path, tmp, roots, adapter_name)
         if adapter_name is None and not any((root / w).is_file() for w in WEIGHT_FILES):
             files = sorted(root.glob("*.safetensors"))
             if len(files) != 1:
@@ -91,6 +103,9 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
             adapter = build(SafetensorsReader(files[0]), _config_beside(files[0], strict), str(path), None)
         else:
             adapter = _load_dir(root, adapter_name, strict, source=str(path))
+    except AdapterError as exc:  # name the archive, never the temp folder it was unpacked into
+        remove_tree(tmp)
+        raise AdapterError(_in_archive(path, tmp, str(exc))) from None
     except BaseException:
         remove_tree(tmp)
         raise
@@ -98,23 +113,18 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
     return adapter
 
 
-def torch_load(path: Path) -> dict:
-    import pickle
+def _refuse_siblings(path: Path, tmp: Path, roots: list[Path], adapter_name: str | None) -> None:
+    """A zip holding two adapters side by side is refused as a folder with two adapters is (nested ones are
+    PEFT's named adapters of the top one, chosen with adapter_name=)."""
+    top = [r for r in roots if len(r.relative_to(tmp).parts) == len(roots[0].relative_to(tmp).parts)]
+    if len(top) > 1 and adapter_name is None:
+        names = ", ".join(display_name(r.relative_to(tmp).as_posix() or ".", 60) for r in top[:5])
+        raise AdapterError(
+            f"{display_name(path.name)}: holds several adapters ({names}); unpack it and pick one"
+        )
 
-    import torch
 
-    from asymviz.adapters.safetensors_file import sniff_format
-
-    kind = sniff_format(path)
-    if kind not in ("pickle", "torch-zip"):
-        raise AdapterError(f"{path.name}: not a PyTorch checkpoint (expected a torch.save file)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AdapterError(f"{path.name}: refused by torch.load(weights_only=True): {first}") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise AdapterError(f"{path.name}: holds a {type(data).__name__}, not a dict of tensors")
-    return data
+def _in_archive(path: Path, tmp: Path, message: str) -> str:
+    message = message.replace(str(tmp) + "/", "").replace(str(tmp), ".")
+    label = display_name(path.name)
+    return message if message.startswith((label, str(path))) else f"{label}: {message}"

@@ -52,6 +52,7 @@ class LoraModule:
 
     @property
     def finite(self) -> bool:
+        """Every value of A and B finite and within ±MAX_ABS (analysable in float32 without overflow)."""
         return count_nonfinite(self.A) == 0 and count_nonfinite(self.B) == 0
 
     def delta_weight(self) -> torch.Tensor:
@@ -147,13 +148,18 @@ class LoraAdapter:
         keys = [spec.a_key, spec.b_key] + ([spec.magnitude_key] if spec.magnitude_key else [])
         tensors = self._reader.get_many(keys)
         A, B = (_as_float(t) for t in tensors[:2])
+        if A.dtype != B.dtype:  # e.g. A stored F64, B F32: compute in the wider one
+            A, B = A.double(), B.double()
         A = A.reshape(spec.r, spec.d_in)  # conv kernels flatten into d_in
         B = B.reshape(spec.d_out, spec.r)
         magnitude = _as_float(tensors[2]).reshape(-1) if spec.magnitude_key else None
         for label, t in (("A", A), ("B", B)):
             bad = count_nonfinite(t)
             if bad:
-                note = f"{spec.name}: {bad} non-finite value(s) in {label}; analyses skip this module"
+                note = (
+                    f"{spec.name}: {bad} non-finite value(s) or value(s) beyond ±{MAX_ABS:.0e} in {label}; "
+                    "analyses skip this module"
+                )
                 if note not in self.problems:
                     self.problems.append(note)
         return LoraModule(
@@ -205,13 +211,20 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
+# Beyond this magnitude a LoRA factor is not a trained weight but a corrupt or hostile file, and its squares
+# (Gram matrices, QR norms: d·x² with d up to 10⁶) overflow float32's 3.4e38. Such values count as non-finite.
+MAX_ABS = 1e15
+
+
 def count_nonfinite(t: torch.Tensor) -> int:
-    """Number of NaN/inf entries; a finite sum answers 0 in one pass (the exact count only runs otherwise)."""
+    """Number of NaN/inf entries and entries beyond ±MAX_ABS; a finite, in-range sum of |t| answers 0 in one
+    pass (the exact count only runs otherwise)."""
     import torch
 
-    if bool(torch.isfinite(t.sum())):
+    total = t.abs().sum(dtype=torch.float64)
+    if bool(torch.isfinite(total)) and float(total) <= MAX_ABS:
         return 0
-    return int((~torch.isfinite(t)).sum())
+    return int((~torch.isfinite(t) | (t.abs() > MAX_ABS)).sum())
 
 
 def _as_float(t: torch.Tensor) -> torch.Tensor:
@@ -233,6 +246,8 @@ _KIND_ORDER = {
 def module_order(spec: ModuleSpec):
     """Sort key: layer, then the order the forward pass meets a block's projections, then the name."""
     natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", spec.name)]
-    return (spec.layer if spec.layer is not None else -1, _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)), natural)
-
-
+    return (
+        spec.layer if spec.layer is not None else -1,
+        _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)),
+        natural,
+    )

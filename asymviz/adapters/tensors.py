@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asymviz.errors import AdapterError
+from asymviz.adapters.files import open_regular
+from asymviz.errors import AdapterError, display_name
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +46,7 @@ class SafetensorsReader:
 
         out = []
         try:
-            with open(self.path, "rb", buffering=0) as f:
+            with open_regular(self.path) as f:
                 for key in keys:
                     info = self.header[key]
                     begin, end = info["data_offsets"]
@@ -53,27 +54,51 @@ class SafetensorsReader:
                     buf = bytearray(end - begin)
                     f.seek(self.start + begin)
                     if f.readinto(buf) != len(buf):
-                        raise AdapterError(f"{self.path.name}: {key} is cut short (the file changed while reading?)")
+                        raise AdapterError(
+                            f"{display_name(self.path.name)}: {display_name(key)} is cut short "
+                            "(the file changed while reading?)"
+                        )
                     t = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
                     if sys.byteorder == "big":  # safetensors is little-endian
                         t = t.view(torch.uint8).view(-1, t.element_size()).flip(1).reshape(-1).view(dtype)
                     out.append(t.reshape(info["shape"]))
         except OSError as exc:
-            raise AdapterError(f"{self.path.name}: cannot read tensors ({exc})") from None
+            raise AdapterError(f"{display_name(self.path.name)}: cannot read tensors ({exc})") from None
         return out
 
 
-
 class DictReader:
-    """Tensors already in memory (a torch.load result, a PEFT state dict)."""
+    """Tensors already in memory (a torch.load result, a PEFT state dict).
+
+    Each value must be a dense tensor whose elements fit in its storage: a pickle can describe a view with
+    zero strides (a 10⁶×10⁶ "tensor" over 16 bytes) that turns into terabytes when it is made contiguous.
+    nn.Parameters (what torch.load gives for a saved module's parameters) are detached into plain tensors, so
+    no analysis builds an autograd graph or meets `requires_grad` when it calls .numpy().
+    """
 
     def __init__(self, tensors: Mapping[str, torch.Tensor], source: str):
         import torch
 
+        clean = {}
         for key, value in tensors.items():
+            label = display_name(repr(key), 160)
             if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-                raise AdapterError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
-        self.tensors = tensors
+                raise AdapterError(
+                    f"{display_name(source)}: entry {label} is a {type(value).__name__}, not a tensor"
+                )
+            if value.layout != torch.strided or value.is_meta or value.is_quantized:
+                raise AdapterError(
+                    f"{display_name(source)}: entry {label} is not a dense tensor ({value.layout})"
+                )
+            needed = _span_bytes(value)
+            have = value.untyped_storage().nbytes()
+            if needed > have:
+                raise AdapterError(
+                    f"{display_name(source)}: tensor {label} of shape {list(value.shape)} needs {needed:,} bytes "
+                    f"but its storage holds {have:,} (a strided view that would expand); refused"
+                )
+            clean[key] = value.detach()
+        self.tensors = clean
 
     def keys(self):
         return self.tensors.keys()
@@ -86,3 +111,11 @@ class DictReader:
 
     def get_many(self, keys: list[str]) -> list[torch.Tensor]:
         return [self.tensors[k] for k in keys]
+
+
+def _span_bytes(t: torch.Tensor) -> int:
+    """Bytes a tensor's elements need once materialised (numel × element size), at least what its view reaches."""
+    if t.numel() == 0:
+        return 0
+    reach = t.storage_offset() + 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
+    return max(t.numel(), reach) * t.element_size()

@@ -78,7 +78,7 @@ def encode(frame: pd.DataFrame, tokenizer, kind: str, max_length: int) -> Encode
         return Encoded(ids, mask, torch.tensor(frame["y"].to_numpy(), dtype=torch.long), kind)
 
     eos = tokenizer.eos_token or ""
-    prompts = [_prompt(tokenizer, q) for q in frame["text"]]
+    prompts = [prompt_text(tokenizer, q) for q in frame["text"]]
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     a_ids = tokenizer([" " + a.strip() + eos for a in frame["answer"]], add_special_tokens=False)["input_ids"]
     n = len(prompts)
@@ -107,7 +107,8 @@ def encode_images(images, y) -> Encoded:
     return Encoded(x.unsqueeze(1), ones, labels, "image_classification", torch.ones(n, dtype=torch.long))
 
 
-def _prompt(tokenizer, question: str) -> str:
+def prompt_text(tokenizer, question: str) -> str:
+    """The prompt a causal LM answers: the chat template's user turn, or "Question: ...\\nAnswer:"."""
     if getattr(tokenizer, "chat_template", None):
         try:
             return tokenizer.apply_chat_template(

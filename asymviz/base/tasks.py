@@ -4,11 +4,16 @@
     task = load_task("my_reviews.csv")        # columns text,label (classification) or text,answer (causal LM)
 
 Splits are fixed by `split_seed` (0 unless asked), never by the run's training seed, so runs with different seeds
-see the same examples. Rows with identical `text` always land in the same split (chatterbot repeats a question
-with several answers). A file with a `split` column (train / validation / test) keeps it: fine_foods keeps its
-published 4000 / 1000 train / test split (6 reviews occur in both, as published) and its validation set is
-carved out of train. Otherwise rows are split
-`1 - 2·holdout / holdout / holdout` (default 80 / 10 / 10 %).
+see the same examples. Splits are made over UNIQUE texts, stratified by label (scikit-learn's
+`train_test_split`), so that no repeated text can decide a verdict (chatterbot repeats a question up to 121
+times): each text lands in one split, and each split keeps one row per unique text (a causal-LM task keeps all
+answers of its training questions, one row per question in validation and test); classification drops the few
+texts that carry two labels. Every class with at least three unique texts appears in every split. A file with a
+`split` column (train / validation / test) keeps it: fine_foods keeps its published 4000 / 1000 train / test
+split (the 6 reviews the publication puts in both are kept in test only) and its validation set is carved out of
+train. Otherwise texts are split `1 - 2·holdout / holdout / holdout` (default 80 / 10 / 10 %).
+`TaskData.split_summary()` and `task_table()` say what each split holds (rows, unique texts, classes, the
+largest share of one item, the majority-class baseline): `asymviz tasks` prints it.
 
 Every frame has the columns `row` (row number in the file), `text`, and `label` (str) + `y` (int, index into
 `TaskData.labels`) for classification or `answer` (str) for causal LM.
@@ -128,9 +133,61 @@ class TaskData:
             out[f"rows_sha1_{name}"] = hashlib.sha1(",".join(map(str, rows)).encode()).hexdigest()[:16]
         return out
 
+    def split_summary(self) -> dict[str, dict]:
+        """What each split holds, to judge how much one item can move a score: split -> {
+
+        - rows: examples in the split,
+        - unique_texts: distinct inputs (texts; images: distinct pixel arrays),
+        - classes: distinct labels present (None for a causal-LM task),
+        - largest_item_share: the largest share of the rows taken by one unique input (1 / rows when no input
+          repeats; a verdict resting on a share s can flip when that one item flips),
+        - majority_accuracy: the accuracy of always answering the TRAINING split's most frequent class, scored
+          on this split (the constant baseline a model has to beat; None for a causal-LM task)}.
+        """
+        import pandas as pd
+
+        classify = is_classification(self.kind)
+        majority = int(self.train["y"].value_counts().idxmax()) if classify else None
+        out = {}
+        for name in self.splits:
+            frame = self.split(name)
+            if "text" in frame.columns:
+                items = frame["text"]
+            else:  # images: identical pixel arrays are the same item
+                flat = self.images[name].reshape(len(frame), -1)
+                items = pd.Series([hashlib.sha1(row.tobytes()).hexdigest() for row in flat])
+            counts = items.value_counts()
+            n = len(frame)
+            out[name] = {
+                "rows": n,
+                "unique_texts": int(counts.size),
+                "classes": int(frame["y"].nunique()) if classify else None,
+                "largest_item_share": float(counts.iloc[0] / n) if n else None,
+                "majority_accuracy": float((frame["y"] == majority).mean()) if classify and n else None,
+            }
+        return out
+
     def row_ids(self) -> dict[str, list[int]]:
         """Row numbers (in the source file) of each split, as written to the run's split.json."""
         return {name: self.split(name)["row"].tolist() for name in self.splits}
+
+
+SUMMARY_COLUMNS = ("task", "task_type", "split", "rows", "unique_texts", "classes", "largest_item_share",
+                   "majority_accuracy")  # fmt: skip
+
+
+def task_table(names: tuple[str, ...] | None = None, split_seed: int = 0) -> pd.DataFrame:
+    """One row per (bundled task, split) with `TaskData.split_summary()`'s numbers, columns `SUMMARY_COLUMNS`
+    (task_type = the task's kind). Reads the data files only (no model); about a second for all tasks."""
+    import pandas as pd
+
+    rows = []
+    for name in names or tuple(TASKS):
+        task = load_task(name, split_seed=split_seed)
+        for split, numbers in task.split_summary().items():
+            rows.append({"task": name, "task_type": task.kind, "split": split, **numbers})
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return frame.astype({"classes": "Int64"})
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -223,20 +280,7 @@ def load_task(
     if len(frame) < 10:
         raise ConfigError(f"task: {path.name} has {len(frame)} usable rows; need at least 10")
 
-    rng = np.random.default_rng(split_seed)
-    if "split" in frame.columns and set(frame["split"].astype(str)) <= {"train", "validation", "test"}:
-        split = frame["split"].astype(str).to_numpy().copy()
-        method = "the file's split column"
-        if not (split == "validation").any():
-            is_train = split == "train"
-            split[is_train] = _group_split(frame["text"].to_numpy()[is_train], (holdout, 0.0), rng)
-            method += f"; validation = {holdout:.0%} of train (grouped by text, seed {split_seed})"
-    else:
-        split = _group_split(frame["text"].to_numpy(), (holdout, holdout), rng)
-        method = (
-            f"random {1 - 2 * holdout:.0%}/{holdout:.0%}/{holdout:.0%}, grouped by text, seed {split_seed}"
-        )
-
+    frame, split, method = _split_unique_texts(frame, kind, holdout, split_seed)
     parts = {}
     for part, cap in (("train", max_train), ("validation", max_validation), ("test", max_test)):
         sub = frame.loc[split == part, keep].reset_index(drop=True)
@@ -254,18 +298,102 @@ def load_task(
     )
 
 
-def _group_split(texts: np.ndarray, fractions: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """Assign 'train' / 'validation' / 'test' to each row; identical texts share a split."""
-    import numpy as np
+def _split_unique_texts(
+    frame: pd.DataFrame, kind: str, holdout: float, split_seed: int
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Split a text task over its unique texts: returns (the rows kept, their split names, the method in words).
 
+    1. Every unique text gets one split; its stratum is its label (most frequent label, ties: the first in
+       sorted order; a causal-LM file without labels is not stratified).
+    2. A file's own `split` column is kept (a text in both train and test is kept in test only); otherwise
+       test = round(holdout · U) and then validation = round(holdout · U) unique texts are drawn, stratified
+       by label with scikit-learn's `train_test_split` (seeded by `split_seed`). A validation split the file
+       lacks is drawn the same way from its training texts. Each draw then adds one text of every class it
+       missed that still has two texts in the pool, so every class with at least three unique texts appears
+       in train, validation and test; classes with fewer unique texts are left out of the draws (train).
+    3. Rows kept: one per unique text per split (its first row in the file), so no repeated text can decide
+       a verdict; a causal-LM task keeps all rows of its training texts (one question, several answers are
+       all learned) but one row per text in validation and test. Classification drops texts that carry more
+       than one label (no model can get them right).
+    """
+    import numpy as np
+    import pandas as pd
+
+    texts = frame["text"].to_numpy()
     uniq, inverse = np.unique(texts, return_inverse=True)
-    order = rng.permutation(len(uniq))
-    n_val = int(round(fractions[0] * len(uniq)))
-    n_test = int(round(fractions[1] * len(uniq)))
-    group_split = np.full(len(uniq), "train", dtype=object)
-    group_split[order[:n_val]] = "validation"
-    group_split[order[n_val : n_val + n_test]] = "test"
-    return group_split[inverse]
+    strata = None
+    if "label" in frame.columns and frame["label"].notna().any():
+        counts = frame.groupby(["text", "label"]).size().reset_index(name="n")
+        counts = counts.sort_values(["text", "n", "label"], ascending=[True, False, True])
+        top = counts.drop_duplicates("text").set_index("text")["label"]
+        strata = top.reindex(uniq).astype(str).to_numpy()
+    rng = np.random.default_rng(split_seed)
+    where, given = f"seed {split_seed}", None
+    if "split" in frame.columns and set(frame["split"].astype(str)) <= {"train", "validation", "test"}:
+        given = frame["split"].astype(str).to_numpy()
+        text_split = np.full(len(uniq), "train", dtype=object)
+        for part in ("validation", "test"):  # a text the file puts in train and test counts as test
+            text_split[np.unique(inverse[given == part])] = part
+        method = "the file's split column, one row per unique text (a text in train and test kept in test)"
+        if not (text_split == "validation").any():
+            pool = np.flatnonzero(text_split == "train")
+            n_val = int(round(holdout * len(pool)))
+            text_split[_stratified_draw(pool, strata, n_val, rng)] = "validation"
+            method += f"; validation = {holdout:.0%} of train's unique texts (stratified by label, {where})"
+    else:
+        text_split = np.full(len(uniq), "train", dtype=object)
+        n_out = int(round(holdout * len(uniq)))
+        for part in ("test", "validation"):
+            pool = np.flatnonzero(text_split == "train")
+            text_split[_stratified_draw(pool, strata, n_out, rng)] = part
+        how = "stratified by label" if strata is not None else "not stratified (no labels)"
+        method = (
+            f"unique texts {1 - 2 * holdout:.0%}/{holdout:.0%}/{holdout:.0%}, {how}, {where}; "
+            "one row per unique text"
+        )
+    row_split = text_split[inverse]
+    # the first row of every unique text (among the rows the file itself puts in that text's split)
+    match = np.ones(len(frame), dtype=bool)
+    if given is not None:  # (validation carved out of train: the file says train)
+        match = (given == row_split) | ((given == "train") & (row_split == "validation"))
+    keep = match & ~pd.Series(np.where(match, texts, None)).duplicated().to_numpy()
+    if kind == "causal_lm":
+        keep |= row_split == "train"
+        method += " (train keeps every answer of its questions)"
+    else:
+        ambiguous = frame.groupby("text")["label"].nunique().reindex(uniq).to_numpy() > 1
+        keep &= ~ambiguous[inverse]
+        if ambiguous.any():
+            method += f"; {int(ambiguous.sum())} text(s) with conflicting labels dropped"
+    return frame[keep], row_split[keep], method
+
+
+def _stratified_draw(pool: np.ndarray, strata: np.ndarray | None, n_out: int, rng: np.random.Generator):
+    """`n_out` items of `pool` (indices) drawn with `train_test_split`, stratified by `strata[pool]` over the
+    classes with at least two items in the pool; then one item of each such class the draw missed is added."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    seed = int(rng.integers(2**31 - 1))
+    if strata is None:
+        if n_out <= 0 or n_out >= len(pool):
+            raise ConfigError(f"task: cannot draw {n_out} of {len(pool)} texts for a split (too few texts)")
+        return train_test_split(pool, test_size=n_out, random_state=seed)[1]
+    labels = strata[pool]
+    classes, counts = np.unique(labels, return_counts=True)
+    eligible = np.isin(labels, classes[counts >= 2])
+    candidates, stratum = pool[eligible], labels[eligible]
+    n_classes = len(np.unique(stratum))
+    n_out = max(n_out, n_classes)  # every class needs a seat
+    if n_out < 1 or n_out > len(candidates) - n_classes:
+        raise ConfigError(
+            f"task: too few texts to split: {len(candidates)} texts in {n_classes} classes, "
+            f"{n_out} to draw for a split and one of each class to keep for training"
+        )
+    drawn = train_test_split(candidates, test_size=n_out, stratify=stratum, random_state=seed)[1]
+    missed = np.setdiff1d(np.unique(stratum), strata[drawn])
+    extra = [rng.choice(np.setdiff1d(candidates[stratum == c], drawn)) for c in missed]
+    return np.concatenate([drawn, np.asarray(extra, dtype=pool.dtype)])
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from asymviz.cli.output import add_output_args, progress_bar, warn_problems, write_frame
+from asymviz.cli.output import (
+    COLUMNS_HELP,
+    LEGENDS,
+    add_output_args,
+    progress_bar,
+    warn_problems,
+    write_frame,
+)
 
 
 def _cmd_spectra(args) -> int:
@@ -20,7 +27,7 @@ def _cmd_spectra(args) -> int:
     which = ("A", "B", "delta") if args.which == "all" else (args.which,)
     frame = singular_spectrum(adapter, which=which, progress=progress_bar(len(adapter), "spectra"))
     warn_problems(adapter)
-    write_frame(frame, args.format, args.output)
+    write_frame(frame, args.format, args.output, legend=LEGENDS["spectra"])
     return 0
 
 
@@ -32,12 +39,26 @@ def _cmd_similarity(args) -> int:
     which = ("A", "B", "delta") if args.which == "all" else (args.which,)
     n_modules = max(len(a) for a in adapters) * len(adapters) * (len(adapters) - 1) // 2
     frame = pairwise_similarity(
-        adapters, names=args.adapters, which=which, k=args.k, progress=progress_bar(n_modules, "similarity")
+        adapters,
+        names=distinct_labels(args.adapters),
+        which=which,
+        k=args.k,
+        progress=progress_bar(n_modules, "similarity"),
     )
     for a in adapters:
         warn_problems(a)
-    write_frame(frame, args.format, args.output)
+    write_frame(frame, args.format, args.output, legend=LEGENDS["similarity"])
     return 0
+
+
+def distinct_labels(paths: list[str]) -> list[str]:
+    """The paths as given, with a repeated one numbered ("a", "a#2"): `similarity a a` compares a with itself."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        seen[p] = seen.get(p, 0) + 1
+        out.append(p if seen[p] == 1 else f"{p}#{seen[p]}")
+    return out
 
 
 def _cmd_report(args) -> int:
@@ -53,13 +74,15 @@ def _cmd_report(args) -> int:
 
 def add_commands(sub) -> None:
     """Register spectra, similarity and report."""
-    p = sub.add_parser("spectra", help="singular values of A, B and ΔW for every module")
+    p = sub.add_parser("spectra", help="singular values of A, B and ΔW for every module", epilog=COLUMNS_HELP)
     p.add_argument("adapter", help="PEFT adapter folder, .zip, .safetensors or legacy .bin")
     p.add_argument("--which", choices=("delta", "A", "B", "all"), default="all")
     add_output_args(p)
     p.set_defaults(func=_cmd_spectra)
 
-    p = sub.add_parser("similarity", help="subspace similarity between adapters, per module")
+    p = sub.add_parser(
+        "similarity", help="subspace similarity between adapters, per module", epilog=COLUMNS_HELP
+    )
     p.add_argument("adapters", nargs="+", metavar="ADAPTER")
     p.add_argument("--which", choices=("A", "B", "delta", "all"), default="all")
     p.add_argument("--k", type=int, default=None, help="top-k subspace of ΔW (default: the smaller rank)")

@@ -4,6 +4,7 @@
     asymviz card                                        asymviz.cli.card
     asymviz train | sweep | runs | demo | pretrain-vit  asymviz.cli.training
     asymviz align | diagnose                            asymviz.cli.probes
+    asymviz tasks | probe                               asymviz.cli.data
     asymviz app [streamlit options]                     here
 
 Each handler takes the parsed args and returns an exit status. Bad input ends with exit status 2 and one line
@@ -13,12 +14,12 @@ on stderr that starts with `error:`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
-from asymviz.cli import adapters, card, probes, training
+from asymviz.cli import adapters, card, data, probes, training
 from asymviz.cli.output import UsageError
-from asymviz.errors import AsymvizError, first_line
+from asymviz.errors import AsymvizError, display_name, first_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,18 +30,23 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_app(args) -> int:
     from streamlit.web import cli as stcli
 
-    app = Path(__file__).resolve().parents[2] / "streamlit_app.py"
-    if not app.exists():
-        raise AsymvizError(f"cannot find the app at {app}: run `asymviz app` from a source checkout")
+    from asymviz.paths import app_script
+
+    app = app_script()  # the installed bundle's, else the checkout's (raises with what to do)
     extra = list(args.streamlit_args)
     if extra[:1] == ["--"]:  # `asymviz app -- --server.port 8600`: argparse keeps the separator
         extra = extra[1:]
+    if args.public:  # read by app/state.py: fixed store, no local paths, capped uploads and fine-tunes
+        os.environ["ASYMVIZ_PUBLIC"] = "1"
     sys.argv = ["streamlit", "run", str(app), *extra]
     return stcli.main()
 
 
 def _add_app_command(sub) -> None:
     p = sub.add_parser("app", help="start the web app (same as `streamlit run streamlit_app.py`)")
+    p.add_argument("--public", action="store_true",
+                   help="for a shared server: the run store and live-run folder fixed by ASYMVIZ_STORE and "
+                   "ASYMVIZ_LIVE_DIR, no local paths, capped uploads and fine-tunes (same as ASYMVIZ_PUBLIC=1)")  # fmt: skip
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER,
                    help="passed on to `streamlit run`, after --, e.g. asymviz app -- --server.port 8600")  # fmt: skip
     p.set_defaults(func=_cmd_app)
@@ -51,28 +57,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, card, training, probes):
+    for group in (adapters, card, training, probes, data):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser
 
 
 def _version() -> str:
-    from asymviz import __version__
+    """`asymviz --version`: the installed distribution's version, read from its metadata (the package's own
+    __version__ only when asymviz was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return f"asymviz {__version__}"
+    try:
+        return f"asymviz {version('asymviz')}"
+    except PackageNotFoundError:
+        import asymviz
+
+        return f"asymviz {getattr(asymviz, '__version__', '0+unknown')}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
-    except (AsymvizError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    """Run one command; exit status 0, or 2 with exactly one `error:` line as the first line on stderr.
+
+    Library warnings (torch, transformers, numpy) raised while the command runs are held back: after a
+    successful command they follow the output as `warning:` lines on stderr; after a failure they are
+    dropped, so the error line stays the only line. An exception that is not an AsymvizError is a bug or an
+    input asymviz did not foresee: it is still reported in one line (its type and first line), never as a
+    traceback (set ASYMVIZ_DEBUG=1 to see it).
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            args = build_parser().parse_args(argv)
+            status = int(args.func(args) or 0)
+        except (AsymvizError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return _error(one_line(exc))
+        except KeyboardInterrupt:
+            return _error("interrupted", 130)
+        except MemoryError:
+            return _error("ran out of memory (is the input far larger than an adapter?)")
+        except RecursionError:
+            return _error("input nested too deeply to process")
+        except Exception as exc:  # an input nobody foresaw: still one line, not a traceback
+            if os.environ.get("ASYMVIZ_DEBUG"):
+                raise
+            return _error(
+                f"unexpected {type(exc).__name__}: {one_line(exc)} (ASYMVIZ_DEBUG=1 shows the traceback)"
+            )
+    for w in caught:
+        print(f"warning: {one_line(w.message)}", file=sys.stderr)
+    return status
+
+
+def one_line(exc: BaseException | Warning | str) -> str:
+    """An exception's first line, with control characters escaped and at most 1,000 characters."""
+    if isinstance(exc, BaseException):
+        text = first_line(exc)
+    else:
+        text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return display_name(text, 1000)
+
+
+def _error(message: str, status: int = 2) -> int:
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 """What every command shares: the output formats, a progress bar on stderr, warnings as `warning:` lines.
 
 Bad input ends with exit status 2 and one line on stderr that starts with `error:` (asymviz.cli.main).
+
+csv and json write the frame as it is (every column, full precision). `table` is for reading in a terminal:
+it fits TABLE_WIDTH (100) columns, starts with `# ` lines that say what the columns mean, rounds numbers to 4
+significant digits, leaves out a common prefix of long names (said in a `#` line), gives long names that
+repeat on many rows a short alias ([1], [2], ... with a legend), shortens other long names in the middle with
+…, and when the columns are still too wide prints them in blocks that each repeat the first column.
 """
 
 from __future__ import annotations
@@ -14,26 +20,190 @@ from pathlib import Path
 from asymviz.errors import AsymvizError
 
 FORMATS = ("csv", "json", "table")
+TABLE_WIDTH = 100  # characters a `table` fits in
+MAX_TEXT = 30  # a text cell longer than this is aliased or shortened
+MAX_ALIASES = 9  # at most this many distinct long names become [1] .. [9]
+COLUMNS_HELP = (
+    "columns: see the README's 'Output columns' section (--format csv or json: every column, full precision)"
+)
 
 
 class UsageError(AsymvizError):
     """A command line that argparse rejected."""
 
 
-def write_frame(frame, fmt: str, out: str | None) -> None:
-    """Write a DataFrame as csv, json (records) or a plain-text table to `out` (or stdout)."""
+# What each command's columns mean, one sentence each (table format's `#` header; README: Output columns).
+LEGENDS = {
+    "spectra": "sigma: the k-th largest singular value of the module's A, B or ΔW = scaling·B·A (which); "
+    "sigma_rel = sigma / sigma of k=1; energy_cum: share of the sum of sigma² in the top k.",
+    "similarity": "similarity of two adapters' subspaces per module (A: row space, B: column space, delta: ΔW's "
+    "top-k): ‖U1ᵀU2‖²_F / min(k1, k2), 1 = same, 0 = orthogonal; random_baseline = max(k1, k2) / dim, its "
+    "expected value for random subspaces.",
+    "runs": "one row per run; status: running, completed, failed, cancelled or interrupted (its process "
+    "died); lr: the factors' learning rate; test_*: on the test split at the end; wall_s: seconds of training.",
+    "compare": "diff_mean = mode − baseline over n_pairs paired seeds, with its 95 % CI [ci_low, ci_high]; "
+    "p_holm: Holm-adjusted p; verdict at ±margin (equivalent: the 90 % CI lies inside it, TOST).",
+    "align": "similarity of A's row space with the inputs' top-k subspace (side input), of B's column space with "
+    "the output gradients' (side output) or W0's singular vectors (side weight); random_baseline: the same "
+    "for a random subspace; ratio = similarity / random_baseline; energy_share: the reference's energy "
+    "inside the factor's subspace (baseline energy_baseline).",
+    "diagnose": "n_intruders: of W0+ΔW's top-k singular vectors, those with best |cos| < eps against W0's "
+    "(min_best_cosine: the lowest); amplification = ‖ΔW‖_F / w0_proj_fro, W0 on ΔW's directions (w0_top_fro, "
+    "w0_random_fro: on W0's own and on random ones); magnitude_change, direction_change: DoRA's ΔM and ΔD.",
+    "intruders": "per singular vector i of W0+ΔW: sigma (sigma_base: W0's i-th), best_cosine: max |cos| with "
+    "W0's singular vectors (best_match: which one), intruder: best_cosine < eps.",
+}
+RUN_COLUMNS = ("run_id", "group", "task", "mode", "rank", "seed", "lr", "status", "trainable_params",
+               "test_accuracy", "test_loss", "heldout_accuracy", "wall_s")  # fmt: skip
+
+
+def write_frame(frame, fmt: str, out: str | None, legend: str | None = None, columns=None) -> None:
+    """Write a DataFrame as csv, json (records) or a plain-text table to `out` (or stdout).
+
+    `legend` (one sentence: what the columns mean) and `columns` (the ones worth a terminal's width) apply
+    to `table` only (see format_table); csv and json always hold the whole frame."""
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
         text = frame.to_json(orient="records", indent=1, double_precision=10) + "\n"
     elif fmt == "table":
-        text = frame.to_string(index=False, max_rows=None) + "\n"
+        text = format_table(frame, legend=legend, columns=columns)
     else:
         raise UsageError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if out in (None, "-"):
         sys.stdout.write(text)
     else:
         Path(out).write_text(text)
+
+
+def format_table(frame, legend: str | None = None, columns=None, width: int = TABLE_WIDTH) -> str:
+    """A DataFrame as text for a terminal `width` characters wide (see the module docstring).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Any tidy frame; its index is not printed.
+    legend : str, optional
+        What the columns mean, printed first as `# ` lines wrapped to `width`.
+    columns : sequence of str, optional
+        Show only these (those present, in this order); a `#` line says how many more csv/json hold.
+    width : int
+        The widest line of the table proper (a legend line naming an alias holds the full name and may be
+        longer).
+
+    Returns
+    -------
+    str, ending with a newline.
+    """
+    import textwrap
+
+    notes: list[str] = []
+    if columns is not None:
+        keep = [c for c in columns if c in frame.columns]
+        if len(keep) < len(frame.columns):
+            notes.append(f"{len(frame.columns) - len(keep)} more columns with --format csv or json")
+        frame = frame[keep]
+    cells, aliases, noted = {}, {}, {}
+    for name in frame.columns:
+        cells[name], note = _column_text(frame[name], aliases)
+        if note:
+            noted.setdefault(note, []).append(str(name))
+    notes += [f"{', '.join(names)}: {note}" for note, names in noted.items()]
+    lines = []
+    for text in [legend, *notes]:
+        if text:
+            lines += textwrap.wrap(text, width - 2, initial_indent="# ", subsequent_indent="#   ") or []
+    lines += [f"# [{i}] {value}" for value, i in aliases.items()]
+    if frame.empty:
+        return "\n".join([*lines, "(no rows)" if not len(frame.columns) else "  ".join(frame.columns), ""])
+    lines += _blocks(frame, cells, width)
+    return "\n".join(lines) + "\n"
+
+
+def _column_text(column, aliases: dict) -> tuple[list[str], str | None]:
+    """One column's cells as strings, and a note on what was done to them (None if nothing)."""
+    import numpy as np
+    import pandas as pd
+
+    values = column.tolist()
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
+        return [str(v) for v in values], None
+    if pd.api.types.is_float_dtype(column):
+        finite = column[np.isfinite(column)]
+        integral = len(finite) > 0 and bool((finite == finite.round()).all()) and finite.abs().max() < 1e15
+        return [_number(v, integral) for v in values], None
+    text = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+    long = sorted({t for t in text if len(t) > MAX_TEXT})
+    if not long:
+        return text, None
+    if len(set(long) | set(aliases)) <= MAX_ALIASES and len(long) * 2 <= len(text):  # few names, many rows
+        for t in long:
+            aliases.setdefault(t, len(aliases) + 1)
+        return [f"[{aliases[t]}]" if t in aliases else t for t in text], "long names as [n], listed above"
+    prefix = _common_prefix([t for t in text if t])
+    note = None
+    if len(prefix) >= 8:
+        text = [t[len(prefix) :] if t else t for t in text]
+        note = f"common prefix {prefix!r} left out"
+    if any(len(t) > MAX_TEXT for t in text):
+        head = MAX_TEXT // 2 - 1
+        tail = MAX_TEXT - head - 1
+        text = [t if len(t) <= MAX_TEXT else f"{t[:head]}…{t[-tail:]}" for t in text]
+        note = (note + "; " if note else "") + "long names shortened in the middle (…)"
+    return text, note
+
+
+def _number(value, integral: bool) -> str:
+    import math
+
+    if value is None or math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.0f}" if integral else f"{value:#.4g}"
+
+
+def _common_prefix(texts: list[str]) -> str:
+    """The longest common prefix of `texts` that ends at a '.' or '/' ('' for fewer than 2 distinct texts)."""
+    import os
+
+    if len(set(texts)) < 2:
+        return ""
+    prefix = os.path.commonprefix(texts)
+    cut = max(prefix.rfind("."), prefix.rfind("/"))
+    return prefix[: cut + 1] if cut >= 0 else ""
+
+
+def _blocks(frame, cells: dict, width: int) -> list[str]:
+    """Rows of aligned cells (text left, numbers right), in as many column blocks as `width` needs; every block
+    after the first repeats the first column."""
+    import pandas as pd
+
+    names = list(frame.columns)
+    widths = {n: max(len(str(n)), *(len(c) for c in cells[n])) for n in names}
+    right = {
+        n: pd.api.types.is_numeric_dtype(frame[n]) and not pd.api.types.is_bool_dtype(frame[n]) for n in names
+    }
+    blocks, current = [], []
+    for name in names:
+        used = sum(widths[n] + 2 for n in current)
+        if current and used + widths[name] > width:
+            blocks.append(current)
+            current = [names[0]] if widths[names[0]] + widths[name] + 2 <= width else []
+        current.append(name)
+    blocks.append(current)
+
+    def cell(n, text):
+        return text.rjust(widths[n]) if right[n] else text.ljust(widths[n])
+
+    lines = []
+    for i, block in enumerate(blocks):
+        if i:
+            lines.append("")
+        lines.append("  ".join(cell(n, str(n)) for n in block).rstrip())
+        for row in range(len(frame)):
+            lines.append("  ".join(cell(n, cells[n][row]) for n in block).rstrip())
+    return lines
 
 
 def progress_bar(total: int, desc: str, min_total: int = 16) -> Callable[[int], None] | None:
@@ -80,3 +250,111 @@ def quiet_transformers() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a sweep's outline and its bar over runs (asymviz sweep)
+
+# Measured examples/s of MiniLM (bench/results/): 2-core CPU, batch 16 x 64 tokens, one run at a time (the
+# cores are split between side-by-side runs, so the sum stays about the same); one H200, batch 32 x 128: one
+# run, and a sweep of 12 runs in flight (summed). Other models: the store's own completed runs, else unknown.
+REFERENCE_RATES = {("minilm", "cpu"): 38.0, ("minilm", "gpu"): 1442.0, ("minilm", "gpu_shared"): 3248.0}
+
+
+def sweep_outline(configs, store, lrs=None, devices=None, jobs_per_gpu: int = 1) -> tuple[int, str]:
+    """How many runs a sweep will train and roughly how long, before it starts.
+
+    Returns
+    -------
+    (runs, line) : the number of runs to train (with an lr grid: the pending grid runs plus, at most, every
+        main run) and one line for stderr: runs, examples and an estimated time with the rate it rests on.
+    """
+    from asymviz.runs import RunStore
+    from asymviz.training.sweep import _estimated_steps, pending
+
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    sizes: dict = {}
+    todo = pending(configs, store) if store.root.is_dir() else list(configs)
+    grid = []
+    if lrs:
+        from asymviz.training.lr_grid import LrPlan
+
+        grid_configs = LrPlan(configs, lrs).grid_configs()
+        grid = pending(grid_configs, store) if store.root.is_dir() else grid_configs
+    runs = len(grid) + len(todo)
+    reused = len({c.run_id() for c in configs}) - len(todo)
+    examples = sum(_estimated_steps(c, sizes) * c.batch_size for c in [*grid, *todo])
+    rate, basis = _sweep_rate(configs, store, devices, jobs_per_gpu)
+    where = "CPU" if devices is None else f"{len(devices)} GPU(s) x {jobs_per_gpu} in flight"
+    upto = "up to " if lrs else ""
+    line = f"sweep: {upto}{runs} runs to train on {where}"
+    line += f" ({len(grid)} lr-grid runs first)" if lrs else ""
+    line += f", {reused} already in the store" if reused else ""
+    line += f", about {examples:,} training examples"
+    if rate:
+        line += f": roughly {_duration(examples / rate)} ({basis})"
+    else:
+        line += f" (no measured speed for {basis}: the first run will tell)"
+    return runs, line
+
+
+def _sweep_rate(configs, store, devices, jobs_per_gpu: int) -> tuple[float | None, str]:
+    """Examples/s to expect (summed over runs in flight) and where the figure comes from."""
+    import pandas as pd
+
+    models = sorted({c.model for c in configs})
+    kind = "cpu" if devices is None else "gpu"
+    try:
+        done = store.list()
+    except Exception:  # an unreadable store: no history, the reference rates still apply
+        done = pd.DataFrame()
+    if not done.empty and {"model", "device", "examples_per_s"} <= set(done.columns):
+        same = done[(done["status"] == "completed") & done["model"].isin(models)]
+        same = same[same["device"].fillna("").str.startswith("cuda") == (kind == "gpu")]
+        if same["examples_per_s"].notna().sum() >= 3:
+            rate = float(same["examples_per_s"].median())
+            n = len(devices) if devices else 1  # one run per GPU's worth: runs side by side only go faster
+            return rate * n, f"median {rate:.0f} examples/s per run of {len(same)} such runs in this store"
+    if models == ["minilm"]:
+        if kind == "cpu":
+            return REFERENCE_RATES[("minilm", "cpu")], "MiniLM on a 2-core CPU: about 38 examples/s"
+        shared = jobs_per_gpu > 1
+        per_gpu = REFERENCE_RATES[("minilm", "gpu_shared" if shared else "gpu")]
+        return per_gpu * len(devices), f"MiniLM on one H200: about {per_gpu:.0f} examples/s per GPU"
+    return None, ", ".join(models) + f" on {kind.upper()}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds / 10) * 10):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class RunsBar:
+    """A tqdm bar over a sweep's runs on stderr (`update(record)` as each run ends, with its status line above
+    the bar). Silent with ASYMVIZ_NO_PROGRESS or `quiet`, except for the status lines."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.bar = None
+        if not quiet and not os.environ.get("ASYMVIZ_NO_PROGRESS") and total > 1:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="sweep", unit="run", file=sys.stderr, position=0, leave=True,
+                            dynamic_ncols=True)  # fmt: skip
+
+    def update(self, record) -> None:
+        line = f"{record.status:>9}  {record.run_id}"
+        if self.bar is None:
+            print(line, file=sys.stderr)
+            return
+        self.bar.write(line, file=sys.stderr)
+        if self.bar.n + 1 > self.bar.total:  # an lr grid's main runs may outnumber the outline's guess
+            self.bar.total = self.bar.n + 1
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

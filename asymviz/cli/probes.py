@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import sys
 
-from asymviz.cli.output import add_output_args, progress_bar, quiet_transformers, write_frame
+from asymviz.cli.output import (
+    COLUMNS_HELP,
+    LEGENDS,
+    add_output_args,
+    progress_bar,
+    quiet_transformers,
+    write_frame,
+)
 from asymviz.errors import AsymvizError
 
 
@@ -25,6 +32,7 @@ def add_commands(sub) -> None:
         "inputs, of B's column space with that of the loss gradients at its output (or of its outputs with "
         "--no-labels), and of both with the base weight's top-k singular subspaces; each with the value a "
         "random subspace would get.",
+        epilog=COLUMNS_HELP,
     )
     p.add_argument("adapter", help="PEFT adapter folder, or a run folder with adapter/ and init/")
     p.add_argument(
@@ -63,6 +71,7 @@ def add_commands(sub) -> None:
         help="intruder dimensions, amplification factor and DoRA decomposition (needs the base weights, no data)",
         description="Per module: intruder dimensions of W0+ΔW (Shuttleworth et al. 2024), LoRA's amplification "
         "factor ‖ΔW‖/‖UᵀW0V‖ (Hu et al. 2021) and DoRA's magnitude and direction change (Liu et al. 2024).",
+        epilog=COLUMNS_HELP,
     )
     p.add_argument("adapter", help="PEFT adapter folder, .safetensors, .zip, or a run folder")
     p.add_argument(
@@ -137,9 +146,14 @@ def _cmd_align(args) -> int:
         batch_size=args.batch_size, max_length=args.max_length, labels=not args.no_labels, seed=args.seed,
         weight_side=not args.no_weight, progress=progress,
     )  # fmt: skip
+    legend = LEGENDS["align"]
+    if frame["similarity"].isna().any():
+        legend += (
+            " NaN rows: that factor is all zeros (B at its zero init), so it spans no subspace to compare."
+        )
     if args.summary:
         frame = alignment_summary(frame)
-    write_frame(frame, args.format, args.output)
+    write_frame(frame, args.format, args.output, legend=legend)
     return 0
 
 
@@ -158,5 +172,7 @@ def _cmd_diagnose(args) -> int:
     )  # fmt: skip
     for line in adapter.problems:
         print(f"warning: {line}", file=sys.stderr)
-    write_frame(frame, args.format, args.output)
+    write_frame(
+        frame, args.format, args.output, legend=LEGENDS["intruders" if args.intruders else "diagnose"]
+    )
     return 0

@@ -3,6 +3,8 @@
     asymviz train --model minilm --task fine_foods --mode b_only --steps 200 --out runs/b_only
     asymviz sweep --model minilm --tasks fine_foods,word_polarity --modes ab,b_only,a_only --seeds 0,1,2 --store runs
     asymviz sweep ... --lrs 3e-4,1e-3,3e-3 --save-dtype fp16 --gpus 0 --jobs-per-gpu 8   # lr chosen on validation
+    asymviz sweep ... --modes ab,b_only,a_only,head_only --lrs 1e-3,2e-3,4e-3 --lr-ratios 1,4,16  # LoRA+ for ab
+    asymviz sweep --configs configs.json --store runs     # a JSON list of TrainConfig dicts (the app's requests)
     asymviz pretrain-vit --out cached_runs/models/vit-fmnist     # the small ViT of the image experiments
     asymviz runs list --store runs --format table
     asymviz runs compare --store cached_runs --group minilm_tasks --baseline ab --format table   # paired stats
@@ -18,10 +20,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from asymviz.cli.output import COLUMNS_HELP, LEGENDS, RUN_COLUMNS, RunsBar, sweep_outline
 from asymviz.errors import ConfigError
-from asymviz.modes import LORA_MODES
+from asymviz.modes import MODES
 
 DEFAULT_STORE = "runs"
 
@@ -58,7 +62,13 @@ _FLAGS = (
     ("--steps", "steps", int, "optimiser steps (default: one epoch)"),
     ("--epochs", "epochs", float, "passes over the training split"),
     ("--lr", "lr", float, "learning rate of the LoRA factors (default 1e-3)"),
-    ("--head-lr", "head_lr", float, "learning rate of the head (default: --lr)"),
+    (
+        "--head-lr",
+        "head_lr",
+        float,
+        "learning rate of the head (default: --lr; sweeps with --lrs: chosen per task)",
+    ),
+    ("--lr-ratio", "lr_ratio", float, "LoRA+ ratio: lr of B = ratio x lr of A (mode ab; default 1)"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)"),
     ("--warmup", "warmup", float, "warm-up fraction of the steps (default 0.06)"),
     ("--max-grad-norm", "max_grad_norm", float, "clip the gradient norm (default 1.0)"),
@@ -88,7 +98,9 @@ def _add_config_flags(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--model", help="minilm (default), smollm2, a Hugging Face id or a local folder")
     if single:
         p.add_argument("--task", help="task name (fine_foods, ...) or a CSV/JSONL file with text,label")
-        p.add_argument("--mode", choices=LORA_MODES, help="which factors train (default ab)")
+        p.add_argument(
+            "--mode", choices=MODES, help="which factors train (default ab; head_only: no adapter)"
+        )
         p.add_argument("--seed", type=int, help="init and batch-order seed (default 0)")
         p.add_argument("--init-seed", dest="init_seed", type=int,
                        help="seed of every parameter init (default: --seed); the batch order keeps --seed")  # fmt: skip
@@ -191,34 +203,54 @@ def _cmd_train(args) -> int:
     return 0 if record.status == "completed" else 130
 
 
+def _configs_file(path: str) -> list:
+    from asymviz.training.config import TrainConfig
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"configs: cannot read {path} as JSON ({exc})") from None
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
+        raise ConfigError(f"configs: {path} must hold a non-empty JSON list of TrainConfig objects")
+    return [TrainConfig.from_dict(d) for d in data]
+
+
 def _cmd_sweep(args) -> int:
     from asymviz.cli.output import write_frame
     from asymviz.training.sweep import expand, sweep
 
-    base = _config_from_args(args)
     if args.init_seeds and args.shared_init is not None:
         raise ConfigError("init_seeds: give --init-seeds or --shared-init, not both")
     init_seeds = _ints(args.init_seeds) if args.init_seeds else None
     if args.shared_init is not None:
         init_seeds = [args.shared_init]
-    configs = expand(
-        base,
-        tasks=_names(args.tasks) if args.tasks else None,
-        modes=_names(args.modes) if args.modes else None,
-        seeds=_ints(args.seeds) if args.seeds else None,
-        ranks=_ints(args.ranks) if args.ranks else None,
-        a_inits=_names(args.a_inits) if args.a_inits else None,
-        init_seeds=init_seeds,
-    )
+    if args.configs:
+        configs = _configs_file(args.configs)
+    else:
+        configs = expand(
+            _config_from_args(args),
+            tasks=_names(args.tasks) if args.tasks else None,
+            modes=_names(args.modes) if args.modes else None,
+            seeds=_ints(args.seeds) if args.seeds else None,
+            ranks=_ints(args.ranks) if args.ranks else None,
+            a_inits=_names(args.a_inits) if args.a_inits else None,
+            init_seeds=init_seeds,
+        )
     lrs = _floats(args.lrs) if args.lrs else None
+    ratios = _floats(args.lr_ratios) if args.lr_ratios else None
+    if ratios and not lrs:
+        raise ConfigError("lr_ratios: chosen on validation together with the lr; give --lrs too")
     devices = None
     if args.gpus:
         devices = _gpus(args.gpus)
+    total, outline = sweep_outline(configs, args.store, lrs, devices, args.jobs_per_gpu)
+    print(outline, file=sys.stderr)
     bar = _Bar(args.quiet or devices is not None)
+    runs_bar = RunsBar(total, args.quiet)
 
     def on_run(record):
         bar.close()
-        print(f"{record.status:>9}  {record.run_id}", file=sys.stderr)
+        runs_bar.update(record)
 
     try:
         frame = sweep(
@@ -230,22 +262,27 @@ def _cmd_sweep(args) -> int:
             on_run=on_run,
             cpu_jobs=args.cpu_jobs,
             lrs=lrs,
+            lr_ratios=ratios,
+            lr_extensions=args.lr_extensions,
             name=args.name,
         )
     finally:
         bar.close()
-    cols = ["run_id", "mode", "rank", "seed", "status", "role", "a_init", "init_seed", "lr", "trainable_params",
+        runs_bar.close()
+    cols = ["run_id", "mode", "rank", "seed", "status", "role", "a_init", "init_seed", "lr", "lr_ratio", "head_lr",
+            "trainable_params",
             "wall_s", "validation_accuracy", "test_accuracy", "test_macro_f1", "test_loss", "test_perplexity",
             "heldout_accuracy"]  # fmt: skip
-    write_frame(frame[[c for c in cols if frame[c].notna().any() or c in cols[:5]]], args.format, args.output)
+    frame = frame[[c for c in cols if frame[c].notna().any() or c in cols[:5]]]
+    write_frame(frame, args.format, args.output, legend=LEGENDS["runs"], columns=RUN_COLUMNS)
     return 0 if (frame["status"] == "completed").all() else 1
 
 
 def _gpus(text: str) -> list[str]:
     if text == "all":
-        from asymviz.jobs import _gpu_count
+        from asymviz.jobs import gpu_count
 
-        n = _gpu_count()
+        n = gpu_count()
         if n == 0:
             raise ConfigError("gpus: no GPU visible")
         return [str(i) for i in range(n)]
@@ -262,8 +299,8 @@ def _cmd_runs_list(args) -> int:
 
     frame = RunStore(args.store).list()
     if args.format == "table":
-        frame = frame.drop(columns=["path", "created_at"]).dropna(axis=1, how="all")
-    write_frame(frame, args.format, args.output)
+        frame = frame.dropna(axis=1, how="all")
+    write_frame(frame, args.format, args.output, legend=LEGENDS["runs"], columns=RUN_COLUMNS)
     return 0
 
 
@@ -286,7 +323,21 @@ def _cmd_runs_compare(args) -> int:
     if frame.empty:
         raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
                            f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
-    write_frame(frame, args.format, args.output)
+    columns = [
+        "task",
+        "rank",
+        "mode",
+        "baseline",
+        "n_pairs",
+        "diff_mean",
+        "ci_low",
+        "ci_high",
+        "p_holm",
+        "verdict",
+    ]
+    if frame["group"].nunique() > 1:
+        columns.insert(0, "group")
+    write_frame(frame, args.format, args.output, legend=LEGENDS["compare"], columns=columns)
     return 0
 
 
@@ -321,11 +372,53 @@ def _cmd_demo(args) -> int:
         table, wall = demo(args.store, progress=bar)
     finally:
         bar.close()
-    write_frame(table, args.format, args.output)
+    write_frame(table, args.format, args.output, legend=LEGENDS["runs"])
     print(f"demo: {len(table)} runs in {wall:.1f} s wall (minilm on fine_foods; always predicting the majority "
-          f"class scores 0.658 test accuracy); runs in {args.store} (runs already there are reused: --fresh "
-          f"retrains)", file=sys.stderr)  # fmt: skip
+          f"class scores 0.658 test accuracy); runs already in the store are reused: --fresh retrains",
+          file=sys.stderr)  # fmt: skip
+    print(demo_next_steps(args.store, {cfg.mode: cfg.run_id() for cfg in preset("demo")}), file=sys.stderr)
     return 0 if (table["status"] == "completed").all() else 1
+
+
+def demo_next_steps(store: str | Path, run_ids: dict[str, str]) -> str:
+    """Where the demo's runs (`run_ids`: mode -> run id) and adapters are, and commands on them that can be
+    pasted as they are."""
+    root = Path(store).resolve()
+    runs = {mode: root / run_id for mode, run_id in run_ids.items()}
+    lines = [f"runs:     {root}"] + [f"  {mode:<7} {path}/adapter" for mode, path in runs.items()]
+    ab, b_only = runs.get("ab"), runs.get("b_only")
+    lines.append("next:")
+    if ab is not None and b_only is not None:
+        lines += [
+            f"  asymviz spectra {ab}/adapter --which B",
+            f"  asymviz similarity {ab}/adapter {b_only}/adapter --which B",
+            f"  asymviz card {b_only}/adapter",
+            f"  asymviz align {b_only} --summary",
+        ]
+    lines.append(f"  asymviz runs list --store {root}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the command lines other programs start (the app, through asymviz.jobs)
+
+
+def train_command(model: str, task: str, mode: str, out: str | Path, rank: int = 8, steps: int | None = None,
+                  seed: int = 0, device: str = "cpu", extra: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    """The `asymviz train` command line (the CLI's public contract) for one run."""
+    argv = [sys.executable, "-m", "asymviz", "train", "--model", model, "--task", task, "--mode", mode,
+            "--rank", str(rank), "--seed", str(seed), "--device", device, "--out", str(out)]  # fmt: skip
+    if steps is not None:
+        argv += ["--steps", str(steps)]
+    return argv + [str(a) for a in extra]
+
+
+def sweep_command(configs_file: str | Path, store: str | Path) -> list[str]:
+    """The `asymviz sweep --configs FILE` command line: the runs of a JSON list of TrainConfig dicts
+    (TrainConfig.to_dict()), one after another in one process (sharing the loaded model and the frozen-prefix
+    cache); runs already completed in the store are reused."""
+    return [sys.executable, "-m", "asymviz", "sweep", "--configs", str(configs_file), "--store", str(store),
+            "--quiet"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -335,18 +428,26 @@ def add_commands(sub) -> None:
     """Register train, sweep, runs and demo on the asymviz CLI's subparsers."""
     from asymviz.cli.output import add_output_args
 
-    p = sub.add_parser("train", help="fine-tune one LoRA run (ab, b_only or a_only) into a run folder")
+    p = sub.add_parser(
+        "train", help="fine-tune one run (ab, b_only, a_only or the head_only control) into a folder"
+    )
     _add_config_flags(p, single=True)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a completed run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("sweep", help="many runs (tasks x modes x seeds x ranks) into a store; resumable")
+    p = sub.add_parser(
+        "sweep", help="many runs (tasks x modes x seeds x ranks) into a store; resumable", epilog=COLUMNS_HELP
+    )
     _add_config_flags(p, single=False)
+    p.add_argument("--configs", metavar="FILE", help="a JSON list of TrainConfig objects to run instead of the grid "
+                   "of --tasks x --modes x --seeds ...")  # fmt: skip
     p.add_argument("--tasks", help="comma-separated tasks (default fine_foods)")
     p.add_argument(
-        "--modes", help="comma-separated modes (default ab,b_only,a_only)", default="ab,b_only,a_only"
+        "--modes",
+        help="comma-separated modes (default ab,b_only,a_only; head_only: the control)",
+        default="ab,b_only,a_only",
     )
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
     p.add_argument("--ranks", help="comma-separated ranks (default: --rank)")
@@ -357,8 +458,12 @@ def add_commands(sub) -> None:
     p.add_argument("--init-seeds", help="comma-separated init seeds to sweep (default: each run's --seeds)")
     p.add_argument("--shared-init", type=int, metavar="SEED",
                    help="every run starts from the init of seed SEED (= --init-seeds SEED)")  # fmt: skip
-    p.add_argument("--lrs", help="learning rate grid, e.g. 3e-4,1e-3,3e-3: chosen per task and mode on the "
-                   "validation split (first seed, first rank), then every run uses it; lr_selection.csv")  # fmt: skip
+    p.add_argument("--lrs", help="learning rate grid, e.g. 3e-4,1e-3,3e-3: chosen per task, mode and rank on the "
+                   "validation split (first seed), then every run uses it; the head's lr is chosen once per task "
+                   "on the head_only control's grid; a best lr at an end extends the grid; lr_selection.csv")  # fmt: skip
+    p.add_argument("--lr-ratios", help="mode ab: LoRA+ ratios lr_B / lr_A searched with --lrs, e.g. 1,4,16")
+    p.add_argument("--lr-extensions", type=int, default=3,
+                   help="points a grid may add past an end where its best lr sits (default 3; 0: none)")  # fmt: skip
     p.add_argument("--name", default="sweep", help="this sweep's name in the store's sweep.json")
     p.add_argument("--gpus", help="GPU indices (e.g. 0,1) or 'all': one worker process per GPU")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs in flight on each GPU (default 1)")
@@ -379,11 +484,17 @@ def add_commands(sub) -> None:
     p = sub.add_parser("runs", help="the run store: list runs, compare modes, cancel one")
     rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=type(p))
     rsub.required = True
-    q = rsub.add_parser("list", help="one row per run (status, config, trainable params, final metrics)")
+    q = rsub.add_parser(
+        "list", help="one row per run (status, config, trainable params, final metrics)", epilog=COLUMNS_HELP
+    )
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     add_output_args(q)
     q.set_defaults(func=_cmd_runs_list)
-    q = rsub.add_parser("compare", help="modes against a baseline over paired seeds: CIs, Holm p, verdicts")
+    q = rsub.add_parser(
+        "compare",
+        help="modes against a baseline over paired seeds: CIs, Holm p, verdicts",
+        epilog=COLUMNS_HELP,
+    )
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     q.add_argument(
         "--group", help="only the runs of this group folder (default: every group, compared apart)"
@@ -399,7 +510,11 @@ def add_commands(sub) -> None:
     q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     q.set_defaults(func=_cmd_runs_cancel)
 
-    p = sub.add_parser("demo", help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only, one seed")
+    p = sub.add_parser(
+        "demo",
+        help="the CPU demo: minilm on fine_foods, ab vs b_only vs a_only vs head only, one seed",
+        epilog=COLUMNS_HELP,
+    )
     p.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="retrain even if the demo's runs are in the store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

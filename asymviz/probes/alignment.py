@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asymviz.errors import AdapterError, AsymvizError
-from asymviz.linalg import parallel_map
+from asymviz.linalg import numerical_rank, parallel_map
 from asymviz.similarity import orthonormal_basis, random_baseline, subspace_similarity
 
 if TYPE_CHECKING:
@@ -72,8 +72,7 @@ def principal_subspace(M: torch.Tensor, k: int) -> torch.Tensor:
     evals, evecs = torch.linalg.eigh(M.double())  # ascending
     evals, evecs = evals.flip(0), evecs.flip(1)
     # moments are sums of float32 products: eigenvalues below d·eps32·λ_max are rounding noise
-    tol = M.shape[0] * torch.finfo(torch.float32).eps * max(float(evals[0]), 0.0)
-    keep = min(k, int((evals > tol).sum()))
+    keep = min(k, numerical_rank(evals, tuple(M.shape), torch.float32))
     return evecs[:, :keep]
 
 

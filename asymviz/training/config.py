@@ -7,7 +7,11 @@ Modes (the paper's notation, Zhu et al. 2024, in brackets); ΔW = (alpha / rank)
 - `ab`     (A&B):     PEFT's default init (A Kaiming-uniform, B = 0), both trained.
 - `b_only` (B̂ A_rand): A random and frozen (`a_init`), B = 0 and trained.
 - `a_only` (B_rand Â): B random with orthonormal columns and frozen, A = 0 and trained.
-In every mode the task head (`head`, e.g. BERT's pooler + classifier) is trained in full, as in the paper.
+- `head_only` (the control): no adapter at all; only the head trains (lr: `head_lr`, else `lr`).
+In every mode the task head (`head`, e.g. BERT's pooler + classifier) is trained in full, as in the paper, at its
+own learning rate `head_lr` (None: `lr`, the old behaviour); a sweep with an lr grid chooses it once per task on
+the head_only control's grid and gives it to every mode (asymviz.training.plan). `lr_ratio` is LoRA+'s λ
+(Hayou et al. 2024, PEFT's create_loraplus_optimizer): lr_B = λ · lr_A, mode ab only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from asymviz.errors import ConfigError
 from asymviz.modes import LORA_MODES as MODES
+from asymviz.modes import MODES as ALL_MODES
 from asymviz.modes import Mode
 
 A_INITS = ("orthogonal", "gaussian", "kaiming")
@@ -28,17 +33,14 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SAVE_DTYPES = ("fp32", "fp16")
 
 
-
 @dataclass(frozen=True)
 class TrainConfig:
     """One run. Field comments are the help text; `__post_init__` names the field that is wrong."""
 
     # what to train
     model: str = "minilm"  # "minilm", "smollm2", a Hugging Face id or a local model folder
-    task: str = (
-        "fine_foods"  # a task name (asymviz.base.tasks.TASKS) or a CSV/JSONL file (text,label|answer)
-    )
-    mode: Mode = "ab"  # "ab" | "b_only" | "a_only" (see the module docstring)
+    task: str = "fine_foods"  # a task name (asymviz.base.tasks.TASKS) or a CSV/JSONL file (text,label|answer)
+    mode: Mode = "ab"  # "ab" | "b_only" | "a_only" | "head_only" (see the module docstring)
     a_init: str = (
         "orthogonal"  # b_only: frozen A drawn as "orthogonal" (orthonormal rows), "gaussian", "kaiming"
     )
@@ -58,7 +60,10 @@ class TrainConfig:
     max_length: int = 64  # tokens per example (longer inputs are truncated)
     # the optimiser: AdamW, linear warm-up then linear decay to 0, gradient-norm clipping (as HF Trainer)
     lr: float = 1e-3  # learning rate of the LoRA factors
-    head_lr: float | None = None  # learning rate of the head (None: same as lr)
+    head_lr: float | None = (
+        None  # learning rate of the head (None: same as lr); equal across modes in a sweep
+    )
+    lr_ratio: float = 1.0  # LoRA+: lr of B = lr_ratio * lr (of A); mode ab only (1: plain LoRA)
     weight_decay: float = 0.0
     warmup: float = 0.06  # fraction of the steps spent warming up
     max_grad_norm: float | None = (
@@ -96,7 +101,7 @@ class TrainConfig:
             if value is not None and not value:
                 raise ConfigError(f"{name}: give at least one module name (or leave it unset)")
             object.__setattr__(self, name, value)
-        _choice("mode", self.mode, MODES)
+        _choice("mode", self.mode, ALL_MODES)
         _choice("a_init", self.a_init, A_INITS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("save_dtype", self.save_dtype, SAVE_DTYPES)
@@ -139,6 +144,10 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
         if self.head_lr is not None and not self.head_lr > 0:
             raise ConfigError(f"head_lr: must be > 0, got {self.head_lr}")
+        if not (isinstance(self.lr_ratio, (int, float)) and self.lr_ratio > 0):
+            raise ConfigError(f"lr_ratio: must be > 0, got {self.lr_ratio!r}")
+        if self.lr_ratio != 1.0 and self.mode != "ab":
+            raise ConfigError(f"lr_ratio: LoRA+ needs both factors trained (mode ab), got mode {self.mode}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"weight_decay: must be in [0, 1), got {self.weight_decay}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
@@ -174,6 +183,11 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @property
+    def effective_head_lr(self) -> float:
+        """The head's learning rate: head_lr, or lr when it is unset (in mode head_only lr is the head's)."""
+        return self.lr if self.head_lr is None else self.head_lr
+
+    @property
     def effective_init_seed(self) -> int:
         """The seed of every parameter init: init_seed, or seed when it is unset."""
         return self.seed if self.init_seed is None else self.init_seed
@@ -199,7 +213,11 @@ class TrainConfig:
         return f"{task}_{model}_{self.mode}_r{self.rank}_s{self.seed}{init}_{self.key()}"
 
 
-_LATER_FIELDS = {"init_seed": None, "save_dtype": "fp32"}  # left out of key() at these values
+_LATER_FIELDS = {
+    "init_seed": None,
+    "save_dtype": "fp32",
+    "lr_ratio": 1.0,
+}  # left out of key() at these values
 
 
 def cpu_has_native_bf16() -> bool:
@@ -249,29 +267,40 @@ DEMO = TrainConfig(
     device="cpu",
 )
 DEMO_LR = {"ab": 2e-3, "b_only": 3e-3, "a_only": 3e-3}
+# The head's lr, the same in every mode of the demo (and the lr of its head_only control): 2e-3, the lowest of the
+# per-mode lrs above (bench/tune_demo.py tuned head and LoRA together; before the head had its own lr, b_only's
+# and a_only's heads trained at 3e-3 and ab's at 2e-3).
+DEMO_HEAD_LR = 2e-3
 
 
 def preset(name: str, **overrides: Any) -> tuple[TrainConfig, ...]:
     """The configs of a named preset, with `overrides` applied to each (e.g. seed=1, model=...).
 
-    - `demo`: the CPU demo, modes ab / b_only / a_only, per-mode learning rates (DEMO_LR).
+    - `demo`: the CPU demo, modes ab / b_only / a_only with per-mode LoRA learning rates (DEMO_LR), and the
+      head_only control; the head trains at DEMO_HEAD_LR in every mode.
     - `equal_budget`: ab at rank r against b_only and a_only at rank 2r (the same number of trainable LoRA
       parameters when d_in = d_out), on the demo's setting; `rank` in overrides sets r.
     - `paper`: LoRA on every layer's query and value, 3 epochs, batch 32 x 128 (the GPU setting).
     """
     if name == "demo":
         precision = "bf16" if cpu_has_native_bf16() else "fp32"
-        configs = tuple(DEMO.replace(mode=m, lr=DEMO_LR[m], precision=precision) for m in MODES)
+        configs = tuple(
+            DEMO.replace(mode=m, lr=DEMO_LR[m], head_lr=DEMO_HEAD_LR, precision=precision) for m in MODES
+        ) + (DEMO.replace(mode="head_only", lr=DEMO_HEAD_LR, precision=precision),)
     elif name == "equal_budget":
         r = overrides.pop("rank", DEMO.rank)
         configs = (
-            DEMO.replace(mode="ab", rank=r, alpha=2.0 * r, lr=DEMO_LR["ab"]),
-            DEMO.replace(mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"]),
-            DEMO.replace(mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"]),
+            DEMO.replace(mode="ab", rank=r, alpha=2.0 * r, lr=DEMO_LR["ab"], head_lr=DEMO_HEAD_LR),
+            DEMO.replace(
+                mode="b_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["b_only"], head_lr=DEMO_HEAD_LR
+            ),
+            DEMO.replace(
+                mode="a_only", rank=2 * r, alpha=4.0 * r, lr=DEMO_LR["a_only"], head_lr=DEMO_HEAD_LR
+            ),
         )
     elif name == "paper":
         base = TrainConfig(targets=("query", "value"), epochs=3.0, batch_size=32, max_length=128, lr=5e-4)
-        configs = tuple(base.replace(mode=m) for m in MODES)
+        configs = tuple(base.replace(mode=m) for m in (*MODES, "head_only"))
     else:
         raise ConfigError(f"preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return tuple(c.replace(**overrides) for c in configs) if overrides else configs

@@ -1,4 +1,4 @@
-"""Wrap a base model with PEFT LoRA and set up one of the three modes (init + freezing).
+"""Wrap a base model with PEFT LoRA and set up one of the modes (init + freezing), and the optimiser's groups.
 
     model = wrap(base, config, kind)          # PeftModel, factors initialised and frozen per config.mode
     init = lora_state(model)                  # {PEFT key: tensor} at step 0 (cloned)
@@ -12,6 +12,7 @@ Per module, with ΔW = s · B @ A, A: (r, d_in), B: (d_out, r), s = alpha / r:
     gaussian:   i.i.d. N(0, 1/d_in) (rows of about unit norm, like orthogonal but not exactly orthogonal)
     kaiming:    PEFT's default, U(-1/√d_in, 1/√d_in) (rows of norm about 1/√3)
 - `a_only`: B with orthonormal columns (Bᵀ B = I_r), frozen; A = 0, trained (B = 0 would give A no gradient).
+- `head_only`: no adapter (the base model, not a PeftModel): every base weight frozen, only the head trains.
 Freezing is `requires_grad_(False)` on PEFT's lora_A / lora_B weights, so the optimiser never sees them.
 The head modules (`config.head` or the model's default, see models.default_head) are trained in every mode.
 Every init (the LoRA factors and the new head layers) draws from `config.effective_init_seed` (init_seed, else
@@ -101,12 +102,34 @@ def resolve_targets(model, targets: tuple[str, ...] | None) -> list[str] | None:
     return out
 
 
-def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
-    """PeftModel around `base` (modified in place) with config's rank, alpha, targets, layers and mode."""
+def is_head_module(name: str, head: tuple[str, ...]) -> bool:
+    """True for a module named by `head` ("classifier" matches "classifier" and "bert.classifier")."""
+    return any(name == h or name.endswith("." + h) for h in head)
+
+
+def wrap(base, config: TrainConfig, task_type: str, head: tuple[str, ...]):
+    """PeftModel around `base` (modified in place) with config's rank, alpha, targets, layers and mode.
+
+    Mode head_only returns `base` itself with every weight frozen but the head's (ConfigError when the model
+    has no head, e.g. a causal LM): the same head init and trainable head as in the LoRA modes, no adapter."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
 
     from asymviz.base.models import layer_count
+
+    if config.mode == "head_only":
+        if not head:
+            raise ConfigError("mode: head_only needs a head to train; this model has none (a causal LM)")
+        if task_type in ("classification", "image_classification"):
+            _init_head(base, head, config.effective_init_seed)
+        base.requires_grad_(False)
+        found = [m for n, m in base.named_modules() if n and is_head_module(n, head)]
+        if not found:
+            raise ConfigError(f"head: no module of the model is named {', '.join(head)}")
+        for module in found:
+            module.requires_grad_(True)
+        torch.manual_seed(config.seed)  # dropout follows the run's seed, as in the LoRA modes
+        return base
 
     layers = None
     if config.top_layers is not None:
@@ -115,11 +138,13 @@ def wrap(base, config: TrainConfig, kind: str, head: tuple[str, ...]):
             raise ConfigError(f"top_layers: the model has {n} layers, asked for the top {config.top_layers}")
         layers = list(range(n - config.top_layers, n))
     init_seed = config.effective_init_seed  # every init below draws from it (batch order, dropout: seed)
-    if kind in ("classification", "image_classification"):
+    if task_type in ("classification", "image_classification"):
         _init_head(base, head, init_seed)
-    task_type = {"classification": TaskType.SEQ_CLS, "causal_lm": TaskType.CAUSAL_LM}.get(kind)  # image: None
+    peft_task = {"classification": TaskType.SEQ_CLS, "causal_lm": TaskType.CAUSAL_LM}.get(
+        task_type
+    )  # image: None
     peft_config = LoraConfig(
-        task_type=task_type,
+        task_type=peft_task,
         r=config.rank,
         lora_alpha=config.alpha,
         lora_dropout=config.lora_dropout,
@@ -176,13 +201,65 @@ def trainable_counts(model) -> dict[str, int]:
     return {"lora": lora, "head": head, "total": lora + head}
 
 
-def frozen_check(model, init: dict[str, torch.Tensor], mode: str) -> dict | None:
-    """Compare the frozen factor of every module with its step-0 value, bit for bit (None in mode ab)."""
+def param_groups(model, config: TrainConfig) -> list[dict]:
+    """AdamW's parameter groups: the LoRA factors and the head, each at its own learning rate.
+
+    LoRA+ (Hayou et al. 2024, "LoRA+: Efficient Low Rank Adaptation of Large Models"): lr_B = lr_ratio · lr_A.
+    The factors are split as PEFT's `create_loraplus_optimizer` splits them (peft/optimizers/loraplus.py: a
+    parameter whose name holds "lora_B" gets lr · ratio, other LoRA parameters lr); PEFT's rule would also put
+    the head's biases (1-D) at lr · ratio and its weights at lr, whereas here the whole head trains at
+    `config.effective_head_lr`, the same in every mode. Groups without parameters are left out.
+    """
+    lora_a, lora_b, head = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if ".lora_" not in name:
+            head.append(p)
+        elif "lora_B" in name:
+            lora_b.append(p)
+        else:
+            lora_a.append(p)
+    groups = [
+        {"params": lora_a, "lr": config.lr, "name": "lora_A"},
+        {"params": lora_b, "lr": config.lr * config.lr_ratio, "name": "lora_B"},
+        {"params": head, "lr": config.effective_head_lr, "name": "head"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def factor_norms(state: dict[str, torch.Tensor], factor: str) -> dict | None:
+    """Row and column norms of one factor over every module of an adapter state (PEFT keys), or None.
+
+    For A (r, d_in) a row is one rank direction in input space; for B (d_out, r) a column is one. Returns
+    {"factor", "modules", "row": {mean, min, max}, "col": {mean, min, max}}, the statistics over the rows
+    (columns) of all modules together. PEFT's Kaiming-uniform A has rows of norm about sqrt(d_in / 3) /
+    sqrt(d_in) = 0.577; the orthogonal A of b_only exactly 1.
+    """
     import torch
 
-    if mode == "ab":
+    keys = [k for k in state if f".lora_{factor}." in k]
+    if not keys:
         return None
-    factor = "A" if mode == "b_only" else "B"
+    rows = torch.cat([torch.linalg.vector_norm(state[k].double(), dim=1) for k in keys])
+    cols = torch.cat([torch.linalg.vector_norm(state[k].double(), dim=0) for k in keys])
+
+    def stats(x):
+        return {"mean": float(x.mean()), "min": float(x.min()), "max": float(x.max())}
+
+    return {"factor": factor, "modules": len(keys), "row": stats(rows), "col": stats(cols)}
+
+
+def frozen_check(model, init: dict[str, torch.Tensor], mode: str) -> dict | None:
+    """Compare the frozen factor of every module with its step-0 value, bit for bit (None in modes ab and
+    head_only, which freeze no factor)."""
+    import torch
+
+    from asymviz.modes import frozen_factor
+
+    factor = frozen_factor(mode)
+    if factor is None:
+        return None
     now = lora_state(model)
     keys = [k for k in init if f".lora_{factor}." in k]
     same = all(torch.equal(init[k], now[k]) for k in keys)

@@ -1,227 +1,56 @@
-"""Sweeps: many runs into one store, resumable, on the CPU, one GPU or several; optionally with the learning
-rate chosen per mode on the validation split first.
+"""Sweep execution: many runs into one store, resumable, on the CPU, one GPU or several; the CPU demo.
 
     configs = expand(TrainConfig(model="minilm"), tasks=["fine_foods"], modes=MODES, seeds=[0, 1, 2])
     frame = sweep(configs, "runs")                           # in this process, one after another
-    frame = sweep(configs, "runs", devices=["0", "1"])       # one worker process per GPU
+    frame = sweep(configs, "runs", cpu_jobs=3)               # forked CPU children side by side
+    frame = sweep(configs, "runs", devices=["0", "1"])       # one worker process per GPU (workers.py)
     frame = sweep(configs, "runs", devices=["0"], jobs_per_device=4)   # four runs in flight on one GPU
-    frame = sweep(configs, "runs", lrs=[3e-4, 1e-3, 3e-3])   # lr grid on validation first (lr_grid.py)
+    frame = sweep(configs, "runs", lrs=[3e-4, 1e-3, 3e-3], lr_ratios=[1, 4, 16])   # lrs chosen first (plan.py)
     demo("runs")                                             # the CPU demo preset; returns the comparison table
 
-Each run's folder is `store/<config.run_id()>`, a name derived from the config, so a sweep started again skips
-the runs that completed and redoes those that failed, were cancelled or were killed. In-process sweeps share a
-Workspace (data, tokenised splits, the loaded base model, frozen-prefix outputs) between runs. Worker sweeps
-start `jobs_per_device` long-lived processes per GPU (`python -m asymviz.training.sweep worker QUEUE STORE`, with
-CUDA_VISIBLE_DEVICES set); each takes the next config from a queue folder and keeps its own Workspace, so several
-runs are in flight on one GPU and each worker pays imports and model loading once. The longest runs are queued
-first. With `lrs`, the lr grid runs first; each group's main runs are queued as soon as its grid has finished
-(workers never wait for the whole grid).
+What runs, and when, is the Plan's business (asymviz.training.plan); this module only executes its jobs. Each
+run's folder is `store/<config.run_id()>`, a name derived from the config, so a sweep started again skips the
+runs that completed and redoes those that failed, were cancelled or were killed. In-process sweeps share a
+Workspace (data, tokenised splits, the loaded base model, frozen-prefix outputs) between runs; forked CPU
+children read the parent's prepared Workspace without copying it; GPU workers keep their own.
 
 Every sweep appends an entry to the store's `sweep.json` (SWEEP_FIELDS: name, started_at, finished_at, wall_s,
-devices, jobs_per_device, cpu_jobs, lrs, runs, trained, reused, examples, examples_per_s, ...), so the summed
-throughput of a sweep is `examples / wall_s` (start-up included), and every run it trains gets
+devices, jobs_per_device, cpu_jobs, lrs, lr_ratios, runs, trained, reused, examples, examples_per_s, ...), so the
+summed throughput of a sweep is `examples / wall_s` (start-up included), and every run it trains gets
 `sweep: {name, started_at}` in its run.json.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import os
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asymviz.errors import ConfigError
-from asymviz.runs import RunStore, utc_now, write_json_atomic
-from asymviz.training.config import MODES, TrainConfig, preset
-from asymviz.training.lr_grid import LrPlan, grid_annotation, main_annotation, write_lr_selection
+from asymviz.modes import MODES
+from asymviz.runs import SWEEP_FILE, RunStore, utc_now, write_json_atomic
+from asymviz.training.config import TrainConfig, preset
+from asymviz.training.lr_grid import MAX_EXTENSIONS
+from asymviz.training.plan import Job, Plan, expand, pending
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SWEEP_DIR = ".sweep"  # worker configs and logs, inside the store
-SWEEP_FILE = "sweep.json"  # {"sweeps": [entry, ...]}, one entry per sweep started on the store
+__all__ = ["sweep", "expand", "pending", "demo", "comparison_table", "read_sweeps", "SWEEP_FIELDS", "Job"]
+
 SWEEP_FIELDS = (
     "name", "started_at", "finished_at", "wall_s", "host", "devices", "jobs_per_device", "cpu_jobs", "lrs",
-    "runs", "trained", "reused", "failed", "examples", "examples_per_s", "argv",
+    "lr_ratios", "runs", "trained", "reused", "failed", "examples", "examples_per_s", "argv",
 )  # fmt: skip
 COMPARISON_COLUMNS = (
-    "mode", "rank", "trainable_lora", "trainable_head", "trainable_params", "lr", "steps",
+    "mode", "rank", "trainable_lora", "trainable_head", "trainable_params", "lr", "lr_ratio", "head_lr", "steps",
     "validation_accuracy", "test_accuracy", "test_macro_f1", "test_loss", "test_perplexity", "wall_s", "status",
 )  # fmt: skip
-
-
-def expand(
-    base: TrainConfig,
-    tasks: Sequence[str] | None = None,
-    modes: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    ranks: Sequence[int] | None = None,
-    a_inits: Sequence[str] | None = None,
-    init_seeds: Sequence[int | None] | None = None,
-) -> list[TrainConfig]:
-    """The grid tasks × ranks × seeds × init_seeds × modes (× a_inits for b_only) over `base`, modes innermost.
-
-    None keeps base's value. `a_inits` apply to mode b_only only (the other modes have no random frozen A).
-    `init_seeds=[S]` makes every run share the init of seed S ("5 seeds, one init"; the run with seed S is then
-    the ordinary seed-S run). Duplicates are dropped, order kept.
-    """
-    out, seen = [], set()
-    for task, rank, seed, init_seed, mode in itertools.product(
-        tasks or [base.task],
-        ranks or [base.rank],
-        seeds if seeds is not None else [base.seed],
-        init_seeds if init_seeds is not None else [base.init_seed],
-        modes or [base.mode],
-    ):
-        for a_init in (a_inits or [base.a_init]) if mode == "b_only" else [base.a_init]:
-            cfg = base.replace(task=task, rank=rank, seed=seed, init_seed=init_seed, mode=mode, a_init=a_init)
-            if cfg.run_id() not in seen:
-                seen.add(cfg.run_id())
-                out.append(cfg)
-    return out
-
-
-def pending(configs: Sequence[TrainConfig], store: RunStore) -> list[TrainConfig]:
-    """The configs without a completed (or live running) run in the store, without duplicates."""
-    todo, seen = [], set()
-    for cfg in configs:
-        run_id = cfg.run_id()
-        if run_id in seen:
-            continue
-        seen.add(run_id)
-        if run_id in store and store.get(run_id).status in ("completed", "running"):
-            continue
-        todo.append(cfg)
-    return todo
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the plan: what to run, released as it becomes ready
-
-
-@dataclass
-class Job:
-    config: TrainConfig
-    annotations: dict = field(default_factory=dict)  # extra run.json fields (role, lr_selection, sweep)
-
-
-class _Plan:
-    """Without lrs: every pending config at once. With lrs: the grid first, then each group's main runs as soon
-    as that group's grid runs have finished (`ready(finished)` is called again and again)."""
-
-    def __init__(self, configs: Sequence[TrainConfig], store: RunStore, lrs, info: dict):
-        self.store, self.info = store, info
-        self.configs = list(configs)
-        self.lr = LrPlan(configs, lrs) if lrs else None
-        self.released: set[str] = set()  # groups whose main runs were queued
-        self.started = False
-        self.reused: list[str] = []  # completed before this sweep
-        self.choices: dict = {}
-
-    def all_configs(self) -> list[TrainConfig]:
-        if self.lr is None:
-            return self.configs
-        grid = self.lr.grid_configs()
-        mains = [c for g, choice in self.choices.items() if choice.lr is not None
-                 for c in self.lr.main_configs(g, choice.lr)]  # fmt: skip
-        return grid + mains
-
-    def _jobs(self, configs, annotations) -> list[Job]:
-        todo = pending(configs, self.store)
-        ids = {c.run_id() for c in todo}
-        self.reused += [
-            c.run_id() for c in configs if c.run_id() not in ids and c.run_id() not in self.reused
-        ]
-        return [Job(c, {**annotations, "sweep": self.info}) for c in todo]
-
-    def ready(self, finished: set[str]) -> list[Job]:
-        jobs = []
-        if not self.started:
-            self.started = True
-            if self.lr is None:
-                return self._jobs(self.configs, {})
-            jobs = self._jobs(self.lr.grid_configs(), {"role": "lr_grid"})
-            # a resumed sweep: groups whose grid runs all completed earlier are released at once
-        if self.lr is None:
-            return []
-        done = finished | set(self.reused)
-        for g in self.lr.groups:
-            if g in self.released or not all(c.run_id() in done for c in self.lr.grid(g)):
-                continue
-            self.released.add(g)
-            choice = self.lr.choose(g, self.store)
-            self.choices[g] = choice
-            self._annotate_grid(g)
-            if choice.lr is not None:
-                jobs += self._jobs(self.lr.main_configs(g, choice.lr), main_annotation(choice, self.lr.lrs))
-        return jobs
-
-    def _annotate_grid(self, g) -> None:
-        from asymviz.runs import annotate_run
-
-        choice = self.choices[g]
-        for row in choice.rows:
-            if row["run_id"] in self.store:
-                annotate_run(self.store.path(row["run_id"]), **grid_annotation(choice, row, self.lr.lrs))
-        write_lr_selection(self.store.root, choice.rows)
-
-    def finish(self) -> None:
-        """Annotate the grid and main runs (also those reused from earlier sweeps) once everything has run."""
-        from asymviz.runs import annotate_run
-
-        if self.lr is not None:
-            self._supersede()
-
-        for g, choice in self.choices.items():
-            self._annotate_grid(g)
-            for cfg in self.lr.main_configs(g, choice.lr) if choice.lr is not None else []:
-                if cfg.run_id() in self.store:
-                    annotate_run(
-                        self.store.path(cfg.run_id()), **main_annotation(choice, self.lr.lrs, cfg.run_id())
-                    )
-
-
-    def _supersede(self) -> None:
-        """Main runs of a decided group trained at another lr (an earlier, narrower grid, or a sweep without a
-        grid: no role) become lr_superseded."""
-        from asymviz.runs import annotate_run
-        from asymviz.training.lr_grid import group_key
-
-        current = {c.run_id() for c in self.all_configs()}
-        for record in self.store.records():
-            if record.data.get("role") not in ("main", None) or record.run_id in current:
-                continue
-            try:
-                cfg = TrainConfig.from_dict(record.config)
-            except Exception:  # a run of another asymviz version: left as it is
-                continue
-            choice = self.choices.get(group_key(cfg))
-            if choice is not None and choice.lr is not None and cfg.lr != choice.lr:
-                annotate_run(record.path, role="lr_superseded", superseded_by_lr=choice.lr)
-
-
-def _estimated_steps(cfg: TrainConfig, sizes: dict) -> int:
-    """Steps a config will take (for queueing the longest first); 1 when the task cannot be read."""
-    if cfg.steps:
-        return cfg.steps
-    key = (cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train)
-    if key not in sizes:
-        try:
-            from asymviz.base.tasks import load_task
-
-            sizes[key] = len(load_task(cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train).train)
-        except Exception:
-            sizes[key] = 1
-    return max(1, math.ceil((cfg.epochs or 1.0) * sizes[key] / cfg.batch_size))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -238,6 +67,8 @@ def sweep(
     on_run: Callable | None = None,
     cpu_jobs: int = 1,
     lrs: Sequence[float] | None = None,
+    lr_ratios: Sequence[float] | None = None,
+    lr_extensions: int = MAX_EXTENSIONS,
     name: str = "sweep",
 ) -> pd.DataFrame:
     """Run every config that has no completed run in `store`; returns the store's rows for all configs (with
@@ -249,8 +80,10 @@ def sweep(
     starts worker processes instead, `jobs_per_device` at a time on each GPU. `progress(ProgressEvent)` gets
     the in-process runs' progress (for forked children: their summed steps); `on_run(record)` is called as each
     run ends. A failed run is recorded in its folder and the sweep goes on. `lrs`: choose each group's learning
-    rate on validation first (see asymviz.training.lr_grid); the configs' own lr is then ignored. `name` names
-    the sweep's entry in sweep.json.
+    rate on validation first, the head's once per task on the head_only control (asymviz.training.plan); the
+    configs' own lr is then ignored. `lr_ratios`: LoRA+ ratios searched with the lr for mode ab. `lr_extensions`:
+    how many points a grid may add past its ends (lr_grid.MAX_EXTENSIONS). `name` names the sweep's entry in
+    sweep.json.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     store.root.mkdir(parents=True, exist_ok=True)
@@ -260,9 +93,10 @@ def sweep(
     info = {"name": name, "started_at": utc_now()}
     entry = {**info, "finished_at": None, "wall_s": None, "host": socket.gethostname(),
              "devices": list(devices) if devices is not None else ["here"], "jobs_per_device": jobs_per_device,
-             "cpu_jobs": cpu_jobs, "lrs": list(lrs) if lrs else None, "argv": sys.argv}  # fmt: skip
+             "cpu_jobs": cpu_jobs, "lrs": list(lrs) if lrs else None,
+             "lr_ratios": list(lr_ratios) if lr_ratios else None, "argv": sys.argv}  # fmt: skip
     index = _record_sweep(store, entry, None)
-    plan = _Plan(configs, store, lrs, info)
+    plan = Plan(configs, store, lrs, info, lr_ratios, lr_extensions)
     trained: list[str] = []
 
     def ended(record) -> None:
@@ -276,7 +110,9 @@ def sweep(
         elif devices is None:
             _sweep_here(plan, store, progress, ended)
         else:
-            _sweep_workers(plan, store, list(devices), jobs_per_device, ended)
+            from asymviz.training.workers import run_workers
+
+            run_workers(plan, store, list(devices), jobs_per_device, ended)
     finally:
         plan.finish()
         _record_sweep(
@@ -287,7 +123,7 @@ def sweep(
     return frame[frame["run_id"].isin(ids)].reset_index(drop=True)
 
 
-def _sweep_totals(store: RunStore, plan: _Plan, trained: list[str], wall: float) -> dict:
+def _sweep_totals(store: RunStore, plan: Plan, trained: list[str], wall: float) -> dict:
     examples, failed = 0, []
     for run_id in trained:
         record = store.get(run_id) if run_id in store else None
@@ -340,13 +176,7 @@ def read_sweeps(store: str | Path | RunStore) -> pd.DataFrame:
     return pd.DataFrame([{k: s.get(k) for k in SWEEP_FIELDS} for s in sweeps], columns=list(SWEEP_FIELDS))
 
 
-def _fresh_folder(store: RunStore, cfg: TrainConfig) -> None:
-    """Clear what a failed, cancelled or killed run left, so a finished-looking folder is never stale."""
-    if cfg.run_id() in store:
-        shutil.rmtree(store.path(cfg.run_id()), ignore_errors=True)
-
-
-def _sweep_here(plan: _Plan, store: RunStore, progress, on_run) -> None:
+def _sweep_here(plan: Plan, store: RunStore, progress, on_run) -> None:
     from asymviz.training.loop import train
     from asymviz.training.workspace import Workspace
 
@@ -367,7 +197,7 @@ def _sweep_here(plan: _Plan, store: RunStore, progress, on_run) -> None:
                 return  # a cancel (or Ctrl-C) stops the sweep, not just one run
 
 
-def _sweep_forked(plan: _Plan, store: RunStore, progress, on_run, jobs: int) -> None:
+def _sweep_forked(plan: Plan, store: RunStore, progress, on_run, jobs: int) -> None:
     """CPU runs `jobs` at a time in forked children that share this process's prepared Workspace.
 
     Several single-threaded runs side by side use small CPUs better than one run on all cores (no thread
@@ -450,125 +280,6 @@ def _report_children(progress, store: RunStore, todo) -> None:
     progress(ProgressEvent(f"{len(todo)} runs side by side", "train", step, total))
 
 
-CLOSED = "CLOSED"  # in a queue folder: no more configs will come; idle workers exit
-
-
-def _sweep_workers(plan: _Plan, store: RunStore, devices: list[str], jobs_per_device: int, on_run) -> None:
-    """Persistent worker processes (jobs_per_device per device) that take configs from a queue folder.
-
-    A worker claims a config by renaming its file (atomic), trains it with a Workspace it keeps for its whole
-    life (imports, base model and tokenised data are paid once per worker, not once per run), marks it done and
-    takes the next; with an empty queue it waits until this process adds more or closes the queue.
-    """
-    import uuid
-
-    queue = store.root / SWEEP_DIR / f"queue-{uuid.uuid4().hex[:8]}"
-    queue.mkdir(parents=True)
-    device = "cpu" if devices[0] == "cpu" else "cuda"
-    ids: dict[str, str] = {}  # file stem -> run id
-    sizes: dict = {}
-
-    def enqueue(jobs: list[Job], phase: int) -> None:
-        jobs = sorted(jobs, key=lambda j: -_estimated_steps(j.config, sizes))  # longest first
-        for job in jobs:
-            stem = f"{phase:02d}-{len(ids):05d}"
-            _fresh_folder(store, job.config)
-            ids[stem] = job.config.run_id()
-            payload = {"config": job.config.replace(device=device).to_dict(), "annotations": job.annotations}
-            write_json_atomic(queue / f"{stem}.json", payload)
-
-    finished: set[str] = set()
-    phase = 0
-    enqueue(plan.ready(finished), phase)
-    if not ids:
-        return
-    procs = []
-    for k, dev in enumerate(d for d in devices for _ in range(jobs_per_device)):
-        env = {**os.environ, "ASYMVIZ_NO_PROGRESS": "1"}
-        if dev != "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = dev
-        log = open(queue / f"worker{k}.log", "w")
-        cmd = [sys.executable, "-m", "asymviz.training.sweep", "worker", str(queue), str(store.root)]
-        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    cancelled = clean = False
-    try:
-        while True:
-            for file in queue.glob("*.done"):
-                run_id = ids.get(file.name.split(".")[0])
-                if run_id is None or run_id in finished:
-                    continue
-                finished.add(run_id)
-                record = store.get(run_id) if run_id in store else None
-                if record is not None:
-                    cancelled = cancelled or record.status == "cancelled"
-                    if on_run is not None:
-                        on_run(record)
-            alive = any(p.poll() is None for p, _ in procs)
-            new = plan.ready(finished) if alive and not cancelled else []
-            if new:
-                phase += 1
-                enqueue(new, phase)
-            if cancelled:  # stop the sweep: drop what no worker has claimed yet
-                for file in queue.glob("*.json"):
-                    file.unlink(missing_ok=True)
-            if cancelled or not alive or (not new and finished >= set(ids.values())):
-                (queue / CLOSED).touch()  # idle workers exit
-                if all(p.poll() is not None for p, _ in procs):
-                    break
-            time.sleep(0.5)
-        clean = True
-    finally:
-        (queue / CLOSED).touch()
-        for proc, _ in procs:  # interrupted: stop the workers (each records its run as cancelled)
-            if proc.poll() is None and not clean:
-                proc.terminate()
-        for proc, log in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-
-
-def _worker(queue: Path, root: Path) -> int:
-    """Take configs from `queue` until it is empty and closed (see _sweep_workers)."""
-    from asymviz.training.loop import train
-    from asymviz.training.workspace import Workspace
-
-    store = RunStore(root)
-    ws = Workspace()
-    parent = os.getppid()
-    while True:
-        for file in sorted(queue.glob("*.json")):
-            claimed = file.with_suffix(f".claimed{os.getpid()}")
-            try:
-                os.rename(file, claimed)
-            except OSError:
-                continue  # another worker took it
-            payload = json.loads(claimed.read_text())
-            if "config" not in payload:  # a bare config (older queues)
-                payload = {"config": payload, "annotations": {}}
-            cfg = TrainConfig.from_dict(payload["config"])
-            code = None
-            try:
-                record = train(cfg, store.path(cfg.run_id()), workspace=ws, overwrite=True,
-                               annotations=payload.get("annotations") or {})  # fmt: skip
-                wall = record.data.get("timings", {}).get("wall_s", 0)
-                print(f"{record.status} {record.run_id} {wall:.1f}s", flush=True)
-                if record.status == "cancelled":
-                    code = 130
-            except Exception as exc:  # recorded in the run's run.json; go on with the next
-                print(f"failed {cfg.run_id()}: {exc}", flush=True)
-            os.replace(claimed, claimed.with_suffix(".done"))
-            if code is not None:
-                return code
-            break
-        else:
-            if (queue / CLOSED).exists() or os.getppid() != parent:
-                return 0
-            time.sleep(0.2)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # the demo
 
@@ -581,10 +292,7 @@ def comparison_table(frame: pd.DataFrame, store: RunStore | None = None) -> pd.D
     rows = []
     order = {m: i for i, m in enumerate(MODES)}
     for _, r in frame.sort_values("mode", key=lambda c: c.map(order)).iterrows():
-        cfg = json.loads(Path(r["path"], "run.json").read_text()).get("config", {})
-        rows.append(
-            {**{c: r.get(c) for c in COMPARISON_COLUMNS}, "lr": cfg.get("lr"), "steps": r.get("total_steps")}
-        )
+        rows.append({**{c: r.get(c) for c in COMPARISON_COLUMNS}, "steps": r.get("total_steps")})
     table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     return table.dropna(axis=1, how="all")
 
@@ -593,21 +301,16 @@ def demo(
     store: str | Path = "runs",
     progress: Callable | None = None,
     on_run: Callable | None = None,
-    cpu_jobs: int = 3,
+    cpu_jobs: int = 4,
     **overrides,
 ):
-    """The CPU demo: preset("demo") (three modes, one seed) into `store`; returns (table, wall seconds).
+    """The CPU demo: preset("demo") (three LoRA modes and the head_only control, one seed) into `store`;
+    returns (table, wall seconds).
 
-    The three runs train side by side (cpu_jobs forked children, the cores split between them) after the shared
+    The four runs train side by side (cpu_jobs forked children, the cores split between them) after the shared
     frozen prefix is computed once. Runs already completed in the store are reused (delete them, or use a fresh
     store, to time the demo)."""
     t0 = time.perf_counter()
     configs = preset("demo", **overrides)
     frame = sweep(configs, store, progress=progress, on_run=on_run, cpu_jobs=cpu_jobs)
     return comparison_table(frame), time.perf_counter() - t0
-
-
-if __name__ == "__main__":  # python -m asymviz.training.sweep worker QUEUE STORE
-    if len(sys.argv) == 4 and sys.argv[1] == "worker":
-        raise SystemExit(_worker(Path(sys.argv[2]), Path(sys.argv[3])))
-    raise SystemExit("usage: python -m asymviz.training.sweep worker QUEUE_DIR STORE_DIR")

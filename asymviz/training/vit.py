@@ -138,7 +138,9 @@ def pretrain_vit(config: VitConfig, out: str | Path, progress: Callable[[str], N
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
+        lambda s: (
+            (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+        ),
     )
     gen = torch.Generator().manual_seed(config.seed)
     say(f"ViT {n_params:,} parameters, {n} training images, {config.epochs} epochs x {steps_per_epoch} steps "

@@ -134,13 +134,18 @@ def test_zip_bare_safetensors_and_legacy_bin(llama_like, tmp_path):
 
 
 def test_half_precision_is_read_as_float32(make_adapter):
-    folder = make_adapter({"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, dtype=torch.bfloat16)
+    folder = make_adapter(
+        {"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, dtype=torch.bfloat16
+    )
     m = next(iter(load_adapter(folder)))
     assert m.A.dtype == torch.float32 and load_adapter(folder).modules[0].dtype == "BF16"
 
 
 def test_names_and_layers():
-    assert module_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") == "model.layers.0.self_attn.q_proj"
+    assert (
+        module_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
+        == "model.layers.0.self_attn.q_proj"
+    )
     assert parse_layer("bert.encoder.layer.11.attention.self.query") == 11
     assert parse_layer("encoder.block.3.layer.1.SelfAttention.q") == 3
     assert parse_layer("lm_head") is None
@@ -191,11 +196,12 @@ def test_pickle_is_never_executed(llama_like, tmp_path, monkeypatch):
     # a malicious legacy .bin: torch.load(weights_only=True) refuses it
     (llama_like / "adapter_model.safetensors").unlink()
     (llama_like / "adapter_model.bin").write_bytes(payload)
-    with pytest.raises(AdapterError, match="weights_only"):
+    with pytest.raises(AdapterError, match="the pickle asks for builtins.exec; asymviz loads tensors only"):
         load_adapter(llama_like)
     torch.save({"x": _Exploit()}, llama_like / "adapter_model.bin")  # the zip flavour of torch.save
-    with pytest.raises(AdapterError, match="weights_only"):
+    with pytest.raises(AdapterError, match="the pickle asks for builtins.exec") as err:
         load_adapter(llama_like)
+    assert "weights_only=False" not in str(err.value)
     assert not marker.exists()
 
 
@@ -213,7 +219,9 @@ def test_non_finite_values_are_reported_not_fatal(make_adapter):
 
     A, B = random_factors(4, 16, 16)
     A[0, 0] = float("nan")
-    folder = make_adapter({"model.layers.0.q_proj": (A, B), "model.layers.1.q_proj": random_factors(4, 16, 16)})
+    folder = make_adapter(
+        {"model.layers.0.q_proj": (A, B), "model.layers.1.q_proj": random_factors(4, 16, 16)}
+    )
     adapter = load_adapter(folder)
     spectrum = singular_spectrum(adapter)
     assert set(spectrum["module"]) == {"model.layers.1.q_proj"}

@@ -89,3 +89,37 @@ def test_a_stored_run_and_its_report(tiny_store):
     no_errors(at)
     assert len(at.get("download_button")) >= 1
     assert any(c.value.endswith("asymviz report ADAPTER -o report.html`.") for c in at.caption)
+
+
+def test_the_card_opens_the_page_with_the_a_verdict_and_what_it_means(tiny_store):
+    """A stored run's card compares A with the run's init/: b_only never trains A (random, B-only text), ab
+    trains it (learned); the numbers are asymviz.card's."""
+    from asymviz.card import adapter_card
+    from asymviz.runs import list_runs
+
+    runs = list_runs(tiny_store)
+    at = app_test("inspect", store=tiny_store)
+    at.run()
+    at.radio(key="ins_a_source").set_value("A stored run").run()
+    for mode, answer, words in (("b_only", "yes", "B-only training"), ("ab", "no", "moved away")):
+        run = runs[(runs["mode"] == mode) & (runs["seed"] == 0)].iloc[0]
+        at.selectbox(key="ins_a_run").set_value(run["run_id"]).run()
+        no_errors(at)
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["A still random?"] == answer
+        card = adapter_card(f"{run['path']}/adapter").adapter
+        assert card["a_test"] == "init"
+        assert shown["update ‖ΔW‖_F"] == f"{card['update_norm']:.4g}"
+        assert any(words in m.value for m in at.markdown)
+
+
+def test_the_detected_format_is_shown_when_the_loader_gives_one(adapters, tmp_path):
+    from asymviz.adapters import load_adapter
+
+    at = app_test("inspect", store=tmp_path)
+    at.run()
+    _open(at, adapters[0])
+    no_errors(at)
+    fmt = getattr(load_adapter(adapters[0]), "format", None)
+    source = next(c.value for c in at.caption if c.value.startswith("Source:"))
+    assert (f"format: **{fmt}**" in source) if fmt else ("format:" not in source)

@@ -58,7 +58,7 @@ def test_metric_switch(tiny_store, metric):
 
 def test_claim_verdicts_are_asymviz_results(tiny_store):
     """The page prints asymviz.results.claim_lines of the store's counted runs, and the paired table behind them."""
-    from app.cached import short
+    from app.tables import short
     from asymviz import results as R
 
     at = app_test("overview", store=tiny_store)

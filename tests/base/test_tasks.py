@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from asymviz.base.tasks import DATA_DIR, HELDOUT_ROTATION, TASKS, load_task, rotate_images
+from asymviz.base.tasks import (
+    DATA_DIR,
+    HELDOUT_ROTATION,
+    SUMMARY_COLUMNS,
+    TASKS,
+    load_task,
+    read_table,
+    rotate_images,
+    task_table,
+)
 from asymviz.errors import ConfigError
 
 
@@ -27,11 +36,7 @@ def test_every_task_loads_with_disjoint_splits(name):
     task = load_task(name)
     assert task.kind == TASKS[name].kind
     texts = [set(task.split(s)["text"]) for s in ("train", "validation", "test")]
-    assert not (texts[0] & texts[1])
-    if (
-        name != "fine_foods"
-    ):  # its published test split shares 6 duplicated reviews with train (kept as published)
-        assert not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     rows = [set(task.split(s)["row"]) for s in ("train", "validation", "test")]
     assert sum(map(len, rows)) == len(rows[0] | rows[1] | rows[2])
     if task.kind == "classification":
@@ -44,8 +49,12 @@ def test_every_task_loads_with_disjoint_splits(name):
 
 def test_fine_foods_keeps_the_published_test_split():
     task = load_task("fine_foods")
-    assert len(task.test) == 1000
-    assert len(task.train) + len(task.validation) == 4000
+    raw = read_table(DATA_DIR / "fine_foods.jsonl.gz")
+    assert sorted(task.test["row"]) == raw.index[raw["split"] == "test"].tolist()  # 1000, all unique
+    # train + validation: the published 4000 training rows less 21 repeats and the 6 reviews also in test
+    published_train = raw[raw["split"] == "train"]
+    in_test = published_train["text"].isin(raw.loc[raw["split"] == "test", "text"])
+    assert len(task.train) + len(task.validation) == published_train.loc[~in_test, "text"].nunique() == 3973
     assert task.labels == ("great", "other")
     majority = (task.test["label"] == "great").mean()
     assert majority == pytest.approx(0.658, abs=1e-3)  # the baseline the demo has to beat
@@ -64,6 +73,123 @@ def test_caps_take_a_seeded_subset():
     assert len(a.train) == 100 and len(a.test) == 50
     assert a.train["row"].tolist() == b.train["row"].tolist()
     assert "capped" in a.split_method
+
+
+def _verdict_checks(task, bound=0.05):
+    """The issue-12 conditions: no unique text holds more than `bound` of a held-out split, and every class with
+    at least three unique texts (by its most frequent label) appears in validation and test."""
+    raw = read_table(DATA_DIR / TASKS["chatterbot_topic"].file)
+    per_text = raw.groupby("text")["label"].agg(lambda x: x.value_counts().idxmax())
+    common = set(per_text.value_counts().loc[lambda c: c >= 3].index)
+    for split in ("validation", "test"):
+        frame = task.split(split)
+        assert frame["text"].value_counts().iloc[0] / len(frame) <= bound, split
+        labels = set(raw.loc[frame["row"], "label"])
+        assert common <= labels, (split, common - labels)
+
+
+@pytest.mark.parametrize("name", ["chatterbot_topic", "chatterbot_qa"])
+@pytest.mark.parametrize("split_seed", [0, 1, 2])
+def test_no_repeated_question_can_decide_a_chatterbot_verdict(name, split_seed):
+    # the text-grouped split of before put 199 of 314 test rows on two questions, 5 classes missing in validation
+    _verdict_checks(load_task(name, split_seed=split_seed))
+
+
+@pytest.mark.parametrize("name", TEXT_TASKS)
+def test_each_split_counts_a_text_once_and_holds_every_common_class(name):
+    task = load_task(name)
+    for split in ("validation", "test") if task.kind == "causal_lm" else ("train", "validation", "test"):
+        frame = task.split(split)
+        assert frame["text"].is_unique, split
+    if task.kind == "classification":
+        uniq = task.train["label"].value_counts() + task.validation["label"].value_counts()
+        common = set(uniq.add(task.test["label"].value_counts(), fill_value=0).loc[lambda c: c >= 3].index)
+        for split in ("train", "validation", "test"):
+            assert common <= set(task.split(split)["label"]), split
+
+
+def test_splits_are_stratified_by_label():
+    task = load_task("word_pos")
+    shares = {s: task.split(s)["label"].value_counts(normalize=True) for s in ("train", "validation", "test")}
+    for split in ("validation", "test"):
+        assert (shares[split] - shares["train"]).abs().max() < 0.005
+
+
+def test_chatterbot_qa_keeps_every_training_answer_and_shares_the_topic_split():
+    qa, topic = load_task("chatterbot_qa"), load_task("chatterbot_topic")
+    raw = read_table(DATA_DIR / "chatterbot_qa.jsonl.gz")
+    assert len(qa.train) == raw["text"].isin(qa.train["text"]).sum() > qa.train["text"].nunique()
+    for split in ("validation", "test"):  # the same questions, less the 3 that carry two topics
+        assert set(topic.split(split)["text"]) <= set(qa.split(split)["text"])
+        assert len(set(qa.split(split)["text"]) - set(topic.split(split)["text"])) <= 3
+
+
+def test_texts_with_two_labels_are_dropped(tmp_path):
+    import pandas as pd
+
+    rows = [{"text": f"t{i}", "label": "xy"[i % 2]} for i in range(40)]
+    rows += [{"text": "both", "label": "x"}, {"text": "both", "label": "y"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    task = load_task(str(tmp_path / "t.csv"))
+    assert "both" not in set(pd.concat([task.train, task.validation, task.test])["text"])
+    assert "1 text(s) with conflicting labels dropped" in task.split_method
+
+
+def test_split_summary_known_answers(tmp_path):
+    import pandas as pd
+
+    # 30 unique texts of class a, 10 of class b; "dup" (class a) repeated 5 times
+    rows = [{"text": f"a{i}", "label": "a"} for i in range(30)] + [
+        {"text": f"b{i}", "label": "b"} for i in range(10)
+    ]
+    rows += [{"text": "dup", "label": "a"}] * 5
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    task = load_task(str(tmp_path / "t.csv"), holdout=0.2)
+    summary = task.split_summary()
+    assert list(summary) == ["train", "validation", "test"]
+    n = {s: summary[s]["rows"] for s in summary}
+    assert sum(n.values()) == 41 and n["test"] == n["validation"] == 8  # round(0.2 * 41 unique texts)
+    for split, frame in (("train", task.train), ("validation", task.validation), ("test", task.test)):
+        s = summary[split]
+        assert s["unique_texts"] == s["rows"] == len(frame)  # "dup" counts once
+        assert s["largest_item_share"] == pytest.approx(1 / s["rows"])
+        assert s["classes"] == 2
+        assert s["majority_accuracy"] == pytest.approx((frame["label"] == "a").mean())  # train's majority: a
+    assert summary["test"]["majority_accuracy"] == pytest.approx(6 / 8)  # stratified: 31:10 -> 6:2
+
+
+def test_split_summary_of_a_causal_lm_task_counts_repeated_questions():
+    summary = load_task("chatterbot_qa").split_summary()
+    assert summary["train"]["rows"] > summary["train"]["unique_texts"]
+    assert summary["train"]["largest_item_share"] > 0.05 and summary["test"]["largest_item_share"] < 0.05
+    assert summary["test"]["classes"] is None and summary["test"]["majority_accuracy"] is None
+
+
+def test_task_table_lists_every_task_and_split_without_loading_a_model():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from asymviz.base.tasks import task_table; t = task_table(); "
+        "print(len(t), 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(3 * len(TASKS) + 1), "False", "False"]  # mnist has a 4th split, heldout
+    table = task_table(("chatterbot_topic", "mnist"))
+    assert tuple(table.columns) == SUMMARY_COLUMNS
+    assert table["split"].tolist() == [
+        "train",
+        "validation",
+        "test",
+        "train",
+        "validation",
+        "test",
+        "heldout",
+    ]
+    row = table[(table.task == "mnist") & (table.split == "test")].iloc[0]
+    assert (row.rows, row.unique_texts, row.classes, row.majority_accuracy) == (500, 500, 10, 0.1)
 
 
 def test_word_pos_is_the_documented_subsample():

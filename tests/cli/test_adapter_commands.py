@@ -36,11 +36,16 @@ def test_spectra_table(capsys, llama_like):
 
 
 def test_similarity_three_adapters(capsys, make_adapter):
-    paths = [make_adapter({"model.layers.0.q_proj": random_factors(4, 16, 16, seed=s)}, name=f"s{s}") for s in range(3)]
+    paths = [
+        make_adapter({"model.layers.0.q_proj": random_factors(4, 16, 16, seed=s)}, name=f"s{s}")
+        for s in range(3)
+    ]
     code, out, err = run(capsys, "similarity", *paths, "--format", "csv")
     assert code == 0, err
     frame = pd.read_csv(io.StringIO(out))
-    assert {"adapter_1", "adapter_2", "module", "which", "similarity", "random_baseline"} <= set(frame.columns)
+    assert {"adapter_1", "adapter_2", "module", "which", "similarity", "random_baseline"} <= set(
+        frame.columns
+    )
     assert len(frame) == 3 * 3  # 3 pairs x (A, B, delta)
 
 
@@ -85,3 +90,39 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and "asymviz" in capsys.readouterr().out
+
+
+def test_similarity_of_an_adapter_with_itself_is_one(capsys, llama_like):
+    code, out, err = run(capsys, "similarity", llama_like, llama_like, "--format", "csv")
+    assert code == 0, err
+    frame = pd.read_csv(io.StringIO(out))
+    assert len(frame) == 6 * 3 and (frame["similarity"] - 1).abs().max() < 1e-9
+
+
+def test_a_refused_pickle_is_the_only_stderr_line(capsys, llama_like):
+    import pickle
+
+    class System:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("true",))
+
+    (llama_like / "adapter_model.safetensors").unlink()
+    (llama_like / "adapter_model.bin").write_bytes(pickle.dumps({"x": System()}))
+    code, out, err = run(capsys, "spectra", llama_like, "--format", "csv")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "error: adapter_model.bin: refused: the pickle asks for os.system; asymviz loads tensors only"
+    ]
+
+
+def test_an_unforeseen_exception_is_one_line(capsys, monkeypatch, llama_like):
+    import asymviz.spectra
+
+    def boom(*a, **k):
+        raise KeyError("surprise\nsecond line")
+
+    monkeypatch.setattr(asymviz.spectra, "singular_spectrum", boom)
+    code, out, err = run(capsys, "spectra", llama_like)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: unexpected KeyError")

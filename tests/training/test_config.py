@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asymviz.errors import ConfigError
-from asymviz.training.config import DEMO, DEMO_LR, MODES, TrainConfig, preset
+from asymviz.training.config import DEMO, DEMO_HEAD_LR, DEMO_LR, MODES, TrainConfig, preset
 
 
 def test_defaults_are_valid_and_roundtrip():
@@ -65,10 +65,11 @@ def test_run_id_is_stable_and_distinguishes_what_matters():
     assert a.run_id() == a.replace(device="cuda", threads=4).run_id()  # where it runs is not what it is
 
 
-def test_demo_preset_is_three_modes_with_their_lr():
+def test_demo_preset_is_three_modes_with_their_lr_and_the_control():
     configs = preset("demo")
-    assert [c.mode for c in configs] == list(MODES)
-    assert [c.lr for c in configs] == [DEMO_LR[m] for m in MODES]
+    assert [c.mode for c in configs] == [*MODES, "head_only"]
+    assert [c.lr for c in configs[:3]] == [DEMO_LR[m] for m in MODES]
+    assert {c.effective_head_lr for c in configs} == {DEMO_HEAD_LR}  # the head's lr is the same in every mode
     assert all(c.model == "minilm" and c.task == "fine_foods" and c.cache_prefix for c in configs)
     assert preset("demo", seed=3)[0].seed == 3
 
@@ -104,7 +105,11 @@ def test_init_seed_is_its_own_knob_and_keeps_older_run_ids():
 
 @pytest.mark.parametrize(
     "changes, field",
-    [({"init_seed": -1}, "init_seed"), ({"save_dtype": "bf16"}, "save_dtype"), ({"generate": -1}, "generate")],
+    [
+        ({"init_seed": -1}, "init_seed"),
+        ({"save_dtype": "bf16"}, "save_dtype"),
+        ({"generate": -1}, "generate"),
+    ],
 )
 def test_new_fields_are_checked(changes, field):
     with pytest.raises(ConfigError, match=field):

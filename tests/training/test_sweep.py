@@ -63,11 +63,17 @@ def test_lr_grid_is_chosen_on_validation_then_used_by_every_seed(tmp_path, tiny_
     cfgs = [tiny_config(mode=m, seed=s, steps=2) for s in (0, 1) for m in ("ab", "b_only")]
     store = RunStore(tmp_path)
     lrs = [1e-4, 1e-2]
-    frame = sweep(cfgs, store, lrs=lrs, name="grid")
+    frame = sweep(cfgs, store, lrs=lrs, lr_extensions=0, name="grid")  # extensions: test_plan.py
     assert (frame["status"] == "completed").all()
     table = pd.read_csv(tmp_path / "lr_selection.csv")
-    assert len(table) == 4 and set(table["lr"]) == set(lrs)  # 2 modes x 2 lrs, at seed 0
-    for mode, rows in table.groupby("mode"):
+    # 2 modes x 2 lrs at seed 0, and the head_only control's grid that chooses the head's lr for both
+    assert len(table) == 6 and set(table["lr"]) == set(lrs)
+    head = table[table["mode"] == "head_only"]
+    assert len(head) == 2 and head["chosen"].sum() == 1
+    head_lr = head[head["chosen"]]["lr"].iloc[0]
+    assert set(frame[frame["mode"] != "head_only"]["head_lr"]) == {head_lr}
+    assert (frame[frame["mode"] == "head_only"]["role"] == "lr_grid").all()  # not asked for: grid runs only
+    for mode, rows in table[table["mode"] != "head_only"].groupby("mode"):
         chosen = rows[rows["chosen"]]
         assert len(chosen) == 1
         best = rows.sort_values(["value", "lr"], ascending=[False, True]).iloc[0]
@@ -77,13 +83,14 @@ def test_lr_grid_is_chosen_on_validation_then_used_by_every_seed(tmp_path, tiny_
         loser = rows[~rows["chosen"]]["run_id"].iloc[0]
         data = json.loads((store.path(loser) / "run.json").read_text())
         assert data["role"] == "lr_grid" and data["lr_selection"]["chosen"] is False
-    assert (frame["role"] == "lr_grid").sum() == 2  # the chosen grid run is seed 0's main run, not retrained
+    lora = frame[frame["mode"] != "head_only"]
+    assert (lora["role"] == "lr_grid").sum() == 2  # the chosen grid run is seed 0's main run, not retrained
     entry = read_sweeps(store).iloc[-1]
-    assert entry["name"] == "grid" and entry["wall_s"] > 0 and len(entry["trained"]) == 6 and entry["examples"] > 0
+    assert entry["name"] == "grid" and entry["wall_s"] > 0 and len(entry["trained"]) == 8 and entry["examples"] > 0
 
     # resumed with every run done: nothing trains, and the main runs are still released and reported
     started = {r.run_id: r.data["started_at"] for r in store.records()}
-    again = sweep(cfgs, store, lrs=lrs, name="resume")
+    again = sweep(cfgs, store, lrs=lrs, lr_extensions=0, name="resume")
     assert sorted(again["run_id"]) == sorted(frame["run_id"])
     assert {r.run_id: r.data["started_at"] for r in store.records()} == started
     assert read_sweeps(store).iloc[-1]["trained"] == []
@@ -93,13 +100,16 @@ def test_a_new_lr_choice_supersedes_the_main_runs_of_the_old_one(tmp_path, tiny_
     cfgs = [tiny_config(mode="b_only", seed=s, steps=2) for s in (0, 1)]
     store = RunStore(tmp_path)
     first = sweep(cfgs, store, lrs=[1e-6])  # a grid of one: the choice is forced
+    first = first[first["mode"] == "b_only"]  # (the head_only control's grid chose the head's lr)
     assert set(first["role"]) == {"main"} and set(first["lr"]) == {1e-6}
     frame = sweep(cfgs, store, lrs=[5e-2])  # another grid of one: the choice moves
+    frame = frame[frame["mode"] == "b_only"]
     assert set(frame[frame["role"] == "main"]["lr"]) == {5e-2} and len(frame) == 2
     for run_id in first["run_id"]:
         record = store.get(run_id)
         assert record.data["role"] == "lr_superseded" and record.data["superseded_by_lr"] == 5e-2
     listed = store.list()
+    listed = listed[listed["mode"] == "b_only"]
     assert sorted(listed["role"]) == ["lr_superseded", "lr_superseded", "main", "main"]
 
 
@@ -109,6 +119,6 @@ def test_runs_of_a_sweep_without_grid_are_superseded_when_a_grid_chooses_another
     plain = sweep(cfgs, store)  # no grid: no role
     assert plain["role"].isna().all()
     frame = sweep(cfgs, store, lrs=[5e-2])  # a grid of one other lr: the choice moves
-    assert set(frame["lr"]) == {5e-2}
+    assert set(frame["lr"]) == {5e-2} and set(frame["head_lr"]) == {5e-2}
     for run_id in plain["run_id"]:
         assert store.get(run_id).data["role"] == "lr_superseded"
