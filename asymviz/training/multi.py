@@ -82,18 +82,6 @@ def _check(configs: Sequence[TrainConfig]) -> None:
         raise ConfigError("configs: the same run twice in one pack")
 
 
-def _recipe_groups(model, config: TrainConfig) -> list[dict]:
-    """The optimiser groups `train` gives AdamW for this run: lora.param_groups where the recipe has it (LoRA+
-    lr_ratio, head lr), else the loop's two groups (LoRA factors at lr, the head at head_lr or lr)."""
-    if hasattr(lora, "param_groups"):
-        return lora.param_groups(model, config)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [
-        {"params": [p for n, p in named if ".lora_" in n], "lr": config.lr},
-        {"params": [p for n, p in named if ".lora_" not in n], "lr": config.head_lr or config.lr},
-    ]
-
-
 def _aliased_copy(model, head: tuple[str, ...]):
     """A copy of `model` whose weights outside the head share the original's storage (new Parameter objects, so
     requires_grad stays per copy). The runs' own PeftModels only need the base to wrap it: its frozen weights are
@@ -287,7 +275,7 @@ class _Pack:
         lr = torch.zeros(self.K, sum(self.params.sizes))
         mask = torch.zeros_like(lr)
         for k, (cfg, run) in enumerate(zip(self.configs, self.runs)):
-            group_lr = {id(p): g["lr"] for g in _recipe_groups(run.model, cfg) for p in g["params"]}
+            group_lr = {id(p): g["lr"] for g in lora.param_groups(run.model, cfg) for p in g["params"]}
             for name, kind, factor in self.slots:
                 p = self._peft_param(run.model, name, kind, factor)
                 if p.requires_grad:
