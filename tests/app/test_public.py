@@ -138,7 +138,7 @@ def test_a_public_request_runs_under_the_time_limit_with_capped_threads(public, 
     assert argv[:3] == ["timeout", "--kill-after=15", "90"] and kwargs["device"] == "cpu"
     import json
 
-    configs = json.loads(open(argv[-2]).read())
+    configs = json.loads(open(argv[argv.index("--configs") + 1]).read())
     assert {c["threads"] for c in configs} == {1}
     assert at.session_state["my_jobs"] == ["new"]
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from asymviz.cli.main import build_parser, main
-from asymviz.cli.output import LEGENDS, TABLE_WIDTH, format_table, sweep_outline, write_frame
+from asymviz.cli.output import LEGENDS, TABLE_WIDTH, format_table, write_frame
+from asymviz.cli.training import sweep_outline
 
 
 def _table_lines(text: str) -> list[str]:
@@ -120,7 +121,9 @@ def test_sweep_outline_counts_pending_runs(tmp_path):
     assert runs == 6
     assert line.startswith("sweep: 6 runs to train on CPU, about 480 training examples: roughly")
     runs, line = sweep_outline(configs, tmp_path / "store", lrs=[1e-3, 3e-3])
-    assert runs == 6 + 2 * 2  # the grid (2 lrs x 2 modes, first seed) and, at most, every main run
-    assert "up to 10 runs" in line and "(4 lr-grid runs first)" in line
+    # the grid (2 lrs x 2 modes, first seed), the head_only control's grid that fixes the head's lr (2 lrs), and,
+    # at most, every main run
+    assert runs == 6 + 2 * 2 + 2
+    assert "up to 12 runs" in line and "(6 lr-grid runs first)" in line
     runs, line = sweep_outline([c.replace(model="/some/model") for c in configs], tmp_path / "store")
     assert "no measured speed for /some/model on CPU" in line
