@@ -173,6 +173,10 @@ class _Pack:
             if device.index is None:
                 device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(device)
+            import gc
+
+            gc.collect()  # a previous pack's tensors must not count in this pack's peak (as session._place)
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         self.device, self.precision = device, recipe.resolve_precision(cfg, device)
         self.autocast = recipe.autocast(self.precision, device)
