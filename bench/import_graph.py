@@ -5,7 +5,7 @@
 
 A module's level is 1 when it imports no first-party module, else 1 + the highest level among what it imports
 (modules in one cycle share a level). Imports inside functions count: they are still dependencies, just lazy
-ones. Modules loaded by name through importlib are invisible to this scan, which is why the CLI must not do that.
+ones; imports under `if TYPE_CHECKING:` do not count (annotations only). Modules loaded by name through importlib are invisible to this scan, which is why the CLI must not do that.
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ def imports_of(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
     is_pkg = path.name == "__init__.py"
     package = name if is_pkg else name.rpartition(".")[0]
     targets: set[str] = set()
+    typing_only = {  # `if TYPE_CHECKING:` blocks: annotations, not dependencies at run time
+        id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+        for stmt in block.body for n in ast.walk(stmt)
+    }  # fmt: skip
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             cands = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -62,6 +68,12 @@ def imports_of(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
                 targets.add(cand)
                 break
     return targets
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -108,9 +120,12 @@ def levels(graph: dict[str, set[str]]) -> tuple[dict[str, int], list[list[str]]]
 
 
 def main(argv=None) -> int:
+    global ROOT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--edges", action="store_true", help="print every first-party import edge")
+    ap.add_argument("--root", type=Path, default=None, help="the checkout to scan (default: this one)")
     args = ap.parse_args(argv)
+    ROOT = (args.root or ROOT).resolve()
     mods = first_party_modules()
     graph = {m: imports_of(m, p, mods) for m, p in mods.items()}
     # a package's __init__ importing its own submodules is not a dependency of the submodules on it
@@ -118,6 +133,10 @@ def main(argv=None) -> int:
     print(f"modules: {len(mods)}  import levels: {max(lvl.values())}  cycles: {len(cycles)}")
     for c in cycles:
         print("  cycle:", " <-> ".join(c))
+    chain = [max(lvl, key=lambda m: (lvl[m], m))]
+    while lvl[chain[-1]] > 1:
+        chain.append(max((t for t in graph[chain[-1]] if lvl[t] < lvl[chain[-1]]), key=lambda t: (lvl[t], t)))
+    print("deepest chain:", " -> ".join(chain))
     big = [(m, len(p.read_text().splitlines())) for m, p in mods.items()]
     big = [(m, n) for m, n in big if n > 400]
     print("modules over 400 lines:", ", ".join(f"{m} ({n})" for m, n in sorted(big)) or "none")
