@@ -265,6 +265,7 @@ def _cmd_sweep(args) -> int:
             lr_ratios=ratios,
             lr_extensions=args.lr_extensions,
             name=args.name,
+            pack=args.pack,
         )
     finally:
         bar.close()
@@ -491,6 +492,8 @@ def add_commands(sub) -> None:
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs in flight on each GPU (default 1)")
     p.add_argument("--cpu-jobs", type=int, default=1,
                    help="without --gpus: runs side by side in forked CPU processes (default 1)")  # fmt: skip
+    p.add_argument("--pack", type=int, default=1, help="without --gpus / --cpu-jobs: train up to K compatible "
+                   "runs together, one frozen base and K adapters per step (asymviz.training.multi; default 1)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_args(p)
     p.set_defaults(func=_cmd_sweep)
