@@ -26,7 +26,8 @@ modules, bit_identical} (null in mode ab), timings {load_s, prefix_s, train_s, e
 metrics {test_accuracy, test_macro_f1 | test_loss, test_perplexity, validation_..., train_loss,
 examples_per_s | tokens_per_s, peak_memory_mb, peak_memory_kind}, error (one line, or null), plus the run's
 setting: threads, world_size, base_model (the stable name), targets, layers, has_adapter, learning_rates
-{lora_A, lora_B, head}, frozen_norms {factor, modules, row, col: {mean, min, max}} (null without a frozen factor).
+{lora_A, lora_B, head}, split_summary (asymviz.base.tasks.TaskData.split_summary: per split rows,
+unique_texts, classes, largest_item_share, majority_accuracy), frozen_norms {factor, modules, row, col: {mean, min, max}} (null without a frozen factor).
 The store itself holds `lr_selection.csv` (LR_FILE), `sweep.json` (SWEEP_FILE) and `.sweep/` (SWEEP_DIR).
 The run table (`RunStore.list()`) has the columns and dtypes of LIST_SCHEMA; `lr_ratio` and `head_lr` were added
 (runs written before read 1.0 and their lr); no column was renamed. peak_memory_mb is the process's

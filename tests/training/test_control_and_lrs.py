@@ -34,6 +34,8 @@ def test_head_only_trains_only_the_head_and_writes_a_well_formed_run(tmp_path, t
     assert d["learning_rates"] == {"lora_A": None, "lora_B": None, "head": 1e-2}
     assert not (tmp_path / "run" / "adapter").exists() and not (tmp_path / "run" / "init").exists()
     assert 0 <= d["metrics"]["test_accuracy"] <= 1
+    assert set(d["split_summary"]) >= {"train", "validation", "test"}  # data's split summary, recorded
+    assert d["split_summary"]["train"]["rows"] == d["data"]["n_train"]
     row = RunStore(tmp_path).list().iloc[0]
     assert row["mode"] == "head_only" and row["trainable_lora"] == 0 and not row["has_weights"]
     with pytest.raises(RunError, match="head_only trains no adapter"):
