@@ -179,10 +179,10 @@ def all_runs(store: str):
 
 def with_files(frame):
     """has_adapter and has_init columns of a list_runs frame (what the pickers offer)."""
-    from pathlib import Path
+    from asymviz.runs import has_adapter_files, init_dir
 
     frame["has_adapter"] = frame["has_weights"]  # RunStore.list() checked adapter/adapter_config.json
-    frame["has_init"] = [(Path(p) / "init" / "adapter_config.json").is_file() for p in frame["path"]]
+    frame["has_init"] = [has_adapter_files(init_dir(p)) for p in frame["path"]]
     return frame
 
 
@@ -255,8 +255,8 @@ def runs_drift(paths: tuple[str, ...]):
 
 @st.cache_resource(show_spinner=False)
 def demo_preset():
-    """The CPU demo preset's configs, one per mode (asymviz.training.config.preset("demo"))."""
-    from asymviz.training.config import preset
+    """The CPU demo preset's configs, one per mode (asymviz.preset("demo"))."""
+    from asymviz import preset
 
     return {c.mode: c for c in preset("demo")}
 

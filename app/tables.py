@@ -162,7 +162,7 @@ def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool, 
     """The TrainConfig of each chosen mode: the demo preset's (its per-mode learning rates, top layers and
     frozen-prefix cache) or the engine's defaults, with the user's model, task, rank, steps, seed and device.
     Validation runs at a third and two thirds of the steps and at the end, so the metric curve moves live."""
-    from asymviz.training.config import TrainConfig, preset
+    from asymviz import TrainConfig, preset
 
     changes = dict(model=model, task=task, rank=int(rank), steps=int(steps), seed=int(seed), device=device,
                    eval_every=max(1, int(steps) // 3), threads=threads)  # fmt: skip

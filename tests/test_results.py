@@ -279,3 +279,14 @@ def test_alignment_by_mode_means_runs_first_then_seeds():
     assert out.loc["ab", "mean"] == pytest.approx(0.5) and out.loc["ab", "n"] == 2  # runs 0.4 and 0.6
     assert out.loc["ab", "se"] == pytest.approx(0.1)  # sd 0.1414 / sqrt(2)
     assert out.loc["b_only", "n"] == 1 and out.loc["ab", "random_baseline"] == pytest.approx(0.1)
+
+
+def test_head_only_pairs_with_every_rank(tmp_path):
+    """The control has no adapter and no rank: its runs (rank 8 in their config) are the baseline of every rank."""
+    for s in range(3):
+        write_run(tmp_path, "t", "head_only", s, 0.70 + 0.01 * s, rank=8)
+        write_run(tmp_path, "t", "ab", s, 0.80 + 0.01 * s, rank=8)
+        write_run(tmp_path, "t", "ab", s, 0.85 + 0.01 * s, rank=16)
+    table = R.compare_modes(R.counted_runs(RunStore(tmp_path).list()), "test_accuracy", baseline="head_only")
+    assert sorted(table["rank"]) == [8, 16] and set(table["n_pairs"]) == {3}
+    assert table.set_index("rank")["diff_mean"].to_dict() == pytest.approx({8: 0.10, 16: 0.15})
