@@ -250,3 +250,14 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(store, tmp_path, capsys, arg
     assert main(["runs", "compare", *[a.format(**paths) for a in args]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_head_only_pairs_with_every_rank(tmp_path):
+    """The control has no adapter and no rank: its runs (rank 8 in their config) are the baseline of every rank."""
+    for s in range(3):
+        write_run(tmp_path, "t", "head_only", s, 0.70 + 0.01 * s, rank=8)
+        write_run(tmp_path, "t", "ab", s, 0.80 + 0.01 * s, rank=8)
+        write_run(tmp_path, "t", "ab", s, 0.85 + 0.01 * s, rank=16)
+    table = R.compare_modes(R.counted_runs(RunStore(tmp_path).list()), "test_accuracy", baseline="head_only")
+    assert sorted(table["rank"]) == [8, 16] and set(table["n_pairs"]) == {3}
+    assert table.set_index("rank")["diff_mean"].to_dict() == pytest.approx({8: 0.10, 16: 0.15})

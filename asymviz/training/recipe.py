@@ -12,10 +12,13 @@ from pathlib import Path
 
 from asymviz import runs as _runs
 from asymviz.training.evaluation import evaluate  # noqa: F401
-from asymviz.training.loop import Cancelled, ProgressEvent  # noqa: F401  (re-exported for multi.py)
-from asymviz.training.loop import _install_signal_handlers as install_signal_handlers  # noqa: F401
-from asymviz.training.loop import _one_line as one_line  # noqa: F401
-from asymviz.training.loop import _prepare_out_dir as prepare_out_dir  # noqa: F401
+from asymviz.training.loop import (  # noqa: F401  (re-exported for multi.py)
+    Cancelled,
+    ProgressEvent,
+    install_signal_handlers,
+    one_line,
+    prepare_out_dir,
+)
 from asymviz.training.runtime import (  # noqa: F401
     autocast,
     cpu_threads,
