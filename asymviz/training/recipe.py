@@ -12,13 +12,7 @@ from pathlib import Path
 
 from asymviz import runs as _runs
 from asymviz.training.evaluation import evaluate  # noqa: F401
-from asymviz.training.loop import (  # noqa: F401  (re-exported for multi.py)
-    Cancelled,
-    ProgressEvent,
-    install_signal_handlers,
-    one_line,
-    prepare_out_dir,
-)
+from asymviz.training.loop import Cancelled, ProgressEvent, install_signal_handlers, one_line, prepare_out_dir  # noqa: F401  (re-exported for multi.py)  # noqa: F401
 from asymviz.training.runtime import (  # noqa: F401
     autocast,
     cpu_threads,
