@@ -37,6 +37,7 @@ if (PAGES_DIR / "alignment.py").exists():
     )
 
 page = st.navigation(SECTIONS)
+st.set_page_config(page_title=f"{page.title} · asymviz")  # each browser tab says which page it shows
 state.sidebar()
 state.warm_up()
 page.run()

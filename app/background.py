@@ -172,13 +172,16 @@ def diagnostics_job(path: str, signature: str, base: str, k: int = 10, eps: floa
 
 def _name_of(path: str) -> str:
     """A run's or adapter's short name for progress lines: the run folder's name for a run's adapter/."""
-    p = Path(path)
-    return p.parent.name if p.name == "adapter" else p.name
+    from asymviz.runs import run_folder_of
+
+    run = run_folder_of(path)
+    return run.name if run is not None else Path(path).name
 
 
 def run_folder_of(path: str | None):
     """The run folder when `path` is a stored run's adapter/ (run.json next to it), else None."""
-    if not path:
+    from asymviz import runs
+
+    if not path or runs.is_run_folder(path):
         return None
-    p = Path(path)
-    return p.parent if p.name == "adapter" and (p.parent / "run.json").is_file() else None
+    return runs.run_folder_of(path)

@@ -142,6 +142,17 @@ def similarity(
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def collection(paths: tuple[str, ...], signatures: tuple[str, ...], names: tuple[str, ...]):
+    """asymviz.collection.analyze_collection of several adapters (modules matched by name): the frames
+    (similarity, mean, shared, clusters)."""
+    from asymviz.collection import analyze_collection
+
+    adapters = [load_adapter(p, s) for p, s in zip(paths, signatures, strict=True)]
+    result = analyze_collection(adapters, names=list(names))
+    return result.similarity, result.mean, result.shared, result.clusters
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def report_html(
     path: str, signature: str, against: tuple[str, str] | None = None, show_paths: bool = True
 ) -> bytes:
@@ -168,10 +179,10 @@ def all_runs(store: str):
 
 def with_files(frame):
     """has_adapter and has_init columns of a list_runs frame (what the pickers offer)."""
-    from pathlib import Path
+    from asymviz.runs import has_adapter_files, init_dir
 
     frame["has_adapter"] = frame["has_weights"]  # RunStore.list() checked adapter/adapter_config.json
-    frame["has_init"] = [(Path(p) / "init" / "adapter_config.json").is_file() for p in frame["path"]]
+    frame["has_init"] = [has_adapter_files(init_dir(p)) for p in frame["path"]]
     return frame
 
 
@@ -191,6 +202,27 @@ def _metrics_of(paths):
     if not parts:
         return pd.DataFrame(columns=["run_id", "step", "split", "metric", "value"])
     return pd.concat(parts, ignore_index=True)[["run_id", "step", "split", "metric", "value"]]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def frozen_norms(run_folder: str) -> dict | None:
+    """run.json's frozen_norms (row / column norms of the frozen factor at init, from the training engine), or
+    None (mode ab or head_only, or a run written before the engine recorded them)."""
+    from asymviz.runs import RunRecord
+
+    return RunRecord.load(run_folder).data.get("frozen_norms")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def linear_probe(store: str, group: str | None):
+    """The experiment's linear-probe baselines (asymviz.probes.linear_probe's COLUMNS), read from
+    <store>/<group>/linear_probe.csv (or <store>/linear_probe.csv for a flat store); None when there is none."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(store) / (group or "") / "linear_probe.csv"
+    return pd.read_csv(path) if path.is_file() else None
 
 
 @st.cache_data(ttl=2, max_entries=64, show_spinner=False)
@@ -223,8 +255,8 @@ def runs_drift(paths: tuple[str, ...]):
 
 @st.cache_resource(show_spinner=False)
 def demo_preset():
-    """The CPU demo preset's configs, one per mode (asymviz.training.config.preset("demo"))."""
-    from asymviz.training.config import preset
+    """The CPU demo preset's configs, one per mode (asymviz.preset("demo"))."""
+    from asymviz import preset
 
     return {c.mode: c for c in preset("demo")}
 

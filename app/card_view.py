@@ -40,6 +40,24 @@ FLAG_TEXT = {
 }
 
 
+def show_frozen_norms(norms: dict) -> None:
+    """The frozen factor's row and column norms at init, as run.json records them (a stored B-only or A-only
+    run): what the frozen random factor looked like, e.g. an orthogonal A has rows of norm exactly 1."""
+    factor = norms.get("factor", "?")
+    parts = []
+    for side, what in (("row", "rows"), ("col", "columns")):
+        s = norms.get(side) or {}
+        if s:
+            parts.append(f"{what}: mean {s['mean']:.4g} (from {s['min']:.4g} to {s['max']:.4g})")
+    st.caption(
+        f":material/lock: Frozen {factor} at init, over its {norms.get('modules', '?')} modules: "
+        + "; ".join(parts)
+        + (". A row of A is one rank direction in input space (PEFT's Kaiming-uniform A: about 0.577; an "
+           "orthogonal A: exactly 1)." if factor == "A" else ". A column of B is one rank direction in output "
+           "space.")
+    )  # fmt: skip
+
+
 def show_card(path: str, signature: str, label: str) -> None:
     """The card's verdicts as metrics, what the A verdict means, flags and the suggested rank_pattern."""
     with guard("The card could not be computed for this adapter; the views below still work."):
@@ -50,23 +68,24 @@ def show_card(path: str, signature: str, label: str) -> None:
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
             "A still random?", {"random": "yes", "learned": "no", "unknown": "unknown"}[summary["a_verdict"]],
-            f"{counts['random']} random · {counts['learned']} learned · {counts['unknown']} unknown",
-            delta_color="off", border=True, help=f"Per module, A {TEST_TEXT[summary['a_test']]}.",
+            f"{counts['random']} random · {counts['learned']} learned"
+            + (f" · {counts['unknown']} unknown" if counts["unknown"] else ""),
+            delta_color="off", delta_arrow="off", border=True, help=f"Per module, A {TEST_TEXT[summary['a_test']]}.",
         )  # fmt: skip
         c2.metric(
             "update ‖ΔW‖_F", f"{summary['update_norm']:.4g}",
-            f"{summary['n_no_update']} module(s) without an update" if summary["n_no_update"] else "every module learned",
-            delta_color="off", border=True, help="√Σ‖s·B·A‖²_F over modules; PEFT starts ΔW at 0, so > 0 was learned.",
+            f"{summary['n_no_update']} module(s) without an update" if summary["n_no_update"] else "every module moved",
+            delta_color="off", delta_arrow="off", border=True, help="√Σ‖s·B·A‖²_F over modules; PEFT starts ΔW at 0, so > 0 was learned.",
         )  # fmt: skip
         c3.metric(
             "rank use (stable rank / r)", f"{summary['mean_utilisation']:.0%}",
-            f"median stable rank {summary['median_stable_rank']:.2f}", delta_color="off", border=True,
+            f"median stable rank {summary['median_stable_rank']:.2f}", delta_color="off", delta_arrow="off", border=True,
             help="stable rank ‖ΔW‖²_F / σ₁², averaged over modules, as a share of r.",
         )  # fmt: skip
         saved = 1 - summary["suggested_params"] / summary["params"] if summary["params"] else 0.0
         c4.metric(
-            f"suggested rank ({summary['energy']:.0%} energy)", str(summary["suggested_uniform_r"] or "–"),
-            f"rank_pattern saves {saved:.0%} of the parameters", delta_color="off", border=True,
+            f"rank for {summary['energy']:.0%} energy", str(summary["suggested_uniform_r"] or "–"),
+            f"{saved:.0%} fewer parameters", delta_color="off", delta_arrow="off", border=True,
             help="The smallest k per module that keeps this share of ‖ΔW‖²_F; the largest over modules.",
         )  # fmt: skip
         st.markdown(A_MEANING[summary["a_verdict"]])
@@ -92,6 +111,6 @@ def show_card(path: str, signature: str, label: str) -> None:
             st.code(json.dumps({"rank_pattern": summary["rank_pattern"], "alpha_pattern": summary["alpha_pattern"]},
                                indent=1), language="json")  # fmt: skip
         caption(
-            f"The adapter card (`asymviz card {label}`): A {TEST_TEXT[summary['a_test']]}; "
+            f"The adapter card of {label} (`asymviz card ADAPTER`): A {TEST_TEXT[summary['a_test']]}; "
             "the thresholds are in asymviz/card.py."
         )

@@ -18,6 +18,7 @@ import streamlit as st
 from app import cached, state
 from app.state import store_path
 from app.uploads import AdapterChoice, choice_for, save_uploads
+from asymviz.runs import adapter_dir, run_folder_of
 
 log = logging.getLogger("asymviz.app")
 
@@ -180,7 +181,8 @@ def adapter_picker(
             f"{path}: no such file or folder on the server. Check the path (it is read by the app's machine)."
         )
         return None
-    return choice_for(path, path.name if path.name != "adapter" else path.parent.name)
+    run = run_folder_of(path)
+    return choice_for(path, run.name if run is not None and run != path else path.name)
 
 
 def stored_run_adapter(key: str, runs=None) -> AdapterChoice | None:
@@ -198,7 +200,7 @@ def stored_run_adapter(key: str, runs=None) -> AdapterChoice | None:
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"{key}_run")
     if run_id is None:
         return None
-    path = Path(runs.set_index("run_id").loc[run_id, "path"]) / "adapter"
+    path = adapter_dir(runs.set_index("run_id").loc[run_id, "path"])
     return choice_for(path, str(run_id))
 
 

@@ -170,6 +170,12 @@ def live_store() -> Path:
     return store / LIVE_GROUP if shipped else store
 
 
+def group() -> str | None:
+    """The sidebar's experiment (group folder), or None for a flat store or all runs."""
+    chosen = st.session_state.get("group")
+    return chosen if chosen and chosen != ALL_GROUPS else None
+
+
 def finished_runs(store: str):
     """The completed runs the pages count (asymviz.results.counted_runs): those of the sidebar's experiment
     (group folder) when the store has groups, without lr-grid runs or runs superseded by a later lr choice,

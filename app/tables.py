@@ -127,11 +127,42 @@ def comparison_table(runs, metric: str, q: float, sigma: float):
     return pd.DataFrame(rows)
 
 
+def probe_rows(probe, model, metric: str, rank_runs=None):
+    """The linear-probe rows of one model and test metric as ``task, value`` (tasks by their short name, as the
+    Overview shows them), or None when there is no probe file or no such metric. Rows of other models, and
+    tasks without runs in `rank_runs`, are left out."""
+    if probe is None or metric not in probe.columns:
+        return None
+    rows = probe[probe["model"].map(short) == short(model)]
+    rows = rows.assign(task=rows["task"].map(short), value=rows[metric])[["task", "value"]].dropna()
+    if rank_runs is not None:
+        rows = rows[rows["task"].isin(set(rank_runs["task"].map(short)))]
+    return rows.drop_duplicates("task", keep="last")
+
+
+def shared_by_k(shared):
+    """asymviz.collection's shared-direction curves, mean over modules per (which, k): columns which, k,
+    variance_explained, random_baseline, modules."""
+    return (
+        shared.groupby(["which", "k"], sort=False)
+        .agg(variance_explained=("variance_explained", "mean"), random_baseline=("random_baseline", "mean"),
+             modules=("module", "nunique"))
+        .reset_index()
+    )  # fmt: skip
+
+
+def clusters_table(clusters):
+    """One row per adapter, its cluster by A and by B (asymviz.collection's clusters, pivoted)."""
+    wide = clusters.pivot(index="adapter", columns="which", values="cluster")
+    wide = wide.reindex(list(dict.fromkeys(clusters["adapter"])))
+    return wide.rename(columns=lambda w: f"cluster by {w}").reset_index()
+
+
 def live_configs(model, task, modes, rank, steps, seed, device, use_demo: bool, threads: int | None = None):
     """The TrainConfig of each chosen mode: the demo preset's (its per-mode learning rates, top layers and
     frozen-prefix cache) or the engine's defaults, with the user's model, task, rank, steps, seed and device.
     Validation runs at a third and two thirds of the steps and at the end, so the metric curve moves live."""
-    from asymviz.training.config import TrainConfig, preset
+    from asymviz import TrainConfig, preset
 
     changes = dict(model=model, task=task, rank=int(rank), steps=int(steps), seed=int(seed), device=device,
                    eval_every=max(1, int(steps) // 3), threads=threads)  # fmt: skip

@@ -53,6 +53,7 @@ _EXPORTS = {
     "RunStore": "asymviz.runs",
     "list_runs": "asymviz.runs",
     "TrainConfig": "asymviz.training.config",
+    "preset": "asymviz.training.config",
     "train": "asymviz.training.loop",
     "sweep": "asymviz.training.sweep",
     "align": "asymviz.probes.alignment",

@@ -127,23 +127,21 @@ def _plain(v):
 def open_inputs(path: str | Path) -> tuple[LoraAdapter, LoraAdapter | None, dict]:
     """(adapter, init or None, run config or {}) for an adapter path, a run folder (adapter/ + init/ +
     run.json), or a run's adapter/ folder (its run folder's init/ and run.json are used)."""
+    from asymviz import runs
     from asymviz.adapters import load_adapter
 
     path = Path(path)
-    run = path if (path / "run.json").is_file() else None
-    if run is None and path.name == "adapter" and (path.parent / "run.json").is_file():
-        run = path.parent
+    run = runs.run_folder_of(path)
     if run is None:
         return load_adapter(path), None, {}
-    if not (run / "adapter").is_dir():
+    data = runs.read_run_json(run)  # RunError (an AsymvizError) when unreadable
+    if data.get("mode") == "head_only":
+        raise AsymvizError(f"{run}: a head_only run trains no adapter (only the task head)")
+    if not runs.adapter_dir(run).is_dir():
         raise AsymvizError(f"{run}: the run folder has no adapter/ (weights not kept for this run?)")
-    try:
-        data = json.loads((run / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise AsymvizError(f"{run / 'run.json'}: unreadable ({exc})") from None
-    config = dict(data.get("config") or {}) if isinstance(data, dict) else {}
-    init = load_adapter(run / "init") if (run / "init").is_dir() else None
-    return load_adapter(run / "adapter"), init, config
+    config = dict(data.get("config") or {})
+    init = load_adapter(runs.init_dir(run)) if runs.init_dir(run).is_dir() else None
+    return load_adapter(runs.adapter_dir(run)), init, config
 
 
 def init_family(adapter: LoraAdapter, run_config: dict | None = None) -> tuple[str | None, str]:
@@ -189,9 +187,9 @@ def _measure(m) -> dict:
 
     if not m.finite:
         return {"finite": False}
-    s_d = module_bases(m).delta_sigma  # (r,) ΔW's singular values from the r×r core
     A64, B64 = m.A.double(), m.B.double()
     GA, GB = A64 @ A64.T, B64.T @ B64  # (r, r) each
+    s_d = module_bases(m, GA, GB).delta_sigma  # ΔW's σ, from the r×r core
     nA, nB = float(GA.norm()), float(GB.norm())
     gap = float((GA - GB).norm()) / max(nA, nB) if max(nA, nB) > 0 else math.nan
     return {

@@ -68,7 +68,7 @@ class Timer:
 def train_runs(modes: list[str], steps: int) -> dict[str, Path]:
     """Real MiniLM fine-tunes on fine_foods through the training engine (LoRA r=8 on every layer's query and
     value, pooler + classifier trained in full), once per mode; kept under ~/.cache/asymviz/bench/."""
-    from asymviz.runs import RunRecord
+    from asymviz.runs import RunRecord, is_run_folder
     from asymviz.training import TrainConfig, train
 
     runs = {}
@@ -77,7 +77,7 @@ def train_runs(modes: list[str], steps: int) -> dict[str, Path]:
                           steps=steps, batch_size=16, max_length=64, lr=2e-3, max_validation=200, max_test=400,
                           device="cpu")  # fmt: skip
         folder = BENCH_CACHE / cfg.run_id()
-        if not ((folder / "run.json").is_file() and RunRecord.load(folder).status == "completed"):
+        if not (is_run_folder(folder) and RunRecord.load(folder).status == "completed"):
             print(f"MiniLM: training {cfg.run_id()} (once, cached) ...", flush=True)
             record = train(cfg, folder, overwrite=True)
         else:

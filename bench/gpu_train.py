@@ -42,6 +42,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 import torch  # noqa: E402
 
+from asymviz.runs import RunRecord  # noqa: E402
 from asymviz.training.config import MODES, TrainConfig  # noqa: E402
 
 MINILM = TrainConfig(model="minilm", task="fine_foods", targets=("query", "value"), rank=8, alpha=16,
@@ -274,7 +275,7 @@ def part_ddp(tmp: Path, one_gpu_ex_s: float | None) -> dict:
         print(res.stdout[-2000:], "\n".join(errors[-10:]), res.stderr[-3000:])
         note("ddp", f"FAILED (exit {res.returncode})")
         return {"failed": True}
-    run = json.loads((out / "run.json").read_text())
+    run = RunRecord.load(out).data
     ex_s = run["metrics"]["examples_per_s"]
     note("DDP 2 GPUs, batch 32 per GPU", f"{ex_s:.0f} ex/s global ({wall:.1f} s wall incl. start-up), "
          f"world_size {run.get('world_size')}, test acc {run['metrics']['test_accuracy']:.3f}")  # fmt: skip

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asymviz import results as R  # noqa: E402
 from asymviz.modes import LORA_MODES as MODES  # noqa: E402
-from asymviz.runs import RunStore  # noqa: E402
+from asymviz.runs import GENERATIONS_FILE, LR_FILE, SWEEP_FILE, RunStore  # noqa: E402
 
 LABEL = {"ab": "A&B", "b_only": "B only (random A)", "a_only": "A only (random B)"}
 PAIRS = (("b_only", "ab"), ("a_only", "ab"), ("b_only", "a_only"))  # (mode, baseline) compared in every exp
@@ -79,7 +79,7 @@ def table(frame: pd.DataFrame, cols: list[str]) -> str:
 
 
 def sweeps(root: Path) -> pd.DataFrame:
-    data = json.loads((root / "sweep.json").read_text())["sweeps"]
+    data = json.loads((root / SWEEP_FILE).read_text())["sweeps"]
     return pd.DataFrame(data)
 
 
@@ -114,7 +114,7 @@ def exp1(root: Path) -> tuple[str, dict]:
     }
     a_ab = per_task[(per_task["mode"] == "a_only") & (per_task["baseline"] == "ab")]["verdict"].value_counts()
     summary["a_vs_ab"] = ", ".join(f"{int(a_ab[v])} {v}" for v in R.VERDICTS if v in a_ab)
-    lr = pd.read_csv(root / "lr_selection.csv")
+    lr = pd.read_csv(root / LR_FILE)
     chosen = lr[lr["chosen"]].copy()
     chosen["mode"] = [
         LABEL[m] + (f" ({a})" if m == "b_only" else "")
@@ -219,8 +219,8 @@ def exp3(root: Path) -> tuple[str, dict]:
                      "LoRA params": f"{int(g['trainable_lora'].median()):,}", "lr": f"{g['lr'].iloc[0]:g}",
                      "wall (s, CPU)": f"{g['wall_s'].mean():.0f}"})  # fmt: skip
     text = table(pd.DataFrame(rows), list(rows[0]) if rows else ["mode"])
-    if (root / "lr_selection.csv").exists():
-        lr = pd.read_csv(root / "lr_selection.csv")
+    if (root / LR_FILE).exists():
+        lr = pd.read_csv(root / LR_FILE)
         lr = lr.assign(mode=lr["mode"].map(LABEL), lr=lr["lr"].map("{:g}".format),
                        value=lr["value"].map("{:.3f}".format), chosen=lr["chosen"].map({True: "yes", False: ""}))  # fmt: skip
         text += "\nLearning rate chosen per mode on the validation answer loss (seed 0):\n\n" + table(
@@ -230,7 +230,7 @@ def exp3(root: Path) -> tuple[str, dict]:
     for m in MODES:
         g = f[(f["mode"] == m) & (f["seed"] == 0)]
         if len(g):
-            path = Path(g["path"].iloc[0]) / "generations.jsonl"
+            path = Path(g["path"].iloc[0]) / GENERATIONS_FILE
             if path.exists():
                 gens[m] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if gens:
@@ -403,7 +403,7 @@ def main(argv=None) -> int:
         "LoRA r = 8 on q_proj and v_proj of all 30 layers, 150 steps of batch 8, loss on the answer tokens only; "
         + (
             "the lr chosen per mode on the validation loss from a small grid (table below)."
-            if (root / "smollm2_qa" / "lr_selection.csv").exists()
+            if (root / "smollm2_qa" / LR_FILE).exists()
             else "lr 2e-3 for every mode (no lr grid)."
         ),
         "",

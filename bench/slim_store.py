@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asymviz.runs import RunStore, annotate_run  # noqa: E402
+from asymviz.runs import ADAPTER_DIR, INIT_DIR, SPLIT_FILE, RunStore, annotate_run  # noqa: E402
 
-DROPPED = ("adapter", "init", "split.json")
+DROPPED = (ADAPTER_DIR, INIT_DIR, SPLIT_FILE)
 
 
 def size(path: Path) -> int:

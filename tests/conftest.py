@@ -60,13 +60,9 @@ def llama_like(make_adapter):
     """A 2-layer LLaMA-shaped adapter (q, v, down) at r=4 with random A and B."""
     modules = {}
     for layer in range(2):
-        for i, (kind, d_in, d_out) in enumerate(
-            (("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))
-        ):
+        for i, (kind, d_in, d_out) in enumerate((("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))):
             part = "mlp" if kind == "down_proj" else "self_attn"
-            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(
-                4, d_in, d_out, seed=10 * layer + i
-            )
+            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(4, d_in, d_out, seed=10 * layer + i)
     return make_adapter(modules, {"lora_alpha": 8})
 
 
@@ -95,9 +91,7 @@ def tiny_model(arch: str):
                           intermediate_size=48, vocab_size=64, max_position_embeddings=64)  # fmt: skip
         return LlamaForCausalLM(cfg)
     if arch == "gpt2":
-        cfg = GPT2Config(
-            n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0
-        )
+        cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0)
         return GPT2LMHeadModel(cfg)
     raise ValueError(arch)
 

@@ -11,9 +11,7 @@ from app_helpers import REPO, app_test, no_errors
 from asymviz.runs import RunStore
 
 ROOT = REPO / "cached_runs"
-pytestmark = pytest.mark.skipif(
-    not (ROOT / "minilm_tasks").is_dir(), reason="no shipped runs in this checkout"
-)
+pytestmark = pytest.mark.skipif(not (ROOT / "minilm_tasks").is_dir(), reason="no shipped runs in this checkout")
 
 
 def test_under_50_mb_and_every_run_readable():
@@ -34,9 +32,7 @@ def test_the_sweeps_are_complete():
     # 5 tasks x 3 modes x 2 ranks x 3 seeds, one lr per task and mode
     assert len(exp1) == 90
     assert exp1.groupby(["task", "mode"])["lr"].nunique().max() == 1
-    inits = main[
-        (main["mode"] == "b_only") & (main["rank"] == 8) & main["task"].isin(["fine_foods", "word_polarity"])
-    ]
+    inits = main[(main["mode"] == "b_only") & (main["rank"] == 8) & main["task"].isin(["fine_foods", "word_polarity"])]
     assert inits.groupby(["task", "a_init"]).size().to_dict() == {
         (t, a): 3 for t in ("fine_foods", "word_polarity") for a in ("gaussian", "kaiming", "orthogonal")
     }
@@ -78,9 +74,7 @@ def test_the_dashboard_shows_each_experiment(group):
     no_errors(at)
     assert at.get("plotly_chart")
     table = at.dataframe[0].value
-    seeds = {"minilm_tasks": {3}, "similarity": {1, 9}, "vit_mnist": {3}}[
-        group
-    ]  # fine_foods: 5 + 4 shared-init
+    seeds = {"minilm_tasks": {3}, "similarity": {1, 9}, "vit_mnist": {3}}[group]  # fine_foods: 5 + 4 shared-init
     assert set(table["seeds"]) == seeds
 
 
@@ -95,7 +89,10 @@ def test_the_figure_1_heatmaps_of_the_shipped_similarity_runs(across, inits):
         at.session_state["cmp_sim_inits"] = inits
     at.run()
     no_errors(at)
-    assert len(at.get("plotly_chart")) == 2  # A and B
+    charts = [c.key for c in at.get("plotly_chart")]
+    assert charts == ["fig_cmp_sim_A", "fig_cmp_sim_B", "fig_cmp_shared"]  # A, B and the shared directions
+    groups = next(d.value for d in at.dataframe if "cluster by A" in d.value)
+    assert len(groups) >= 2 and groups[["cluster by A", "cluster by B"]].notna().all().all()
 
 
 def test_live_fine_tunes_on_the_shipped_store_go_to_its_ignored_live_folder():

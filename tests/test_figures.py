@@ -38,14 +38,7 @@ def test_mode_vocabulary_is_consistent():
     assert len(set(F.MODE_COLORS.values())) == 4
 
 
-def test_mean_se_known_values():
-    out = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
-    assert list(out.columns) == ["task", "mode", "mean", "se", "n"]
-    row = out[(out["task"] == "fine_foods") & (out["mode"] == "ab")].iloc[0]
-    assert row["mean"] == pytest.approx(0.81) and row["n"] == 3
-    assert row["se"] == pytest.approx(0.01 / math.sqrt(3))  # std of (0.80, 0.81, 0.82) is 0.01
-    single = mean_se(_runs().query("seed == 0 and task == 'fine_foods'"), by=["mode"], value="test_accuracy")
-    assert single["se"].isna().all()
+def test_format_mean_se():
     assert (
         F.format_mean_se(0.8123, 0.0041) == "0.812 ± 0.004" and F.format_mean_se(0.8, float("nan")) == "0.800"
     )
@@ -61,6 +54,43 @@ def test_mode_bar_figure_uses_mode_colours_and_order():
     titles = _axis_titles(fig)
     assert titles["xaxis"] == "task" and titles["yaxis"] == "test accuracy"
     assert "empty" not in fig.layout.title.text
+
+
+def test_module_roles_split_a_kind_only_where_it_covers_several_roles():
+    modules = ["bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.0.attention.output.dense",
+               "bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.0.output.dense",
+               "bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.1.output.dense"]  # fmt: skip
+    kinds = ["query", "dense", "dense", "dense", "query", "dense"]
+    roles = F.module_roles(modules, [0, 0, 0, 0, 1, 1], kinds)
+    assert roles == [
+        "query",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+        "query",
+        "output.dense",
+    ]
+    assert F.module_roles(["model.layers.3.self_attn.q_proj", "lm_head"], [3, None], ["q_proj", "lm_head"]) == [
+        "q_proj", "lm_head"]  # fmt: skip
+
+
+def test_log_axis_ticks_are_powers_of_ten_over_a_decade():
+    spectrum = pd.DataFrame({"module": "m", "layer": 0, "which": ["A"] * 3 + ["B"] * 3, "k": [1, 2, 3] * 2,
+                             "sigma": [3.0, 2.0, 1.0, 100.0, 1.0, 0.01]})  # fmt: skip
+    fig = F.spectrum_figure(spectrum, which=("A", "B"))
+    assert fig.layout.yaxis.dtick is None  # A spans under a decade: Plotly's own ticks (0.5, 1, 1.5, ...)
+    assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis2.dtick == 1
+
+
+def test_module_similarity_one_panel_per_factor_so_equal_lines_cannot_hide():
+    pairs = pd.DataFrame({"module": ["m0", "m1"] * 3, "which": ["A", "A", "B", "B", "delta", "delta"],
+                          "similarity": [0.02, 0.03, 0.02, 0.03, 0.5, 0.4], "random_baseline": 0.02})  # fmt: skip
+    fig = F.module_similarity_figure(pairs)
+    learned = [t for t in fig.data if t.mode == "markers+lines"]
+    assert [t.yaxis for t in learned] == ["y", "y2", "y3"]  # A and B equal, yet each on its own panel
+    assert [a.text.split(":")[0] for a in fig.layout.annotations] == [
+        F.WHICH_LABELS[w] for w in ("A", "B", "delta")
+    ]
 
 
 def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
@@ -81,6 +111,17 @@ def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
     assert all(
         s.line.color == F.MODE_COLORS["head_only"] and s.line.dash == "dash" for s in fig.layout.shapes
     )
+
+
+def test_a_linear_probe_is_a_dotted_line_per_task():
+    summary = mean_se(_runs(), by=["task", "mode"], value="test_accuracy")
+    probe = pd.DataFrame(
+        {"task": ["fine_foods", "other"], "value": [0.6, 0.9]}
+    )  # a task without bars is left out
+    fig = F.mode_bar_figure(summary, "test accuracy", probe=probe)
+    (line,) = [t for t in fig.data if t.type == "scatter"]
+    assert line.name == "linear probe (frozen features)" and list(line.y) == [0.6]
+    assert [(s.y0, s.line.dash) for s in fig.layout.shapes] == [(0.6, "dot")]
 
 
 def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():

@@ -250,3 +250,43 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(store, tmp_path, capsys, arg
     assert main(["runs", "compare", *[a.format(**paths) for a in args]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_mean_se_known_values():
+    """results.mean_se, the one mean ± s.e. of the tables and figures: sd (ddof 1) / sqrt(n), NaN for one seed."""
+    runs = pd.DataFrame({"task": "t", "mode": ["ab"] * 3 + ["b_only"], "seed": [0, 1, 2, 0],
+                         "test_accuracy": [0.80, 0.81, 0.82, 0.7]})  # fmt: skip
+    out = R.mean_se(runs, by=["task", "mode"], value="test_accuracy")
+    assert list(out.columns) == ["task", "mode", "mean", "se", "n"]
+    ab = out[out["mode"] == "ab"].iloc[0]
+    assert ab["mean"] == pytest.approx(0.81) and ab["n"] == 3
+    assert ab["se"] == pytest.approx(0.01 / math.sqrt(3))  # the sd of (0.80, 0.81, 0.82) is 0.01
+    assert math.isnan(out[out["mode"] == "b_only"].iloc[0]["se"])
+
+
+def test_alignment_by_mode_means_runs_first_then_seeds():
+    rows = []
+    for run, mode, values in (
+        ("a0", "ab", (0.2, 0.6)),
+        ("a1", "ab", (0.6, 0.6)),
+        ("b0", "b_only", (0.3, 0.3)),
+    ):
+        for module, v in enumerate(values):  # two modules of layer 0: the run's value is their mean
+            rows.append({"run_id": run, "mode": mode, "layer": 0, "module": module, "source": "trained",
+                         "which": "A", "side": "input", "reference": "inputs", "similarity": v,
+                         "random_baseline": 0.1})  # fmt: skip
+    out = R.alignment_by_mode(pd.DataFrame(rows)).set_index("mode")
+    assert out.loc["ab", "mean"] == pytest.approx(0.5) and out.loc["ab", "n"] == 2  # runs 0.4 and 0.6
+    assert out.loc["ab", "se"] == pytest.approx(0.1)  # sd 0.1414 / sqrt(2)
+    assert out.loc["b_only", "n"] == 1 and out.loc["ab", "random_baseline"] == pytest.approx(0.1)
+
+
+def test_head_only_pairs_with_every_rank(tmp_path):
+    """The control has no adapter and no rank: its runs (rank 8 in their config) are the baseline of every rank."""
+    for s in range(3):
+        write_run(tmp_path, "t", "head_only", s, 0.70 + 0.01 * s, rank=8)
+        write_run(tmp_path, "t", "ab", s, 0.80 + 0.01 * s, rank=8)
+        write_run(tmp_path, "t", "ab", s, 0.85 + 0.01 * s, rank=16)
+    table = R.compare_modes(R.counted_runs(RunStore(tmp_path).list()), "test_accuracy", baseline="head_only")
+    assert sorted(table["rank"]) == [8, 16] and set(table["n_pairs"]) == {3}
+    assert table.set_index("rank")["diff_mean"].to_dict() == pytest.approx({8: 0.10, 16: 0.15})

@@ -89,3 +89,46 @@ def write_tiny_llama_lm(root: Path) -> tuple[Path, Path]:
     model = get_peft_model(LlamaForCausalLM.from_pretrained(base), lora)
     model.save_pretrained(root / "llama_adapter")
     return base, root / "llama_adapter"
+
+
+# ---- linear probe (asymviz.probes.linear_probe): a task one token decides, and a tokenizer that knows it -----
+
+POSITIVE, NEGATIVE, NEUTRAL = (
+    ("good", "great", "tasty", "love"),
+    ("bad", "awful", "bland", "hate"),
+    ("tea", "dog"),
+)
+
+
+def write_separable_task(path, n: int = 200, seed: int = 0) -> str:
+    """A CSV whose label is which word set (positive / negative) the text is drawn from: linearly separable."""
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    while len(rows) < n:
+        label = rng.choice(("great", "other"))
+        words = [rng.choice(POSITIVE if label == "great" else NEGATIVE) for _ in range(rng.randint(1, 4))]
+        words += [rng.choice(NEUTRAL) for _ in range(rng.randint(0, 2))]
+        text = " ".join(rng.sample(words, len(words)))
+        if text not in seen:
+            seen.add(text)
+            rows.append({"text": text, "label": label})
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def write_tiny_bert_with_vocab(root):
+    """tiny_task's BERT, with a tokenizer that knows its words: under transformers 5 `BertTokenizerFast(vocab_file=)`
+    (what tiny_task uses) ignores the file and maps every word to [UNK]."""
+    from transformers import BertTokenizerFast
+
+    root = Path(root)
+    folder = write_tiny_bert(root)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    if tok.convert_tokens_to_ids("good") != vocab.index("good"):
+        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    assert tok("good bad")["input_ids"] == [2, vocab.index("good"), vocab.index("bad"), 3]
+    tok.save_pretrained(folder)
+    return folder

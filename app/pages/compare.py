@@ -190,7 +190,7 @@ else:  # similarity
         with guard("The adapters must come from the same base model (same module names and shapes)."):
             with st.spinner("Comparing subspaces…", show_time=True):
                 paths = tuple(f"{p}/adapter" for p in group["path"])
-                pairs = cached.similarity(paths, uploads.signatures(paths), tuple(names), pairs="all")
+                pairs, _, shared, clusters = cached.collection(paths, uploads.signatures(paths), tuple(names))
             left, right = st.columns(2)
             for col, which in ((left, "A"), (right, "B")):
                 with col:
@@ -202,3 +202,20 @@ else:  # similarity
                         "to what random subspaces of the same sizes give.",
                     )  # fmt: skip
             download_frame(pairs, f"similarity_{across}", "cmp_sim_csv", "similarity table (CSV)")
+            left, right = st.columns([3, 2])
+            with left:
+                figure(
+                    F.shared_directions_figure(tables.shared_by_k(shared[shared["which"].isin(["A", "B"])]),
+                                               len(names)),  # fmt: skip
+                    f"shared_directions_{across}", "cmp_shared",
+                    "The share of the adapters' subspaces that k common directions hold (asymviz.collection): 1 "
+                    "at k = r when all share one subspace; the dashed lines are N random subspaces. A far above "
+                    "its line means a shared init; B far above, a shared task.",
+                )  # fmt: skip
+            with right:
+                st.markdown("**Groups** (average-linkage clusters of the mean similarity)")
+                st.dataframe(tables.clusters_table(clusters), hide_index=True)
+                caption(
+                    "Adapters join a group when their mean similarity is well above the random baseline. Zhu et "
+                    "al.: A stays near its init, so A groups by seed; B carries the task, so B groups by task."
+                )

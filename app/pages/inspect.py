@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import cached, card_view, state
+from app import background, cached, card_view, state
 from app.components import adapter_picker, caption, download_frame, figure, guard
 from asymviz import figures as F
 
@@ -60,6 +60,10 @@ st.caption(
     + (f" · {len(extras)} non-LoRA tensor(s) (modules_to_save, biases) listed under Modules" if extras else "")
 )  # fmt: skip
 card_view.show_card(choice.path, choice.signature, choice.label)
+run_dir = background.run_folder_of(choice.path)
+norms = cached.frozen_norms(str(run_dir)) if run_dir is not None else None
+if norms:
+    card_view.show_frozen_norms(norms)
 
 view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="ins_view", required=True)
 
@@ -174,7 +178,7 @@ elif view == "Compare with a second adapter":
                 cols = st.columns(len(mean))
                 for col, (w, row) in zip(cols, mean.iterrows(), strict=True):
                     col.metric(f"mean similarity, {F.WHICH_LABELS[w]}", f"{row['similarity']:.3f}",
-                               f"random: {row['random_baseline']:.3f}", delta_color="off", border=True)  # fmt: skip
+                               f"random: {row['random_baseline']:.3f}", delta_color="off", delta_arrow="off", border=True)  # fmt: skip
                 figure(
                     F.module_similarity_figure(pairs, title=f"Subspace similarity: {names[0]} vs {names[1]}"),
                     f"similarity_{names[0]}_{names[1]}", "ins_simfig",

@@ -15,7 +15,8 @@ from asymviz.cli.training import sweep_command
 
 st.title("Live fine-tune")
 st.markdown(
-    "Fine-tune the same model on the same data three ways and watch the curves as they come in. Training runs "
+    "Fine-tune the same model on the same data three ways, next to the head-only control (no adapter), and watch "
+    "the curves as they come in. Training runs "
     "in a separate process on this machine: one request at a time per GPU, or one on the CPU, the others wait "
     "in a queue. Closing this tab does not stop it; finished runs land in the run store, where the Overview and "
     "Compare pages pick them up."
@@ -51,9 +52,10 @@ with st.container(border=True):
         ).strip()  # fmt: skip
     device = c3.selectbox("Device", ["cpu"] if public else ["auto", "cpu", "cuda"], index=0 if public else 1,
                           key="live_device", help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
+    offered = F.ordered_modes(demo)  # the demo's modes: the three LoRA modes and the head_only control
     modes = st.pills(
-        "Modes", list(F.MODES), selection_mode="multi", default=list(F.MODES), format_func=F.mode_label,
-        key="live_modes",
+        "Modes", offered, selection_mode="multi", default=offered, format_func=F.mode_label, key="live_modes",
+        help="head only: no adapter, only the task head trains: the floor every LoRA mode is measured against.",
     )  # fmt: skip
     d1, d2, d3, d4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     rank = d1.number_input("rank r", 1, 256, first.rank, key="live_rank")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import state, tables
+from app import cached, state, tables
 from app.components import caption, download_frame, figure, guard
 from app.state import store_path
 from asymviz import figures as F
@@ -48,8 +48,9 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     data = data.assign(task=data["task"].map(tables.short))
     summary = tables.summary_by_mode(data, metric, by=("task", "mode"))
     lower_better = metric in tables.LOWER_IS_BETTER
+    probe = tables.probe_rows(cached.linear_probe(str(store), state.group()), model, metric, rank_runs=data)
     fig = F.mode_bar_figure(
-        summary, tables.metric_label(metric),
+        summary, tables.metric_label(metric), probe=probe,
         title=f"{metric.removeprefix('test_').replace('_', ' ').capitalize()} on the test split by mode — "
         f"{tables.short(model)} (mean ± s.e. over seeds)",
         y_range=(0, 1.05) if metric in ("test_accuracy", "test_macro_f1") else None,
@@ -79,6 +80,12 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
         )
     table = tables.mode_table(summary)
     st.dataframe(table, hide_index=True)
+    if probe is not None and len(probe):
+        st.markdown(
+            "**Linear probe** (logistic regression on the frozen model's features, C chosen on validation; "
+            "`asymviz probe`): the dotted line in the chart. "
+            + " · ".join(f"{t}: {v:.3f}" for t, v in zip(probe["task"], probe["value"], strict=True))
+        )
     caption(
         "LoRA params count the factors a mode trains (A&B: r·(d_in+d_out) per module, B only: r·d_out, A only: "
         "r·d_in); the task head (e.g. a classifier), where there is one, is trained in full in every mode."

@@ -15,8 +15,7 @@ from typing import Any
 
 from asymviz.errors import AdapterError, display_name
 
-# Every field a PEFT LoraConfig has had (0.6 .. 0.21), plus PeftConfig's own. An adapter written by a newer
-# PEFT may carry more: with strict=True (the default) those are reported by name, with strict=False ignored.
+# Every field a PEFT LoraConfig has had (0.6 .. 0.21), plus PeftConfig's own.
 KNOWN_FIELDS = frozenset(
     """
     alora_invocation_tokens alpha_pattern arrow_config auto_mapping base_model_name_or_path bias corda_config
@@ -27,6 +26,18 @@ KNOWN_FIELDS = frozenset(
     trainable_token_indices use_bdlora use_dora use_qalora use_rslora velora_config
     """.split()
 )
+
+
+# Fields that early PEFT (0.1 .. 0.2, the alpaca-lora era) wrote and later removed, with the value that means
+# "plain LoRA". `merge_weights` only said whether to merge at eval time; `enable_lora` was MergedLinear's
+# per-slice mask for a fused qkv projection (GPT-2 c_attn): any value but null changes ΔW, so it is refused.
+# Source: peft v0.2.0 src/peft/tuners/lora.py (LoraConfig.enable_lora, merge_weights, MergedLinear).
+OBSOLETE_FIELDS = {"merge_weights": None, "enable_lora": None}
+MATH_FIELDS = {"enable_lora"}  # obsolete fields that change ΔW unless null
+
+# Policy for fields no PEFT LoraConfig has (a newer PEFT, another tool): a null / false / empty / 0 value
+# switches nothing on, so it is ignored with a warning; any other value may change ΔW, so it is refused
+# by name (strict=False, a library-only switch, ignores it with a warning instead).
 
 
 def _installed_peft_fields() -> frozenset[str]:
@@ -52,20 +63,18 @@ class AdapterConfig:
     modules_to_save: tuple[str, ...] = ()
     base_model_name_or_path: str | None = None
     task_type: str | None = None
+    target_parameters: tuple[str, ...] = ()  # LoRA on nn.Parameters (MoE experts), PEFT >= 0.17
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # ignored fields, said once per adapter
 
     def __post_init__(self):
         if not isinstance(self.r, int) or isinstance(self.r, bool) or not 0 < self.r <= MAX_RANK:
             raise AdapterError(f"adapter_config.json: r must be a positive integer, got {self.r!r}")
         if not _is_number(self.lora_alpha):
-            raise AdapterError(
-                f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}"
-            )
+            raise AdapterError(f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}")
         for name, pattern in (("rank_pattern", self.rank_pattern), ("alpha_pattern", self.alpha_pattern)):
             if not isinstance(pattern, dict):
-                raise AdapterError(
-                    f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}"
-                )
+                raise AdapterError(f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}")
             for key, value in pattern.items():
                 ok = (
                     (_is_int(value) and 0 < value <= MAX_RANK)
@@ -85,22 +94,13 @@ class AdapterConfig:
 
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(
-        cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True
-    ) -> AdapterConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True) -> AdapterConfig:
         if not isinstance(data, dict):
             raise AdapterError(f"{source}: expected a JSON object, got {type(data).__name__}")
         peft_type = data.get("peft_type", "LORA")
         if str(peft_type).upper() != "LORA":
             raise AdapterError(f"{source}: peft_type is {peft_type!r}; asymviz reads LoRA adapters only")
-        unknown = sorted(set(data) - KNOWN_FIELDS)
-        if unknown:  # importing peft costs seconds: only ask it about fields the static list lacks
-            unknown = sorted(set(unknown) - _installed_peft_fields())
-        if unknown and strict:
-            raise AdapterError(
-                f"{source}: unknown config field(s) {', '.join(map(repr, unknown))} "
-                "(not a PEFT LoraConfig field; written by a newer PEFT? load with strict=False to ignore)"
-            )
+        warnings = _field_warnings(data, source, strict)
         if "r" not in data:
             raise AdapterError(f"{source}: missing required field 'r'")
         for flag in ("use_rslora", "fan_in_fan_out", "use_dora"):
@@ -122,14 +122,20 @@ class AdapterConfig:
             modules_to_save=tuple(modules_to_save),
             base_model_name_or_path=data.get("base_model_name_or_path"),
             task_type=data.get("task_type"),
+            target_parameters=_string_list(data.get("target_parameters"), "target_parameters", source),
             raw=dict(data),
+            warnings=warnings,
         )
 
     @classmethod
     def from_file(cls, path: str | Path, strict: bool = True) -> AdapterConfig:
         path = Path(path)
-        data = _read_json(path)
-        return cls.from_dict(data, source=display_name(path.name), strict=strict)
+        return cls.from_dict(read_json(path), source=display_name(path.name), strict=strict)
+
+    @property
+    def legacy(self) -> bool:
+        """Written by an early PEFT (it carries fields later removed)."""
+        return any(k in OBSOLETE_FIELDS for k in self.raw)
 
     # ------------------------------------------------------------------------------------------------------
     def rank_for(self, module: str) -> int:
@@ -145,6 +151,60 @@ class AdapterConfig:
         """α/r, or α/√r with rsLoRA, for a module of rank r."""
         alpha = self.alpha_for(module)
         return alpha / math.sqrt(r) if self.use_rslora else alpha / r
+
+
+def read_json(path: str | Path) -> dict:
+    """A config file as a dict: a regular file of at most MAX_CONFIG_BYTES, bounded nesting and numbers, valid
+    UTF-8 JSON, an object. Raises AdapterError naming the file."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise AdapterError(f"{display_name(path.name)}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _field_warnings(data: dict, source: str, strict: bool) -> tuple[str, ...]:
+    """Apply the field policy above: warnings for ignored fields, AdapterError for ones that change ΔW."""
+    warnings = []
+    obsolete = sorted(k for k in data if k in OBSOLETE_FIELDS)
+    changes = [k for k in obsolete if k in MATH_FIELDS and data[k] not in (None, False, [], {})]
+    if changes:
+        raise AdapterError(
+            f"{source}: {', '.join(f'{k}={data[k]!r}' for k in changes)} is an early-PEFT MergedLinear setting "
+            "(a LoRA on some slices of a fused projection); asymviz cannot rebuild that ΔW"
+        )
+    if obsolete:
+        warnings.append(
+            f"{source}: written by an early PEFT; obsolete field(s) {', '.join(obsolete)} ignored (they do not "
+            "change ΔW)"
+        )
+    unknown = sorted(set(data) - KNOWN_FIELDS - set(OBSOLETE_FIELDS))
+    if unknown:  # importing peft costs seconds: only ask it about fields the static list lacks
+        unknown = sorted(set(unknown) - _installed_peft_fields())
+    active = [k for k in unknown if data[k] not in (None, False, 0, "", [], {})]
+    if active and strict:
+        raise AdapterError(
+            f"{source}: unknown config field(s) {', '.join(f'{k}={data[k]!r}' for k in active)[:300]} (not a PEFT "
+            "LoraConfig field; a newer PEFT may use it to change ΔW, so asymviz refuses rather than guess)"
+        )
+    off = [k for k in unknown if k not in active]
+    if off:
+        warnings.append(f"{source}: unknown config field(s) {', '.join(off)} ignored (unset or off)")
+    if active:
+        warnings.append(
+            f"{source}: unknown config field(s) {', '.join(active)} ignored (strict=False): ΔW may be wrong"
+        )
+    return tuple(warnings)
+
+
+def _string_list(value, name: str, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise AdapterError(f"{source}: {name} must be a list of strings, got {value!r}")
+    return tuple(value)
 
 
 def _match_pattern(patterns: dict, module: str) -> str | None:

@@ -1,9 +1,12 @@
-"""load_adapter: from a path to a LoraAdapter, whatever the container (folder, .zip, .safetensors, legacy .bin).
+"""load_adapter: from a path to a LoraAdapter, whatever the container (folder, .zip, .safetensors, .bin, .pt).
 
 `load_adapter(path)` accepts what users have: a PEFT `save_pretrained` folder (or one of its named-adapter
-subfolders), a .zip of one, a bare .safetensors file (scaling unknown without a config: 1 is used and the
-adapter says so), or a legacy .bin read with `torch.load(weights_only=True)`. It reads only the headers;
-tensors are read one module at a time as the adapter is iterated.
+subfolders), an mlx-lm folder (adapters.safetensors), a torchtune folder (adapter_model.pt), a .zip of one,
+a bare .safetensors file (kohya, diffusers, PEFT keys; scaling from `.alpha` tensors or the header's
+metadata, else unknown: 1 is used and the adapter says so), or a .bin/.pt read with
+`torch.load(weights_only=True)`. The container gives a tensor reader and the JSON config beside it; which
+file format that is (and so which reader builds the modules) is asymviz.adapters.formats' decision. It reads
+only the headers; tensors are read one module at a time as the adapter is iterated.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import weakref
 from pathlib import Path
 
 from asymviz.adapters.archive import extract_zip, remove_tree
-from asymviz.adapters.config import AdapterConfig
+from asymviz.adapters.config import read_json
+from asymviz.adapters.formats import read
 from asymviz.adapters.model import LoraAdapter
-from asymviz.adapters.peft import build
 from asymviz.adapters.tensors import DictReader, SafetensorsReader
 from asymviz.adapters.torch_file import torch_load
 from asymviz.errors import AdapterError, display_name
 
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+# PEFT (safetensors, legacy bin), mlx-lm, torchtune: the first one present is read
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapters.safetensors", "adapter_model.pt")
 CONFIG_FILE = "adapter_config.json"
 
 
@@ -29,15 +33,23 @@ def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool
 
     Parameters
     ----------
-    path : folder, .zip, .safetensors, .bin/.pt/.pth
+    path : folder, .zip, .safetensors, .bin/.pt/.pth, or a Hub repo id `org/name[@revision]` that is not a
+        local path (asymviz.adapters.hub; HF_HUB_OFFLINE=1 reads the cache only)
     adapter_name : for folders with one subfolder per named adapter (PEFT's multi-adapter save), or keys
         that carry several adapter names; None picks the only one there is.
-    strict : reject config fields that no PEFT LoraConfig has (False: ignore them).
+    strict : refuse config fields no PEFT LoraConfig has that are set to a value (False: ignore them with a
+        warning). Fields that are unset, and the obsolete fields of early PEFT, are ignored with a warning.
 
     Raises
     ------
     AdapterError with one line naming the file and the problem.
     """
+    from asymviz.adapters import hub
+
+    if not Path(path).exists() and hub.looks_like_repo_id(str(path)):
+        adapter = load_adapter(hub.resolve(str(path)), adapter_name, strict)
+        adapter.source = str(path)  # the repo id the user gave, not the cache folder
+        return adapter
     path = Path(path)
     if not path.exists():
         raise AdapterError(f"{path}: no such file or folder")
@@ -46,16 +58,19 @@ def load_adapter(path: str | Path, adapter_name: str | None = None, strict: bool
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return _load_zip(path, adapter_name, strict)
-    config = _config_beside(path, strict)
-    if suffix in (".bin", ".pt", ".pth"):
-        return build(DictReader(torch_load(path), path.name), config, str(path), adapter_name)
-    return build(SafetensorsReader(path), config, str(path), adapter_name)
+    return read(_reader(path), _config_beside(path), str(path), adapter_name, strict)
 
 
-def _config_beside(path: Path, strict: bool) -> AdapterConfig | None:
+def _reader(path: Path):
+    if path.suffix.lower() in (".bin", ".pt", ".pth"):
+        return DictReader(torch_load(path), path.name)
+    return SafetensorsReader(path)
+
+
+def _config_beside(path: Path) -> dict | None:
     cfg = path.parent / CONFIG_FILE
     # exists(), not is_file(): a FIFO or device named adapter_config.json is refused, not silently skipped
-    return AdapterConfig.from_file(cfg, strict=strict) if cfg.exists() or cfg.is_symlink() else None
+    return read_json(cfg) if cfg.exists() or cfg.is_symlink() else None
 
 
 def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -> LoraAdapter:
@@ -72,14 +87,11 @@ def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -
             raise AdapterError(
                 f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name="
             )
-        raise AdapterError(f"{path}: no adapter_model.safetensors or adapter_model.bin in this folder")
-    config = _config_beside(weights, strict)
-    reader = (
-        SafetensorsReader(weights)
-        if weights.suffix == ".safetensors"
-        else DictReader(torch_load(weights), weights.name)
-    )
-    return build(reader, config, source, adapter_name)
+        files = sorted(path.glob("*.safetensors"))
+        if len(files) == 1:  # a kohya / diffusers LoRA on its own in a folder
+            return read(SafetensorsReader(files[0]), _config_beside(files[0]), source, adapter_name, strict)
+        raise AdapterError(f"{path}: no {', '.join(WEIGHT_FILES)} in this folder")
+    return read(_reader(weights), _config_beside(weights), source, adapter_name, strict)
 
 
 def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter:
@@ -100,7 +112,7 @@ def _load_zip(path: Path, adapter_name: str | None, strict: bool) -> LoraAdapter
             files = sorted(root.glob("*.safetensors"))
             if len(files) != 1:
                 raise AdapterError(f"{path.name}: several .safetensors files and no adapter_model file")
-            adapter = build(SafetensorsReader(files[0]), _config_beside(files[0], strict), str(path), None)
+            adapter = read(SafetensorsReader(files[0]), _config_beside(files[0]), str(path), None, strict)
         else:
             adapter = _load_dir(root, adapter_name, strict, source=str(path))
     except AdapterError as exc:  # name the archive, never the temp folder it was unpacked into

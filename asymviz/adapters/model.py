@@ -37,6 +37,8 @@ class LoraModule:
     magnitude: torch.Tensor | None = None  # (d_out,) DoRA column magnitudes, else None
     embedding: bool = False  # lora_embedding_A/B: d_in is the vocabulary, ΔW is used transposed
     fan_in_fan_out: bool = False  # base weight stored (d_in, d_out) (GPT-2 Conv1D): PEFT transposes ΔW
+    expert: int | None = None  # MoE target_parameters: which expert of the fused parameter
+    adalora_e: torch.Tensor | None = None  # (r,) AdaLoRA's E, already folded into A (A = diag(E)·A_stored)
 
     @property
     def r(self) -> int:
@@ -78,6 +80,12 @@ class ModuleSpec:
     embedding: bool
     fan_in_fan_out: bool
     dtype: str
+    # How the stored tensors become A (r, d_in) and B (d_out, r); the defaults are PEFT's layout.
+    transposed: bool = False  # mlx-lm: lora_a stored (d_in, r), lora_b (r, d_out)
+    e_key: str | None = None  # AdaLoRA: lora_E (r, 1), folded into A as diag(E)·A
+    expert: int | None = None  # MoE target_parameters: this module is expert `expert` of `num_experts`
+    num_experts: int | None = None  # PEFT: A holds r·E rows grouped by expert, B r·E columns interleaved
+    stacked: bool = False  # mlx-lm switch LoRA: A (E, r, d_in), B (E, d_out, r), expert on the first axis
 
     @property
     def params(self) -> int:
@@ -95,8 +103,13 @@ class LoraAdapter:
         source: str,
         extras: dict[str, tuple[int, ...]],
         problems: list[str],
+        format: str = "peft",
+        scaling_source: str | None = None,
     ):
         self.modules = modules
+        self.format = format  # which file layout was detected: see asymviz.adapters.formats.FORMATS
+        # where the scaling comes from: "config", "alpha tensor", "metadata" or "unknown" (scaling 1)
+        self.scaling_source = scaling_source or ("config" if config is not None else "unknown")
         self.config = config
         self.source = source
         self.extras = extras  # non-LoRA weights (modules_to_save, lora biases): key -> shape
@@ -110,7 +123,10 @@ class LoraAdapter:
 
     def __repr__(self) -> str:
         ranks = sorted({m.r for m in self.modules})
-        return f"LoraAdapter({self.source!r}, {len(self)} modules, r={ranks}, scaling_known={self.scaling_known})"
+        return (
+            f"LoraAdapter({self.source!r}, format={self.format!r}, {len(self)} modules, r={ranks}, "
+            f"scaling from {self.scaling_source})"
+        )
 
     @property
     def names(self) -> list[str]:
@@ -118,7 +134,26 @@ class LoraAdapter:
 
     @property
     def scaling_known(self) -> bool:
-        return self.config is not None
+        return self.scaling_source != "unknown"
+
+    def info(self) -> dict:
+        """What the adapter is, in one dict (for the CLI's `asymviz info` and the app's header).
+
+        Keys: source, format, modules, ranks (sorted distinct r), scaling_source ("config", "alpha tensor",
+        "metadata", "unknown"), base_model, experts (distinct expert count, 0 when none), extras (count of
+        non-LoRA tensors), problems (the non-fatal findings so far).
+        """
+        return {
+            "source": self.source,
+            "format": self.format,
+            "modules": len(self),
+            "ranks": sorted({m.r for m in self.modules}),
+            "scaling_source": self.scaling_source,
+            "base_model": self.base_model,
+            "experts": max((m.num_experts or 0 for m in self.modules), default=0),
+            "extras": len(self.extras),
+            "problems": list(self.problems),
+        }
 
     @property
     def base_model(self) -> str | None:
@@ -145,14 +180,24 @@ class LoraAdapter:
                 progress(i)
 
     def _load(self, spec: ModuleSpec) -> LoraModule:
-        keys = [spec.a_key, spec.b_key] + ([spec.magnitude_key] if spec.magnitude_key else [])
-        tensors = self._reader.get_many(keys)
-        A, B = (_as_float(t) for t in tensors[:2])
-        if A.dtype != B.dtype:  # e.g. A stored F64, B F32: compute in the wider one
+        keys = [spec.a_key, spec.b_key] + [k for k in (spec.magnitude_key, spec.e_key) if k]
+        tensors = dict(zip(keys, self._reader.get_many(keys), strict=True))
+        A, B = _as_float(tensors[spec.a_key]), _as_float(tensors[spec.b_key])
+        if A.dtype != B.dtype:  # e.g. A float64, B float16 in one hand-saved file: compute in float64
             A, B = A.double(), B.double()
+        if spec.transposed:  # mlx-lm: lora_a (d_in, r), lora_b (r, d_out)
+            A, B = A.T, B.T
+        if spec.stacked:
+            A, B = A[spec.expert], B[spec.expert]
+        elif spec.num_experts:  # PEFT ParamWrapper.get_delta_weight: A -> (E, r, d_in), B -> (d_out, r, E)
+            A = A.reshape(spec.num_experts, spec.r, -1)[spec.expert]
+            B = B.reshape(B.shape[0], spec.r, spec.num_experts)[:, :, spec.expert]
         A = A.reshape(spec.r, spec.d_in)  # conv kernels flatten into d_in
         B = B.reshape(spec.d_out, spec.r)
-        magnitude = _as_float(tensors[2]).reshape(-1) if spec.magnitude_key else None
+        E = _as_float(tensors[spec.e_key]).reshape(spec.r) if spec.e_key else None
+        if E is not None:  # AdaLoRA: ΔW = B·(A ⊙ E)·α/ranknum, E (r, 1) scales A's rows
+            A = E.to(A.dtype).reshape(spec.r, 1) * A
+        magnitude = _as_float(tensors[spec.magnitude_key]).reshape(-1) if spec.magnitude_key else None
         for label, t in (("A", A), ("B", B)):
             bad = count_nonfinite(t)
             if bad:
@@ -172,6 +217,8 @@ class LoraAdapter:
             magnitude=magnitude,
             embedding=spec.embedding,
             fan_in_fan_out=spec.fan_in_fan_out,
+            expert=spec.expert,
+            adalora_e=E,
         )
 
     # -- summaries ---------------------------------------------------------------------------------------
@@ -180,14 +227,15 @@ class LoraAdapter:
 
         Returns
         -------
-        DataFrame with columns ``module, layer, kind, r, d_in, d_out, alpha, scaling, params, dtype,
-        embedding, dora, fan_in_fan_out`` (params = r·(d_in + d_out), the trainable count of A&B).
+        DataFrame with columns ``module, layer, kind, expert, r, d_in, d_out, alpha, scaling, params, dtype,
+        embedding, dora, fan_in_fan_out`` (params = r·(d_in + d_out), the trainable count of A&B; expert is
+        the MoE expert index for LoRA on fused expert parameters, else missing).
         """
         import pandas as pd
 
         rows = [
             {
-                "module": m.name, "layer": m.layer, "kind": m.kind, "r": m.r, "d_in": m.d_in,
+                "module": m.name, "layer": m.layer, "kind": m.kind, "expert": m.expert, "r": m.r, "d_in": m.d_in,
                 "d_out": m.d_out, "alpha": m.alpha, "scaling": m.scaling, "params": m.params,
                 "dtype": m.dtype, "embedding": m.embedding, "dora": m.magnitude_key is not None,
                 "fan_in_fan_out": m.fan_in_fan_out,
@@ -196,6 +244,7 @@ class LoraAdapter:
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
         frame["layer"] = frame["layer"].astype("Int64")
+        frame["expert"] = frame["expert"].astype("Int64")
         return frame
 
     def trainable_params(self, mode: str = "ab") -> int:
@@ -206,7 +255,7 @@ class LoraAdapter:
 
 
 SUMMARY_COLUMNS = [
-    "module", "layer", "kind", "r", "d_in", "d_out", "alpha", "scaling", "params", "dtype", "embedding",
+    "module", "layer", "kind", "expert", "r", "d_in", "d_out", "alpha", "scaling", "params", "dtype", "embedding",
     "dora", "fan_in_fan_out",
 ]  # fmt: skip
 
@@ -230,6 +279,7 @@ def count_nonfinite(t: torch.Tensor) -> int:
 def _as_float(t: torch.Tensor) -> torch.Tensor:
     import torch
 
+    t = t.detach()  # a hand-saved state dict may hold nn.Parameters that require grad
     return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
 
 
@@ -246,8 +296,6 @@ _KIND_ORDER = {
 def module_order(spec: ModuleSpec):
     """Sort key: layer, then the order the forward pass meets a block's projections, then the name."""
     natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", spec.name)]
-    return (
-        spec.layer if spec.layer is not None else -1,
-        _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)),
-        natural,
-    )
+    return (spec.layer if spec.layer is not None else -1, _KIND_ORDER.get(spec.kind, len(_KIND_ORDER)), natural)
+
+

@@ -3,6 +3,11 @@
 asymviz spectra ADAPTER [--which delta|A|B|all] [--format csv|json|table] [-o FILE]
 asymviz similarity ADAPTER ADAPTER [...] [--which A|B|delta|all] [--format ...] [-o FILE]
 asymviz report ADAPTER [--against ADAPTER] -o report.html
+asymviz info ADAPTER [--modules] [--format csv|json|table] [-o FILE]
+
+ADAPTER is a path (PEFT, kohya, diffusers, mlx-lm or torchtune files: see asymviz.adapters.formats) or a
+Hub repo id `org/name[@revision]`. What format was detected and where the scaling came from is per adapter,
+not per row: `asymviz info` prints it; spectra and similarity rows stay as they are.
 """
 
 from __future__ import annotations
@@ -72,10 +77,38 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_info(args) -> int:
+    import json
+
+    from asymviz.adapters import load_adapter
+
+    adapter = load_adapter(args.adapter)
+    if args.modules:
+        write_frame(adapter.summary(), args.format, args.output)
+        return 0
+    info = adapter.info()
+    if args.format == "json":
+        text = json.dumps(info, indent=1) + "\n"
+    elif args.format == "csv":
+        text = "key,value\n" + "".join(f"{k},{json.dumps(v)!s}\n" for k, v in info.items() if k != "problems")
+    else:
+        text = "".join(f"{k}: {v}\n" for k, v in info.items() if k != "problems")
+    warn_problems(adapter)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        from pathlib import Path
+
+        Path(args.output).write_text(text)
+    return 0
+
+
 def add_commands(sub) -> None:
-    """Register spectra, similarity and report."""
+    """Register spectra, similarity, report and info."""
     p = sub.add_parser("spectra", help="singular values of A, B and ΔW for every module", epilog=COLUMNS_HELP)
-    p.add_argument("adapter", help="PEFT adapter folder, .zip, .safetensors or legacy .bin")
+    p.add_argument(
+        "adapter", help="adapter folder, .zip, .safetensors, .bin/.pt, or a Hub repo id org/name[@rev]"
+    )
     p.add_argument("--which", choices=("delta", "A", "B", "all"), default="all")
     add_output_args(p)
     p.set_defaults(func=_cmd_spectra)
@@ -94,3 +127,13 @@ def add_commands(sub) -> None:
     p.add_argument("--against", metavar="ADAPTER", help="a second adapter to compare with, module by module")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "info", help="what an adapter is: detected format, modules, ranks, where the scaling comes from"
+    )
+    p.add_argument("adapter")
+    p.add_argument(
+        "--modules", action="store_true", help="one row per module (asymviz.adapters SUMMARY_COLUMNS)"
+    )
+    add_output_args(p)
+    p.set_defaults(func=_cmd_info)

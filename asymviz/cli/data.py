@@ -12,8 +12,19 @@ on test (asymviz.probes.linear_probe). Imports nothing heavy at module level (th
 
 from __future__ import annotations
 
-from asymviz.cli.output import add_output_args, write_frame
+from asymviz.cli.output import COLUMNS_HELP, add_output_args, write_frame
 from asymviz.errors import ConfigError
+
+TASKS_LEGEND = (
+    "unique_texts: distinct inputs (images: distinct pixel arrays); classes: labels present; "
+    "largest_item_share: the largest share of the split's rows held by one input; majority_accuracy: "
+    "accuracy of always answering the training split's most frequent class."
+)
+PROBE_LEGEND = (
+    "logistic regression on the frozen model's features (mean: masked mean of the last hidden state; pooler: "
+    "what a BERT classification head reads); C chosen on validation from 1e-3..1e2; test_* scored once on test; "
+    "seconds: wall time, cached: features read from the cache."
+)
 
 
 def add_commands(sub) -> None:
@@ -23,6 +34,7 @@ def add_commands(sub) -> None:
         description="One row per (task, split): rows, unique texts (images: distinct images), classes present, "
         "the largest share of the rows held by one unique item, and the accuracy of always answering the "
         "training split's majority class. Reads the data only (no model).",
+        epilog=COLUMNS_HELP,
     )
     p.add_argument("--task", metavar="NAME[,NAME...]", help="only these tasks (default: all bundled tasks)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the splits (default: %(default)s)")
@@ -35,10 +47,16 @@ def add_commands(sub) -> None:
         description="Logistic regression (standardised features, L2) on the frozen base model's pooled "
         "features of each split; C is chosen on validation from 1e-3..1e2 (a decade apart), the classifier is "
         "scored once on test. Features are cached under $ASYMVIZ_CACHE/linear_probe/ (see --no-cache).",
+        epilog=COLUMNS_HELP,
     )
-    p.add_argument("--model", required=True, metavar="MODEL", help="minilm, smollm2, a model folder or hub id")
     p.add_argument(
-        "--task", required=True, metavar="NAME|FILE[,...]", help="text classification task(s), comma-separated"
+        "--model", required=True, metavar="MODEL", help="minilm, smollm2, a model folder or hub id"
+    )
+    p.add_argument(
+        "--task",
+        required=True,
+        metavar="NAME|FILE[,...]",
+        help="text classification task(s), comma-separated",
     )
     p.add_argument(
         "--features",
@@ -79,7 +97,8 @@ def _cmd_tasks(args) -> int:
     unknown = [n for n in names if n not in TASKS]
     if unknown:
         raise ConfigError(f"--task: unknown task {unknown[0]!r}; bundled: {', '.join(TASKS)}")
-    write_frame(task_table(tuple(names), split_seed=args.split_seed), args.format, args.output)
+    frame = task_table(tuple(names), split_seed=args.split_seed)
+    write_frame(frame, args.format, args.output, legend=TASKS_LEGEND)
     return 0
 
 
@@ -106,10 +125,18 @@ def _cmd_probe(args) -> int:
 
         frames.append(
             linear_probe(
-                args.model, name, features=args.features, max_length=args.max_length,
-                batch_size=args.batch_size, split_seed=args.split_seed, cache=not args.no_cache,
+                args.model,
+                name,
+                features=args.features,
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                split_seed=args.split_seed,
+                cache=not args.no_cache,
                 progress=progress,
             )  # fmt: skip
         )
-    write_frame(pd.concat(frames, ignore_index=True), args.format, args.output)
+    columns = ["task", "features", "C", "validation_accuracy", "test_accuracy", "test_macro_f1", "n_train",
+               "seconds", "cached"]  # fmt: skip
+    write_frame(pd.concat(frames, ignore_index=True), args.format, args.output, legend=PROBE_LEGEND,
+                columns=columns)  # fmt: skip
     return 0

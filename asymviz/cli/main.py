@@ -14,10 +14,11 @@ on stderr that starts with `error:`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-from asymviz.cli import adapters, card, data, probes, training
+from asymviz.cli import adapters, card, data, probes, runs, training
 from asymviz.cli.output import UsageError
 from asymviz.errors import AsymvizError, display_name, first_line
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, card, training, probes, data):
+    for group in (adapters, card, training, runs, probes, data):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser
@@ -87,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    words = argv if argv is not None else sys.argv[1:]
+    command = next((w for w in words if not w.startswith("-")), None)
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        _hold_native_output(command in HOLD_NATIVE) as native,
+    ):
         warnings.simplefilter("default")
         try:
             args = build_parser().parse_args(argv)
@@ -108,7 +114,72 @@ def main(argv: list[str] | None = None) -> int:
             )
     for w in caught:
         print(f"warning: {one_line(w.message)}", file=sys.stderr)
+    for line in native.lines():
+        print(f"warning: {display_name(line, 1000)}", file=sys.stderr)
     return status
+
+
+class _NativeOutput:
+    """What C libraries (MKL, OpenMP, torch's C++ warnings) wrote to file descriptors 1 and 2 while a
+    command ran: held in a temp file so it cannot come before a CSV on stdout or before the error line on
+    stderr. Python's own sys.stdout / sys.stderr keep writing to the real streams meanwhile."""
+
+    def __init__(self):
+        self.saved: dict[int, int] = {}  # fd -> a duplicate of the real stream
+        self.sink = None
+        self.old = (sys.stdout, sys.stderr)
+        self.held = b""
+
+    def hold(self) -> None:
+        import tempfile
+
+        try:
+            fds = (sys.stdout.fileno(), sys.stderr.fileno())
+        except (AttributeError, OSError, ValueError):  # captured streams (tests): nothing native to hold
+            return
+        if fds != (1, 2):
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.sink = tempfile.TemporaryFile()
+        for fd in fds:
+            self.saved[fd] = os.dup(fd)
+            os.dup2(self.sink.fileno(), fd)
+        sys.stdout = open(self.saved[1], "w", closefd=False, encoding=self.old[0].encoding, errors="replace")
+        sys.stderr = open(self.saved[2], "w", closefd=False, encoding=self.old[1].encoding, errors="replace")
+
+    def release(self) -> None:
+        if not self.saved:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = self.old
+        for fd, dup in self.saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
+        self.saved = {}
+        self.sink.seek(0)
+        self.held = self.sink.read(1 << 20)
+        self.sink.close()
+
+    def lines(self) -> list[str]:
+        return [ln.strip() for ln in self.held.decode(errors="replace").splitlines() if ln.strip()]
+
+
+# Commands whose native output is held (they run in this process only; training starts worker processes
+# that inherit file descriptors 1 and 2, and `app` hands the terminal to streamlit).
+HOLD_NATIVE = frozenset({"spectra", "similarity", "report"})
+
+
+@contextlib.contextmanager
+def _hold_native_output(hold: bool):
+    native = _NativeOutput()
+    if hold:
+        native.hold()
+    try:
+        yield native
+    finally:
+        native.release()
 
 
 def one_line(exc: BaseException | Warning | str) -> str:

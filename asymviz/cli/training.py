@@ -265,6 +265,7 @@ def _cmd_sweep(args) -> int:
             lr_ratios=ratios,
             lr_extensions=args.lr_extensions,
             name=args.name,
+            pack=args.pack,
         )
     finally:
         bar.close()
@@ -291,64 +292,6 @@ def _gpus(text: str) -> list[str]:
     except ConfigError:
         raise ConfigError(f"gpus: expected GPU indices such as 0,1 or 'all', got {text!r} "
                           "(for CPU runs side by side, use --cpu-jobs)") from None  # fmt: skip
-
-
-def _cmd_runs_list(args) -> int:
-    from asymviz.cli.output import write_frame
-    from asymviz.runs import RunStore
-
-    frame = RunStore(args.store).list()
-    if args.format == "table":
-        frame = frame.dropna(axis=1, how="all")
-    write_frame(frame, args.format, args.output, legend=LEGENDS["runs"], columns=RUN_COLUMNS)
-    return 0
-
-
-def _cmd_runs_compare(args) -> int:
-    """`asymviz runs compare`: asymviz.results.compare_modes on the store's counted runs (one row per task,
-    rank and mode against the baseline, plus the pooled rows, task "all")."""
-    from asymviz.cli.output import write_frame
-    from asymviz.results import ResultsError, compare_modes, counted_runs
-    from asymviz.runs import RunStore
-
-    store = RunStore(args.store)
-    if not store.root.is_dir():
-        raise ResultsError(f"no run store at {args.store}")
-    runs = store.list()
-    if args.group and args.group not in set(runs["group"]):
-        raise ResultsError(
-            f"group {args.group!r}: not in {args.store} (groups: {', '.join(store.groups()) or 'none'})"
-        )
-    frame = compare_modes(counted_runs(runs, group=args.group), args.metric, args.baseline, args.margin)
-    if frame.empty:
-        raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
-                           f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
-    columns = [
-        "task",
-        "rank",
-        "mode",
-        "baseline",
-        "n_pairs",
-        "diff_mean",
-        "ci_low",
-        "ci_high",
-        "p_holm",
-        "verdict",
-    ]
-    if frame["group"].nunique() > 1:
-        columns.insert(0, "group")
-    write_frame(frame, args.format, args.output, legend=LEGENDS["compare"], columns=columns)
-    return 0
-
-
-def _cmd_runs_cancel(args) -> int:
-    from asymviz.runs import RunStore
-
-    store = RunStore(args.store)
-    store.get(args.run_id)  # raises when it does not exist
-    store.cancel(args.run_id)
-    print(f"cancel requested: {args.run_id}", file=sys.stderr)
-    return 0
 
 
 def _cmd_pretrain_vit(args) -> int:
@@ -426,7 +369,7 @@ def sweep_outline(
     todo = pending(configs, store) if store.root.is_dir() else list(configs)
     grid = []
     if lrs:
-        grid_configs = Plan(configs, store, lrs, info={}, ratios=ratios).all_configs()
+        grid_configs = Plan(configs, store, lrs, {}, ratios=ratios).initial_grid()
         grid = pending(grid_configs, store) if store.root.is_dir() else grid_configs
     runs = len(grid) + len(todo)
     reused = len({c.run_id() for c in configs}) - len(todo)
@@ -435,7 +378,7 @@ def sweep_outline(
     where = "CPU" if devices is None else f"{len(devices)} GPU(s) x {jobs_per_gpu} in flight"
     upto = "up to " if lrs else ""
     line = f"sweep: {upto}{runs} runs to train on {where}"
-    line += f" ({len(grid)} lr-grid runs first)" if lrs else ""
+    line += f" ({len(grid)} lr-grid runs first, more if a grid extends)" if lrs else ""
     line += f", {reused} already in the store" if reused else ""
     line += f", about {examples:,} training examples"
     if rate:
@@ -505,7 +448,7 @@ def sweep_command(configs_file: str | Path, store: str | Path) -> list[str]:
 
 
 def add_commands(sub) -> None:
-    """Register train, sweep, runs and demo on the asymviz CLI's subparsers."""
+    """Register train, sweep, pretrain-vit and demo on the asymviz CLI's subparsers (runs: asymviz.cli.runs)."""
     from asymviz.cli.output import add_output_args
 
     p = sub.add_parser(
@@ -549,6 +492,8 @@ def add_commands(sub) -> None:
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs in flight on each GPU (default 1)")
     p.add_argument("--cpu-jobs", type=int, default=1,
                    help="without --gpus: runs side by side in forked CPU processes (default 1)")  # fmt: skip
+    p.add_argument("--pack", type=int, default=1, help="without --gpus / --cpu-jobs: train up to K compatible "
+                   "runs together, one frozen base and K adapters per step (asymviz.training.multi; default 1)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_args(p)
     p.set_defaults(func=_cmd_sweep)
@@ -560,35 +505,6 @@ def add_commands(sub) -> None:
 
     add_arguments(p)
     p.set_defaults(func=_cmd_pretrain_vit)
-
-    p = sub.add_parser("runs", help="the run store: list runs, compare modes, cancel one")
-    rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", parser_class=type(p))
-    rsub.required = True
-    q = rsub.add_parser(
-        "list", help="one row per run (status, config, trainable params, final metrics)", epilog=COLUMNS_HELP
-    )
-    q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
-    add_output_args(q)
-    q.set_defaults(func=_cmd_runs_list)
-    q = rsub.add_parser(
-        "compare",
-        help="modes against a baseline over paired seeds: CIs, Holm p, verdicts",
-        epilog=COLUMNS_HELP,
-    )
-    q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
-    q.add_argument(
-        "--group", help="only the runs of this group folder (default: every group, compared apart)"
-    )
-    q.add_argument("--baseline", default="ab", help="the mode the others are compared with (default: ab)")
-    q.add_argument("--margin", type=float, default=0.01,
-                   help="equivalence margin in the metric's units (default: 0.01, one point of accuracy)")  # fmt: skip
-    q.add_argument("--metric", help="test_accuracy, test_loss, ... (default: test_accuracy, else test_loss)")
-    add_output_args(q)
-    q.set_defaults(func=_cmd_runs_compare)
-    q = rsub.add_parser("cancel", help="ask a running run to stop (status cancelled)")
-    q.add_argument("run_id")
-    q.add_argument("--store", default=DEFAULT_STORE, help="run store folder (default: %(default)s)")
-    q.set_defaults(func=_cmd_runs_cancel)
 
     p = sub.add_parser(
         "demo",

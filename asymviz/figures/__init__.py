@@ -20,6 +20,7 @@ seeds come from asymviz.results); one colour per mode everywhere (style.MODE_COL
 from asymviz.figures.adapter import (
     layer_module_heatmap,
     module_similarity_figure,
+    shared_directions_figure,
     similarity_heatmaps,
     spectrum_figure,
 )
@@ -53,7 +54,9 @@ from asymviz.figures.style import (
     empty_figure,
     format_mean_se,
     mode_label,
+    module_roles,
     ordered_modes,
+    readable_log_axis,
 )
 from asymviz.figures.theory import bound_figure, excess_loss_figure, input_spectrum_figure, rank_curve_figure
 from asymviz.modes import LORA_MODES as MODES  # the three LoRA modes; ALL_MODES adds the head_only control
@@ -64,6 +67,6 @@ __all__ = [
     "alignment_layer_figure", "alignment_mode_figure", "alignment_panel_title", "bound_figure",
     "diagnostics_figure", "drift_figure", "empty_figure", "excess_loss_figure", "figure_html", "figure_png",
     "format_mean_se", "input_spectrum_figure", "layer_module_heatmap", "learning_curve_figure", "mode_bar_figure",
-    "mode_label", "module_similarity_figure", "ordered_modes", "params_bar_figure", "rank_curve_figure",
-    "similarity_heatmaps", "spectrum_figure",
+    "mode_label", "module_roles", "module_similarity_figure", "ordered_modes", "params_bar_figure", "rank_curve_figure", "readable_log_axis",
+    "shared_directions_figure", "similarity_heatmaps", "spectrum_figure",
 ]  # fmt: skip

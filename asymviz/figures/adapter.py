@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from asymviz.figures.style import WHICH_COLORS, WHICH_LABELS, empty_figure, style_figure
+from asymviz.figures.style import (
+    WHICH_COLORS,
+    WHICH_LABELS,
+    empty_figure,
+    module_roles,
+    readable_log_axis,
+    style_figure,  # fmt: skip
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +72,8 @@ def spectrum_figure(
     fig.update_yaxes(title_text=y_label, row=1, col=1)
     if log_y and y != "energy_cum":
         fig.update_yaxes(type="log")
+        for col, w in enumerate(which, 1):
+            readable_log_axis(fig, data.loc[data["which"] == w, y], row=1, col=col)
     return style_figure(fig, title, height=400)
 
 
@@ -76,32 +85,34 @@ def _tick_step(k) -> int | None:
 def layer_module_heatmap(
     summary: pd.DataFrame, value: str, which: str, value_label: str | None = None, title: str | None = None
 ) -> go.Figure:
-    """Layer (rows) × module kind (columns) heatmap of one per-module metric of one factor.
+    """Layer (rows) × module (columns) heatmap of one per-module metric of one factor.
 
-    Reads `asymviz.spectra.spectrum_summary` columns ``layer, kind, which, <value>``; several modules
-    with the same (layer, kind) are averaged; modules without a layer index show as layer "–".
+    Reads `asymviz.spectra.spectrum_summary` columns ``module, layer, kind, which, <value>``; a column is one
+    module role (`module_roles`: the kind, or the path after the layer where one kind covers several roles);
+    several modules of the same (layer, role) are averaged; modules without a layer index show as layer "–".
     """
     part = summary[summary["which"] == which]
     value_label = value_label or value.replace("_", " ")
     title = title or f"{value_label} of {WHICH_LABELS.get(which, which)} per layer and module"
     if part.empty:
         return empty_figure("no modules", title)
-    part = part.assign(layer_label=part["layer"].astype("string").fillna("–"))
-    pivot = part.pivot_table(index="layer_label", columns="kind", values=value, aggfunc="mean", sort=False)
+    part = part.assign(layer_label=part["layer"].astype("string").fillna("–"),
+                       role=module_roles(part["module"], part["layer"], part["kind"]))  # fmt: skip
+    pivot = part.pivot_table(index="layer_label", columns="role", values=value, aggfunc="mean", sort=False)
     order = sorted(pivot.index, key=lambda s: (s == "–", int(s) if s.isdigit() else 0))
     pivot = pivot.loc[order]
     text = [[("" if v != v else f"{v:.3g}") for v in row] for row in pivot.to_numpy()]
     fig = go.Figure(
         go.Heatmap(
             z=pivot.to_numpy(), x=[str(c) for c in pivot.columns], y=[f"layer {i}" for i in pivot.index],
-            colorscale="Viridis", colorbar={"title": {"text": value_label, "side": "right"}},
+            colorscale="Viridis", colorbar={"title": {"text": value_label.split(" (")[0], "side": "right"}},
             text=text, texttemplate="%{text}" if pivot.size <= 200 else None,
             hovertemplate="%{y} · %{x}<br>" + value_label + ": %{z:.4g}<extra></extra>",
         )
     )  # fmt: skip
     fig.update_yaxes(autorange="reversed")
     height = max(300, min(900, 80 + 26 * len(pivot.index)))
-    return style_figure(fig, title, "module kind", "layer", height=height)
+    return style_figure(fig, title, "module (projection)", "layer", height=height)
 
 
 def similarity_heatmaps(
@@ -155,28 +166,73 @@ def similarity_heatmaps(
 
 
 def module_similarity_figure(pairs: pd.DataFrame, title: str = "Subspace similarity per module") -> go.Figure:
-    """Similarity of two adapters module by module (x = module, in file order), one marker series per factor,
-    the random baseline as a grey dashed step. Reads ``module, which, similarity, random_baseline``."""
+    """Similarity of two adapters module by module (x = module, in file order): one panel per factor (A, B,
+    ΔW), so that factors with equal values never hide each other, each with the random baseline of the same
+    dimensions as a dashed grey step. Reads ``module, which, similarity, random_baseline``."""
+    from plotly.subplots import make_subplots
+
     if pairs.empty:
         return empty_figure("no common modules", title)
-    fig = go.Figure()
     modules = list(dict.fromkeys(pairs["module"]))
-    for w in [w for w in ("A", "B", "delta") if w in set(pairs["which"])]:
+    factors = [w for w in ("A", "B", "delta") if w in set(pairs["which"])]
+    fig = make_subplots(
+        rows=len(factors), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+        subplot_titles=[f"{WHICH_LABELS[w]}: learned (dots) vs random subspaces (dashed)" for w in factors],
+    )  # fmt: skip
+    for row, w in enumerate(factors, 1):
         part = pairs[pairs["which"] == w].set_index("module").reindex(modules)
         fig.add_trace(
             go.Scatter(
                 x=modules, y=part["similarity"], mode="markers+lines", name=WHICH_LABELS[w],
-                marker={"color": WHICH_COLORS[w], "size": 7}, line={"color": WHICH_COLORS[w], "width": 1},
+                marker={"color": WHICH_COLORS[w], "size": 6}, line={"color": WHICH_COLORS[w], "width": 1},
                 hovertemplate="%{x}<br>similarity %{y:.3f}<extra>" + WHICH_LABELS[w] + "</extra>",
-            )
+            ),
+            row=row, col=1,
         )  # fmt: skip
         fig.add_trace(
             go.Scatter(
-                x=modules, y=part["random_baseline"], mode="lines", name=f"random baseline, {w}",
-                line={"color": "#888888", "dash": "dash", "width": 1, "shape": "hvh"}, showlegend=w == "A",
-                legendgroup="baseline", hovertemplate="%{x}<br>random baseline %{y:.3f}<extra></extra>",
-            )
+                x=modules, y=part["random_baseline"], mode="lines", name="random subspaces, same dimensions",
+                line={"color": "#888888", "dash": "dash", "width": 1.5, "shape": "hvh"},
+                hovertemplate="%{x}<br>random baseline %{y:.3f}<extra></extra>",
+            ),
+            row=row, col=1,
         )  # fmt: skip
-    fig.update_yaxes(range=[0, 1.05])
-    fig.update_xaxes(showticklabels=len(modules) <= 48, tickangle=-45)
-    return style_figure(fig, title, "module", "similarity ‖U₁ᵀU₂‖²_F / min(k₁,k₂) (0–1)", height=440)
+        fig.update_yaxes(range=[0, 1.05], title_text="similarity (0–1)", row=row, col=1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_xaxes(showticklabels=len(modules) <= 48, tickangle=-45, title_text="module" if len(modules) <= 48
+                     else "module (file order; hover for its name)", row=len(factors), col=1)  # fmt: skip
+    fig = style_figure(fig, title, height=190 + 170 * len(factors) + (140 if len(modules) <= 48 else 0))
+    fig.update_layout(showlegend=False)  # the panel titles say what each line is
+    return fig
+
+
+def shared_directions_figure(curves: pd.DataFrame, n: int, title: str | None = None) -> go.Figure:
+    """How much of N adapters' subspaces k shared directions hold, against k, one line per factor, each with
+    the same curve for N random subspaces of the same dimensions (dashed). Far above the dashed line: the N
+    adapters share directions (for A usually a shared init, for B a shared task).
+
+    Reads ``which, k, variance_explained, random_baseline`` (asymviz.collection's shared frame, averaged over
+    modules by the caller).
+    """
+    title = title or f"Directions shared by the {n} adapters (mean over modules)"
+    if curves.empty:
+        return empty_figure("needs at least two adapters with common modules", title)
+    fig = go.Figure()
+    for w in [w for w in ("A", "B", "delta") if w in set(curves["which"])]:
+        part = curves[curves["which"] == w]
+        color = WHICH_COLORS[w]
+        fig.add_trace(go.Scatter(
+            x=part["k"], y=part["variance_explained"], mode="lines+markers", name=f"{WHICH_LABELS[w]}",
+            legendgroup=w, line={"color": color, "width": 2.5}, marker={"size": 6},
+            hovertemplate=f"{WHICH_LABELS[w]}<br>k = %{{x}}<br>share held: %{{y:.3f}}<extra></extra>",
+        ))  # fmt: skip
+        fig.add_trace(go.Scatter(
+            x=part["k"], y=part["random_baseline"], mode="lines", name=f"{w}: random subspaces",
+            legendgroup=w, line={"color": color, "width": 1.5, "dash": "dash"},
+            hovertemplate=f"random, {w}<br>k = %{{x}}<br>share held: %{{y:.3f}}<extra></extra>",
+        ))  # fmt: skip
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(dtick=1 if curves["k"].max() <= 16 else None)
+    return style_figure(
+        fig, title, "k shared directions", f"share of the {n} subspaces held (0–1)", height=400
+    )

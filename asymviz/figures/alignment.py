@@ -15,6 +15,7 @@ from asymviz.figures.style import (
     WHICH_COLORS,
     empty_figure,
     mode_label,
+    module_roles,
     ordered_modes,
     style_figure,
 )
@@ -207,7 +208,8 @@ def diagnostics_figure(diag: pd.DataFrame, title: str = "Diagnostics per module"
 
     if diag.empty:
         return empty_figure("no modules", title)
-    data = diag.assign(layer_label=_layer_labels(diag["layer"]))
+    data = diag.assign(layer_label=_layer_labels(diag["layer"]),
+                       kind=module_roles(diag["module"], diag["layer"], diag["kind"]))  # fmt: skip
     layers = _layer_order(data["layer_label"])
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for t, _ in DIAGNOSTIC_PANELS.values()],
                         horizontal_spacing=0.1)  # fmt: skip

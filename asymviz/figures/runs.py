@@ -28,7 +28,12 @@ if TYPE_CHECKING:
 
 
 def mode_bar_figure(
-    summary: pd.DataFrame, metric_label: str, x: str = "task", title: str | None = None, y_range=None
+    summary: pd.DataFrame,
+    metric_label: str,
+    x: str = "task",
+    title: str | None = None,
+    y_range=None,
+    probe: pd.DataFrame | None = None,
 ) -> go.Figure:
     """Grouped bars of a metric per `x` (task) and mode with ± s.e. error bars.
 
@@ -36,6 +41,9 @@ def mode_bar_figure(
     ``trainable_params`` (the LoRA parameters the mode trains, shown on hover). A control mode (head_only: no
     adapter, only the head trains) is not a bar but the floor: a dashed grey line across its group, so each
     LoRA mode reads as what it adds on top.
+
+    probe : optional ``<x>, value`` rows (e.g. asymviz.probes.linear_probe's test metric per task), drawn as a
+        dotted black line across each group: what a linear classifier reads off the frozen model.
     """
     if summary.empty:
         return empty_figure("no finished runs to show", title or metric_label)
@@ -67,6 +75,10 @@ def mode_bar_figure(
                 "<br>seeds: %{customdata[0]}<br>trainable LoRA params: %{customdata[1]}<extra></extra>",
             )
         )
+    if probe is not None and len(probe):
+        probe = probe[probe[x].astype(str).isin(categories)]
+        _floor(fig, probe.assign(mean=probe["value"], se=float("nan"), n=0), "probe", x, categories, metric_label,
+               name="linear probe (frozen features)", color="#222222", dash="dot")  # fmt: skip
     fig.update_layout(barmode="group", bargap=0.25)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=categories)
     if y_range is not None:
@@ -76,25 +88,26 @@ def mode_bar_figure(
     )
 
 
-def _floor(
-    fig: go.Figure, part: pd.DataFrame, mode: str, x: str, categories: list[str], metric_label: str
-) -> None:
-    """A control mode as a dashed line across each group's bars (one shape per group), with a marker at the
-    group's centre that carries the legend entry and the hover text."""
-    color = MODE_COLORS.get(mode, "#7F7F7F")
+def _floor(fig: go.Figure, part: pd.DataFrame, mode: str, x: str, categories: list[str], metric_label: str,
+           name: str | None = None, color: str | None = None, dash: str = "dash") -> None:  # fmt: skip
+    """A reference (the head_only control, a linear probe) as a line across each group's bars (one shape per
+    group), with a marker at the group's centre that carries the legend entry and the hover text."""
+    color = color or MODE_COLORS.get(mode, "#7F7F7F")
+    name = name or f"{mode_label(mode)}: the floor"
     for cat, mean in zip(part[x].astype(str), part["mean"], strict=True):
         i = categories.index(cat)
         fig.add_shape(type="line", xref="x", yref="y", x0=i - 0.42, x1=i + 0.42, y0=mean, y1=mean,
-                      line={"color": color, "width": 2.5, "dash": "dash"}, layer="above")  # fmt: skip
+                      line={"color": color, "width": 2.5, "dash": dash}, layer="above")  # fmt: skip
     fig.add_trace(
         go.Scatter(
-            x=part[x].astype(str), y=part["mean"], mode="markers", name=f"{mode_label(mode)}: the floor",
+            x=part[x].astype(str), y=part["mean"], mode="markers", name=name,
             marker={"symbol": "line-ew-open", "size": 18, "line": {"color": color, "width": 2.5}},
             error_y={"type": "data", "array": part["se"].fillna(0.0), "visible": True, "color": color,
                      "thickness": 1.5, "width": 8},
             customdata=[int(n) for n in part["n"]],
-            hovertemplate=f"%{{x}}<br>{mode_label(mode)}<br>{metric_label}: %{{y:.4f}} ± %{{error_y.array:.4f}}"
-            "<br>seeds: %{customdata}<br>no LoRA parameters (the head alone)<extra></extra>",
+            hovertemplate=f"%{{x}}<br>{name}<br>{metric_label}: %{{y:.4f}}"
+            + ("" if mode == "probe" else " ± %{error_y.array:.4f}<br>seeds: %{customdata}<br>no LoRA parameters "
+               "(the head alone)") + "<extra></extra>",
         )
     )  # fmt: skip
 

@@ -78,3 +78,38 @@ def format_mean_se(mean: float, se: float, digits: int = 3) -> str:
     if se is None or (isinstance(se, float) and math.isnan(se)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def module_roles(module, layer, kind) -> list[str]:
+    """What each module does, as a reader tells modules apart: its `kind` (q_proj, query, ...), except where one
+    kind name covers several roles in a layer (BERT's attention.output.dense, intermediate.dense and
+    output.dense are all "dense"): there the module's path after its layer index ("attention.output.dense").
+
+    module, layer, kind : equal-length sequences (a frame's columns); returns one label per module.
+    """
+    import re
+
+    def suffix(name: str, lay, kind: str) -> str:
+        if lay is None or lay != lay:
+            return kind
+        match = re.search(rf"(?:^|\.){int(lay)}\.(.+)$", str(name))
+        return match.group(1) if match else kind
+
+    suffixes = [suffix(m, lay, str(k)) for m, lay, k in zip(module, layer, kind, strict=True)]
+    roles: dict[str, set[str]] = {}
+    for k, s in zip(kind, suffixes, strict=True):
+        roles.setdefault(str(k), set()).add(s)
+    return [s if len(roles[str(k)]) > 1 else str(k) for k, s in zip(kind, suffixes, strict=True)]
+
+
+def readable_log_axis(fig: go.Figure, values, **where) -> None:
+    """Ticks of a log axis that read as numbers: over a decade or more, one labelled tick per power of ten
+    (Plotly's default labels the 2s and 5s between them with bare digits, which reads as noise), with
+    unlabelled minor ticks; under a decade the default (0.5, 1, 1.5, ...) is kept."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) and np.log10(v.max()) - np.log10(v.min()) >= 1.0:
+        fig.update_yaxes(dtick=1, tickformat="~g", minor={"ticks": "outside", "ticklen": 3, "dtick": "D1",
+                                                          "showgrid": False}, **where)  # fmt: skip

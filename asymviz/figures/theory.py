@@ -81,7 +81,8 @@ def input_spectrum_figure(lam, title: str = "Input covariance spectrum") -> go.F
 
 
 def bound_figure(bounds: pd.DataFrame, title: str = "Generalisation bound by mode") -> go.Figure:
-    """Bars of the bound per mode. Reads ``mode, bound`` and optionally ``trainable_params``."""
+    """Bars of the bound on |generalisation error| per mode, in the loss's units. Reads ``mode, bound`` and
+    optionally ``trainable_params``."""
     if bounds.empty:
         return empty_figure("no bound", title)
     fig = go.Figure()
@@ -95,4 +96,4 @@ def bound_figure(bounds: pd.DataFrame, title: str = "Generalisation bound by mod
             )
         )  # fmt: skip
     fig.update_layout(showlegend=False)
-    return style_figure(fig, title, "mode", "bound on |generalisation error| (loss units)", height=360)
+    return style_figure(fig, title, "mode", "bound (loss units)", height=360)

@@ -235,26 +235,24 @@ def alignment_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def open_adapter(path: str | Path) -> tuple[LoraAdapter, LoraAdapter | None, Path | None]:
     """(adapter, init or None, PEFT folder or None) for an adapter path or a run folder (``adapter/`` +
     ``init/``)."""
+    from asymviz import runs
     from asymviz.adapters import load_adapter
 
     path = Path(path)
-    if path.is_dir() and (path / "adapter").is_dir():
-        init = load_adapter(path / "init") if (path / "init").is_dir() else None
-        return load_adapter(path / "adapter"), init, path / "adapter"
+    if path.is_dir() and runs.adapter_dir(path).is_dir():
+        init = load_adapter(runs.init_dir(path)) if runs.init_dir(path).is_dir() else None
+        return load_adapter(runs.adapter_dir(path)), init, runs.adapter_dir(path)
     folder = path if path.is_dir() else None
     return load_adapter(path), None, folder
 
 
 def run_settings(path: str | Path) -> dict:
     """model, task and max_length of a run folder's run.json (empty for a bare adapter)."""
-    import json
+    from asymviz import runs
 
-    record = Path(path) / "run.json"
-    if not record.is_file():
-        return {}
     try:
-        data = json.loads(record.read_text())
-    except (OSError, ValueError):
+        data = runs.read_run_json(path)
+    except runs.RunError:
         return {}
     config = data.get("config") or {}
     return {

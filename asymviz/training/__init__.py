@@ -1,12 +1,14 @@
-"""Fine-tune with LoRA three ways (ab, b_only, a_only) and store every run.
+"""Fine-tune with LoRA three ways (ab, b_only, a_only) against the head_only control, and store every run.
 
     from asymviz.training import TrainConfig, train, sweep, expand, preset, demo
     record = train(TrainConfig(mode="b_only", steps=200), "runs/b_only")    # -> asymviz.runs.RunRecord
     frame = sweep(expand(TrainConfig(), seeds=[0, 1, 2], modes=MODES), "runs")
 
-Modules, in reading order: config (TrainConfig, presets), data (tasks and splits), models (offline base models),
-lora (PEFT wrapping, the three modes' init and freezing), batches (tokenised splits), prefix (the frozen-prefix
-cache), workspace (what runs in one process share), loop (train), sweep (sweep, demo), commands (CLI).
+Modules, in reading order: config (TrainConfig, presets), lora (the modes: wrapping, init, freezing, optimiser
+groups), runtime (device, precision, processes), workspace (what runs in one process share), prefix (the
+frozen-prefix cache), session (a run's setup), evaluation, loop (the recipe: train), lr_grid and plan (what a
+sweep runs), sweep and workers (how it runs), vit. Tasks and base models live in asymviz.base; the CLI in
+asymviz.cli.training.
 Importing this package is cheap: names load their module (and torch) on first use.
 """
 
@@ -27,7 +29,7 @@ _EXPORTS = {
     "ProgressEvent": "asymviz.training.loop",
     "Workspace": "asymviz.training.workspace",
     "sweep": "asymviz.training.sweep",
-    "expand": "asymviz.training.sweep",
+    "expand": "asymviz.training.plan",
     "demo": "asymviz.training.sweep",
     "comparison_table": "asymviz.training.sweep",
 }

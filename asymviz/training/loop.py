@@ -36,7 +36,7 @@ from asymviz.training.runtime import Dist, cpu_threads, resolve_device, resolve_
 from asymviz.training.session import Run, flush_losses, prepare, save_adapter, setup
 from asymviz.training.workspace import Workspace
 
-__all__ = ["ProgressEvent", "Cancelled", "train", "prepare", "evaluate", "macro_f1", "resolve_device",
+__all__ = ["prepare_out_dir", "install_signal_handlers", "one_line", "ProgressEvent", "Cancelled", "train", "prepare", "evaluate", "macro_f1", "resolve_device",
            "resolve_precision", "cpu_threads"]  # fmt: skip
 
 
@@ -78,12 +78,12 @@ def train(
     out = Path(out_dir)
     dist = Dist(config)
     if dist.is_main:
-        _prepare_out_dir(out, overwrite)
+        prepare_out_dir(out, overwrite)
     dist.barrier()
     writer = RunWriter(out if dist.is_main else None)  # other processes under data parallelism write nothing
     writer.start(config.run_id(), config.to_dict(), world_size=dist.world, **(annotations or {}))
     stop = threading.Event()
-    restore = _install_signal_handlers(stop)
+    restore = install_signal_handlers(stop)
     t0 = time.perf_counter()
     try:
         _run(config, writer, dist, workspace or Workspace(keep_models=False), progress, stop, t0)
@@ -93,7 +93,7 @@ def train(
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
         writer.update(timings={"wall_s": time.perf_counter() - t0})
-        writer.finish(status, error=_one_line(exc))
+        writer.finish(status, error=one_line(exc))
         if status == "failed":
             raise
     finally:
@@ -118,12 +118,15 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
     save(run, metrics, t0, report)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as the one-line `error` of run.json: "TypeName: first line", at most 500 characters."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Make `out` ready for a new run: create it, or clear a failed / cancelled / killed run's folder there.
+    ConfigError for a folder that is not a run, holds a live run, or a completed one (unless `overwrite`)."""
     if out.exists() and any(out.iterdir()):
         if not runs.is_run_folder(out):
             raise ConfigError(f"out: {out} is not empty and is not a run folder; choose another --out")
@@ -135,7 +138,8 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM / SIGINT set `stop` (main thread only); returns the function that restores the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {}

@@ -1,6 +1,6 @@
 """Wrap a base model with PEFT LoRA and set up one of the modes (init + freezing), and the optimiser's groups.
 
-    model = wrap(base, config, kind)          # PeftModel, factors initialised and frozen per config.mode
+    model = wrap(base, config, task_type, head)   # PeftModel (head_only: the base), init and freezing per mode
     init = lora_state(model)                  # {PEFT key: tensor} at step 0 (cloned)
     ... train ...
     frozen_check(model, init, config.mode)    # {"factor": "A", "modules": 12, "bit_identical": True}
@@ -46,18 +46,18 @@ def orthonormal_rows(r: int, d: int, generator: torch.Generator) -> torch.Tensor
     return q.T.contiguous().float()
 
 
-def draw_A(r: int, d_in: int, kind: str, generator: torch.Generator) -> torch.Tensor:
+def draw_A(r: int, d_in: int, init: str, generator: torch.Generator) -> torch.Tensor:
     """A frozen A (r, d_in) for mode b_only."""
     import torch
 
-    if kind == "orthogonal":
+    if init == "orthogonal":
         return orthonormal_rows(r, d_in, generator)
-    if kind == "gaussian":
+    if init == "gaussian":
         return torch.randn(r, d_in, generator=generator) / math.sqrt(d_in)
-    if kind == "kaiming":
+    if init == "kaiming":
         bound = 1.0 / math.sqrt(d_in)
         return (torch.rand(r, d_in, generator=generator) * 2 - 1) * bound
-    raise ConfigError(f"a_init: unknown {kind!r}")
+    raise ConfigError(f"a_init: unknown {init!r}")
 
 
 def lora_modules(model) -> list[tuple[str, object]]:

@@ -47,8 +47,10 @@ from asymviz.base.batches import batch_order
 from asymviz.base.models import default_head
 from asymviz.errors import ConfigError
 from asymviz.runs import RunRecord, RunStore, RunWriter
-from asymviz.training import loop as _loop  # the single-run recipe's helpers (see _recipe_groups)
-from asymviz.training import lora
+from asymviz.training import (
+    lora,
+    recipe,  # the single-run recipe's own helpers, in either layout
+)
 from asymviz.training.config import TrainConfig
 from asymviz.training.stack import AdamWState, FlatParams, LinearStack, LoraStack, clip_per_run, step_adamw
 from asymviz.training.workspace import Workspace
@@ -80,16 +82,21 @@ def _check(configs: Sequence[TrainConfig]) -> None:
         raise ConfigError("configs: the same run twice in one pack")
 
 
-def _recipe_groups(model, config: TrainConfig) -> list[dict]:
-    """The optimiser groups `train` gives AdamW for this run: lora.param_groups where the recipe has it (LoRA+
-    lr_ratio, head lr), else the loop's two groups (LoRA factors at lr, the head at head_lr or lr)."""
-    if hasattr(lora, "param_groups"):
-        return lora.param_groups(model, config)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [
-        {"params": [p for n, p in named if ".lora_" in n], "lr": config.lr},
-        {"params": [p for n, p in named if ".lora_" not in n], "lr": config.head_lr or config.lr},
-    ]
+def _aliased_copy(model, head: tuple[str, ...]):
+    """A copy of `model` whose weights outside the head share the original's storage (new Parameter objects, so
+    requires_grad stays per copy). The runs' own PeftModels only need the base to wrap it: its frozen weights are
+    never written (they stay on the CPU, unused in training), so K runs cost no K copies of the base. The head's
+    layers are real copies: lora.wrap re-draws them in place."""
+    import copy
+
+    def in_head(name: str) -> bool:
+        parts = name.split(".")[:-1]
+        prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        return any(p == h or p.endswith("." + h) for p in prefixes for h in head)
+
+    memo = {id(p): torch.nn.Parameter(p.data, requires_grad=p.requires_grad)
+            for n, p in model.named_parameters() if not in_head(n)}  # fmt: skip
+    return copy.deepcopy(model, memo)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -120,22 +127,22 @@ def train_many(
         raise ConfigError("annotations: give one dict, or one per config")
     paths = [store.path(c.run_id()) for c in configs]
     for p in paths:
-        _loop._prepare_out_dir(p, overwrite)
+        recipe.prepare_out_dir(p, overwrite)
     pack = {"size": len(configs), "run_ids": [c.run_id() for c in configs]}
     writers = [RunWriter(p) for p in paths]
     for k, (cfg, w) in enumerate(zip(configs, writers)):
         w.start(cfg.run_id(), cfg.to_dict(), world_size=1, pack={**pack, "index": k}, **notes[k])
     stop = threading.Event()
-    restore = _loop._install_signal_handlers(stop)
+    restore = recipe.install_signal_handlers(stop)
     t0 = time.perf_counter()
     try:
         _Pack(configs, writers, workspace or Workspace(), progress, stop, t0).run()
     except BaseException as exc:
-        status = "cancelled" if isinstance(exc, (KeyboardInterrupt, _loop.Cancelled)) else "failed"
+        status = "cancelled" if isinstance(exc, (KeyboardInterrupt, recipe.Cancelled)) else "failed"
         for w in writers:
             if w.data.get("status") == "running":
                 w.update(timings={"wall_s": time.perf_counter() - t0})
-                w.finish(status, error=None if status == "cancelled" else _loop._one_line(exc))
+                w.finish(status, error=None if status == "cancelled" else recipe.one_line(exc))
         if status == "failed":
             raise
     finally:
@@ -158,49 +165,44 @@ class _Pack:
     # -- set-up: every run as `train` sets it up, then one stacked model ---------------------------------
     def setup(self) -> None:
         cfg = self.configs[0]
-        device = _loop.resolve_device(cfg)
+        device = recipe.resolve_device(cfg)
         if device.type == "cpu":
-            torch.set_num_threads(_loop.cpu_threads(cfg))
+            torch.set_num_threads(recipe.cpu_threads(cfg))
             torch.set_flush_denormal(True)  # as `train` does (denormals in AdamW's state)
         else:
             if device.index is None:
                 device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(device)
+            import gc
+
+            gc.collect()  # a previous pack's tensors must not count in this pack's peak (as session._place)
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        self.device, self.precision = device, _loop.resolve_precision(cfg, device)
-        self.autocast = _loop._autocast(self.precision, device)
+        self.device, self.precision = device, recipe.resolve_precision(cfg, device)
+        self.autocast = recipe.autocast(self.precision, device)
         task = self.ws.task(cfg)
         if task.kind != "classification":
             raise ConfigError(f"task: train_many trains classification tasks only, not {task.kind}")
         weights = torch.bfloat16 if device.type == "cuda" and self.precision == "bf16" else torch.float32
         self.task = task
         self.runs = []  # per run: the PeftModel (on the CPU, used for init, saving and the frozen check), init
+        cached, tokenizer, source = self.ws.model(cfg, task, weights, copy=False)
         for cfg_k, w in zip(self.configs, self.writers):
-            base, tokenizer, source = self.ws.model(cfg_k, task, weights)
-            head = cfg_k.head if cfg_k.head is not None else default_head(base, task.kind)
-            model = lora.wrap(base, cfg_k, task.kind, head)
+            head = cfg_k.head if cfg_k.head is not None else default_head(cached, task.kind)
+            model = lora.wrap(_aliased_copy(cached, head), cfg_k, task.kind, head)
             for p in model.parameters():
                 if p.requires_grad and p.dtype != torch.float32:
                     p.data = p.data.float()
             model.peft_config[lora.ADAPTER].base_model_name_or_path = source.name
             self.runs.append(SimpleNamespace(model=model, init=lora.lora_state(model), head=head))
-            _loop._write_split(w.path, task)
-            _loop._save_adapter(model, w.path / "init", cfg_k.save_dtype)
+            recipe.write_split(w.path, task)
+            recipe.save_adapter(model, recipe.init_dir(w.path), cfg_k.save_dtype)
         self.enc = {s: e.to(device) for s, e in self.ws.encoded(cfg, task, tokenizer, source).items()}
-        self.total = _loop._total_steps(cfg, len(self.enc["train"]))
+        self.total = recipe.total_steps(cfg, len(self.enc["train"]))
         for cfg_k, w, run in zip(self.configs, self.writers, self.runs):
-            pc = run.model.peft_config[lora.ADAPTER]
-            w.update(
-                force=True,
-                device=str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
-                threads=torch.get_num_threads() if device.type == "cpu" else None,
-                precision=self.precision, versions=_loop.versions(), data=task.record(), base_model=source.name,
-                targets=sorted(pc.target_modules), layers=pc.layers_to_transform, head_modules=list(run.head),
-                head_trained=bool(run.head), init_seed=cfg_k.effective_init_seed,
-                saved_dtype={"fp16": "float16", "fp32": "float32"}[cfg_k.save_dtype],
-                trainable_params=lora.trainable_counts(run.model),
-                progress={"step": 0, "total_steps": self.total, "phase": "load"},
-            )  # fmt: skip
+            fields = recipe.setup_fields(cfg_k, run.model, run.head, run.init, source.name, task, device,
+                                         self.precision, self.total)  # fmt: skip
+            w.update(force=True, **fields)
         stacked, _, _ = self.ws.model(cfg, task, weights)
         self.model = self._stack(stacked.requires_grad_(False)).to(device)
         torch.manual_seed(cfg.seed)  # dropout (if any) draws from here: reproducible per pack, not per run
@@ -277,7 +279,7 @@ class _Pack:
         lr = torch.zeros(self.K, sum(self.params.sizes))
         mask = torch.zeros_like(lr)
         for k, (cfg, run) in enumerate(zip(self.configs, self.runs)):
-            group_lr = {id(p): g["lr"] for g in _recipe_groups(run.model, cfg) for p in g["params"]}
+            group_lr = {id(p): g["lr"] for g in lora.param_groups(run.model, cfg) for p in g["params"]}
             for name, kind, factor in self.slots:
                 p = self._peft_param(run.model, name, kind, factor)
                 if p.requires_grad:
@@ -325,7 +327,7 @@ class _Pack:
                     raise RuntimeError("multi.evaluate: loop.evaluate changed its batch order")
                 return SimpleNamespace(logits=logits[k])
 
-            out.append(_loop.evaluate(forward, enc, self.task.kind, eval_batch))
+            out.append(recipe.evaluate(forward, enc, self.task.kind, eval_batch))
         return out
 
     # -- the loop ------------------------------------------------------------------------------------------
@@ -368,7 +370,7 @@ class _Pack:
                     w.log(step + 1, "train", {"examples_per_s": rate})
                     w.update(force=True, progress={"step": step + 1})
             if self.progress is not None:
-                self.progress(_loop.ProgressEvent(self.configs[0].run_id(), "train", step + 1, total, last[0],
+                self.progress(recipe.ProgressEvent(self.configs[0].run_id(), "train", step + 1, total, last[0],
                                                   K * b * (step + 1) / max(time.perf_counter() - t_train, 1e-9)))  # fmt: skip
             every = self.configs[0].eval_every
             if every and (step + 1) % every == 0 and step + 1 < total:
@@ -394,7 +396,7 @@ class _Pack:
     def _check_cancel(self, pending, step, active) -> None:
         if self.stop.is_set():
             self._flush(pending, [None] * self.K)
-            raise _loop.Cancelled()
+            raise recipe.Cancelled()
         for k, w in self._live():
             if w.cancel_requested:  # this run stops here; the others go on
                 self._flush(pending, [None] * self.K)
@@ -434,9 +436,9 @@ class _Pack:
                 for name, kind, factor in self.slots:
                     self._peft_param(run.model, name, kind, factor).copy_(self.params.get(k, name))
             check = lora.frozen_check(run.model, run.init, cfg.mode)
-            _loop._save_adapter(run.model, w.path / "adapter", cfg.save_dtype)
+            recipe.save_adapter(run.model, recipe.adapter_dir(w.path), cfg.save_dtype)
             t_save = time.perf_counter() - t
-            mem, mem_kind = (peak, "cuda_max_allocated_pack") if peak is not None else _loop.peak_memory_mb(
+            mem, mem_kind = (peak, "cuda_max_allocated_pack") if peak is not None else recipe.peak_memory_mb(
                 self.device)  # fmt: skip
             metrics[k].update(train_loss=last[k], examples_per_s=b * total / max(t_train, 1e-9),
                               peak_memory_mb=mem, peak_memory_kind=mem_kind)  # fmt: skip

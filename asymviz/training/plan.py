@@ -162,6 +162,11 @@ class Plan:
                                                          counted=False)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------------
+    def initial_grid(self) -> list[TrainConfig]:
+        """Every group's grid runs before any extension (the head_only control's included), for an outline of
+        the sweep; the LoRA groups' configs carry the head lr only where it is fixed (it is chosen later)."""
+        return [c for g in self.groups.values() for c in g.grid.grid()] if self.lrs else []
+
     def all_configs(self) -> list[TrainConfig]:
         if not self.lrs:
             return self.configs

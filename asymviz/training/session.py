@@ -153,6 +153,7 @@ def setup(config: TrainConfig, writer: RunWriter, dist: Dist, ws: Workspace, rep
         precision=precision,
         versions=runtime.versions(),
         data=task.record(),
+        split_summary=task.split_summary(),  # per split: rows, unique texts, classes, majority accuracy, ...
         base_model=source.name,
         targets=sorted(model.peft_config[lora.ADAPTER].target_modules) if adapter else [],
         layers=model.peft_config[lora.ADAPTER].layers_to_transform if adapter else None,

@@ -87,6 +87,7 @@ class LoraStack(nn.Module):
         self.params = [params]  # a list: not a submodule (the stack owns it once)
         self.a, self.b = a, b
         self.register_buffer("scaling", scaling.view(-1, 1, 1).float(), persistent=False)  # (K, 1, 1)
+        self._cast: dict[torch.dtype, torch.Tensor] = {}
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +102,16 @@ class LoraStack(nn.Module):
             A, B = A.to(dt), B.to(dt)
         else:
             xs = xs.to(A.dtype)
-        delta = torch.bmm(torch.bmm(xs, A.transpose(1, 2)), B.transpose(1, 2)) * self.scaling.to(xs.dtype)
+        delta = torch.bmm(torch.bmm(xs, A.transpose(1, 2)), B.transpose(1, 2))  # (K, n, d_out)
+        delta = delta * self._scaling(delta.dtype)  # as PEFT: (B (A x)) * scaling, in the product's dtype
         return y + delta.reshape(y.shape).to(y.dtype)
+
+    def _scaling(self, dtype: torch.dtype) -> torch.Tensor:
+        """The (K, 1, 1) scalings in `dtype`, cast once (not one cast kernel per forward)."""
+        cached = self._cast.get(dtype)
+        if cached is None or cached.device != self.scaling.device:
+            cached = self._cast[dtype] = self.scaling.to(dtype)
+        return cached
 
 
 class LinearStack(nn.Module):

@@ -70,6 +70,7 @@ def sweep(
     lr_ratios: Sequence[float] | None = None,
     lr_extensions: int = MAX_EXTENSIONS,
     name: str = "sweep",
+    pack: int = 1,
 ) -> pd.DataFrame:
     """Run every config that has no completed run in `store`; returns the store's rows for all configs (with
     `lrs`: the grid runs and the main runs; the `role` column tells them apart).
@@ -83,7 +84,8 @@ def sweep(
     rate on validation first, the head's once per task on the head_only control (asymviz.training.plan); the
     configs' own lr is then ignored. `lr_ratios`: LoRA+ ratios searched with the lr for mode ab. `lr_extensions`:
     how many points a grid may add past its ends (lr_grid.MAX_EXTENSIONS). `name` names the sweep's entry in
-    sweep.json.
+    sweep.json. `pack` > 1 (in process only): up to that many compatible runs train together over one base
+    (asymviz.training.pack).
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     store.root.mkdir(parents=True, exist_ok=True)
@@ -108,7 +110,7 @@ def sweep(
         if devices is None and cpu_jobs > 1 and hasattr(os, "fork"):
             _sweep_forked(plan, store, progress, ended, cpu_jobs)
         elif devices is None:
-            _sweep_here(plan, store, progress, ended)
+            _sweep_here(plan, store, progress, ended, pack)
         else:
             from asymviz.training.workers import run_workers
 
@@ -176,13 +178,21 @@ def read_sweeps(store: str | Path | RunStore) -> pd.DataFrame:
     return pd.DataFrame([{k: s.get(k) for k in SWEEP_FIELDS} for s in sweeps], columns=list(SWEEP_FIELDS))
 
 
-def _sweep_here(plan: Plan, store: RunStore, progress, on_run) -> None:
+def _sweep_here(plan: Plan, store: RunStore, progress, on_run, pack: int = 1) -> None:
     from asymviz.training.loop import train
     from asymviz.training.workspace import Workspace
 
     ws = Workspace()
     finished: set[str] = set()
     while jobs := plan.ready(finished):
+        if pack > 1:  # issue 15: up to `pack` compatible runs per step over one base (training/pack.py)
+            from asymviz.training.pack import train_jobs_packed
+
+            records = train_jobs_packed(jobs, store, pack, progress, on_run, workspace=ws)
+            finished.update(job.config.run_id() for job in jobs)
+            if any(r.status == "cancelled" for r in records):
+                return
+            continue
         for job in jobs:
             cfg = job.config
             try:

@@ -134,18 +134,13 @@ def test_zip_bare_safetensors_and_legacy_bin(llama_like, tmp_path):
 
 
 def test_half_precision_is_read_as_float32(make_adapter):
-    folder = make_adapter(
-        {"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, dtype=torch.bfloat16
-    )
+    folder = make_adapter({"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, dtype=torch.bfloat16)
     m = next(iter(load_adapter(folder)))
     assert m.A.dtype == torch.float32 and load_adapter(folder).modules[0].dtype == "BF16"
 
 
 def test_names_and_layers():
-    assert (
-        module_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
-        == "model.layers.0.self_attn.q_proj"
-    )
+    assert module_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") == "model.layers.0.self_attn.q_proj"
     assert parse_layer("bert.encoder.layer.11.attention.self.query") == 11
     assert parse_layer("encoder.block.3.layer.1.SelfAttention.q") == 3
     assert parse_layer("lm_head") is None
@@ -219,9 +214,7 @@ def test_non_finite_values_are_reported_not_fatal(make_adapter):
 
     A, B = random_factors(4, 16, 16)
     A[0, 0] = float("nan")
-    folder = make_adapter(
-        {"model.layers.0.q_proj": (A, B), "model.layers.1.q_proj": random_factors(4, 16, 16)}
-    )
+    folder = make_adapter({"model.layers.0.q_proj": (A, B), "model.layers.1.q_proj": random_factors(4, 16, 16)})
     adapter = load_adapter(folder)
     spectrum = singular_spectrum(adapter)
     assert set(spectrum["module"]) == {"model.layers.1.q_proj"}

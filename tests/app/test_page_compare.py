@@ -40,7 +40,15 @@ def test_every_view(tiny_store):
     at.segmented_control(key="cmp_view").set_value("Similarity across seeds & tasks").run()
     at.selectbox(key="cmp_sim_mode").set_value("b_only").run()
     no_errors(at)
-    assert len(at.get("plotly_chart")) == 2  # learned A's and learned B's across the two seeds
+    charts = at.get("plotly_chart")
+    assert [c.key for c in charts] == [
+        "fig_cmp_sim_A",
+        "fig_cmp_sim_B",
+        "fig_cmp_shared",
+    ]  # A, B, shared directions
+    groups = next(d.value for d in at.dataframe if "cluster by A" in d.value)
+    assert list(groups["adapter"]) == ["seed 0", "seed 1"]  # asymviz.collection's clusters of the two seeds
+    _collection_matches_the_library(tiny_store, groups)
     at.segmented_control(key="cmp_across").set_value("tasks").run()
     no_errors(at)
     assert any("at least two runs" in i.value for i in at.info)
@@ -54,3 +62,19 @@ def test_selection_narrows_the_runs(tiny_store):
     assert any(c.value == "2 run(s) selected." for c in at.caption)
     at.button_group(key="cmp_seeds").set_value([]).run()
     assert any("No run matches" in w.value for w in at.warning)
+
+
+def _collection_matches_the_library(store, groups):
+    """The page's groups are analyze_collection's on the same two B-only adapters (seeds 0 and 1)."""
+    from asymviz.adapters import load_adapter
+    from asymviz.collection import analyze_collection
+    from asymviz.runs import list_runs
+
+    runs = list_runs(store)
+    b_only = runs[runs["mode"] == "b_only"].sort_values("seed")
+    result = analyze_collection(
+        [load_adapter(f"{p}/adapter") for p in b_only["path"]], names=["seed 0", "seed 1"]
+    )
+    for which in ("A", "B"):
+        expected = result.clusters[result.clusters["which"] == which].set_index("adapter")["cluster"]
+        assert list(groups[f"cluster by {which}"]) == [expected["seed 0"], expected["seed 1"]]

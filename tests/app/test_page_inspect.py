@@ -1,5 +1,7 @@
 """The Inspect page: an adapter from a local path, every view, a second adapter, and clear errors."""
 
+from pathlib import Path
+
 import pytest
 from app_helpers import app_test, no_errors, shared_tiny_store, write_bert_like_adapter
 
@@ -123,3 +125,23 @@ def test_the_detected_format_is_shown_when_the_loader_gives_one(adapters, tmp_pa
     fmt = getattr(load_adapter(adapters[0]), "format", None)
     source = next(c.value for c in at.caption if c.value.startswith("Source:"))
     assert (f"format: **{fmt}**" in source) if fmt else ("format:" not in source)
+
+
+def test_a_b_only_run_shows_its_frozen_a_norms_from_run_json(tiny_store):
+    import json
+
+    from asymviz.runs import list_runs
+
+    runs = list_runs(tiny_store)
+    run = runs[(runs["mode"] == "b_only") & (runs["seed"] == 0)].iloc[0]
+    norms = json.loads((Path(run["path"]) / "run.json").read_text()).get("frozen_norms")
+    at = app_test("inspect", store=tiny_store)
+    at.run()
+    at.radio(key="ins_a_source").set_value("A stored run").run()
+    at.selectbox(key="ins_a_run").set_value(run["run_id"]).run()
+    no_errors(at)
+    shown = [c.value for c in at.caption if "Frozen A at init" in c.value]
+    if norms is None:  # a store written before the engine recorded them: nothing to show
+        assert not shown
+    else:
+        assert len(shown) == 1 and f"mean {norms['row']['mean']:.4g}" in shown[0]

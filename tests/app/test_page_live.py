@@ -53,7 +53,7 @@ def test_form_with_the_demo_defaults(tmp_path):
     no_errors(at)
     assert at.selectbox(key="live_model").value == "minilm"
     assert at.selectbox(key="live_task").value == "fine_foods"
-    assert at.button_group(key="live_modes").value == ["ab", "b_only", "a_only"]
+    assert at.button_group(key="live_modes").value == ["ab", "b_only", "a_only", "head_only"]
     from asymviz.training.config import DEMO
 
     assert at.number_input(key="live_steps").value == DEMO.steps and at.toggle(key="live_demo").value

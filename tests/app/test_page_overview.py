@@ -71,3 +71,21 @@ def test_claim_verdicts_are_asymviz_results(tiny_store):
     assert lines and all(line in shown for line in lines)
     assert "single seed pair" in at.dataframe[1].value["reason"].iloc[0]  # one seed of A&B: no verdict
     assert set(at.dataframe[1].value["verdict"]) == {"inconclusive"}
+
+
+def test_the_linear_probe_is_drawn_and_listed_when_the_experiment_has_one(tiny_store, tmp_path):
+    """<store>/linear_probe.csv (asymviz.probes.linear_probe's columns) shows as a dotted line per task."""
+    import shutil
+
+    import pandas as pd
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store, ignore=shutil.ignore_patterns(".queue"))
+    runs = list_runs(store)
+    task, model = runs["task"].iloc[0], runs["model"].iloc[0]
+    pd.DataFrame([{"model": model, "task": task, "features": "mean", "C": 1.0, "validation_accuracy": 0.5,
+                   "test_accuracy": 0.4321, "test_macro_f1": 0.3}]).to_csv(store / "linear_probe.csv", index=False)  # fmt: skip
+    at = app_test("overview", store=store)
+    at.run()
+    no_errors(at)
+    assert any("Linear probe" in m.value and "0.432" in m.value for m in at.markdown)

@@ -126,3 +126,68 @@ def test_an_unforeseen_exception_is_one_line(capsys, monkeypatch, llama_like):
     monkeypatch.setattr(asymviz.spectra, "singular_spectrum", boom)
     code, out, err = run(capsys, "spectra", llama_like)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: unexpected KeyError")
+
+
+def test_info_names_the_format_and_scaling_source(capsys, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    save_file(
+        {"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": torch.randn(4, 8, generator=g),
+         "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": torch.randn(8, 4, generator=g),
+         "lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha": torch.tensor(2.0)},
+        tmp_path / "k.safetensors",
+    )  # fmt: skip
+    code, out, err = run(capsys, "info", tmp_path / "k.safetensors", "--format", "json")
+    info = json.loads(out)
+    assert code == 0 and info["format"] == "kohya" and info["scaling_source"] == "alpha tensor"
+    assert info["modules"] == 1 and info["ranks"] == [4]
+    code, out, _ = run(capsys, "info", tmp_path / "k.safetensors", "--modules", "--format", "csv")
+    frame = pd.read_csv(io.StringIO(out))
+    assert frame.loc[0, "scaling"] == 0.5 and "expert" in frame.columns
+    code, out, _ = run(capsys, "spectra", tmp_path / "k.safetensors", "--which", "delta", "--format", "json")
+    assert code == 0 and isinstance(json.loads(out), list)  # still a list of rows
+
+
+def test_other_method_is_one_error_line(capsys, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"lora_unet_x.hada_w1_a": torch.ones(2, 2)}, tmp_path / "loha.safetensors")
+    code, out, err = run(capsys, "spectra", tmp_path / "loha.safetensors")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "LoHa (LyCORIS) adapter: not a low-rank B·A update" in err
+
+
+def _native_noise_cli(path, fail: bool):
+    """The real CLI in a subprocess, with a C-level write to fd 1 and fd 2 (as MKL or torch's C++ warnings
+    do) in the middle of the command; `fail` makes the command end in an AdapterError."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import os, asymviz.spectra as s
+from asymviz.cli.main import main
+from asymviz.errors import AdapterError
+orig = s.singular_spectrum
+def noisy(*a, **k):
+    os.write(1, b"Intel MKL WARNING: native noise\\n"); os.write(2, b"[W native] more noise\\n")
+    if {fail}: raise AdapterError("x.safetensors: refused")
+    return orig(*a, **k)
+s.singular_spectrum = noisy
+raise SystemExit(main(["spectra", {str(path)!r}, "--format", "csv"]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_native_library_output_never_precedes_the_csv_or_the_error_line(llama_like):
+    ok = _native_noise_cli(llama_like, fail=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("module,"), ok.stderr
+    assert "warning: Intel MKL WARNING: native noise" in ok.stderr.splitlines()
+    bad = _native_noise_cli(llama_like, fail=True)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.splitlines() == ["error: x.safetensors: refused"]

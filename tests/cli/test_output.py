@@ -121,9 +121,9 @@ def test_sweep_outline_counts_pending_runs(tmp_path):
     assert runs == 6
     assert line.startswith("sweep: 6 runs to train on CPU, about 480 training examples: roughly")
     runs, line = sweep_outline(configs, tmp_path / "store", lrs=[1e-3, 3e-3])
-    # the grid (2 lrs x 2 modes, first seed), the head_only control's grid that fixes the head's lr (2 lrs), and,
-    # at most, every main run
-    assert runs == 6 + 2 * 2 + 2
-    assert "up to 12 runs" in line and "(6 lr-grid runs first)" in line
+    # the grid (2 lrs x (2 modes + the head_only control that chooses the head's lr), first seed) and, at most,
+    # every main run
+    assert runs == 6 + 2 * 3
+    assert "up to 12 runs" in line and "(6 lr-grid runs first" in line
     runs, line = sweep_outline([c.replace(model="/some/model") for c in configs], tmp_path / "store")
     assert "no measured speed for /some/model on CPU" in line

@@ -95,8 +95,12 @@ def test_packed_runs_store_the_same_init_and_adapter(trained):
 
 def test_packed_run_json_matches_a_lone_run(trained):
     configs, packed, alone = trained
+    volatile = {"created_at", "started_at", "finished_at", "updated_at", "heartbeat", "pid", "pid_start",
+                "timings", "metrics"}  # fmt: skip
     for k, (p, a) in enumerate(zip(packed, alone)):
-        assert p.data["config"] == a.data["config"]
+        assert set(p.data) - {"pack"} == set(a.data)  # every field a lone run writes, and only `pack` more
+        for key in set(a.data) - volatile:
+            assert p.data[key] == a.data[key], key
         for key in (
             "trainable_params",
             "targets",
@@ -192,3 +196,23 @@ def test_a_cancel_file_stops_one_run_of_the_pack(no_dropout_bert, tmp_path):
     frame = cancelled.metrics()
     assert frame[frame.metric == "loss"]["step"].tolist() == [1, 2]
     assert not cancelled.adapter_path.exists()
+
+
+def test_lora_plus_ratio_is_per_run(no_dropout_bert, tmp_path):
+    """LoRA+ (lr_B = lr_ratio · lr): each run's ratio comes from the recipe's own optimiser groups."""
+    folder, task = no_dropout_bert
+    base = TrainConfig(
+        model=str(folder), task=str(task), steps=4, batch_size=4, rank=2, device="cpu", threads=1
+    )
+    configs = [
+        base.replace(mode="ab", seed=0, lr=1e-2, lr_ratio=8.0),
+        base.replace(mode="ab", seed=1, lr=1e-2),
+    ]
+    packed = train_many(configs, tmp_path / "packed")
+    for cfg, p in zip(configs, packed):
+        a = train(cfg, tmp_path / "alone" / cfg.run_id())
+        torch.testing.assert_close(_losses(p), _losses(a), **TIGHT)
+        end_p = load_file(p.adapter_path / "adapter_model.safetensors")
+        end_a = load_file(a.adapter_path / "adapter_model.safetensors")
+        for key in end_p:
+            torch.testing.assert_close(end_p[key], end_a[key], **PARAMS)

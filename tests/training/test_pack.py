@@ -34,3 +34,14 @@ def test_sweep_jobs_train_in_packs_with_their_annotations(tiny_config, tmp_path)
         data = json.loads((tmp_path / c.run_id() / "run.json").read_text())
         assert data["role"] == f"r{i}"
         assert ("pack" in data) == (i < 2)
+
+
+def test_sweep_with_pack_trains_compatible_runs_together(tiny_config, tmp_path):
+    from asymviz.training.sweep import read_sweeps, sweep
+
+    configs = [tiny_config(mode=m, seed=s) for s in (0, 1) for m in ("ab", "b_only", "a_only")]
+    frame = sweep(configs, tmp_path, pack=4)
+    assert sorted(frame["status"]) == ["completed"] * 6
+    sizes = [json.loads((tmp_path / c.run_id() / "run.json").read_text())["pack"]["size"] for c in configs]
+    assert sorted(sizes) == [3] * 6  # 6 compatible runs, packs of at most 4: two even packs of 3
+    assert len(read_sweeps(tmp_path).iloc[-1]["trained"]) == 6
