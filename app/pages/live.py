@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from app import cached, state, tables
@@ -142,10 +143,8 @@ def _run_state(store_runs, run_id):
     if row.empty:
         return None
     row = row.iloc[0]
-    step = int(row["step"]) if row["step"] == row["step"] and row["step"] is not None else 0
-    total = (
-        int(row["total_steps"]) if row["total_steps"] == row["total_steps"] and row["total_steps"] else None
-    )
+    step = 0 if pd.isna(row["step"]) else int(row["step"])  # NA (nullable Int64) before the first step
+    total = None if pd.isna(row["total_steps"]) or not row["total_steps"] else int(row["total_steps"])
     return row["status"], step, total
 
 

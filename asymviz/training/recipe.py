@@ -51,7 +51,8 @@ def setup_fields(config, model, head: tuple[str, ...], init: dict, source_name: 
     return dict(
         device=device_name(device),
         threads=torch.get_num_threads() if device.type == "cpu" else None,
-        precision=precision, versions=versions(), data=task.record(), base_model=source_name,
+        precision=precision, versions=versions(), data=task.record(), split_summary=task.split_summary(),
+        base_model=source_name,
         targets=sorted(pc.target_modules), layers=pc.layers_to_transform, head_modules=list(head),
         head_trained=bool(head), has_adapter=True, init_seed=config.effective_init_seed,
         saved_dtype={"fp16": "float16", "fp32": "float32"}[config.save_dtype],
