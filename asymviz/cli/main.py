@@ -2,6 +2,7 @@
 
     asymviz spectra | similarity | report               asymviz.cli.adapters
     asymviz card                                        asymviz.cli.card
+    asymviz collection                                  asymviz.cli.collection
     asymviz train | sweep | runs | demo | pretrain-vit  asymviz.cli.training
     asymviz align | diagnose                            asymviz.cli.probes
     asymviz tasks | probe                               asymviz.cli.data
@@ -18,7 +19,7 @@ import contextlib
 import os
 import sys
 
-from asymviz.cli import adapters, card, data, probes, runs, training
+from asymviz.cli import adapters, card, collection, data, probes, runs, training
 from asymviz.cli.output import UsageError
 from asymviz.errors import AsymvizError, display_name, first_line
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, card, training, runs, probes, data):
+    for group in (adapters, card, collection, training, runs, probes, data):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser
