@@ -14,6 +14,7 @@ from app import background, tables, uploads
 from app.components import base_model_input, caption, download_frame, figure, guard
 from asymviz import figures as F
 from asymviz import results as R
+from asymviz.errors import first_line
 
 # Measured on this project's 2-core CPU (shared), MiniLM-L6 at 64 tokens per example: about 10 s to load the
 # model and the data, then 0.2-0.27 s per example (forward and backward over batches of 16).
@@ -341,9 +342,7 @@ def compare_panel(sel) -> None:
         if job is None or job.running:
             continue
         if job.error is not None:
-            failed.append(
-                f"{row.run_id}: {str(job.error).strip().splitlines()[0] if str(job.error).strip() else type(job.error).__name__}"
-            )
+            failed.append(f"{row.run_id}: {first_line(job.error)}")
             continue
         parts.append(job.result.assign(run_id=row.run_id, mode=row.mode, task=row.task, seed=row.seed))
     if failed:

@@ -18,6 +18,7 @@ import streamlit as st
 from app import cached, state
 from app.state import store_path
 from app.uploads import AdapterChoice, choice_for, save_uploads
+from asymviz.errors import first_line
 from asymviz.runs import adapter_dir, run_folder_of
 
 log = logging.getLogger("asymviz.app")
@@ -54,8 +55,7 @@ def guard(what_to_do: str = "Check the input and try again.", stop: bool = False
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
+    line = first_line(exc)
     return without_paths(line) if state.public() else line
 
 

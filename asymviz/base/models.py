@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asymviz.errors import ConfigError
+from asymviz.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -151,7 +151,7 @@ def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch
         tokenizer = load_tokenizer(source)
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"model: cannot load the tokenizer of {source.name!r} offline ({str(exc).splitlines()[0]})"
+            f"model: cannot load the tokenizer of {source.name!r} offline ({first_line(exc)})"
         ) from None
     kwargs = _dtype_kwarg(dtype or torch.float32)
     verbosity = hf_logging.get_verbosity()
@@ -168,9 +168,7 @@ def load_model(source: ModelSource, kind: str, num_labels: int = 2, dtype: torch
         else:
             raise ConfigError(f"task: unknown kind {kind!r}")
     except OSError as exc:
-        raise ConfigError(
-            f"model: cannot load {source.name!r} offline ({str(exc).splitlines()[0]})"
-        ) from None
+        raise ConfigError(f"model: cannot load {source.name!r} offline ({first_line(exc)})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, tokenizer
@@ -190,7 +188,7 @@ def _load_image_model(source: ModelSource, num_labels: int, dtype: torch.dtype):
         )
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"model: cannot load {source.name!r} as an image classifier ({str(exc).splitlines()[0]})"
+            f"model: cannot load {source.name!r} as an image classifier ({first_line(exc)})"
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)

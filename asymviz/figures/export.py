@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
+from asymviz.errors import first_line
+
 if TYPE_CHECKING:
     pass
 
@@ -23,5 +25,5 @@ def figure_png(fig: go.Figure, width: int = 1200, height: int | None = None, sca
     try:
         return fig.to_image(format="png", width=width, height=height or fig.layout.height or 450, scale=scale)
     except Exception as exc:  # kaleido missing, no Chrome, or Chrome failed to start
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise RuntimeError(f"PNG export needs kaleido and a Chrome/Chromium browser: {first}") from None

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asymviz.errors import AdapterError, AsymvizError
+from asymviz.errors import AdapterError, AsymvizError, first_line
 from asymviz.linalg import numerical_rank, parallel_map
 from asymviz.similarity import orthonormal_basis, random_baseline, subspace_similarity
 
@@ -384,7 +384,7 @@ def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, sam
     try:
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise AdapterError(f"cannot apply {folder} to {base!r}: {str(exc).splitlines()[0]}") from None
+        raise AdapterError(f"cannot apply {folder} to {base!r}: {first_line(exc)}") from None
     return model.eval(), tokenizer
 
 

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asymviz.errors import AdapterError, AsymvizError
+from asymviz.errors import AdapterError, AsymvizError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -70,7 +70,7 @@ def load_base_model(name: str, head: str = "base", num_labels: int = 2):
     try:
         model = AutoModel.from_pretrained(source.path, dtype=torch.float32)
     except OSError as exc:
-        raise AsymvizError(f"cannot load base model {name!r} offline: {str(exc).splitlines()[0]}") from None
+        raise AsymvizError(f"cannot load base model {name!r} offline: {first_line(exc)}") from None
     return model.eval()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from asymviz import runs
-from asymviz.errors import ConfigError
+from asymviz.errors import ConfigError, first_line
 from asymviz.runs import RunRecord, RunWriter
 from asymviz.training import lora, runtime
 from asymviz.training.config import TrainConfig
@@ -120,8 +120,7 @@ def _run(config, writer, dist, ws, progress, stop, t0) -> None:
 
 def one_line(exc: BaseException) -> str:
     """An exception as the one-line `error` of run.json: "TypeName: first line", at most 500 characters."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+    return f"{type(exc).__name__}: {first_line(exc)}"[:500]
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> None:

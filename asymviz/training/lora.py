@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from asymviz.errors import ConfigError
+from asymviz.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -157,7 +157,7 @@ def wrap(base, config: TrainConfig, task_type: str, head: tuple[str, ...]):
     try:
         model = get_peft_model(base, peft_config)
     except ValueError as exc:  # e.g. target modules not found
-        raise ConfigError(f"targets: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"targets: {first_line(exc)}") from None
     modules = lora_modules(model)
     if not modules:
         raise ConfigError("targets: no module of the model was adapted")
