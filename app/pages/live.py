@@ -1,6 +1,7 @@
 """Live fine-tune: start the three modes, watch them race; training runs in a separate process (asymviz.jobs)."""
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from app.components import caption, guard
 from app.state import live_store
 from asymviz import figures as F
 from asymviz import jobs
-from asymviz.cli.training import sweep_command
 
 st.title("Live fine-tune")
 st.markdown(
@@ -114,7 +114,8 @@ if submitted:
             requests.mkdir(parents=True, exist_ok=True)
             spec = requests / f"request-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.json"
             spec.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
-            command = sweep_command(spec, store)
+            command = [sys.executable, "-m", "asymviz", "sweep", "--configs", str(spec), "--store", str(store),
+                       "--quiet"]  # the CLI's public contract: a JSON list of TrainConfig dicts, run in one process  # fmt: skip
             if public:  # the per-request time limit: coreutils timeout ends the whole process group
                 command = ["timeout", "--kill-after=15", str(limits.run_s), *command]
             job = jobs.submit(
