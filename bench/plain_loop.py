@@ -32,7 +32,7 @@ def plain_peft_loop(config, steps: int | None = None, device: str = "cpu") -> di
     task = load_task(config.task, config.split_seed, config.holdout, config.max_train)
     source = resolve_model(config.model)
     tok = load_tokenizer(source)
-    enc = encode(task.train, tok, task.kind, config.max_length)
+    enc = encode(task.train, tok, task.task_type, config.max_length)
     steps = steps or config.steps
     order = batch_order(len(enc), config.batch_size, steps, config.seed)
 

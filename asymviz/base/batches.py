@@ -32,7 +32,7 @@ class Encoded:
     ids: torch.Tensor  # (N, L) int64, right-padded with the pad id; images: (N, 1, H, W) float pixel values
     mask: torch.Tensor  # (N, L) int64, 1 on real tokens; images: (N, 1) ones
     labels: torch.Tensor  # (N,) class index, or (N, L) token targets with -100 (causal LM)
-    kind: str  # "classification" | "causal_lm" | "image_classification"
+    task_type: str  # "classification" | "causal_lm" | "image_classification"
     lengths: torch.Tensor | None = None  # (N,) real tokens per row, on the CPU
 
     def __post_init__(self) -> None:
@@ -45,7 +45,7 @@ class Encoded:
     def to(self, device) -> Encoded:
         """The same split with its tensors on `device` (lengths stay on the CPU)."""
         return Encoded(
-            self.ids.to(device), self.mask.to(device), self.labels.to(device), self.kind, self.lengths
+            self.ids.to(device), self.mask.to(device), self.labels.to(device), self.task_type, self.lengths
         )
 
     def width(self, index: torch.Tensor) -> int:
@@ -56,13 +56,13 @@ class Encoded:
         """The rows `index` (CPU), trimmed to their longest; `rows` is the same index already on the tensors'
         device (saves a host-to-device copy per step)."""
         r = index if rows is None else rows
-        if self.kind == "image_classification":
+        if self.task_type == "image_classification":
             return {"pixel_values": self.ids[r], "labels": self.labels[r]}
         w = self.width(index)
         return {
             "input_ids": self.ids[r, :w],
             "attention_mask": self.mask[r, :w],
-            "labels": self.labels[r] if self.kind == "classification" else self.labels[r, :w],
+            "labels": self.labels[r] if self.task_type == "classification" else self.labels[r, :w],
         }
 
 

@@ -18,7 +18,7 @@ largest share of one item, the majority-class baseline): `asymviz tasks` prints 
 Every frame has the columns `row` (row number in the file), `text`, and `label` (str) + `y` (int, index into
 `TaskData.labels`) for classification or `answer` (str) for causal LM.
 
-Image tasks (kind `image_classification`, 28 × 28 grey images from .npz files) have frames with `row`, `label`,
+Image tasks (task_type `image_classification`, 28 × 28 grey images from .npz files) have frames with `row`, `label`,
 `y` and the pixels in `TaskData.images[split]` ((N, 28, 28) uint8, in frame order):
 - `fashion_mnist`: the Fashion-MNIST subset (12,000 train / 2,000 test as shipped; validation = `holdout` of
   train, stratified by class, seeded); the ViT pretraining task (asymviz.training.vit).
@@ -55,7 +55,7 @@ class TaskSpec:
 
     name: str  # "chatterbot_topic"
     file: str  # "chatterbot_qa.jsonl.gz" (under asymviz/data/)
-    kind: str  # "classification" | "causal_lm" | "image_classification"
+    task_type: str  # "classification" | "causal_lm" | "image_classification"
     description: str
 
 
@@ -90,7 +90,7 @@ class TaskData:
     """One task, split. Frames: row, text, label, y (classification) or row, text, answer (causal LM)."""
 
     name: str  # "fine_foods" or the user's file name
-    kind: str  # "classification" | "causal_lm" | "image_classification"
+    task_type: str  # "classification" | "causal_lm" | "image_classification"
     source: str  # the file read
     labels: tuple[str, ...]  # class names, index = y; () for causal LM
     train: pd.DataFrame = field(repr=False)
@@ -120,7 +120,8 @@ class TaskData:
         """What run.json stores about the data: source, sizes, seed and a hash of each split's row ids."""
         out = {
             "task": self.name,
-            "kind": self.kind,
+            "task_type": self.task_type,
+            "kind": self.task_type,  # the old name of task_type, kept readable for one release
             "source": self.source,
             "labels": list(self.labels),
             "split_seed": self.split_seed,
@@ -147,7 +148,7 @@ class TaskData:
         """
         import pandas as pd
 
-        classify = is_classification(self.kind)
+        classify = is_classification(self.task_type)
         majority = int(self.train["y"].value_counts().idxmax()) if classify else None
         out = {}
         for name in self.splits:
@@ -179,14 +180,14 @@ SUMMARY_COLUMNS = ("task", "task_type", "split", "rows", "unique_texts", "classe
 
 def task_table(names: tuple[str, ...] | None = None, split_seed: int = 0) -> pd.DataFrame:
     """One row per (bundled task, split) with `TaskData.split_summary()`'s numbers, columns `SUMMARY_COLUMNS`
-    (task_type = the task's kind). Reads the data files only (no model); about a second for all tasks."""
+    (task_type: classification, causal_lm or image_classification). Reads the data files only (no model); about a second for all tasks."""
     import pandas as pd
 
     rows = []
     for name in names or tuple(TASKS):
         task = load_task(name, split_seed=split_seed)
         for split, numbers in task.split_summary().items():
-            rows.append({"task": name, "task_type": task.kind, "split": split, **numbers})
+            rows.append({"task": name, "task_type": task.task_type, "split": split, **numbers})
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     return frame.astype({"classes": "Int64"})
 
@@ -232,7 +233,7 @@ def load_task(
 
     if isinstance(task, str) and task in TASKS:
         spec = TASKS[task]
-        path, name, kind = DATA_DIR / spec.file, spec.name, spec.kind
+        path, name, kind = DATA_DIR / spec.file, spec.name, spec.task_type
         source = f"asymviz/data/{spec.file}"
         if not path.exists():
             raise ConfigError(f"task: the packaged data file {path} is missing (broken install?)")
@@ -382,6 +383,6 @@ def _load_images(spec: TaskSpec, split_seed, holdout, max_train, max_validation,
         heldout = parts["test"].copy()
         images["heldout"] = rotate_images(images["test"], HELDOUT_ROTATION)
         heldout_method = f"the test digits rotated {HELDOUT_ROTATION:g} degrees counter-clockwise (bilinear)"
-    return TaskData(spec.name, spec.kind, f"asymviz/data/{spec.file}", labels, parts["train"],
+    return TaskData(spec.name, spec.task_type, f"asymviz/data/{spec.file}", labels, parts["train"],
                     parts["validation"], parts["test"], split_seed, method, heldout, images,
                     heldout_method)  # fmt: skip

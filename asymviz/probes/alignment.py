@@ -332,7 +332,7 @@ class TaskSample:
     """A seeded sample of a task's training split."""
 
     name: str
-    kind: str  # "classification" | "causal_lm"
+    task_type: str  # "classification" | "causal_lm"
     labels: tuple[str, ...]  # class names in id order (the training engine's); () for causal LM
     frame: pd.DataFrame  # columns text + y (classification) or text + answer (causal LM)
 
@@ -348,7 +348,7 @@ def load_sample(task: str, samples: int, seed: int = 0) -> TaskSample:
         raise ValueError(f"samples must be at least 1, got {samples}")
     data = load_task(task)
     frame = data.train.sample(n=min(samples, len(data.train)), random_state=seed).reset_index(drop=True)
-    return TaskSample(data.name, data.kind, data.labels, frame)
+    return TaskSample(data.name, data.task_type, data.labels, frame)
 
 
 def _saved_head(adapter: LoraAdapter) -> tuple[int, ...] | None:
@@ -369,7 +369,7 @@ def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, sam
             "alignment needs a PEFT adapter folder (adapter_config.json + weights) or a run folder"
         )
     num_labels = max(len(sample.labels), 2)
-    if sample.kind == "classification":
+    if sample.task_type == "classification":
         head = _saved_head(adapter)
         if head is None:
             log.warning("the adapter carries no trained classifier: output gradients come from a random head")
@@ -380,7 +380,7 @@ def load_adapted_model(adapter: LoraAdapter, folder: Path | None, base: str, sam
             )
     from peft import PeftModel
 
-    model, tokenizer = load_model(resolve_model(base), sample.kind, num_labels=num_labels)
+    model, tokenizer = load_model(resolve_model(base), sample.task_type, num_labels=num_labels)
     try:
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -398,7 +398,7 @@ def sample_batches(
 
     from asymviz.base.batches import encode
 
-    enc = encode(sample.frame, tokenizer, sample.kind, max_length)
+    enc = encode(sample.frame, tokenizer, sample.task_type, max_length)
     order = torch.argsort(enc.mask.sum(1), stable=True)
     batches = []
     for start in range(0, len(enc), batch_size):

@@ -188,9 +188,9 @@ def linear_probe(
     if features not in FEATURES:
         raise ConfigError(f"features: choose one of {', '.join(FEATURES)}, got {features!r}")
     data = load_task(task, split_seed=split_seed)
-    if data.kind != "classification":
+    if data.task_type != "classification":
         raise ConfigError(
-            f"task: {data.name} is a {data.kind} task; the linear probe needs text classification"
+            f"task: {data.name} is a {data.task_type} task; the linear probe needs text classification"
         )
     from asymviz.base.models import resolve_model
 

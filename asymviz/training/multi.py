@@ -181,15 +181,15 @@ class _Pack:
         self.device, self.precision = device, recipe.resolve_precision(cfg, device)
         self.autocast = recipe.autocast(self.precision, device)
         task = self.ws.task(cfg)
-        if task.kind != "classification":
-            raise ConfigError(f"task: train_many trains classification tasks only, not {task.kind}")
+        if task.task_type != "classification":
+            raise ConfigError(f"task: train_many trains classification tasks only, not {task.task_type}")
         weights = torch.bfloat16 if device.type == "cuda" and self.precision == "bf16" else torch.float32
         self.task = task
         self.runs = []  # per run: the PeftModel (on the CPU, used for init, saving and the frozen check), init
         cached, tokenizer, source = self.ws.model(cfg, task, weights, copy=False)
         for cfg_k, w in zip(self.configs, self.writers):
-            head = cfg_k.head if cfg_k.head is not None else default_head(cached, task.kind)
-            model = lora.wrap(_aliased_copy(cached, head), cfg_k, task.kind, head)
+            head = cfg_k.head if cfg_k.head is not None else default_head(cached, task.task_type)
+            model = lora.wrap(_aliased_copy(cached, head), cfg_k, task.task_type, head)
             for p in model.parameters():
                 if p.requires_grad and p.dtype != torch.float32:
                     p.data = p.data.float()
@@ -327,7 +327,7 @@ class _Pack:
                     raise RuntimeError("multi.evaluate: loop.evaluate changed its batch order")
                 return SimpleNamespace(logits=logits[k])
 
-            out.append(recipe.evaluate(forward, enc, self.task.kind, eval_batch))
+            out.append(recipe.evaluate(forward, enc, self.task.task_type, eval_batch))
         return out
 
     # -- the loop ------------------------------------------------------------------------------------------

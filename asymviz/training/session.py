@@ -129,7 +129,7 @@ def setup(config: TrainConfig, writer: RunWriter, dist: Dist, ws: Workspace, rep
     """Data, the base model wrapped for the mode, the init saved, and (cache_prefix) the frozen prefix run."""
     device, precision = _place(config, dist)
     task = ws.task(config)
-    task_type = task.kind
+    task_type = task.task_type
     base, tokenizer, source = ws.model(config, task, runtime.base_dtype(device, precision))
     enc = ws.encoded(config, task, tokenizer, source)
     head = config.head if config.head is not None else default_head(base, task_type)

@@ -28,18 +28,18 @@ def test_vendored_files_and_readme_are_there():
         assert word in readme
 
 
-TEXT_TASKS = sorted(n for n, t in TASKS.items() if t.kind != "image_classification")
+TEXT_TASKS = sorted(n for n, t in TASKS.items() if t.task_type != "image_classification")
 
 
 @pytest.mark.parametrize("name", TEXT_TASKS)
 def test_every_task_loads_with_disjoint_splits(name):
     task = load_task(name)
-    assert task.kind == TASKS[name].kind
+    assert task.task_type == TASKS[name].task_type
     texts = [set(task.split(s)["text"]) for s in ("train", "validation", "test")]
     assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     rows = [set(task.split(s)["row"]) for s in ("train", "validation", "test")]
     assert sum(map(len, rows)) == len(rows[0] | rows[1] | rows[2])
-    if task.kind == "classification":
+    if task.task_type == "classification":
         assert task.num_labels >= 2
         assert list(task.train.columns) == ["row", "text", "label", "y"]
         assert task.train["y"].between(0, task.num_labels - 1).all()
@@ -98,10 +98,10 @@ def test_no_repeated_question_can_decide_a_chatterbot_verdict(name, split_seed):
 @pytest.mark.parametrize("name", TEXT_TASKS)
 def test_each_split_counts_a_text_once_and_holds_every_common_class(name):
     task = load_task(name)
-    for split in ("validation", "test") if task.kind == "causal_lm" else ("train", "validation", "test"):
+    for split in ("validation", "test") if task.task_type == "causal_lm" else ("train", "validation", "test"):
         frame = task.split(split)
         assert frame["text"].is_unique, split
-    if task.kind == "classification":
+    if task.task_type == "classification":
         uniq = task.train["label"].value_counts() + task.validation["label"].value_counts()
         common = set(uniq.add(task.test["label"].value_counts(), fill_value=0).loc[lambda c: c >= 3].index)
         for split in ("train", "validation", "test"):
@@ -207,14 +207,14 @@ def test_user_csv_and_jsonl(tmp_path):
         f.writelines(json.dumps(r) + "\n" for r in rows)
     for file in ("mine.csv", "mine.jsonl.gz"):
         task = load_task(str(tmp_path / file))
-        assert task.kind == "classification" and task.labels == ("x", "y", "z")
+        assert task.task_type == "classification" and task.labels == ("x", "y", "z")
         assert len(task.train) == 40 and len(task.validation) == 5 and len(task.test) == 5
 
 
 def test_user_file_with_answers_is_a_causal_lm_task(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps({"text": f"q{i}", "answer": f"a{i}"}) + "\n" for i in range(30)))
-    assert load_task(str(path)).kind == "causal_lm"
+    assert load_task(str(path)).task_type == "causal_lm"
 
 
 @pytest.mark.parametrize(
@@ -251,7 +251,7 @@ def test_image_tasks_have_disjoint_stratified_splits(name):
     import numpy as np
 
     task = load_task(name)
-    assert task.kind == "image_classification" and task.num_labels == 10
+    assert task.task_type == "image_classification" and task.num_labels == 10
     rows = [set(task.split(s)["row"]) for s in ("train", "validation", "test")]
     assert sum(map(len, rows)) == len(rows[0] | rows[1] | rows[2])
     for s in ("train", "validation", "test"):

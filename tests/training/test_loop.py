@@ -28,10 +28,10 @@ def _reloaded_eval(run, split="test"):
 
     cfg = run.config
     task = load_task(cfg["task"], cfg["split_seed"], cfg["holdout"])
-    base, tok = load_model(resolve_model(cfg["model"]), task.kind, num_labels=max(task.num_labels, 2))
+    base, tok = load_model(resolve_model(cfg["model"]), task.task_type, num_labels=max(task.num_labels, 2))
     model = PeftModel.from_pretrained(base, run.adapter_path).eval()
-    enc = encode(task.split(split), tok, task.kind, cfg["max_length"])
-    return evaluate(lambda idx: model(**enc.batch(idx)), enc, task.kind), model, enc
+    enc = encode(task.split(split), tok, task.task_type, cfg["max_length"])
+    return evaluate(lambda idx: model(**enc.batch(idx)), enc, task.task_type), model, enc
 
 
 @pytest.mark.parametrize("mode", MODES)

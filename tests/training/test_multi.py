@@ -130,10 +130,10 @@ def test_packed_adapters_load_with_asymviz_and_peft(trained):
         adapter = load_adapter(p.adapter_path)
         assert len(adapter.modules) == 4 and {m.r for m in adapter.modules} == {cfg.rank}
         task = load_task(cfg.task, cfg.split_seed, cfg.holdout)
-        base, tok = load_model(resolve_model(cfg.model), task.kind, num_labels=2)
+        base, tok = load_model(resolve_model(cfg.model), task.task_type, num_labels=2)
         model = PeftModel.from_pretrained(base, p.adapter_path).eval()
-        enc = encode(task.split("test"), tok, task.kind, cfg.max_length)
-        values = evaluate(lambda idx, m=model, e=enc: m(**e.batch(idx)), enc, task.kind)
+        enc = encode(task.split("test"), tok, task.task_type, cfg.max_length)
+        values = evaluate(lambda idx, m=model, e=enc: m(**e.batch(idx)), enc, task.task_type)
         assert values["loss"] == pytest.approx(p.final_metrics["test_loss"], rel=1e-5)
 
 
