@@ -22,6 +22,7 @@ SECTIONS = {
     ],
     "Your adapter": [
         st.Page(PAGES_DIR / "inspect.py", title="Inspect an adapter", icon=":material/biotech:"),
+        st.Page(PAGES_DIR / "collection.py", title="Many adapters", icon=":material/stacks:"),
     ],
     "Experiment": [
         st.Page(PAGES_DIR / "live.py", title="Live fine-tune", icon=":material/play_circle:"),

@@ -102,7 +102,7 @@ def sources() -> tuple[str, ...]:
     return SOURCES[:3] if state.public() else SOURCES
 
 
-def _upload_allowed(files) -> bool:
+def upload_allowed(files) -> bool:
     """Public mode: count this session's distinct uploads and refuse (with a message) past Limits.uploads."""
     if not state.public():
         return True
@@ -139,7 +139,7 @@ def adapter_picker(
                 f"{up.name} is {up.size / 1024**2:,.0f} MB, over the {limit:,} MB limit. Upload a smaller file."
             )
             return None
-        if not _upload_allowed([up]):
+        if not upload_allowed([up]):
             return None
         folder = save_uploads([up], key, state.upload_folder())
         path = folder / Path(up.name).name
@@ -161,7 +161,7 @@ def adapter_picker(
             return None
         if not configs:
             st.warning("Without adapter_config.json lora_alpha is unknown: ΔW is shown with scaling 1.")
-        if not _upload_allowed(ups):
+        if not upload_allowed(ups):
             return None
         folder = save_uploads([*weights, *configs], key, state.upload_folder())
         path = folder / Path(weights[0].name).name
