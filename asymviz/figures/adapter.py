@@ -147,7 +147,7 @@ def similarity_heatmaps(
     baseline_mean = float(np.nanmean(part["random_baseline"]))
     fig = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.12,
-        subplot_titles=["learned adapters", f"random subspaces, same dimensions (≈ {baseline_mean:.3f})"],
+        subplot_titles=["learned adapters", f"random subspaces (≈ {baseline_mean:.3f})"],
     )  # fmt: skip
     for col, z in ((1, sim), (2, base)):
         text = [["" if v != v else f"{v:.2f}" for v in row] for row in z]
