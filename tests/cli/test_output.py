@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from asymviz.cli.main import build_parser, main
+from asymviz.cli.outline import sweep_outline
 from asymviz.cli.output import LEGENDS, TABLE_WIDTH, format_table, write_frame
-from asymviz.cli.training import sweep_outline
 
 
 def _table_lines(text: str) -> list[str]:
