@@ -85,7 +85,7 @@ def _load_dir(path: Path, adapter_name: str | None, strict: bool, source: str) -
             return _load_dir(path / subs[0], None, strict, source=f"{source}/{subs[0]}")
         if subs:
             raise AdapterError(
-                f"{path}: holds several adapters ({', '.join(subs)}); pick one with adapter_name="
+                f"{path}: holds several adapters ({', '.join(subs)}); give the path of one of them"
             )
         files = sorted(path.glob("*.safetensors"))
         if len(files) == 1:  # a kohya / diffusers LoRA on its own in a folder

@@ -22,13 +22,14 @@ from asymviz.cli.output import (
     warn_problems,
     write_frame,
 )
+from asymviz.errors import AsymvizError
 
 
 def _cmd_spectra(args) -> int:
     from asymviz.adapters import load_adapter
     from asymviz.spectra import singular_spectrum
 
-    adapter = load_adapter(args.adapter)
+    adapter = load_adapter(adapter_path(args.adapter))
     which = ("A", "B", "delta") if args.which == "all" else (args.which,)
     frame = singular_spectrum(adapter, which=which, progress=progress_bar(len(adapter), "spectra"))
     warn_problems(adapter)
@@ -40,7 +41,11 @@ def _cmd_similarity(args) -> int:
     from asymviz.adapters import load_adapter
     from asymviz.similarity import pairwise_similarity
 
-    adapters = [load_adapter(p) for p in args.adapters]
+    if len(args.adapters) < 2:
+        raise AsymvizError(
+            "similarity: give at least two adapters (the same one twice compares it with itself)"
+        )
+    adapters = [load_adapter(adapter_path(p)) for p in args.adapters]
     which = ("A", "B", "delta") if args.which == "all" else (args.which,)
     n_modules = max(len(a) for a in adapters) * len(adapters) * (len(adapters) - 1) // 2
     frame = pairwise_similarity(
@@ -54,6 +59,26 @@ def _cmd_similarity(args) -> int:
         warn_problems(a)
     write_frame(frame, args.format, args.output, legend=LEGENDS["similarity"])
     return 0
+
+
+def adapter_path(path: str) -> str:
+    """A run folder (run.json + adapter/) stands for its trained adapter, as `asymviz card` reads it."""
+    from asymviz.runs import adapter_dir, is_run_folder
+
+    return str(adapter_dir(path)) if path and is_run_folder(path) else path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is one `error:` line)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def distinct_labels(paths: list[str]) -> list[str]:
@@ -70,8 +95,8 @@ def _cmd_report(args) -> int:
     from asymviz.adapters import load_adapter
     from asymviz.report import write_report
 
-    adapter = load_adapter(args.adapter)
-    against = load_adapter(args.against) if args.against else None
+    adapter = load_adapter(adapter_path(args.adapter))
+    against = load_adapter(adapter_path(args.against)) if args.against else None
     path = write_report(adapter, args.output, against=against)
     print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -82,7 +107,7 @@ def _cmd_info(args) -> int:
 
     from asymviz.adapters import load_adapter
 
-    adapter = load_adapter(args.adapter)
+    adapter = load_adapter(adapter_path(args.adapter))
     if args.modules:
         write_frame(adapter.summary(), args.format, args.output)
         return 0
@@ -118,7 +143,9 @@ def add_commands(sub) -> None:
     )
     p.add_argument("adapters", nargs="+", metavar="ADAPTER")
     p.add_argument("--which", choices=("A", "B", "delta", "all"), default="all")
-    p.add_argument("--k", type=int, default=None, help="top-k subspace of ΔW (default: the smaller rank)")
+    p.add_argument(
+        "--k", type=positive_int, default=None, help="top-k subspace of ΔW (default: the smaller rank)"
+    )
     add_output_args(p)
     p.set_defaults(func=_cmd_similarity)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from asymviz.cli.adapters import distinct_labels, positive_int
 from asymviz.cli.output import add_output_args, progress_bar, warn_problems, write_frame
 from asymviz.errors import AsymvizError
 
@@ -34,7 +35,9 @@ def add_commands(sub) -> None:
                    help="adapters, run folders, or folders of them (each holding subfolder counts)")  # fmt: skip
     p.add_argument("--which", choices=("A", "B", "delta", "all"), default="all")
     p.add_argument("--part", choices=PARTS, default="shared", help="which table to print (default: shared)")
-    p.add_argument("--k", type=int, default=None, help="top-k subspace of ΔW (default: the smallest rank)")
+    p.add_argument(
+        "--k", type=positive_int, default=None, help="top-k subspace of ΔW (default: the smallest rank)"
+    )
     add_output_args(p)
     p.set_defaults(func=_cmd_collection)
 
@@ -65,7 +68,6 @@ def _is_adapter(folder: Path) -> bool:
 
 def _cmd_collection(args) -> int:
     from asymviz.adapters import load_adapter
-    from asymviz.cli.adapters import distinct_labels
     from asymviz.collection import CollectionConfig, analyze_collection
     from asymviz.runs import adapter_dir, is_run_folder
 

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 from asymviz.cli import adapters, card, collection, data, probes, runs, training
 from asymviz.cli.output import UsageError
@@ -78,6 +79,16 @@ def _version() -> str:
         return f"asymviz {getattr(asymviz, '__version__', '0+unknown')}"
 
 
+def _check_output(args) -> None:
+    """Refuse an -o FILE whose folder does not exist before any work is done (one error line, not a late OSError)."""
+    out = getattr(args, "output", None)
+    if out in (None, "-"):
+        return
+    folder = Path(out).expanduser().parent
+    if not folder.is_dir():
+        raise UsageError(f"-o {out}: the folder {folder} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; exit status 0, or 2 with exactly one `error:` line as the first line on stderr.
 
@@ -98,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("default")
         try:
             args = build_parser().parse_args(argv)
+            _check_output(args)
             status = int(args.func(args) or 0)
         except (AsymvizError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             return _error(one_line(exc))

@@ -11,8 +11,10 @@ Reads the store through asymviz.runs and asymviz.results only (nothing heavy imp
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from asymviz.cli.output import COLUMNS_HELP, LEGENDS, RUN_COLUMNS, add_output_args, write_frame
+from asymviz.errors import AsymvizError
 
 DEFAULT_STORE = "runs"
 
@@ -20,6 +22,8 @@ DEFAULT_STORE = "runs"
 def _cmd_runs_list(args) -> int:
     from asymviz.runs import RunStore
 
+    if not Path(args.store).is_dir():
+        raise AsymvizError(f"no run store at {args.store} (a folder of run folders)")
     frame = RunStore(args.store).list()
     if args.format == "table":
         frame = frame.dropna(axis=1, how="all")

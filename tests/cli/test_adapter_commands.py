@@ -191,3 +191,27 @@ def test_native_library_output_never_precedes_the_csv_or_the_error_line(llama_li
     bad = _native_noise_cli(llama_like, fail=True)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.splitlines() == ["error: x.safetensors: refused"]
+
+
+def test_first_hour_mistakes_are_one_error_line_before_any_work(capsys, llama_like, tmp_path):
+    for argv, needle in (
+        (("similarity", llama_like, llama_like, "--k", "-3"), "must be a positive integer"),
+        (("similarity", llama_like, llama_like, "--k", "0"), "must be a positive integer"),
+        (("similarity", llama_like), "at least two adapters"),
+        (("spectra", llama_like, "-o", tmp_path / "no" / "x.csv"), "does not exist"),
+        (("runs", "list", "--store", tmp_path / "nope"), "no run store"),
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1 and needle in err, (argv, err)
+
+
+def test_a_run_folder_stands_for_its_adapter(capsys, llama_like, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(llama_like, run_dir / "adapter")
+    shutil.copytree(llama_like, run_dir / "init")
+    (run_dir / "run.json").write_text('{"schema": 1, "run_id": "run", "status": "completed"}')
+    code, direct, _ = run(capsys, "spectra", llama_like, "--format", "csv")
+    code2, via_run, err = run(capsys, "spectra", run_dir, "--format", "csv")
+    assert code == code2 == 0 and direct == via_run, err
