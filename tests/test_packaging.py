@@ -209,7 +209,8 @@ def test_python_m_asymviz_beside_a_shadowing_clone(tmp_path):
     assert done.stdout.strip() == f"asymviz {__version__}"
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and str(clone) in warnings[0] and "shadows" in warnings[0], done.stderr
-    done = subprocess.run([sys.executable, str(script), "runs", "list", "--store", str(tmp_path / "none"),
+    (tmp_path / "store").mkdir()  # an empty run store (a missing one is an error)
+    done = subprocess.run([sys.executable, str(script), "runs", "list", "--store", str(tmp_path / "store"),
                            "--format", "csv"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr  # a command, not only --version, runs on the real package
