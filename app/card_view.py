@@ -27,7 +27,7 @@ A_MEANING = {
 }
 TEST_TEXT = {
     "init": "compared with its stored step-0 init (exact drift of A)",
-    "null": "compared with 200 seeded draws of its declared init family",
+    "init_draws": "compared with 200 seeded draws of its declared init family",
     "none": "not tested",
 }
 FLAG_TEXT = {

@@ -24,7 +24,7 @@ an adapter whose every module is uniformly tiny is not flagged (it has no scale 
   (True/False: kaiming-uniform, "gaussian": N(0, 1/r²)); ``unknown`` with no config, another init (PiSSA,
   OLoRA, LoftQ, EVA, ... are data-dependent), an embedding LoRA (PEFT draws B there, not A) or r > d_in.
   The declared family is trusted: an A drawn otherwise (e.g. an asymviz b_only adapter copied out of its run
-  folder) reads `learned`; pass ``a_init=`` to say what it was. ``a_test`` = "null".
+  folder) reads `learned`; pass ``a_init=`` to say what it was. ``a_test`` = "init_draws".
 What it means for B-only training (Zhu et al. 2024): `random` says training A bought nothing measurable, an
 adapter with this A frozen at its init is the same adapter, so B-only training (r·d_out instead of
 r·(d_in + d_out) parameters per module) would have done as well. `learned` says A moved measurably; it does
@@ -241,7 +241,7 @@ def adapter_card(
         suggested_rank : energy rank at `energy` (NA for no-update modules)
         flags : comma-separated, from spike, loud, balanced, orientation, nonfinite, dora ("" for none)
         layer, kind, d_in, d_out, scaling
-        a_test : "init" (exact drift), "null" (sampled init) or "none"
+        a_test : "init" (exact drift), "init_draws" (seeded draws of the declared init) or "none"
         a_rel_change : ‖A − A0‖_F / ‖A0‖_F with an init (0 when bit-identical, inf when A0 = 0 as in mode
             a_only, NaN without an init)
         update_rel : ‖ΔW‖_F / ‖W0‖_F with base weights (else NaN)
@@ -329,7 +329,7 @@ def adapter_card(
             rel, tol = drift[spec.name]
             row.update(a_test="init", a_rel_change=rel, a_verdict="random" if rel <= tol else "learned")
         elif not math.isnan(row.get("a_percentile", math.nan)):
-            row.update(a_test="null", a_verdict="random" if row["a_percentile"] <= LEVEL else "learned")
+            row.update(a_test="init_draws", a_verdict="random" if row["a_percentile"] <= LEVEL else "learned")
         else:
             row.update(a_test="none", a_verdict="unknown")
         row["flags"] = flags
@@ -417,7 +417,7 @@ def _summary(adapter, frame, family, family_source, has_init, has_base, energy) 
 
     verdicts = frame["a_verdict"].value_counts()
     counts = {v: int(verdicts.get(v, 0)) for v in ("random", "learned", "unknown")}
-    tested = frame[frame["a_test"] == "null"]
+    tested = frame[frame["a_test"] == "init_draws"]
     if has_init:
         overall = "learned" if counts["learned"] else ("random" if counts["random"] else "unknown")
     else:
@@ -442,7 +442,7 @@ def _summary(adapter, frame, family, family_source, has_init, has_base, energy) 
         "r": ranks[0] if len(ranks) == 1 else ranks,
         "lora_alpha": cfg.lora_alpha if cfg is not None else None,
         "n_no_update": int(frame["no_update"].sum()), "a_verdicts": counts, "a_verdict": overall,
-        "a_test": "init" if has_init else ("null" if family else "none"),
+        "a_test": "init" if has_init else ("init_draws" if family else "none"),
         "a_init_family": family, "a_init_source": family_source,
         "update_norm": float(np.sqrt(np.nansum(frame["update_norm"].to_numpy(dtype=float) ** 2))),
         "median_stable_rank": float(np.nanmedian(frame["stable_rank"])) if len(frame) else math.nan,

@@ -56,7 +56,7 @@ def test_peft_default_init_reads_random_and_no_update(tmp_path):
     card = adapter_card(folder)
     assert card.adapter["a_init_family"] == "kaiming"
     assert (card.modules["a_verdict"] == "random").all(), card.modules[["module", "a_percentile"]]
-    assert card.modules["a_test"].eq("null").all()
+    assert card.modules["a_test"].eq("init_draws").all()
     assert card.modules["no_update"].all()  # PEFT's B starts at zero
     assert (card.modules["update_norm"] == 0).all()
     assert card.modules["suggested_rank"].isna().all()
@@ -134,7 +134,7 @@ def test_asymviz_b_only_run_reads_random_with_init_and_against_the_null():
     assert card.adapter["a_test"] == "init" and card.adapter["a_init_family"] == "orthogonal"
     assert (card.modules["a_verdict"] == "random").all() and (card.modules["a_rel_change"] == 0).all()
     null_only = adapter_card(load_adapter(B_ONLY / "adapter"), a_init="orthogonal")
-    assert null_only.modules["a_test"].eq("null").all()
+    assert null_only.modules["a_test"].eq("init_draws").all()
     assert null_only.adapter["a_verdict"] == "random"
     assert (null_only.modules["a_verdict"] == "random").sum() >= len(null_only.modules) - 1
 
