@@ -181,10 +181,20 @@ class _Bar:
 # handlers
 
 
+def check_tasks(configs) -> None:
+    """A task name that is neither bundled nor a file is one error line before any run folder is written."""
+    from asymviz.base.tasks import TASKS
+
+    for name in sorted({c.task for c in configs}):
+        if name not in TASKS and not Path(name).expanduser().is_file():
+            raise ConfigError(f"task: {name!r} is neither a bundled task ({', '.join(sorted(TASKS))}) nor a file")
+
+
 def _cmd_train(args) -> int:
     from asymviz.training.loop import train
 
     config = _config_from_args(args)
+    check_tasks([config])
     bar = _Bar(args.quiet)
     try:
         record = train(config, args.out, progress=bar, overwrite=args.overwrite)
@@ -244,6 +254,7 @@ def _cmd_sweep(args) -> int:
     devices = None
     if args.gpus:
         devices = _gpus(args.gpus)
+    check_tasks(configs)
     total, outline = sweep_outline(configs, args.store, lrs, devices, args.jobs_per_gpu, ratios)
     print(outline, file=sys.stderr)
     bar = _Bar(args.quiet or devices is not None)

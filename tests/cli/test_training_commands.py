@@ -124,3 +124,10 @@ def test_commands_module_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_unknown_task_is_refused_before_a_run_folder_is_written(tmp_path, capsys):
+    assert main(["train", "--task", "nope", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: task: 'nope' is neither a bundled task") and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
