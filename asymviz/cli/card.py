@@ -76,18 +76,25 @@ def _cmd_card(args) -> int:
 
 
 def format_card(card) -> str:
-    """The card as plain text: the summary's scalar entries, then the module table (CARD_COLUMNS + a few)."""
+    """The card as plain text for a 100-column terminal: the summary's scalar entries (long values wrapped),
+    then the module table (CARD_COLUMNS + a few) through the CLI's table formatter (aliases, legend, blocks)."""
     import json
+    import textwrap
 
     from asymviz.card import CARD_COLUMNS
+    from asymviz.cli.output import TABLE_WIDTH, format_table
 
     lines = []
-    for key, value in card.to_dict()["adapter"].items():
-        if key in ("rank_pattern", "alpha_pattern", "problems"):
+    adapter = card.to_dict()["adapter"]
+    for key, value in adapter.items():
+        if key in ("alpha_pattern", "problems"):
             continue
-        lines.append(f"{key}: {json.dumps(value) if isinstance(value, dict | list) else value}")
-    lines.append(f"rank_pattern: {json.dumps(card.adapter['rank_pattern'])}")
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        lines += textwrap.wrap(f"{key}: {text}", TABLE_WIDTH, subsequent_indent="    ") or [f"{key}:"]
     cols = CARD_COLUMNS + ["a_test", "a_rel_change", "update_rel", "utilisation"]
+    legend = ("a_verdict: is A still a draw of its init (random) or not (learned); a_percentile: A's place among "
+              "seeded draws of its init; no_update: ΔW negligible; update_norm: ‖ΔW‖_F; energy_rank_90: the rank "
+              "that keeps 90 % of ΔW's energy; suggested_rank: the smallest such rank; flags: see the README")  # fmt: skip
     lines.append("")
-    lines.append(card.modules[cols].to_string(index=False, max_rows=None, float_format=lambda x: f"{x:.4g}"))
+    lines.append(format_table(card.modules[cols], legend=legend).rstrip("\n"))
     return "\n".join(lines) + "\n"
