@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 
-from asymviz.adapters.kohya import build_pairs
+from asymviz.adapters.kohya import read_down_up
 from asymviz.adapters.model import LoraAdapter
-from asymviz.adapters.pairs import header_metadata
 
 FORMAT = "diffusers"
 _KEY = re.compile(
@@ -48,16 +47,4 @@ def module_of(m: re.Match) -> str:
 
 
 def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
-    pairs: dict[str, dict[str, str]] = {}
-    alphas: dict[str, str] = {}
-    extras: dict[str, tuple[int, ...]] = {}
-    for key in reader.keys():
-        m, a = _KEY.match(key), _ALPHA.match(key)
-        if m:
-            pairs.setdefault(module_of(m), {})["A" if m.group("part") == "down" else "B"] = key
-        elif a:
-            alphas[a.group("module")] = key
-        else:
-            extras[key] = reader.shape(key)
-    return build_pairs(reader, pairs, alphas, source, FORMAT, header_metadata(reader), ("down", "up"),
-                       default="format default", extras=extras)  # fmt: skip
+    return read_down_up(reader, source, FORMAT, _KEY, _ALPHA, ("down", "up"), module_of=module_of)

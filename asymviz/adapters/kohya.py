@@ -29,18 +29,26 @@ def detect(keys, config: dict | None) -> bool:
 
 
 def read(reader, config: dict | None, source: str, **_) -> LoraAdapter:
+    return read_down_up(reader, source, FORMAT, _KEY, _ALPHA, ("lora_down", "lora_up"))
+
+
+def read_down_up(reader, source: str, fmt: str, key_re: re.Pattern, alpha_re: re.Pattern, labels: tuple[str, str],
+                 module_of=lambda m: m.group("module")) -> LoraAdapter:  # fmt: skip
+    """Group a down/up file's keys into modules: `key_re` gives a key's module (through `module_of`) and its
+    `part` (labels[0] is the down factor A, labels[1] the up factor B), `alpha_re` a module's 0-d alpha; every
+    other key is an extra. Then build_pairs (shared by kohya and the diffusers namings)."""
     pairs: dict[str, dict[str, str]] = {}
     alphas: dict[str, str] = {}
     extras: dict[str, tuple[int, ...]] = {}
     for key in reader.keys():
-        m, a = _KEY.match(key), _ALPHA.match(key)
+        m, a = key_re.match(key), alpha_re.match(key)
         if m:
-            pairs.setdefault(m.group("module"), {})["A" if m.group("part") == "lora_down" else "B"] = key
+            pairs.setdefault(module_of(m), {})["A" if m.group("part") == labels[0] else "B"] = key
         elif a:
             alphas[a.group("module")] = key
         else:
             extras[key] = reader.shape(key)
-    return build_pairs(reader, pairs, alphas, source, FORMAT, header_metadata(reader), ("lora_down", "lora_up"),
+    return build_pairs(reader, pairs, alphas, source, fmt, header_metadata(reader), labels,
                        default="format default", extras=extras)  # fmt: skip
 
 
