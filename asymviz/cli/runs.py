@@ -15,8 +15,7 @@ from pathlib import Path
 
 from asymviz.cli.output import COLUMNS_HELP, LEGENDS, RUN_COLUMNS, add_output_args, write_frame
 from asymviz.errors import AsymvizError
-
-DEFAULT_STORE = "runs"
+from asymviz.runs.layout import DEFAULT_STORE
 
 
 def _cmd_runs_list(args) -> int:

@@ -27,8 +27,7 @@ from asymviz.cli.outline import sweep_outline
 from asymviz.cli.output import COLUMNS_HELP, LEGENDS, RUN_COLUMNS, RunsBar
 from asymviz.errors import ConfigError
 from asymviz.modes import MODES
-
-DEFAULT_STORE = "runs"
+from asymviz.runs.layout import DEFAULT_STORE
 
 
 def _ints(text: str) -> list[int]:
