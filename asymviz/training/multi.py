@@ -20,6 +20,11 @@ run.json, with `pack` {size, index, run_ids, examples_per_s (the pack's summed r
 metrics.examples_per_s is its own examples over the pack's training time, and on a GPU its peak_memory_mb is
 the pack's (peak_memory_kind `cuda_max_allocated_pack`).
 
+The head_only control packs too: its run is set up by `lora.wrap` as alone (the base itself, the head re-drawn
+from its init seed, every other weight frozen); in the stack its LoRA slots hold zeros with a zero learning rate
+and a zero gradient mask, so its adapted linears add exactly 0 to the base's output and its head trains on the
+same logits a lone head_only run sees. A pack may be all head_only runs (the sweep's first wave: the head-lr grid).
+
 What must be equal in a pack (PACK_FIELDS): model, task and data fields, max_length, batch size, steps (or
 epochs), rank, targets, layers, head, lora_dropout, device, precision, eval settings. What may differ: mode,
 a_init, seed, init_seed, alpha, lr, head_lr, weight_decay, warmup, max_grad_norm, save_dtype. Ranks must be
@@ -30,7 +35,7 @@ Equality with `train` (tests/training/test_multi.py): with dropout off, each run
 final factors and head equal the lone run's to float rounding (fp32 on CPU: ~1e-6 relative). Dropout (BERT's
 hidden / attention dropout, lora_dropout) draws from the process's generator, seeded from the pack's first run:
 a pack is reproducible, but a run's dropout masks differ from the ones it would draw alone. Not supported (a
-ConfigError): causal LM and image tasks, cache_prefix, the head_only control, data parallelism.
+ConfigError): causal LM and image tasks, cache_prefix, data parallelism.
 """
 
 from __future__ import annotations
@@ -75,8 +80,6 @@ def _check(configs: Sequence[TrainConfig]) -> None:
                                   f"{getattr(cfg, f)!r}); see multi.PACK_FIELDS")  # fmt: skip
     if first.cache_prefix:
         raise ConfigError("cache_prefix: not supported by train_many (train the pack without it)")
-    if any(c.mode == "head_only" for c in configs):
-        raise ConfigError("mode: head_only has no adapter to stack; train it alone (loop.train)")
     ids = [c.run_id() for c in configs]
     if len(set(ids)) != len(ids):
         raise ConfigError("configs: the same run twice in one pack")
@@ -193,10 +196,14 @@ class _Pack:
             for p in model.parameters():
                 if p.requires_grad and p.dtype != torch.float32:
                     p.data = p.data.float()
-            model.peft_config[lora.ADAPTER].base_model_name_or_path = source.name
-            self.runs.append(SimpleNamespace(model=model, init=lora.lora_state(model), head=head))
+            adapter = cfg_k.mode != "head_only"  # head_only: the base itself, no adapter/ nor init/
+            if adapter:
+                model.peft_config[lora.ADAPTER].base_model_name_or_path = source.name
+            init = lora.lora_state(model) if adapter else None
+            self.runs.append(SimpleNamespace(model=model, init=init, head=head, adapter=adapter))
             recipe.write_split(w.path, task)
-            recipe.save_adapter(model, recipe.init_dir(w.path), cfg_k.save_dtype)
+            if adapter:
+                recipe.save_adapter(model, recipe.init_dir(w.path), cfg_k.save_dtype)
         self.enc = {s: e.to(device) for s, e in self.ws.encoded(cfg, task, tokenizer, source).items()}
         self.total = recipe.total_steps(cfg, len(self.enc["train"]))
         for cfg_k, w, run in zip(self.configs, self.writers, self.runs):
@@ -211,19 +218,22 @@ class _Pack:
         """Replace the adapted linears and the head linears of `model` (a plain base copy) by stacked ones."""
         params = FlatParams(self.K, self.device)
         self.params, self.slots = params, []  # slots: (name, kind, factor)
-        first = self.runs[0].model
         prefix = "base_model.model."
-        lora_names = [n for n, _ in lora.lora_modules(first)]
-        for run in self.runs[1:]:
+        with_adapter = [r for r in self.runs if r.adapter]
+        reference = with_adapter[0].model if with_adapter else self.runs[0].model
+        lora_names = [n for n, _ in lora.lora_modules(reference)] if with_adapter else []
+        for run in with_adapter[1:]:
             if [n for n, _ in lora.lora_modules(run.model)] != lora_names:
                 raise ConfigError("targets: the runs of a pack adapt different modules")
         for name in lora_names:
-            mods = [r.model.get_submodule(name) for r in self.runs]
+            mods = [r.model.get_submodule(name) for r in with_adapter]
             A0, B0 = mods[0].lora_A[lora.ADAPTER].weight, mods[0].lora_B[lora.ADAPTER].weight
             a = params.add(f"{name}.A", tuple(A0.shape))
             b = params.add(f"{name}.B", tuple(B0.shape))
             self.slots += [(a, "lora", "A"), (b, "lora", "B")]
-            scaling = torch.tensor([float(m.scaling[lora.ADAPTER]) for m in mods])
+            # head_only runs: scaling 0 besides their zero factors (their adapted linears add exactly nothing)
+            scaling = torch.tensor([float(r.model.get_submodule(name).scaling[lora.ADAPTER]) if r.adapter else 0.0
+                                    for r in self.runs])  # fmt: skip
             base_linear = model.get_submodule(name.removeprefix(prefix))
             if not isinstance(base_linear, torch.nn.Linear):
                 raise ConfigError(
@@ -233,11 +243,7 @@ class _Pack:
             model.set_submodule(
                 name.removeprefix(prefix), LoraStack(base_linear, params, a, b, scaling, drop)
             )
-        from peft.utils import ModulesToSaveWrapper
-
-        heads = [(n, m) for n, m in first.named_modules() if isinstance(m, ModulesToSaveWrapper)]
-        for hname, wrapper in heads:
-            trained = wrapper.modules_to_save[lora.ADAPTER]
+        for hname, trained in self._head_modules(reference):
             for sub, m in trained.named_modules():
                 own = list(m.parameters(recurse=False))
                 if not own:
@@ -253,13 +259,33 @@ class _Pack:
         params.finish()
         for k, run in enumerate(self.runs):
             for name, kind, factor in self.slots:
-                params.set(k, name, self._peft_param(run.model, name, kind, factor))
+                value = self._peft_param(run.model, name, kind, factor)
+                if value is not None:  # None: a head_only run's LoRA slot, left at the zeros `finish` made
+                    params.set(k, name, value)
         model.add_module("asymviz_stack", params)
         return model
 
+    def _head_modules(self, model) -> list[tuple[str, torch.nn.Module]]:
+        """(name, trained module) of each head module: a PeftModel's modules_to_save copies, or (head_only) the
+        base's own head modules."""
+        from peft.utils import ModulesToSaveWrapper
+
+        if any(isinstance(m, ModulesToSaveWrapper) for m in model.modules()):
+            return [(n, m.modules_to_save[lora.ADAPTER]) for n, m in model.named_modules()
+                    if isinstance(m, ModulesToSaveWrapper)]  # fmt: skip
+        head = self.runs[0].head
+        return [(n, m) for n, m in model.named_modules() if n and lora.is_head_module(n, head)]
+
     @staticmethod
-    def _peft_param(model, slot: str, kind: str, factor: str | None) -> torch.Tensor:
-        """The parameter of a PeftModel that slot `slot` mirrors."""
+    def _peft_param(model, slot: str, kind: str, factor: str | None) -> torch.Tensor | None:
+        """The parameter of a run's model that slot `slot` mirrors (None: a LoRA slot of a head_only run)."""
+        from peft import PeftModel
+
+        if not isinstance(model, PeftModel):  # head_only: the base model itself
+            if kind == "lora":
+                return None
+            path, attr = slot.removeprefix("base_model.model.").rsplit(".", 1)
+            return getattr(model.get_submodule(path), attr)
         if kind == "lora":
             m = model.get_submodule(slot.rsplit(".", 1)[0])
             return (m.lora_A if factor == "A" else m.lora_B)[lora.ADAPTER].weight
@@ -282,7 +308,7 @@ class _Pack:
             group_lr = {id(p): g["lr"] for g in lora.param_groups(run.model, cfg) for p in g["params"]}
             for name, kind, factor in self.slots:
                 p = self._peft_param(run.model, name, kind, factor)
-                if p.requires_grad:
+                if p is not None and p.requires_grad:
                     cols = self.params.slot(name)
                     mask[k, cols] = 1.0
                     lr[k, cols] = group_lr[id(p)]
@@ -434,9 +460,12 @@ class _Pack:
             t = time.perf_counter()
             with torch.no_grad():
                 for name, kind, factor in self.slots:
-                    self._peft_param(run.model, name, kind, factor).copy_(self.params.get(k, name))
-            check = lora.frozen_check(run.model, run.init, cfg.mode)
-            recipe.save_adapter(run.model, recipe.adapter_dir(w.path), cfg.save_dtype)
+                    p = self._peft_param(run.model, name, kind, factor)
+                    if p is not None:
+                        p.copy_(self.params.get(k, name))
+            check = lora.frozen_check(run.model, run.init, cfg.mode) if run.adapter else None
+            if run.adapter:
+                recipe.save_adapter(run.model, recipe.adapter_dir(w.path), cfg.save_dtype)
             t_save = time.perf_counter() - t
             mem, mem_kind = (peak, "cuda_max_allocated_pack") if peak is not None else recipe.peak_memory_mb(
                 self.device)  # fmt: skip

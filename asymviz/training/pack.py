@@ -26,9 +26,9 @@ def pack_key(config: TrainConfig) -> tuple:
 
 
 def packable(config: TrainConfig) -> bool:
-    """False for what `train_many` cannot do: cache_prefix, and the head_only control (no adapter to stack; it
-    is trained alone by `train`). A task's kind is only known once it is loaded (train_many checks it)."""
-    return not config.cache_prefix and config.mode != "head_only"
+    """False for what `train_many` cannot do: cache_prefix (the head_only control packs: zero LoRA slots). A
+    task's kind is only known once it is loaded (train_many checks it)."""
+    return not config.cache_prefix
 
 
 def packs(configs: Sequence[TrainConfig], size: int) -> list[list[TrainConfig]]:

@@ -46,8 +46,21 @@ def setup_fields(config, model, head: tuple[str, ...], init: dict, source_name: 
     from asymviz.modes import frozen_factor
     from asymviz.training import lora
 
-    pc = model.peft_config[lora.ADAPTER]
     factor = frozen_factor(config.mode)
+    if config.mode == "head_only":  # as session.setup writes it: no adapter, the head alone at its lr
+        return dict(
+            device=device_name(device),
+            threads=torch.get_num_threads() if device.type == "cpu" else None,
+            precision=precision, versions=versions(), data=task.record(), split_summary=task.split_summary(),
+            base_model=source_name, targets=[], layers=None, head_modules=list(head), head_trained=bool(head),
+            has_adapter=False, init_seed=config.effective_init_seed,
+            saved_dtype={"fp16": "float16", "fp32": "float32"}[config.save_dtype],
+            trainable_params=lora.trainable_counts(model),
+            learning_rates={"lora_A": None, "lora_B": None, "head": config.effective_head_lr if head else None},
+            frozen_norms=None,
+            progress={"step": 0, "total_steps": total, "phase": "load"},
+        )  # fmt: skip
+    pc = model.peft_config[lora.ADAPTER]
     return dict(
         device=device_name(device),
         threads=torch.get_num_threads() if device.type == "cpu" else None,

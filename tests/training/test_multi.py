@@ -45,6 +45,7 @@ def trained(no_dropout_bert, tmp_path_factory):
         base.replace(mode="ab", seed=0, lr=1e-2),
         base.replace(mode="b_only", seed=1, lr=3e-2, head_lr=5e-3, weight_decay=0.1, alpha=8.0),
         base.replace(mode="a_only", seed=2, lr=2e-2, max_grad_norm=0.05, warmup=0.0),
+        base.replace(mode="head_only", seed=3, lr=2e-2),  # the control: zero LoRA slots, its head alone
     ]
     root = tmp_path_factory.mktemp("multi_runs")
     packed = train_many(configs, root / "packed")
@@ -74,6 +75,10 @@ def test_packed_runs_equal_lone_runs_step_by_step(trained):
 def test_packed_runs_store_the_same_init_and_adapter(trained):
     configs, packed, alone = trained
     for cfg, p, a in zip(configs, packed, alone):
+        if cfg.mode == "head_only":  # no adapter/ nor init/, packed or alone
+            assert not p.has_adapter and not a.has_adapter
+            assert not p.adapter_path.exists() and not p.init_path.exists()
+            continue
         init_p = load_file(p.init_path / "adapter_model.safetensors")
         init_a = load_file(a.init_path / "adapter_model.safetensors")
         assert init_p.keys() == init_a.keys()
@@ -116,6 +121,22 @@ def test_packed_run_json_matches_a_lone_run(trained):
         assert set(p.data["metrics"]) == set(a.data["metrics"])
 
 
+def test_a_pack_of_head_only_runs_equals_lone_runs(no_dropout_bert, tmp_path):
+    """The sweep's first wave is the head-lr grid: head_only runs only, packed without any LoRA slot."""
+    folder, task = no_dropout_bert
+    base = TrainConfig(model=str(folder), task=str(task), steps=5, batch_size=4, rank=2, device="cpu", threads=1,
+                       mode="head_only")  # fmt: skip
+    configs = [base.replace(lr=1e-2), base.replace(lr=3e-2, seed=1)]
+    packed = train_many(configs, tmp_path / "packed")
+    for cfg, p in zip(configs, packed):
+        a = train(cfg, tmp_path / "alone" / cfg.run_id())
+        assert p.status == a.status == "completed"
+        torch.testing.assert_close(_losses(p), _losses(a), **TIGHT)
+        assert p.final_metrics["test_loss"] == pytest.approx(a.final_metrics["test_loss"], rel=2e-5)
+        assert p.data["trainable_params"] == a.data["trainable_params"]
+        assert p.data["learning_rates"] == a.data["learning_rates"]
+
+
 def test_packed_adapters_load_with_asymviz_and_peft(trained):
     from peft import PeftModel
 
@@ -127,6 +148,8 @@ def test_packed_adapters_load_with_asymviz_and_peft(trained):
 
     configs, packed, _ = trained
     for cfg, p in zip(configs, packed):
+        if cfg.mode == "head_only":
+            continue
         adapter = load_adapter(p.adapter_path)
         assert len(adapter.modules) == 4 and {m.r for m in adapter.modules} == {cfg.rank}
         task = load_task(cfg.task, cfg.split_seed, cfg.holdout)
@@ -146,8 +169,6 @@ def test_a_pack_rejects_runs_that_differ_in_shape(no_dropout_bert, tmp_path):
         train_many([a, a], tmp_path)
     with pytest.raises(ConfigError, match="cache_prefix"):
         train_many([a.replace(top_layers=1, cache_prefix=True)], tmp_path)
-    with pytest.raises(ConfigError, match="mode"):
-        train_many([a.replace(mode="head_only")], tmp_path)
 
 
 # ---- stack.py: the optimiser against torch's, run by run ------------------------------------------------------

@@ -45,3 +45,18 @@ def test_sweep_with_pack_trains_compatible_runs_together(tiny_config, tmp_path):
     sizes = [json.loads((tmp_path / c.run_id() / "run.json").read_text())["pack"]["size"] for c in configs]
     assert sorted(sizes) == [3] * 6  # 6 compatible runs, packs of at most 4: two even packs of 3
     assert len(read_sweeps(tmp_path).iloc[-1]["trained"]) == 6
+
+
+def test_a_sweep_with_a_grid_packs_the_head_only_control_too(tiny_config, tmp_path):
+    """The head-lr grid (head_only runs) trains as one pack, then the LoRA grids, then the main runs."""
+    from asymviz.training.sweep import sweep
+
+    configs = [tiny_config(mode=m, seed=s) for s in (0, 1) for m in ("ab", "b_only", "head_only")]
+    frame = sweep(configs, tmp_path, pack=12, lrs=[1e-3, 1e-2], lr_extensions=0)
+    assert set(frame["status"]) == {"completed"}
+    runs = {r: json.loads((tmp_path / r / "run.json").read_text()) for r in frame["run_id"]}
+    grid = [d for d in runs.values() if d["config"]["mode"] == "head_only" and d["config"]["seed"] == 0]
+    assert len(grid) == 2 and {d["pack"]["size"] for d in grid} == {2}  # the two head lrs (seed 0), one pack
+    head_lr = {d["learning_rates"]["head"] for d in runs.values() if d["config"]["mode"] != "head_only"}
+    assert len(head_lr) == 1  # every mode's head trains at the one head lr the control chose
+    assert all(not d["has_adapter"] for d in runs.values() if d["config"]["mode"] == "head_only")
