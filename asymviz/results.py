@@ -107,8 +107,9 @@ def counted_runs(runs: pd.DataFrame, group: str | None = None, a_init: str | Non
     runs = runs[(runs["status"] == "completed") & ~runs["role"].isin(NOT_COUNTED)]
     if group:
         runs = runs[runs["group"] == group]
-    else:
-        runs = runs.drop_duplicates("run_id")  # one config trained in two experiments: counted once
+    else:  # a copy of a run in the same group counts once; the same config trained in two experiments (group
+        # folders) counts in each, since every cell is per group
+        runs = runs.drop_duplicates(["group", "run_id"] if "group" in runs.columns else "run_id")
     inits = b_only_inits(runs)
     if a_init is not None and len(inits) > 1:
         if a_init == "auto":

@@ -5,6 +5,7 @@ each into its own store; `merge` assembles them into cached_runs/ afterwards.
     python bench/replication_v2.py run STORE --gpus 0,1 --per-gpu 4 --deadline 520   # on the GPU machine
     python bench/replication_v2.py slim STORE                            # drop the weights nobody needs
     python bench/replication_v2.py merge STORE cached_runs               # here: one folder per experiment
+    python bench/replication_v2.py ship cached_runs                      # thin what ships (see `ship`)
     python bench/replication_v2.py run STORE --cpu-check                 # tiny everything on the CPU
 
 Jobs (one `asymviz sweep` each; `plan` prints the commands; every MiniLM sweep: query,value, 2 epochs of batch
@@ -306,7 +307,137 @@ def merge(store: Path, dest: Path) -> None:
         if selections:
             pd.concat(selections).drop_duplicates().to_csv(out / "lr_selection.csv", index=False)
         (out / "sweep.json").write_text(json.dumps({"sweeps": sweeps}, indent=1))
-        print(f"{exp}: {sum(1 for p in out.iterdir() if (p / 'run.json').exists())} runs")
+        n = sum(1 for p in out.iterdir() if (p / "run.json").exists())
+        record = store / "replication_v2.json"
+        if record.exists():
+            (out / "README.md").write_text(readme(exp, json.loads(record.read_text()), subs, n))
+        print(f"{exp}: {n} runs")
+
+
+TITLES = {
+    "minilm_tasks": "Exp 1 · Table 1 again: MiniLM-L6 on five tasks, the head_only control, A&B (LoRA+ ratio "
+    "searched), B only, A only, r = 8 and 16, 5 seeds",
+    "minilm_rank": "Exp 2 · the d/r sweep: r = 1 ... 64 on fine_foods and word_pos, 5 seeds",
+    "minilm_head": "Exp 3 · the head factorial, classifier-only arm (the pooler frozen); the other arm is "
+    "minilm_tasks at r = 8",
+    "minilm_mechanism": "Exp 4 · the mechanism test on MiniLM: LoRA on the top layer's value projection only",
+    "similarity": "Exp 5 · similarity, the 2×2 design: same / other init × same / other task",
+    "vit_mnist": "Exp 6 · the Fashion-MNIST ViT adapted to MNIST digits: control, A&B, B only, A only, 5 seeds",
+    "vit_mechanism": "Exp 4 on the ViT: LoRA on the top layer's value projection only",
+}
+DESIGN = {
+    "minilm_tasks": "Per task: the head_only control's head-lr grid first (its choice is the head lr of every mode "
+    "of the task), then per mode and rank the lr (and for A&B the LoRA+ ratio lr_B / lr_A in {1, 4, 16}) on "
+    "validation at seed 0, the grid extended while its best point sits at an end, then seeds 1-4 at the choice.",
+    "minilm_rank": "Per task and rank: A&B (ratio 1, plain LoRA), B only, A only, each with its own lr chosen as in "
+    "exp 1; the head lr is fixed to the one exp 1's control chose for the task (`--head-lr`), and the control's "
+    "runs are copies of exp 1's. MiniLM's query and value are 384 × 384, so d/r = 384 / r.",
+    "minilm_head": "As exp 1 at r = 8, but `--head classifier`: the pooler (dense + tanh on [CLS]) stays frozen at "
+    "its pretrained values and only the classifier trains; its own head-lr grid. Compare with minilm_tasks r = 8.",
+    "minilm_mechanism": "`--targets value --top-layers 1 --head classifier`: one adapted 384 × 384 module (layer 5's "
+    "value projection), the classifier trained in every mode; adapters and inits kept for every counted run.",
+    "similarity": "Mode ab, r = 8, plain LoRA, fixed lr 3e-3 (no grid: the design compares adapters, not "
+    "accuracies), the head lr of exp 1's control per task; init seeds 0, 1, 2 (the draws of A and the head; B "
+    "starts at zero) × seeds 0, 1 (batch order and dropout). A run whose seed equals its init seed has no "
+    "`_i` in its name (init_seed null in run.json).",
+    "vit_mnist": "The base model is models/vit-fmnist (README there); LoRA on query and value of its 4 layers, the "
+    "10-way head re-drawn and trained in every mode, 5 epochs of batch 32 on 4,000 training digits; held-out = the "
+    "same test digits rotated by 30°. Image runs do not pack: 12 runs in flight on one GPU.",
+    "vit_mechanism": "As vit_mnist, but LoRA on the top layer's value projection only (96 × 96) and the classifier "
+    "alone trained.",
+}
+
+
+def readme(exp: str, record: dict, subs: list[Path], n: int) -> str:
+    """The experiment folder's README: what ran, the exact commands, the device and each job's wall time."""
+    lines = [f"# {TITLES[exp]}", "", DESIGN[exp], "",
+             f"{n} runs. Trained by `python bench/replication_v2.py run STORE --gpus 0,1 --per-gpu 4` on "
+             f"{record.get('device')} (started {record.get('started')}; the whole replication, every experiment, "
+             f"{record.get('wall_s')} s wall with {record.get('per_gpu')} sweeps at a time per GPU); then `slim`, "
+             "`merge` and `ship` (see that script's docstring for what was dropped to ship: weights outside the "
+             "kept runs, thinned training-loss rows of lr-grid runs, duplicate split.json; each run's run.json "
+             "says so under `weights_dropped` / `shipped`). The jobs, each one `asymviz sweep` (STORE = the GPU "
+             "machine's store; the head lr of a `--head-lr` job is what its head_only control chose):", ""]  # fmt: skip
+    names = {s.name for s in subs}
+    for name, job in sorted(record.get("jobs", {}).items()):
+        cmd = job.get("command", "")
+        if not any(f"/{sub} " in cmd or cmd.endswith(f"/{sub}") for sub in names):
+            continue
+        cmd = cmd.replace("-m asymviz", "asymviz").split(" --store ")[0]
+        wall = job.get("wall_s")
+        lines += [f"- `{name}` (GPU {job.get('gpu')}, {wall} s wall, exit {job.get('exit')}):", "",
+                  f"      {cmd}", ""]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def ship(dest: Path, every: int = 10) -> None:
+    """Thin the merged folders to ship them (each step recorded in the run's run.json as `shipped`):
+    - lr-grid runs keep every `every`-th training-loss row of metrics.csv (and every evaluation row): their
+      curves only choose an lr; counted runs of more than 400 steps every 4th, shorter ones every step;
+    - split.json (the rows of each split) is identical in every run of a task (one split seed; checked here by
+      content): kept in the first run of each task and experiment, dropped from the others;
+    - init/ of the 2x2's runs on tasks other than fine_foods (the 2x2 compares trained adapters), of its
+      fine_foods seed-1 runs (their init is the seed-0 run's of the same init seed, checked bit for bit), and of
+      minilm_tasks' b_only runs (the frozen A is adapter/'s A; B starts at zero) are dropped."""
+    import hashlib
+
+    import pandas as pd
+
+    from asymviz.runs import annotate_run
+
+    for exp in sorted(p for p in dest.iterdir() if p.is_dir() and p.name in EXPERIMENTS):
+        first_split: dict[str, str] = {}
+        for run in sorted(p for p in exp.iterdir() if (p / "run.json").exists()):
+            data = json.loads((run / "run.json").read_text())
+            cfg, notes = data.get("config", {}), []
+            metrics = run / "metrics.csv"
+            steps = int(data.get("progress", {}).get("total_steps") or 0)
+            thin = every if data.get("role") == "lr_grid" else 4 if steps > 400 else 1
+            if thin > 1 and metrics.exists():
+                m = pd.read_csv(metrics)
+                train = (m["split"] == "train") & (m["metric"] == "loss")
+                keep = ~train | (m["step"] % thin == 0) | (m["step"] == m.loc[train, "step"].max())
+                if (~keep).any():
+                    m[keep].to_csv(metrics, index=False)
+                    notes.append(f"metrics.csv: every {thin}th training-loss step")
+            split = run / "split.json"
+            if split.exists():
+                digest = hashlib.sha256(split.read_bytes()).hexdigest()
+                task = cfg.get("task")
+                if task not in first_split:
+                    first_split[task] = digest
+                elif first_split[task] == digest:
+                    split.unlink()
+                    notes.append("split.json: the same as every run of the task (kept in one)")
+            init = run / "init"
+            if init.exists() and exp.name == "similarity" and cfg.get("task") != "fine_foods":
+                shutil.rmtree(init)  # the 2x2 compares trained adapters; fine_foods keeps its inits for drift
+                notes.append("init/: dropped to ship (fine_foods' runs keep theirs)")
+            elif init.exists() and exp.name == "similarity" and cfg.get("seed") == 1:
+                twin = [p for p in exp.iterdir() if (p / "run.json").exists() and p != run
+                        and _same_init(json.loads((p / "run.json").read_text()).get("config", {}), cfg)]  # fmt: skip
+                if twin and (twin[0] / "init").exists() and _same_files(init, twin[0] / "init"):
+                    shutil.rmtree(init)
+                    notes.append(f"init/: identical to {twin[0].name}'s")
+            elif init.exists() and exp.name == "minilm_tasks" and cfg.get("mode") == "b_only":
+                shutil.rmtree(init)
+                notes.append("init/: the frozen A is adapter/'s A and B starts at zero")
+            if notes:
+                annotate_run(run, shipped=notes)
+
+
+def _same_init(a: dict, b: dict) -> bool:
+    """Two configs whose init draws are the same: same task, mode, rank, init seed (seed if unset), another seed."""
+    init = lambda c: c.get("init_seed") if c.get("init_seed") is not None else c.get("seed")  # noqa: E731
+    keys = ("task", "mode", "rank", "model", "targets", "head", "alpha")
+    return all(a.get(k) == b.get(k) for k in keys) and init(a) == init(b) and a.get("seed") != b.get("seed")
+
+
+def _same_files(x: Path, y: Path) -> bool:
+    files = sorted(p.name for p in x.iterdir())
+    return files == sorted(p.name for p in y.iterdir()) and all(
+        (x / f).read_bytes() == (y / f).read_bytes() for f in files
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only", help="comma-separated job names")
     s = sub.add_parser("slim")
     s.add_argument("store", type=Path)
+    sh = sub.add_parser("ship")
+    sh.add_argument("dest", type=Path)
     m = sub.add_parser("merge")
     m.add_argument("store", type=Path)
     m.add_argument("dest", type=Path)
@@ -339,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(a.store, gpus, a.per_gpu, a.deadline, a.cpu_check, only)
     if a.cmd == "slim":
         slim_all(a.store)
+        return 0
+    if a.cmd == "ship":
+        ship(a.dest)
         return 0
     merge(a.store, a.dest)
     return 0
