@@ -68,9 +68,9 @@ def spread(values: list[float]) -> str:
     return f"median of {len(values)}: min {min(values):.0f} max {max(values):.0f}"
 
 
-def twelve(base: TrainConfig, offset: int = 0) -> list[TrainConfig]:
-    """12 runs: 3 modes x 4 seeds (seed offset: fresh run ids)."""
-    return [base.replace(mode=m, seed=offset + s) for s in range(4) for m in MODES]
+def twelve(base: TrainConfig, offset: int = 0, n: int = 12) -> list[TrainConfig]:
+    """n runs (12: 3 modes x 4 seeds; seed offset: fresh run ids)."""
+    return [base.replace(mode=MODES[i % 3], seed=offset + i // 3) for i in range(n)]
 
 
 def part_plain(cfg: TrainConfig, reps: int) -> float:
@@ -118,7 +118,7 @@ def part_sweep(cfg: TrainConfig, tmp: Path, jobs: int) -> float:
     return float(entry["examples_per_s"])
 
 
-def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int) -> dict:
+def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int, e2e_runs: int = 12) -> dict:
     from asymviz.runs import RunStore
     from asymviz.training.multi import train_many
     from asymviz.training.pack import train_jobs_packed
@@ -140,16 +140,17 @@ def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int) -> dict:
         row(f"train_many K={K}, training loop", out[K], spread(values))
     for K in ks:
         free_gpu()
-        jobs = [type("Job", (), {"config": c, "annotations": {}})() for c in twelve(cfg, 5000 + K)]
+        n = max(e2e_runs, K)
+        jobs = [type("Job", (), {"config": c, "annotations": {}})() for c in twelve(cfg, 5000 + K, n)]
         t = time.perf_counter()
         records = train_jobs_packed(jobs, RunStore(tmp / f"e2e{K}"), K, workspace=ws)
         wall = time.perf_counter() - t
         done = sum(r.status == "completed" for r in records)
         out[f"e2e{K}"] = done * cfg.steps * cfg.batch_size / wall
         row(
-            f"12 runs in packs of {K}, end to end",
+            f"{n} runs in packs of {K}, end to end",
             out[f"e2e{K}"],
-            f"{done}/12 completed, {wall:.1f} s wall (1 sweep)",
+            f"{done}/{n} completed, {wall:.1f} s wall (1 sweep)",
         )
     return out
 
@@ -198,6 +199,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3, help="timed windows per figure (median; >= 3)")
     p.add_argument("--ks", default="4,6,12", help="runs per pack for train_many")
     p.add_argument("--jobs", type=int, default=6, help="worker processes in flight for the sweep part")
+    p.add_argument("--e2e-runs", type=int, default=12, help="runs of the end-to-end pack figures (at least K)")
     p.add_argument("--cpu-smoke", action="store_true", help="every part on the CPU with a tiny BERT")
     args = p.parse_args()
     cfg = MINILM
@@ -229,7 +231,7 @@ def main() -> None:
         if "sweep" in parts:
             results["sweep"] = part_sweep(cfg, tmp, args.jobs)
         if "pack" in parts:
-            results["pack"] = part_pack(cfg, tmp, ks, args.reps)
+            results["pack"] = part_pack(cfg, tmp, ks, args.reps, args.e2e_runs)
         if "check" in parts:
             results["check"] = part_check(cfg, tmp)
     finally:

@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=24, help="runs in all (3 modes x runs/3 seeds), half per GPU")
+    ap.add_argument("--pack", type=int, default=12, help="runs per pack (--pack of asymviz sweep)")
     ap.add_argument("--cpu-smoke", action="store_true")
     args = ap.parse_args()
     base = TrainConfig(model="minilm", task="fine_foods", targets=("query", "value"), rank=8, alpha=16,
@@ -77,14 +79,15 @@ def main() -> None:
         print(f"torch {torch.__version__}, {n} x {torch.cuda.get_device_name(0)}", flush=True)
         if n < 2:
             raise SystemExit("needs 2 GPUs")
-    runs = configs(base, range(8))
+    runs = configs(base, range(args.runs // 3))
+    half = len(runs) // 2
     examples = len(runs) * base.steps * base.batch_size
     one, two, ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for rep in range(args.reps + 1):  # the first pair warms the page cache and the kernels' caches
-            w1 = run_sweeps([(gpus[0], runs)], tmp / f"one{rep}", pack=12)
-            w2 = run_sweeps([(gpus[0], runs[:12]), (gpus[1], runs[12:])], tmp / f"two{rep}", pack=12)
+            w1 = run_sweeps([(gpus[0], runs)], tmp / f"one{rep}", pack=args.pack)
+            w2 = run_sweeps([(gpus[0], runs[:half]), (gpus[1], runs[half:])], tmp / f"two{rep}", pack=args.pack)
             label = "warm-up" if rep == 0 else f"rep {rep}"
             print(f"  {label}: one GPU {examples / w1:.0f} ex/s ({w1:.1f} s), two GPUs {examples / w2:.0f} ex/s "
                   f"({w2:.1f} s): x{w1 / w2:.2f}", flush=True)  # fmt: skip
@@ -92,9 +95,9 @@ def main() -> None:
                 one.append(examples / w1)
                 two.append(examples / w2)
                 ratios.append(w1 / w2)
-    res = {"runs": len(runs), "steps": base.steps, "examples": examples, "one_gpu_ex_s": one, "two_gpu_ex_s": two,
+    res = {"runs": len(runs), "pack": args.pack, "steps": base.steps, "examples": examples, "one_gpu_ex_s": one, "two_gpu_ex_s": two,
            "ratio_two_over_one": ratios}  # fmt: skip
-    print(f"\n24 packed runs, end to end: one GPU median {statistics.median(one):.0f} ex/s, two GPUs "
+    print(f"\n{len(runs)} packed runs (packs of {args.pack}, {base.steps} steps each), end to end: one GPU median {statistics.median(one):.0f} ex/s, two GPUs "
           f"{statistics.median(two):.0f} ex/s; two/one x{statistics.median(ratios):.2f} "
           f"[{min(ratios):.2f}, {max(ratios):.2f}] over {len(ratios)} pairs")  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
