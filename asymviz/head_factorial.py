@@ -45,6 +45,7 @@ from scipy import stats
 from asymviz import results as R
 from asymviz.results import ALPHA, BOOT_SEED, MARGIN, N_BOOT, ResultsError
 
+HEAD_GROUPS = ("minilm_tasks", "minilm_head")  # the two arms' group folders in cached_runs/ (issue 13)
 FULL_HEAD = "pooler+classifier"
 CLASSIFIER_HEAD = "classifier"
 HEADS = (FULL_HEAD, CLASSIFIER_HEAD)

@@ -38,6 +38,7 @@ RANK_PAIRS = (
     ("b_only", "head_only"),
     ("a_only", "head_only"),
 )
+RANK_GROUP = "minilm_rank"  # the d/r sweep's group folder in cached_runs/ (issue 13)
 TREND_PAIRS = (("b_only", "a_only"), ("b_only", "ab"))  # the two gaps the paper's theory speaks to
 RANK_COLUMNS = ("task", "rank", "d_in", "d_over_r", "mode", "baseline", "n_pairs", "diff_mean", "ci_low",
                 "ci_high", "p_holm", "margin", "verdict")  # fmt: skip

@@ -40,6 +40,7 @@ from asymviz.results import ALPHA, BOOT_SEED, N_BOOT, ResultsError
 if TYPE_CHECKING:
     from asymviz.adapters import LoraAdapter
 
+SIMILARITY_GROUP = "similarity"  # the 2×2's group folder in cached_runs/ (issue 13)
 FACTORS = ("A", "B")
 PAIR_COLUMNS = ("run_1", "run_2", "task_1", "task_2", "init_seed_1", "init_seed_2", "seed_1", "seed_2",
                 "same_init", "same_task", "which", "modules", "similarity", "random_baseline", "k")  # fmt: skip

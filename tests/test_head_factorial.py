@@ -110,3 +110,23 @@ def test_bad_input():
     with pytest.raises(ResultsError, match="no task has runs"):
         H.head_interaction_table(runs[runs["head"] == "classifier"])
     assert H.head_arm("pooler,classifier") == H.FULL_HEAD and H.head_arm(None) is None
+
+
+def test_cli_design_head_prints_the_library_tables(tmp_path, capsys):
+    import io
+
+    from asymviz.cli import main
+    from asymviz.runs import RunStore
+    from tests.conftest import write_run_store
+
+    root = write_run_store(tmp_path / "store", factorial_runs(seeds_full=range(3), seeds_cls=range(3)))
+    listed = RunStore(root).list()
+    runs = pd.concat([R.counted_runs(listed, group=g) for g in H.HEAD_GROUPS], ignore_index=True)
+    for design, fn in (("head", H.head_factorial_table), ("head-interaction", H.head_interaction_table)):
+        assert main(["runs", "compare", "--store", str(root), "--design", design, "--format", "csv"]) == 0
+        got = pd.read_csv(io.StringIO(capsys.readouterr().out))
+        want = fn(runs)
+        assert got["verdict"].tolist() == want["verdict"].tolist() and len(got) > 0
+        assert np.allclose(got["ci_high"], want["ci_high"], equal_nan=True)
+    one_arm = ["--design", "head-interaction", "--group", "minilm_head"]
+    assert main(["runs", "compare", "--store", str(root), *one_arm]) == 2

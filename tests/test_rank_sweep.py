@@ -129,3 +129,36 @@ def test_no_runs_or_no_pairs_raise():
         S.rank_sweep_table(only_ab[only_ab["mode"] == "ab"], d_in=D)
     with pytest.raises(ResultsError, match="two ranks"):
         S.rank_trend_table(sweep_runs(ranks=(8,)), d_in=D)
+
+
+def test_cli_design_rank_prints_the_library_tables(tmp_path, capsys):
+    import io
+
+    from asymviz.cli import main
+    from asymviz.runs import RunStore
+    from tests.conftest import write_run_store
+
+    root = write_run_store(
+        tmp_path / "store", sweep_runs(seeds=range(3), tasks=("t",)).assign(group=S.RANK_GROUP)
+    )
+    runs = R.counted_runs(RunStore(root).list(), group=S.RANK_GROUP)
+    for design, fn in (("rank", S.rank_sweep_table), ("rank-trend", S.rank_trend_table)):
+        args = [
+            "runs",
+            "compare",
+            "--store",
+            str(root),
+            "--design",
+            design,
+            "--d-in",
+            str(D),
+            "--format",
+            "csv",
+        ]
+        assert main(args) == 0
+        got = pd.read_csv(io.StringIO(capsys.readouterr().out))
+        want = fn(runs, d_in=D)
+        assert got["verdict"].tolist() == want["verdict"].tolist()
+        assert np.allclose(got["ci_low"], want["ci_low"], equal_nan=True)
+    assert main(["runs", "compare", "--store", str(root), "--design", "rank"]) == 2  # no adapter: no d_in
+    assert "pass d_in" in capsys.readouterr().err

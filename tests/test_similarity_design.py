@@ -137,3 +137,19 @@ def test_design_runs_refuses_what_has_no_cell(store, tmp_path):
         )
     with pytest.raises(ResultsError):
         S.similarity_2x2(pd.DataFrame(columns=list(S.PAIR_COLUMNS)))
+
+
+def test_cli_similarity_2x2_prints_the_library_tables(store, pairs, capsys):
+    import io
+
+    from asymviz.cli import main
+
+    for table, want in (("cells", S.similarity_2x2(pairs)), ("contrasts", S.similarity_contrasts(pairs))):
+        assert (
+            main(["runs", "similarity-2x2", "--store", str(store), "--table", table, "--format", "csv"]) == 0
+        )
+        got = pd.read_csv(io.StringIO(capsys.readouterr().out))
+        assert list(got.columns) == list(want.columns)
+        assert np.allclose(got["ci_low"], want["ci_low"]) and np.allclose(got.iloc[:, 4], want.iloc[:, 4])
+    assert main(["runs", "similarity-2x2", "--store", str(store), "--mode", "b_only"]) == 2
+    assert "fewer than two" in capsys.readouterr().err
