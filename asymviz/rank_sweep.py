@@ -49,12 +49,16 @@ TREND_EXTRA = ("metric", "model", "group", "p", "ci90_low", "ci90_high", "p_tost
 TREND_WORDS = {"better": "grows", "worse": "shrinks", "equivalent": "flat", "inconclusive": "inconclusive"}
 
 
-def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None) -> dict[str, int]:
+def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None,
+            source: pd.DataFrame | None = None) -> dict[str, int]:  # fmt: skip
     """{model: d_in} of the adapted modules, the d of d/r.
 
-    d_in : an int (every model), a {model: int} mapping, or None: read from the first run of each model that
+    d_in   : an int (every model), a {model: int} mapping, or None: read from the first run of each model that
         keeps its trained adapter (`has_weights`; the modules' A is r × d_in), which must give every adapted
-        module one d_in.
+        module one d_in
+    source : where to look for such a run (default: `runs`), e.g. the whole store when the sweep's own runs
+        were shipped without weights; only runs of the same model and, where the column exists, the same
+        `targets` as `runs` count
 
     Raises ResultsError when a model has no run with weights (pass d_in) or its modules differ in d_in.
     """
@@ -67,7 +71,10 @@ def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None) -> 
         if model in given:
             out[model] = int(given[model])
             continue
-        kept = runs[(runs["model"] == model) & runs.get("has_weights", False) & (runs["mode"] != "head_only")]
+        pool = runs if source is None else source
+        kept = pool[(pool["model"] == model) & pool.get("has_weights", False) & (pool["mode"] != "head_only")]
+        if "targets" in runs and "targets" in kept:
+            kept = kept[kept["targets"].isin(runs.loc[runs["model"] == model, "targets"].dropna().unique())]
         if kept.empty:
             raise ResultsError(f"d_in of {model}: no run keeps its adapter; pass d_in (e.g. 384 for MiniLM)")
         from asymviz.runs import RunRecord
