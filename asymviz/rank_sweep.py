@@ -157,7 +157,7 @@ def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
                 if len(ranks) < 2:
                     continue
                 slopes = [np.polyfit(g["x"].to_numpy(float), g["diff"].to_numpy(float), 1)[0]
-                          for _, g in cell.groupby(list(R.PAIR_KEY), sort=True) if g["rank"].nunique() == len(ranks)]  # fmt: skip
+                          for _, g in cell.groupby(list(R.PAIR_KEY), sort=True, dropna=False) if g["rank"].nunique() == len(ranks)]  # fmt: skip
                 key = (model, group, task, "trend", mode, baseline, m)
                 row = R._row(np.asarray(slopes, float), margin, n_boot, R._rng(key, seed))
                 row["slope"] = row.pop("diff_mean")
