@@ -463,3 +463,67 @@ def _quantity(metric: str) -> str:
     what = "test loss" if metric == "test_loss" else "test accuracy"
     return (f"share of A&B's {what} gain over head only kept by the mode: observed over paired seeds, predicted by "
             "the paper's squared-loss model with Σ = the module's input second moment and Δ = A&B's ΔW")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------------
+# RESULTS.md
+
+
+def _estimate(value: float, low: float, high: float, digits: int, signed: bool = False) -> str:
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if pd.isna(value):
+        return "undefined"
+    if pd.isna(low):
+        return f"{fmt.format(value)} (no interval)"
+    return f"{fmt.format(value)} (95 % CI {fmt.format(low)} to {fmt.format(high)})"
+
+
+def _judge(value: float, low: float, high: float) -> str:
+    if pd.isna(low) or pd.isna(value):
+        return "cannot be judged (no interval)"
+    return (
+        "lies inside the observed gap's 95 % CI"
+        if low <= value <= high
+        else "lies outside the observed gap's 95 % CI"
+    )
+
+
+def mechanism_lines(frame: pd.DataFrame, digits: int = 2) -> list[str]:
+    """Markdown sentences, one per (model, group, task, module) of `mechanism_table`; every number comes from
+    the frame (the same figures on both of its rows are said once)."""
+    lines = []
+    keys = ["model", "group", "task", "module"]
+    for (model, group, task, module), cell in frame.groupby(keys, sort=False, dropna=False):
+        rows = {r["mode"]: r for _, r in cell.iterrows()}
+        first = cell.iloc[0]
+        what = "test-loss" if first["metric"] == "test_loss" else "test-accuracy"
+        where = f"{model} on {task}" + (f" ({group})" if group else "")
+        text = (f"**Mechanism test, {where}** (LoRA on `{module}` only, {first['d_in']} → {first['d_out']}): "
+                f"A&B's {what} gain over head only is "
+                f"{_estimate(first['gain_ab'], first['gain_ab_low'], first['gain_ab_high'], 4, True)}.")  # fmt: skip
+        for mode, name in (("b_only", "B only"), ("a_only", "A only")):
+            if mode not in rows:
+                continue
+            r = rows[mode]
+            text += (f" {name} (r = {r['rank']}, d/r = {r['d_over_r']:g}) keeps "
+                     f"{_estimate(r['observed'], r['observed_low'], r['observed_high'], digits)} of it over "
+                     f"{r['n_seeds']} seeds; the paper's squared-loss model predicts {r['predicted']:.{digits}f}"
+                     f" ({'exact' if r['exact'] else 'deterministic equivalent, approximate'}")  # fmt: skip
+            if r["n_realised"]:
+                text += f"; {r['realised']:.{digits}f} for the {r['n_realised']} runs' actual frozen factors"
+            text += (
+                f"), weighting outputs by the measured loss curvature {r['predicted_curvature']:.{digits}f}."
+            )
+            if r["reason"]:
+                text += f" ({r['reason']}.)"
+        if {"b_only", "a_only"} <= set(rows):
+            r = rows["b_only"]
+            gap = (r["gap_observed"], r["gap_low"], r["gap_high"])
+            text += (f" B only − A only = {_estimate(*gap, digits, True)} of A&B's gain; the paper predicts "
+                     f"{r['gap_predicted']:+.{digits}f}, which {_judge(r['gap_predicted'], *gap[1:])}; the "
+                     f"curvature-weighted model ({r['input_effective_rank']:.1f} effective input directions, "
+                     f"{r['output_effective_rank']:.1f} effective output-gradient directions) predicts "
+                     f"{r['gap_predicted_curvature']:+.{digits}f}, which "
+                     f"{_judge(r['gap_predicted_curvature'], *gap[1:])}.")  # fmt: skip
+        lines.append(text)
+    return lines
