@@ -287,7 +287,7 @@ def mechanism_runs(store: str | Path) -> pd.DataFrame:
     root = Path(store)
     if not root.is_dir():
         raise MechanismError(f"no run store at {store}")
-    runs = counted_runs(RunStore(root).list(), a_init=None)
+    runs = counted_runs(RunStore(root).list())  # B only: the orthogonal A where several inits exist
 
     def one_module(path: str) -> bool:
         config = RunRecord.load(path).config
@@ -305,12 +305,33 @@ def mechanism_runs(store: str | Path) -> pd.DataFrame:
     return runs
 
 
+def base_model_of(run: RunRecord, base: str | None = None) -> str:
+    """The base model to load for a run: `base` if given; else the run's model when it is a name or a folder
+    that exists here; else a folder `models/<its last path part>` next to the run or up to three folders above
+    it (a GPU store names its own path, e.g. .gpu_store/models/vit-fmnist, shipped as cached_runs/models/).
+
+    Raises MechanismError naming the missing folder when none is found.
+    """
+    if base:
+        return base
+    model = str(run.config.get("model") or run.data.get("model") or "")
+    path = Path(model).expanduser()
+    looks_like_folder = model.startswith(("/", ".", "~")) or model.count("/") > 1
+    if not looks_like_folder or path.exists():
+        return model
+    for folder in [run.path, *list(run.path.parents)[:3]]:
+        candidate = folder / "models" / path.name
+        if (candidate / "config.json").exists():
+            return str(candidate)
+    raise MechanismError(f"{run.run_id}: its base model {model!r} is not here; give the base model (--base)")
+
+
 def run_moments(run: RunRecord, max_examples: int | None = None, batch_size: int = 32, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None):  # fmt: skip
+                progress: Callable[[int, int], None] | None = None, base: str | None = None):  # fmt: skip
     """Input and output-gradient second moments of a run's one adapted module over its training split.
 
-    The run's base model with its trained adapter and head (PEFT), the run's training split and tokenisation
-    (the training engine's Workspace), eval mode, CPU; `max_examples` draws a seeded subset.
+    The run's base model (`base_model_of`) with its trained adapter and head (PEFT), the run's training split and
+    tokenisation (the training engine's Workspace), eval mode, CPU; `max_examples` draws a seeded subset.
     Returns asymviz.probes.activations.ModuleMoments (inputs Σ x xᵀ (d_in, d_in), outputs Σ g gᵀ (d_out, d_out)).
     """
     import torch
@@ -323,7 +344,7 @@ def run_moments(run: RunRecord, max_examples: int | None = None, batch_size: int
     adapter = run.load_adapter()
     if len(adapter) != 1:
         raise MechanismError(f"{run.run_id}: adapts {len(adapter)} modules; the mechanism test needs one")
-    config = TrainConfig.from_dict(run.config).replace(device="cpu")
+    config = TrainConfig.from_dict(run.config).replace(device="cpu", model=base_model_of(run, base))
     ws = Workspace(keep_models=False)
     task = ws.task(config)
     base, tokenizer, source = ws.model(config, task)
@@ -359,7 +380,8 @@ def _delta(run: RunRecord):
 
 
 def mechanism_table(store: str | Path, metric: str = "test_loss", max_examples: int | None = None,
-                    batch_size: int = 32, progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:  # fmt: skip
+                    batch_size: int = 32, progress: Callable[[str, int, int], None] | None = None,
+                    base: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Observed vs predicted share of A&B's gain kept by B only and by A only, per (model, task, module).
 
     Parameters
@@ -369,6 +391,7 @@ def mechanism_table(store: str | Path, metric: str = "test_loss", max_examples: 
     metric : test_loss (default; lower is better) or test_accuracy, the observed share's metric
     max_examples : moments over a seeded subset of this many training examples (None: the whole split)
     progress : called as progress(stage, done, total), stage "moments <task>" (batches)
+    base : the base model to load (a name or folder) instead of the runs' own (`base_model_of`)
 
     Returns
     -------
@@ -413,7 +436,7 @@ def mechanism_table(store: str | Path, metric: str = "test_loss", max_examples: 
         if not ab:
             raise MechanismError(f"{task}: no A&B run kept its adapter, so Δ (A&B's ΔW) is unknown")
         stage = f"moments {task}"
-        mom = run_moments(ab[0], max_examples, batch_size,
+        mom = run_moments(ab[0], max_examples, batch_size, base=base,
                           progress=(lambda i, n, s=stage: progress(s, i, n)) if progress else None)  # fmt: skip
         sigma, G = mom.inputs.double().numpy(), mom.outputs.double().numpy()
         modules, deltas = zip(*(_delta(r) for r in ab))

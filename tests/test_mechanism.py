@@ -266,3 +266,20 @@ def test_cli_prints_the_table_as_csv(mechanism_store, capsys):
     assert status == 0
     frame = pd.read_csv(__import__("io").StringIO(out.out))
     assert list(frame.columns) == [*MECHANISM_COLUMNS, *EXTRA_COLUMNS] and len(frame) == 2
+
+
+def test_base_model_of_finds_a_shipped_models_folder(tmp_path):
+    from asymviz.mechanism import base_model_of
+    from asymviz.runs import RunRecord
+
+    run_dir = tmp_path / "cached_runs" / "vit_mechanism" / "mnist_run"
+    run_dir.mkdir(parents=True)
+    run = RunRecord(run_dir, {"config": {"model": ".gpu_store/models/vit-fmnist"}})
+    with pytest.raises(MechanismError, match="not here"):
+        base_model_of(run)
+    shipped = tmp_path / "cached_runs" / "models" / "vit-fmnist"
+    shipped.mkdir(parents=True)
+    (shipped / "config.json").write_text("{}")
+    assert base_model_of(run) == str(shipped)
+    assert base_model_of(run, "elsewhere") == "elsewhere"
+    assert base_model_of(RunRecord(run_dir, {"config": {"model": "minilm"}})) == "minilm"

@@ -46,6 +46,9 @@ def add_commands(sub) -> None:
                    help="measure the moments on a seeded subset of this many training examples "
                    "(default: the whole training split)")  # fmt: skip
     p.add_argument("--batch-size", type=_positive, default=32, help="default: %(default)s")
+    p.add_argument("--base", metavar="MODEL",
+                   help="the base model (minilm, smollm2, a folder) when the runs' own is not here (default: "
+                   "the runs' model, else a models/<name> folder above the runs)")  # fmt: skip
     add_output_args(p)
     p.set_defaults(func=_cmd_mechanism)
 
@@ -70,6 +73,8 @@ def _cmd_mechanism(args) -> int:
         if bars[stage]:
             bars[stage](done)
 
-    frame = mechanism_table(args.store, args.metric, args.max_examples, args.batch_size, progress=progress)
+    frame = mechanism_table(
+        args.store, args.metric, args.max_examples, args.batch_size, progress=progress, base=args.base
+    )
     write_frame(frame, args.format, args.output, legend=LEGENDS["mechanism"], columns=TABLE_COLUMNS)
     return 0
