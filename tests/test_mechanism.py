@@ -110,6 +110,18 @@ def test_expected_b_only_share_is_the_mean_of_realised_ones():
     assert np.mean(flat) == pytest.approx(r / d, abs=4 * np.std(flat) / np.sqrt(2000))
 
 
+def test_expected_a_only_share_under_curvature_is_the_mean_of_realised_ones():
+    rng = np.random.default_rng(8)
+    d_in, d_out, r = 16, 32, 4
+    sigma = np.diag(rng.uniform(0.2, 2.0, d_in))
+    G = _rotation(d_out, 9) @ np.diag(np.arange(1, d_out + 1, dtype=float) ** -1.5) @ _rotation(d_out, 9).T
+    delta = rng.standard_normal((d_out, d_in))
+    draws = [realised_share(sigma, delta, "a_only", _haar_rows(r, d_out, rng).T, G) for _ in range(3000)]
+    predicted, exact = predicted_share(sigma, delta, "a_only", r, G)
+    assert not exact and predicted == pytest.approx(np.mean(draws), rel=0.05)
+    assert predicted > 2 * r / d_out  # curvature on few output directions: far above the paper's r/d_out
+
+
 def test_a_rank_r_delta_is_all_kept_by_ab():
     rng = np.random.default_rng(5)
     delta = rng.standard_normal((10, 2)) @ rng.standard_normal((2, 14))
