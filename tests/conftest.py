@@ -60,9 +60,13 @@ def llama_like(make_adapter):
     """A 2-layer LLaMA-shaped adapter (q, v, down) at r=4 with random A and B."""
     modules = {}
     for layer in range(2):
-        for i, (kind, d_in, d_out) in enumerate((("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))):
+        for i, (kind, d_in, d_out) in enumerate(
+            (("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))
+        ):
             part = "mlp" if kind == "down_proj" else "self_attn"
-            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(4, d_in, d_out, seed=10 * layer + i)
+            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(
+                4, d_in, d_out, seed=10 * layer + i
+            )
     return make_adapter(modules, {"lora_alpha": 8})
 
 
@@ -91,7 +95,9 @@ def tiny_model(arch: str):
                           intermediate_size=48, vocab_size=64, max_position_embeddings=64)  # fmt: skip
         return LlamaForCausalLM(cfg)
     if arch == "gpt2":
-        cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0)
+        cfg = GPT2Config(
+            n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
         return GPT2LMHeadModel(cfg)
     raise ValueError(arch)
 
@@ -148,3 +154,20 @@ def tiny_config(train_assets):
         return TrainConfig(**base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mechanism_store(tmp_path_factory, train_assets):
+    """A store of mechanism-test runs on the tiny BERT: LoRA on the top layer's value only, classifier head,
+    modes head_only, ab, b_only, a_only, seeds 0-2, 4 steps each (adapters kept)."""
+    from asymviz.training.config import TrainConfig
+    from asymviz.training.loop import train
+
+    store = tmp_path_factory.mktemp("mechanism_store")
+    for mode in ("head_only", "ab", "b_only", "a_only"):
+        for seed in (0, 1, 2):
+            cfg = TrainConfig(model=str(train_assets["bert"]), task=str(train_assets["task"]), mode=mode, rank=2,
+                              alpha=4.0, targets=("value",), top_layers=1, head=("classifier",), steps=4,
+                              batch_size=4, lr=5e-2, seed=seed, device="cpu", threads=1)  # fmt: skip
+            train(cfg, store / cfg.run_id())
+    return store
