@@ -274,3 +274,76 @@ def run_settings(run_folder: str) -> dict:
     from asymviz.probes.alignment import run_settings as settings
 
     return settings(run_folder)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the replication's experiments (issue 13): each analysis over the counted runs of its group folders
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def group_runs(store: str, groups: tuple[str, ...]):
+    """asymviz.results.counted_runs of each group folder of `groups`, stacked (a run of two groups counts in
+    each: the head factorial reads exp 1's r = 8 runs as its full-head arm)."""
+    import pandas as pd
+
+    from asymviz.results import counted_runs
+
+    runs = all_runs(store)
+    return pd.concat([counted_runs(runs, group=g) for g in groups], ignore_index=True)
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the modes of every experiment (paired bootstrap) …")
+def claims_by_group(store: str, groups: tuple[str, ...], metric: str | None):
+    """(claim_table, claim_comparisons) of each group folder, computed apart (as `asymviz runs compare
+    --group G` does) and stacked; the metric where the group has it, else results' default."""
+    import pandas as pd
+
+    from asymviz import results as R
+
+    tables, comparisons = [], []
+    for g in groups:
+        runs = group_runs(store, (g,))
+        if runs.empty:
+            continue
+        chosen = metric if metric in runs and runs[metric].notna().any() else None
+        comp = R.claim_comparisons(runs, chosen)
+        if len(comp):
+            tables.append(R.claim_table(comp))
+            comparisons.append(comp)
+    if not tables:
+        return pd.DataFrame(columns=list(R.CLAIM_COLUMNS)), pd.DataFrame()
+    return pd.concat(tables, ignore_index=True), pd.concat(comparisons, ignore_index=True)
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the modes at every rank …")
+def rank_sweep(store: str, group: str, metric: str | None):
+    """(rank_sweep_table, rank_trend_table) of the d/r sweep's counted runs (asymviz.rank_sweep)."""
+    from asymviz.rank_sweep import rank_sweep_table, rank_trend_table
+
+    runs = group_runs(store, (group,))
+    return rank_sweep_table(runs, metric), rank_trend_table(runs, metric)
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the modes with either head …")
+def head_factorial(store: str, groups: tuple[str, ...], metric: str | None):
+    """(head_factorial_table, head_interaction_table) of the runs of both arms (asymviz.head_factorial)."""
+    from asymviz.head_factorial import head_factorial_table, head_interaction_table
+
+    runs = group_runs(store, groups)
+    return head_factorial_table(runs, metric), head_interaction_table(runs, metric)
+
+
+@st.cache_data(ttl=600, show_spinner="Measuring the mechanism test …")
+def mechanism(store: str, group: str):
+    """asymviz.mechanism.mechanism_table of the mechanism test's runs."""
+    from asymviz.mechanism import mechanism_table
+
+    return mechanism_table(group_runs(store, (group,)))
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the adapters of the 2×2 design …")
+def similarity_2x2(store: str, group: str):
+    """asymviz.similarity_design.similarity_2x2 of the similarity experiment's adapters."""
+    from asymviz.similarity_design import similarity_2x2 as cells
+
+    return cells(group_runs(store, (group,)))

@@ -1,0 +1,235 @@
+"""The Overview's replication sections (issue 13): every claim's verdict in every experiment, the d/r sweep, the
+head factorial, the mechanism test and the 2×2 similarity, each drawn when its group folder is in the store,
+and a plain list of the experiments the store does not hold.
+
+    replication.render(store, metric)      # the Overview calls it after its own chart
+
+Numbers come from the library through app/cached.py (asymviz.results, rank_sweep, head_factorial, mechanism,
+similarity_design); this module only picks columns, rounds and lays out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from app import cached, state
+from app.components import caption, download_frame, figure, guard
+
+
+@dataclass(frozen=True)
+class Experiment:
+    key: str  # widget keys and file names
+    title: str  # the section's heading
+    groups: tuple[str, ...]  # the group folders of the store it needs, all of them
+    module: str  # the library module that analyses it
+    what: str  # one line: the question it answers
+
+
+EXPERIMENTS = (
+    Experiment("rank", "Experiment 2: B only's edge against d/r", ("minilm_rank",), "asymviz.rank_sweep",
+               "does B only's edge over A only (and over A&B) grow as d/r grows, as the paper's theory says?"),
+    Experiment("head", "Experiment 3: the head factorial", ("minilm_tasks", "minilm_head"),
+               "asymviz.head_factorial",
+               "does the trained head absorb what a frozen factor loses (pooler + classifier vs classifier only)?"),
+    Experiment("mechanism", "Experiment 4: the mechanism test", ("minilm_mechanism",), "asymviz.mechanism",
+               "does the paper's linear-regression prediction give the observed B-only vs A-only gap?"),
+    Experiment("similarity", "Experiment 5: similarity, the 2×2 design", ("similarity",),
+               "asymviz.similarity_design",
+               "is A's similarity across tasks the shared init's, and is B the more shared factor?"),
+)  # fmt: skip
+VERDICT_MARKS = {
+    "better": "▲ better",
+    "worse": "▼ worse",
+    "equivalent": "≈ equivalent",
+    "inconclusive": "? inconclusive",
+}
+
+
+def present_and_missing(store: str | Path) -> tuple[list[Experiment], list[Experiment]]:
+    """The experiments whose group folders are all in the store, and the others."""
+    groups = set(state.store_groups(store))
+    present = [e for e in EXPERIMENTS if all(g in groups for g in e.groups)]
+    return present, [e for e in EXPERIMENTS if e not in present]
+
+
+def render(store: str | Path, metric: str | None) -> None:
+    """Every claim in every experiment, then each experiment's section, then what the store does not hold."""
+    groups = state.store_groups(store)
+    if not groups:
+        return  # a flat store (e.g. one's own runs): the Overview above is all there is
+    st.header("The replication, experiment by experiment", divider="gray")
+    with guard("The claims could not be compared on this store's runs."):
+        _claims(str(store), tuple(groups), metric)
+    present, missing = present_and_missing(store)
+    for exp in present:
+        st.subheader(exp.title)
+        st.markdown(f"*{exp.what[0].upper()}{exp.what[1:]}*")
+        if importlib.util.find_spec(exp.module) is None:
+            st.warning(
+                f"The runs are in the store ({', '.join(exp.groups)}) but this copy of asymviz has no "
+                f"`{exp.module}` to analyse them: update asymviz.",
+                icon=":material/warning:",
+            )
+            continue
+        with guard(f"The {', '.join(exp.groups)} runs could not be analysed."):
+            SECTIONS[exp.key](str(store), exp, metric)
+    if missing:
+        st.info(
+            "Not in this run store, so not shown: "
+            + "; ".join(f"**{e.title}** (needs the group folder(s) {', '.join(f'`{g}/`' for g in e.groups)})"
+                        for e in missing)
+            + ". asymviz shows only what was measured: train them with the commands in the issue's README, "
+            "or choose a store that has them in the sidebar.",
+            icon=":material/info:",
+        )  # fmt: skip
+
+
+def _metric(store: str, groups: tuple[str, ...], metric: str | None) -> str | None:
+    """`metric` when the groups' runs have values of it, else None (the library's default)."""
+    runs = cached.group_runs(store, groups)
+    return metric if metric in runs and runs[metric].notna().any() else None
+
+
+def _ci(low, high, digits: int = 3) -> str:
+    return "–" if low != low or high != high else f"{low:+.{digits}f} to {high:+.{digits}f}"
+
+
+def _verdict_table(frame, keys: list[str], diff: str = "diff_mean"):
+    """A comparison frame as people read it: its keys, the difference, the 95 % CI, the verdict."""
+    from asymviz.figures import pair_label
+
+    out = frame[keys].copy()
+    if "mode" in frame and "baseline" in frame:
+        out["comparison"] = [pair_label(m, b) for m, b in zip(frame["mode"], frame["baseline"], strict=True)]
+    out["difference"] = frame[diff].round(4)
+    out["95 % CI"] = [_ci(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
+    for c in ("n_pairs", "n_seeds"):
+        if c in frame:
+            out[c.replace("_", " ")] = frame[c]
+    if "p_holm" in frame:
+        out["Holm p"] = frame["p_holm"].map(lambda p: "–" if p != p else f"{p:.2g}")
+    out["verdict"] = frame["verdict"].map(lambda v: VERDICT_MARKS.get(v, v))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the claims
+
+
+def _claims(store: str, groups: tuple[str, ...], metric: str | None) -> None:
+    from app.tables import short
+    from asymviz.results import MARGIN
+
+    claims, comparisons = cached.claims_by_group(store, groups, metric)
+    if claims.empty:
+        st.info("No experiment of this store has two modes to compare yet.", icon=":material/info:")
+        return
+    st.markdown(
+        "**Every claim of the paper in every experiment of this store**, from the same code as `asymviz runs "
+        "compare --group <experiment>` (asymviz.results: paired seeds, 95 % CI, Holm over each experiment's "
+        f"comparisons, *equivalent* = the 90 % CI inside ±{MARGIN:g}). The control row (head only) is the "
+        "floor each LoRA mode is compared with."
+    )
+    table = claims.assign(experiment=[state.group_label(store, g) for g in claims["group"]],
+                          model=claims["model"].map(short))  # fmt: skip
+    shown = _verdict_table(table, ["experiment", "claim", "model", "rank", "metric", "n_tasks"])
+    shown["holds"] = table["holds"]
+    st.dataframe(shown.drop(columns=["comparison"]), hide_index=True)
+    download_frame(claims, "claims_by_experiment", "rep_claims_csv", "claims (CSV)")
+    download_frame(
+        comparisons, "claims_by_experiment_paired", "rep_claims_paired_csv", "paired comparisons (CSV)"
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# one section per experiment
+
+
+def _rank(store: str, exp: Experiment, metric: str | None) -> None:
+    from app.tables import metric_label
+    from asymviz import figures as F
+    from asymviz import rank_sweep
+
+    metric = _metric(store, exp.groups, metric)
+    table, trend = cached.rank_sweep(store, exp.groups[0], metric)
+    label = metric_label(table["metric"].iloc[0]) if "metric" in table and len(table) else "test metric"
+    figure(
+        F.rank_sweep_figure(table, label), "rank_sweep", "rep_rank",
+        "Each point is the mean over seeds of the paired difference between two modes at one rank (positive = "
+        "B only better), the bar its 95 % CI; filled points are verdicts (better / worse), open ones are "
+        "equivalent or inconclusive. The grey band is the equivalence margin; d/r = d_in / r on a log axis.",
+    )  # fmt: skip
+    lines = rank_sweep.trend_lines(trend)
+    if lines:
+        st.markdown("**Does the gap grow with d/r?** (a slope per seed, then over seeds)\n\n"
+                    + "\n".join(f"- {line}" for line in lines))  # fmt: skip
+    with st.expander("Every comparison at every rank, with the control (head only)"):
+        st.dataframe(_verdict_table(table, ["task", "rank", "d_over_r"]), hide_index=True)
+        download_frame(table, "rank_sweep", "rep_rank_csv", "d/r sweep (CSV)")
+
+
+def _head(store: str, exp: Experiment, metric: str | None) -> None:
+    from app.tables import metric_label
+    from asymviz import figures as F
+    from asymviz.results import MARGIN
+
+    metric = _metric(store, exp.groups, metric)
+    table, interaction = cached.head_factorial(store, exp.groups, metric)
+    figure(
+        F.head_factorial_figure(table, metric_label(metric or "test_accuracy"), margin=MARGIN), "head_factorial",
+        "rep_head",
+        "Per task, each comparison's paired difference with the full head (pooler + classifier, experiment 1's "
+        "r = 8 runs) and with the classifier only (the pooler frozen): mean over seeds and 95 % CI; filled "
+        "points are verdicts better / worse. A gap that is larger with the classifier-only head is one the full "
+        "head absorbs.",
+    )  # fmt: skip
+    st.markdown("**The interaction** (gap with the classifier-only head − gap with the full head):")
+    st.dataframe(
+        _verdict_table(
+            interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"], "interaction"
+        ),
+        hide_index=True,
+    )
+    with st.expander("Every comparison per head, with the control (head only)"):
+        st.dataframe(_verdict_table(table, ["task", "head"]), hide_index=True)
+        download_frame(table, "head_factorial", "rep_head_csv", "head factorial (CSV)")
+        download_frame(interaction, "head_interaction", "rep_head_int_csv", "interaction (CSV)")
+
+
+def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
+    from asymviz import figures as F
+
+    table = cached.mechanism(store, exp.groups[0])
+    figure(
+        F.mechanism_figure(table), "mechanism", "rep_mech",
+        "One point per model, task and frozen-factor mode: the observed quantity (mean over seeds, 95 % CI) "
+        "against the paper's linear-regression prediction for the module's measured input covariance and d/r; "
+        "on the dashed line the prediction is exact.",
+    )  # fmt: skip
+    with st.expander("The numbers"):
+        st.dataframe(table, hide_index=True)
+        download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
+
+
+def _similarity(store: str, exp: Experiment, metric: str | None) -> None:
+    from asymviz import figures as F
+
+    cells = cached.similarity_2x2(store, exp.groups[0])
+    figure(
+        F.similarity_2x2_figure(cells), "similarity_2x2", "rep_sim",
+        "Subspace similarity between two trained adapters' A (left) and B (right), by whether they share their "
+        "init draw (init_seed) and their task: mean over adapter pairs and modules, 95 % CI; the dashed grey "
+        "ticks are what random subspaces of the same shapes give. If A's cross-task similarity comes from the "
+        "shared init, it falls to the baseline with another init.",
+    )  # fmt: skip
+    with st.expander("The four cells of A and B"):
+        st.dataframe(cells, hide_index=True)
+        download_frame(cells, "similarity_2x2", "rep_sim_csv", "2×2 similarity (CSV)")
+    caption("Adapters are compared module by module on their top-k singular directions (asymviz.similarity).")
+
+
+SECTIONS = {"rank": _rank, "head": _head, "mechanism": _mechanism, "similarity": _similarity}
