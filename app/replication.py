@@ -56,6 +56,11 @@ def present_and_missing(store: str | Path) -> tuple[list[Experiment], list[Exper
     return present, [e for e in EXPERIMENTS if e not in present]
 
 
+def available(exp: Experiment) -> bool:
+    """Whether this copy of asymviz has the module that analyses `exp`."""
+    return importlib.util.find_spec(exp.module) is not None
+
+
 def render(store: str | Path, metric: str | None) -> None:
     """Every claim in every experiment, then each experiment's section, then what the store does not hold."""
     groups = state.store_groups(store)
@@ -68,7 +73,7 @@ def render(store: str | Path, metric: str | None) -> None:
     for exp in present:
         st.subheader(exp.title)
         st.markdown(f"*{exp.what[0].upper()}{exp.what[1:]}*")
-        if importlib.util.find_spec(exp.module) is None:
+        if not available(exp):
             st.warning(
                 f"The runs are in the store ({', '.join(exp.groups)}) but this copy of asymviz has no "
                 f"`{exp.module}` to analyse them: update asymviz.",
@@ -134,8 +139,7 @@ def _claims(store: str, groups: tuple[str, ...], metric: str | None) -> None:
         f"comparisons, *equivalent* = the 90 % CI inside ±{MARGIN:g}). The control row (head only) is the "
         "floor each LoRA mode is compared with."
     )
-    table = claims.assign(experiment=[state.group_label(store, g) for g in claims["group"]],
-                          model=claims["model"].map(short))  # fmt: skip
+    table = claims.assign(experiment=claims["group"], model=claims["model"].map(short))
     shown = _verdict_table(table, ["experiment", "claim", "model", "rank", "metric", "n_tasks"])
     shown["holds"] = table["holds"]
     st.dataframe(shown.drop(columns=["comparison"]), hide_index=True)
@@ -152,7 +156,6 @@ def _claims(store: str, groups: tuple[str, ...], metric: str | None) -> None:
 def _rank(store: str, exp: Experiment, metric: str | None) -> None:
     from app.tables import metric_label
     from asymviz import figures as F
-    from asymviz import rank_sweep
 
     metric = _metric(store, exp.groups, metric)
     table, trend = cached.rank_sweep(store, exp.groups[0], metric)
@@ -163,13 +166,20 @@ def _rank(store: str, exp: Experiment, metric: str | None) -> None:
         "B only better), the bar its 95 % CI; filled points are verdicts (better / worse), open ones are "
         "equivalent or inconclusive. The grey band is the equivalence margin; d/r = d_in / r on a log axis.",
     )  # fmt: skip
-    lines = rank_sweep.trend_lines(trend)
+    lines = _trend_lines(trend)
     if lines:
         st.markdown("**Does the gap grow with d/r?** (a slope per seed, then over seeds)\n\n"
                     + "\n".join(f"- {line}" for line in lines))  # fmt: skip
     with st.expander("Every comparison at every rank, with the control (head only)"):
         st.dataframe(_verdict_table(table, ["task", "rank", "d_over_r"]), hide_index=True)
         download_frame(table, "rank_sweep", "rep_rank_csv", "d/r sweep (CSV)")
+
+
+def _trend_lines(trend) -> list[str]:
+    """asymviz.rank_sweep.trend_lines: the slope of each gap against d/r, in words."""
+    from asymviz import rank_sweep
+
+    return rank_sweep.trend_lines(trend)
 
 
 def _head(store: str, exp: Experiment, metric: str | None) -> None:
