@@ -103,14 +103,14 @@ def _ci(low, high, digits: int = 3) -> str:
     return "–" if low != low or high != high else f"{low:+.{digits}f} to {high:+.{digits}f}"
 
 
-def _verdict_table(frame, keys: list[str], diff: str = "diff_mean"):
+def _verdict_table(frame, keys: list[str], diff: str = "diff_mean", label: str = "difference"):
     """A comparison frame as people read it: its keys, the difference, the 95 % CI, the verdict."""
     from asymviz.figures import pair_label
 
     out = frame[keys].copy()
     if "mode" in frame and "baseline" in frame:
         out["comparison"] = [pair_label(m, b) for m, b in zip(frame["mode"], frame["baseline"], strict=True)]
-    out["difference"] = frame[diff].round(4)
+    out[label] = frame[diff].round(4)
     out["95 % CI"] = [_ci(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
     for c in ("n_pairs", "n_seeds"):
         if c in frame:
@@ -133,20 +133,32 @@ def _claims(store: str, groups: tuple[str, ...], metric: str | None) -> None:
     if claims.empty:
         st.info("No experiment of this store has two modes to compare yet.", icon=":material/info:")
         return
-    st.markdown(
-        "**Every claim of the paper in every experiment of this store**, from the same code as `asymviz runs "
-        "compare --group <experiment>` (asymviz.results: paired seeds, 95 % CI, Holm over each experiment's "
-        f"comparisons, *equivalent* = the 90 % CI inside ±{MARGIN:g}). The control row (head only) is the "
-        "floor each LoRA mode is compared with."
-    )
     table = claims.assign(experiment=claims["group"], model=claims["model"].map(short))
-    shown = _verdict_table(table, ["experiment", "claim", "model", "rank", "metric", "n_tasks"])
+    st.markdown(
+        f"**Every claim of the paper in every experiment of this store** ({_constants(table)}), from the same "
+        "code as `asymviz runs compare --group <experiment>` (asymviz.results: paired seeds, 95 % CI, Holm over "
+        f"each experiment's comparisons, *equivalent* = the 90 % CI inside ±{MARGIN:g}). The control row (head "
+        "only) is the floor each LoRA mode is compared with."
+    )
+    # a column whose value never changes is said in the sentence above instead
+    keys = [k for k in ("experiment", "claim", "model", "rank", "metric", "n_tasks")
+            if k in ("experiment", "claim", "n_tasks") or table[k].nunique() > 1]  # fmt: skip
+    shown = _verdict_table(table, keys)
     shown["holds"] = table["holds"]
     st.dataframe(shown.drop(columns=["comparison"]), hide_index=True)
     download_frame(claims, "claims_by_experiment", "rep_claims_csv", "claims (CSV)")
     download_frame(
         comparisons, "claims_by_experiment_paired", "rep_claims_paired_csv", "paired comparisons (CSV)"
     )
+
+
+def _constants(table) -> str:
+    """'model minilm, r = 8, test_accuracy': what every row of the claims table shares."""
+    parts = []
+    for col, fmt in (("model", "model {}"), ("rank", "r = {}"), ("metric", "{}")):
+        if table[col].nunique() == 1:
+            parts.append(fmt.format(table[col].iloc[0]))
+    return ", ".join(parts) or "per model, rank and metric"
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -160,7 +160,9 @@ def rank_sweep_figure(
     if margin == margin:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"equivalence band ±{margin:g}",
                                  marker={"symbol": "square", "size": 12, "color": "#DDDDDD"}))  # fmt: skip
-    return style_figure(fig, title, height=440)
+    style_figure(fig, title, height=470)
+    # the ticks are two lines (d/r, then r): the legend goes further down, under the axis title
+    return fig.update_layout(legend_y=-0.3, margin_b=95)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -370,14 +372,17 @@ def similarity_2x2_figure(table: pd.DataFrame, title: str | None = None) -> go.F
             )  # fmt: skip
             for xi, base in zip(x, part["random_baseline"], strict=True):
                 if base == base:
-                    fig.add_shape(type="line", x0=xi - 0.1, x1=xi + 0.1, y0=base, y1=base, row=1, col=col,
+                    fig.add_shape(type="line", x0=xi - 0.08, x1=xi + 0.08, y0=base, y1=base, row=1, col=col,
                                   line={"color": "#777777", "dash": "dash", "width": 2})  # fmt: skip
             baseline_shown |= bool(part["random_baseline"].notna().any())
-        fig.update_xaxes(
-            tickvals=[0, 1], ticktext=["same task", "other task"], range=[-0.5, 1.5], row=1, col=col
-        )
+        fig.update_xaxes(tickvals=[0, 1], ticktext=["same task", "other task"], range=[-0.5, 1.5], showgrid=False,
+                         row=1, col=col)  # fmt: skip
     if baseline_shown:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="random baseline (same shapes)",
                                  line={"color": "#777777", "dash": "dash", "width": 2}))  # fmt: skip
     fig.update_yaxes(title_text=f"subspace similarity{k_text} (0–1)", row=1, col=1)
+    top = max(1.0, float(data["ci_high"].max())) if data["ci_high"].notna().any() else 1.0
+    fig.update_yaxes(
+        range=[-0.02, top + 0.05], zeroline=True, zerolinecolor="#BBBBBB"
+    )  # the baselines near 0 show
     return style_figure(fig, title, height=420)
