@@ -145,7 +145,10 @@ def _claims(store: str, groups: tuple[str, ...], metric: str | None) -> None:
             if k in ("experiment", "claim", "n_tasks") or table[k].nunique() > 1]  # fmt: skip
     shown = _verdict_table(table, keys)
     shown["holds"] = table["holds"]
-    st.dataframe(shown.drop(columns=["comparison"]), hide_index=True)
+    first = [k for k in keys if k != "n_tasks"] + ["verdict", "holds"]  # what a reader looks for, left
+    st.dataframe(
+        shown[first + [c for c in shown.columns if c not in (*first, "comparison")]], hide_index=True
+    )
     download_frame(claims, "claims_by_experiment", "rep_claims_csv", "claims (CSV)")
     download_frame(
         comparisons, "claims_by_experiment_paired", "rep_claims_paired_csv", "paired comparisons (CSV)"

@@ -234,7 +234,8 @@ def head_factorial_figure(
             )  # fmt: skip
         _margin_band(fig, margin if margin is not None else float("nan"), row=row, col=col)
         fig.update_xaxes(tickvals=list(range(len(tasks))), ticktext=tasks, range=[-0.6, len(tasks) - 0.4],
-                         tickangle=-30 if len(tasks) > 3 else 0, row=row, col=col)  # fmt: skip
+                         tickangle=-30 if len(tasks) > 3 else 0, showgrid=False, zeroline=False, row=row,
+                         col=col)  # fmt: skip
     for row in range(1, rows + 1):
         fig.update_yaxes(title_text=f"{metric_label} difference", row=row, col=1)
     return style_figure(fig, title, height=400 + 300 * (rows - 1))
@@ -375,7 +376,7 @@ def similarity_2x2_figure(table: pd.DataFrame, title: str | None = None) -> go.F
                     fig.add_shape(type="line", x0=xi - 0.08, x1=xi + 0.08, y0=base, y1=base, row=1, col=col,
                                   line={"color": "#777777", "dash": "dash", "width": 2})  # fmt: skip
             baseline_shown |= bool(part["random_baseline"].notna().any())
-        fig.update_xaxes(tickvals=[0, 1], ticktext=["same task", "other task"], range=[-0.5, 1.5], showgrid=False,
+        fig.update_xaxes(tickvals=[0, 1], ticktext=["same task", "other task"], range=[-0.5, 1.5], showgrid=False, zeroline=False,
                          row=1, col=col)  # fmt: skip
     if baseline_shown:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="random baseline (same shapes)",
