@@ -44,6 +44,26 @@ def random_factors(r: int, d_in: int, d_out: int, seed: int = 0):
     return torch.randn(r, d_in, generator=g), torch.randn(d_out, r, generator=g)
 
 
+def write_run_store(root: Path, runs) -> Path:
+    """A run store from a run frame (one row per run: task, mode, rank, seed, init_seed, a metric column such as
+    test_accuracy, and optionally group, head, run_id): one finished run folder per row, run.json in the
+    documented schema (asymviz.runs), the metrics-only runs a slimmed store ships."""
+    root = Path(root)
+    metrics = [c for c in ("test_accuracy", "test_loss") if c in runs]
+    for i, row in enumerate(runs.to_dict("records")):
+        run_id = str(row.get("run_id") or f"{row['task']}_{row['mode']}_r{row['rank']}_s{row['seed']}_{i}")
+        folder = root / str(row.get("group") or "") / run_id
+        folder.mkdir(parents=True)
+        data = {"schema": 1, "run_id": run_id, "status": "completed", "model": row.get("model", "tiny"),
+                "task": row["task"], "mode": row["mode"], "rank": int(row["rank"]), "seed": int(row["seed"]),
+                "init_seed": int(row["init_seed"]), "role": "main", "config": {"lr": 1e-3},
+                "metrics": {m: float(row[m]) for m in metrics}}  # fmt: skip
+        if row.get("head"):
+            data["head_modules"] = str(row["head"]).split(",")
+        (folder / "run.json").write_text(json.dumps(data))
+    return root
+
+
 @pytest.fixture
 def make_adapter(tmp_path):
     """make_adapter(modules, config=None, name="adapter") -> folder path."""
@@ -60,9 +80,13 @@ def llama_like(make_adapter):
     """A 2-layer LLaMA-shaped adapter (q, v, down) at r=4 with random A and B."""
     modules = {}
     for layer in range(2):
-        for i, (kind, d_in, d_out) in enumerate((("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))):
+        for i, (kind, d_in, d_out) in enumerate(
+            (("q_proj", 32, 32), ("v_proj", 32, 16), ("down_proj", 48, 32))
+        ):
             part = "mlp" if kind == "down_proj" else "self_attn"
-            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(4, d_in, d_out, seed=10 * layer + i)
+            modules[f"model.layers.{layer}.{part}.{kind}"] = random_factors(
+                4, d_in, d_out, seed=10 * layer + i
+            )
     return make_adapter(modules, {"lora_alpha": 8})
 
 
@@ -91,7 +115,9 @@ def tiny_model(arch: str):
                           intermediate_size=48, vocab_size=64, max_position_embeddings=64)  # fmt: skip
         return LlamaForCausalLM(cfg)
     if arch == "gpt2":
-        cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0)
+        cfg = GPT2Config(
+            n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
         return GPT2LMHeadModel(cfg)
     raise ValueError(arch)
 

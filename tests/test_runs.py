@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from asymviz.runs import (
@@ -109,6 +110,24 @@ def test_list_has_fixed_columns_and_skips_junk(tmp_path):
     assert frame.loc[0, "test_perplexity"] == pytest.approx(7.4)
     assert frame["trainable_params"].tolist() == [3, 3]
     assert str(frame["rank"].dtype) == "Int64"
+
+
+def test_list_has_the_head_targets_and_top_layers_a_run_trained(tmp_path):
+    """head: run.json's resolved head_modules (a default head is named), else the config's; comma-joined."""
+    _write_run(tmp_path, "default_head", head_modules=["pooler", "classifier"], targets=["query", "value"])
+    _write_run(
+        tmp_path, "classifier_only", config={"head": ["classifier"], "top_layers": 1, "targets": ["value"]}
+    )
+    _write_run(tmp_path, "old_run")
+    frame = list_runs(tmp_path).set_index("run_id")
+    assert frame.loc["default_head", "head"] == "pooler,classifier"
+    assert frame.loc["default_head", "targets"] == "query,value"
+    assert frame.loc["classifier_only", "head"] == "classifier"
+    assert (
+        frame.loc["classifier_only", "targets"] == "value" and frame.loc["classifier_only", "top_layers"] == 1
+    )
+    assert pd.isna(frame.loc["old_run", "head"]) and pd.isna(frame.loc["old_run", "top_layers"])
+    assert str(frame["top_layers"].dtype) == "Int64"
 
 
 def test_empty_or_missing_store_lists_nothing(tmp_path):

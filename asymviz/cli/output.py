@@ -43,6 +43,17 @@ LEGENDS = {
     "died); lr: the factors' learning rate; test_*: on the test split at the end; wall_s: seconds of training.",
     "compare": "diff_mean = mode − baseline over n_pairs paired seeds, with its 95 % CI [ci_low, ci_high]; "
     "p_holm: Holm-adjusted p; verdict at ±margin (equivalent: the 90 % CI lies inside it, TOST).",
+    "compare-rank": "diff_mean = mode − baseline at each rank (d_over_r = d_in / rank) over n_pairs paired seeds, "
+    "with its 95 % CI; p_holm over the table; verdict at ±margin (TOST for equivalent).",
+    "compare-rank-trend": "slope: the gap mode − baseline regressed on log2(d/r) per seed, mean over n_seeds (metric "
+    "units per doubling of d/r), 95 % t CI; verdict better = the gap grows with d/r.",
+    "compare-head": "per head arm (pooler+classifier or classifier only): diff_mean = mode − baseline over n_pairs "
+    "paired seeds, 95 % CI, p_holm over both arms; verdict at ±margin.",
+    "compare-head-interaction": "interaction = gap with the classifier-only head − gap with the full head "
+    "(diff_classifier_head − diff_full_head), 95 % CI (ci_method paired: per seed; welch: independent); "
+    "verdict better = the gap grows when the pooler is frozen.",
+    "similarity-2x2": "similarity ‖U1ᵀU2‖²_F / min(k1, k2) of A's row space and B's column space, mean over modules "
+    "per pair of runs, then over the cell's pairs; 95 % CI: bootstrap over runs; random_baseline = max(k1, k2)/d.",
     "align": "similarity of A's row space with the inputs' top-k subspace (side input), of B's column space with "
     "the output gradients' (side output) or W0's singular vectors (side weight); random_baseline: the same "
     "for a random subspace; ratio = similarity / random_baseline; energy_share: the reference's energy "

@@ -30,7 +30,9 @@ setting: threads, world_size, base_model (the stable name), targets, layers, has
 unique_texts, classes, largest_item_share, majority_accuracy), frozen_norms {factor, modules, row, col: {mean, min, max}} (null without a frozen factor).
 The store itself holds `lr_selection.csv` (LR_FILE), `sweep.json` (SWEEP_FILE) and `.sweep/` (SWEEP_DIR).
 The run table (`RunStore.list()`) has the columns and dtypes of LIST_SCHEMA; `lr_ratio` and `head_lr` were added
-(runs written before read 1.0 and their lr); no column was renamed. peak_memory_mb is the process's
+(runs written before read 1.0 and their lr), then `head` (the head modules trained in full, comma-joined: run.json
+head_modules, else the config's head), `targets` (the adapted module names, comma-joined) and `top_layers`; no
+column was renamed. peak_memory_mb is the process's
 peak RSS on a CPU (`process_max_rss`) and the peak allocated during the training steps on a GPU
 (`cuda_max_allocated_training`, evaluations excluded).
 

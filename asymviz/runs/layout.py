@@ -39,7 +39,8 @@ DEFAULT_STORE = "runs"
 LIST_SCHEMA: dict[str, str] = {
     "run_id": "object", "model": "object", "task": "object", "mode": "object", "a_init": "object",
     "rank": "Int64", "alpha": "float64", "seed": "Int64", "init_seed": "Int64", "lr": "float64",
-    "lr_ratio": "float64", "head_lr": "float64", "role": "object", "status": "object", "step": "Int64",
+    "lr_ratio": "float64", "head_lr": "float64", "head": "object", "targets": "object", "top_layers": "Int64",
+    "role": "object", "status": "object", "step": "Int64",
     "total_steps": "Int64", "trainable_params": "Int64", "trainable_lora": "Int64", "trainable_head": "Int64",
     "n_train": "Int64", "wall_s": "float64", "examples_per_s": "float64", "tokens_per_s": "float64",
     "peak_memory_mb": "float64", "test_accuracy": "float64", "test_macro_f1": "float64", "test_loss": "float64",

@@ -136,6 +136,9 @@ class RunRecord:
             "lr": cfg.get("lr"),
             "lr_ratio": cfg.get("lr_ratio", 1.0),
             "head_lr": cfg.get("head_lr") if cfg.get("head_lr") is not None else cfg.get("lr"),
+            "head": _joined(d.get("head_modules") or cfg.get("head")),
+            "targets": _joined(d.get("targets") or cfg.get("targets")),
+            "top_layers": cfg.get("top_layers"),
             "role": d.get("role"),
             "status": self.status,
             "step": prog.get("step"),
@@ -205,6 +208,13 @@ class RunRecord:
         if not has_adapter_files(self.init_path):
             raise RunError(f"{self.run_id}: no initial adapter saved")
         return load_adapter(self.init_path)
+
+
+def _joined(names) -> str | None:
+    """A list of module names as one comma-joined string ("pooler,classifier"); None when there is none."""
+    if not names:
+        return None
+    return names if isinstance(names, str) else ",".join(str(n) for n in names)
 
 
 def read_run_json(run_dir: str | Path) -> dict:
