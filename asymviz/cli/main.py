@@ -6,6 +6,7 @@
     asymviz train | sweep | runs | demo | pretrain-vit  asymviz.cli.training
     asymviz align | diagnose                            asymviz.cli.probes
     asymviz tasks | probe                               asymviz.cli.data
+    asymviz mechanism                                   asymviz.cli.mechanism
     asymviz app [streamlit options]                     here
 
 Each handler takes the parsed args and returns an exit status. Bad input ends with exit status 2 and one line
@@ -20,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from asymviz.cli import adapters, card, collection, data, probes, runs, training
+from asymviz.cli import adapters, card, collection, data, mechanism, probes, runs, training
 from asymviz.cli.output import UsageError
 from asymviz.errors import AsymvizError, display_name, first_line
 
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for group in (adapters, card, collection, training, runs, probes, data):
+    for group in (adapters, card, collection, training, runs, probes, mechanism, data):
         group.add_commands(sub)
     _add_app_command(sub)
     return parser

@@ -61,6 +61,10 @@ LEGENDS = {
     "diagnose": "n_intruders: of W0+ΔW's top-k singular vectors, those with best |cos| < eps against W0's "
     "(min_best_cosine: the lowest); amplification = ‖ΔW‖_F / w0_proj_fro, W0 on ΔW's directions (w0_top_fro, "
     "w0_random_fro: on W0's own and on random ones); magnitude_change, direction_change: DoRA's ΔM and ΔD.",
+    "mechanism": "observed: share of A&B's gain over head only kept by the mode (mean over paired seeds, "
+    "Fieller 95 % CI [observed_low, observed_high]); predicted: the paper's squared-loss share for the module's "
+    "input covariance and Δ = A&B's ΔW (exact False: deterministic equivalent); realised: for the runs' own "
+    "frozen factors; predicted_curvature: outputs weighted by the measured loss curvature.",
     "intruders": "per singular vector i of W0+ΔW: sigma (sigma_base: W0's i-th), best_cosine: max |cos| with "
     "W0's singular vectors (best_match: which one), intruder: best_cosine < eps.",
 }
