@@ -326,24 +326,46 @@ def rank_sweep(store: str, group: str, metric: str | None):
 
 @st.cache_data(ttl=600, show_spinner="Comparing the modes with either head …")
 def head_factorial(store: str, groups: tuple[str, ...], metric: str | None):
-    """(head_factorial_table, head_interaction_table) of the runs of both arms (asymviz.head_factorial)."""
+    """(head_factorial_table, head_interaction_table) of the counted runs of both arms (asymviz.head_factorial;
+    exp 1's runs are the full-head arm, at its default rank 8)."""
     from asymviz.head_factorial import head_factorial_table, head_interaction_table
 
     runs = group_runs(store, groups)
     return head_factorial_table(runs, metric), head_interaction_table(runs, metric)
 
 
-@st.cache_data(ttl=600, show_spinner="Measuring the mechanism test …")
+MECHANISM_FILE = "mechanism.csv"  # asymviz mechanism <group> --format csv -o <group>/mechanism.csv
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def mechanism_file(store: str, group: str):
+    """The mechanism table the experiment ships (<store>/<group>/mechanism.csv, asymviz.mechanism's columns,
+    written by `asymviz mechanism`), or None when there is none."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(store) / group / MECHANISM_FILE
+    return pd.read_csv(path, keep_default_na=True) if path.is_file() else None
+
+
+@st.cache_data(show_spinner=False)
 def mechanism(store: str, group: str):
-    """asymviz.mechanism.mechanism_table of the mechanism test's runs."""
+    """asymviz.mechanism.mechanism_table of the group folder, measured now: loads the base model and runs the
+    training split through it on the CPU (about a minute for MiniLM); cached for the server's life."""
+    from pathlib import Path
+
     from asymviz.mechanism import mechanism_table
 
-    return mechanism_table(group_runs(store, (group,)))
+    return mechanism_table(Path(store) / group)
 
 
-@st.cache_data(ttl=600, show_spinner="Comparing the adapters of the 2×2 design …")
+@st.cache_data(show_spinner="Comparing the adapters of the 2×2 design (each pair of runs, module by module) …")
 def similarity_2x2(store: str, group: str):
-    """asymviz.similarity_design.similarity_2x2 of the similarity experiment's adapters."""
-    from asymviz.similarity_design import similarity_2x2 as cells
+    """(similarity_2x2, similarity_contrasts) of the group's adapters (asymviz.similarity_design: design_runs,
+    then similarity_pairs once for both); cached for the server's life (the adapters are shipped, not grown)."""
+    from asymviz.similarity_design import design_runs, similarity_2x2, similarity_contrasts, similarity_pairs
 
-    return cells(group_runs(store, (group,)))
+    runs = all_runs(store)
+    pairs = similarity_pairs(design_runs(runs[runs["group"] == group]))
+    return similarity_2x2(pairs), similarity_contrasts(pairs)

@@ -17,7 +17,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import cached, state
-from app.components import caption, download_frame, figure, guard
+from app.components import download_frame, figure, guard
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,25 @@ def _trend_lines(trend) -> list[str]:
     return rank_sweep.trend_lines(trend)
 
 
+def _interaction_lines(interaction) -> list[str]:
+    """asymviz.head_factorial.interaction_lines: each interaction in words."""
+    from asymviz import head_factorial
+
+    return head_factorial.interaction_lines(interaction)
+
+
+def _mechanism_lines(table) -> list[str]:
+    """asymviz.mechanism.mechanism_lines: observed against predicted, per model, task and module, in words."""
+    from asymviz import mechanism
+
+    return mechanism.mechanism_lines(table)
+
+
+def _bullets(lines: list[str], lead: str) -> None:
+    if lines:
+        st.markdown(f"{lead}\n\n" + "\n".join(f"- {line}" for line in lines))
+
+
 def _head(store: str, exp: Experiment, metric: str | None) -> None:
     from app.tables import metric_label
     from asymviz import figures as F
@@ -204,37 +223,56 @@ def _head(store: str, exp: Experiment, metric: str | None) -> None:
 
     metric = _metric(store, exp.groups, metric)
     table, interaction = cached.head_factorial(store, exp.groups, metric)
+    shown = table["metric"].iloc[0] if "metric" in table and len(table) else metric or "test_accuracy"
     figure(
-        F.head_factorial_figure(table, metric_label(metric or "test_accuracy"), margin=MARGIN), "head_factorial",
-        "rep_head",
+        F.head_factorial_figure(table, metric_label(shown), margin=MARGIN), "head_factorial", "rep_head",
         "Per task, each comparison's paired difference with the full head (pooler + classifier, experiment 1's "
         "r = 8 runs) and with the classifier only (the pooler frozen): mean over seeds and 95 % CI; filled "
         "points are verdicts better / worse. A gap that is larger with the classifier-only head is one the full "
         "head absorbs.",
     )  # fmt: skip
-    st.markdown("**The interaction** (gap with the classifier-only head − gap with the full head):")
-    st.dataframe(
-        _verdict_table(
-            interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"], "interaction"
-        ),
-        hide_index=True,
-    )
-    with st.expander("Every comparison per head, with the control (head only)"):
+    _bullets(_interaction_lines(interaction),
+             "**The interaction** (gap with the classifier-only head − gap with the full head):")  # fmt: skip
+    with st.expander("Every comparison per head, with the control (head only), and the interactions"):
         st.dataframe(_verdict_table(table, ["task", "head"]), hide_index=True)
+        st.dataframe(
+            _verdict_table(interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"],
+                           "interaction", "interaction"),
+            hide_index=True,
+        )  # fmt: skip
         download_frame(table, "head_factorial", "rep_head_csv", "head factorial (CSV)")
         download_frame(interaction, "head_interaction", "rep_head_int_csv", "interaction (CSV)")
 
 
 def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
+    from app.tables import short
     from asymviz import figures as F
 
-    table = cached.mechanism(store, exp.groups[0])
+    group = exp.groups[0]
+    table = cached.mechanism_file(store, group)
+    source = f"`{group}/{cached.MECHANISM_FILE}`, written by `asymviz mechanism`"
+    if table is None:
+        st.info(
+            f"This experiment ships no `{cached.MECHANISM_FILE}` (the table `asymviz mechanism {group} --format csv "
+            f"-o {group}/{cached.MECHANISM_FILE}` writes). It can be measured here: the base model runs the "
+            "training split on the CPU to measure the module's input covariance (about a minute for MiniLM).",
+            icon=":material/info:",
+        )  # fmt: skip
+        if st.button("Measure the mechanism test now", key="rep_mech_go", icon=":material/play_arrow:"):
+            st.session_state["rep_mech_asked"] = True  # stays measured when another widget reruns the page
+        if not st.session_state.get("rep_mech_asked"):
+            return
+        with st.spinner("Measuring the module's input covariance and the predictions …"):
+            table = cached.mechanism(store, group)
+        source = "measured now by asymviz.mechanism.mechanism_table"
     figure(
-        F.mechanism_figure(table), "mechanism", "rep_mech",
-        "One point per model, task and frozen-factor mode: the observed quantity (mean over seeds, 95 % CI) "
-        "against the paper's linear-regression prediction for the module's measured input covariance and d/r; "
-        "on the dashed line the prediction is exact.",
+        F.mechanism_figure(table.assign(model=table["model"].map(short))), "mechanism", "rep_mech",
+        "One point per model, task and frozen-factor mode: the share of A&B's gain over head only that the mode "
+        "keeps, observed over paired seeds (95 % Fieller CI; none where A&B's gain is not clearly above 0), "
+        "against the paper's linear-regression prediction for the module's measured input covariance; on the "
+        f"dashed line the prediction is exact. From {source}.",
     )  # fmt: skip
+    _bullets(_mechanism_lines(table), "**In words:**")
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True)
         download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
@@ -243,18 +281,23 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
 def _similarity(store: str, exp: Experiment, metric: str | None) -> None:
     from asymviz import figures as F
 
-    cells = cached.similarity_2x2(store, exp.groups[0])
+    cells, contrasts = cached.similarity_2x2(store, exp.groups[0])
     figure(
         F.similarity_2x2_figure(cells), "similarity_2x2", "rep_sim",
         "Subspace similarity between two trained adapters' A (left) and B (right), by whether they share their "
-        "init draw (init_seed) and their task: mean over adapter pairs and modules, 95 % CI; the dashed grey "
-        "ticks are what random subspaces of the same shapes give. If A's cross-task similarity comes from the "
-        "shared init, it falls to the baseline with another init.",
+        "init draw (init_seed) and their task: mean over pairs of runs (each the mean over modules), 95 % CI by "
+        "a bootstrap over runs; the dashed grey ticks are what random subspaces of the same shapes give. If A's "
+        "cross-task similarity comes from the shared init, it falls to the baseline with another init.",
     )  # fmt: skip
+    st.markdown("**What the 2×2 separates** (95 % CI by the same bootstrap over runs; *higher* / *lower*: the "
+                "interval is above / below 0):")  # fmt: skip
+    shown = contrasts.assign(estimate=contrasts["estimate"].round(4))
+    shown["95 % CI"] = [_ci(lo, hi) for lo, hi in zip(contrasts["ci_low"], contrasts["ci_high"], strict=True)]
+    st.dataframe(shown[["which", "contrast", "estimate", "95 % CI", "verdict"]], hide_index=True)
     with st.expander("The four cells of A and B"):
         st.dataframe(cells, hide_index=True)
         download_frame(cells, "similarity_2x2", "rep_sim_csv", "2×2 similarity (CSV)")
-    caption("Adapters are compared module by module on their top-k singular directions (asymviz.similarity).")
+        download_frame(contrasts, "similarity_contrasts", "rep_sim_con_csv", "contrasts (CSV)")
 
 
 SECTIONS = {"rank": _rank, "head": _head, "mechanism": _mechanism, "similarity": _similarity}

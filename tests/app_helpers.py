@@ -92,9 +92,11 @@ def train_tiny_store(store: Path, root: Path, runs=(("ab", 0), ("b_only", 0), ("
 
 
 def write_fake_run(store: Path, group: str, task: str, mode: str, seed: int, value: float, rank: int = 8,
-                   model: str = "minilm", init_seed: int | None = None, **config) -> Path:  # fmt: skip
-    """One completed run folder with a hand-written run.json (the documented schema, asymviz.runs) and no
-    weights: test accuracy `value`, counted (role main). `config` adds TrainConfig fields (head, top_layers...)."""
+                   model: str = "minilm", init_seed: int | None = None, adapter: dict | None = None,
+                   **config) -> Path:  # fmt: skip
+    """One completed run folder with a hand-written run.json (the documented schema, asymviz.runs): test
+    accuracy `value`, counted (role main); weights only when `adapter` ({module: (A (r, d_in), B (d_out, r))})
+    is given, as adapter/ in PEFT's format. `config` adds TrainConfig fields (head, top_layers...)."""
     from asymviz.runs import write_json_atomic
 
     init_seed = seed if init_seed is None else init_seed
@@ -108,4 +110,8 @@ def write_fake_run(store: Path, group: str, task: str, mode: str, seed: int, val
             "trainable_params": {"lora": lora, "head": 148_000, "total": lora + 148_000},
             "metrics": {"test_accuracy": value, "test_macro_f1": value - 0.05, "test_loss": 1 - value}}  # fmt: skip
     write_json_atomic(folder / "run.json", data)
+    if adapter is not None:
+        from conftest import write_adapter
+
+        write_adapter(folder / "adapter", adapter, {"lora_alpha": rank, "target_modules": ["query", "value"]})
     return folder

@@ -134,15 +134,15 @@ def test_mechanism_points_are_observed_against_predicted_with_the_identity_line(
     assert list(identity.x) == list(identity.y)
     lo, hi = table["observed_low"].min(), table["observed_high"].max()
     assert identity.x[0] < lo and identity.x[1] > hi  # spans every point and bar
-    assert fig.layout.xaxis.title.text == "predicted: relative excess loss"
-    assert fig.layout.yaxis.title.text == "observed: relative excess loss"
+    assert fig.layout.xaxis.title.text == "predicted" and fig.layout.yaxis.title.text == "observed (95 % CI)"
+    assert fig.layout.title.subtitle.text == "Relative excess loss"  # the quantity, once
 
 
 def test_mechanism_puts_each_quantity_in_its_own_panel():
     table = mechanism_frame()
     table.loc[table["model"] == "vit-fmnist", "quantity"] = "test loss gap"
     fig = F.mechanism_figure(table)
-    assert [a.text for a in fig.layout.annotations[:2]] == ["relative excess loss", "test loss gap"]
+    assert [a.text for a in fig.layout.annotations[:2]] == ["Relative excess loss", "Test loss gap"]
     assert {t.xaxis for t in fig.data if t.name.endswith("mnist")} == {"x2"}
 
 

@@ -251,7 +251,8 @@ TASK_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star", "
 
 def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Observed against predicted, one point per (model, task, module, mode) with the observed 95 % CI as a
-    vertical bar, and the line y = x (a perfect prediction); one panel per `quantity` (what the two measure).
+    vertical bar, and the line y = x (a perfect prediction); one panel per `quantity` (what the two measure,
+    named by its words before a colon: in the panel's title, or the figure's subtitle when there is one).
     Colour = mode (B only, A only), symbol = model · task.
 
     Reads `asymviz.mechanism.mechanism_table` columns ``model, task, module, d_over_r, mode, observed,
@@ -268,7 +269,8 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
     if data.empty:
         return empty_figure("no mechanism measurement to show", title)
     quantities = list(dict.fromkeys(data["quantity"].astype(str)))
-    fig = make_subplots(rows=1, cols=len(quantities), subplot_titles=quantities if len(quantities) > 1 else None,
+    names = [quantity_name(q) for q in quantities]
+    fig = make_subplots(rows=1, cols=len(quantities), subplot_titles=names if len(quantities) > 1 else None,
                         horizontal_spacing=0.08)  # fmt: skip
     where = list(dict.fromkeys(zip(data["model"].astype(str), data["task"].astype(str), strict=True)))
     for col, quantity in enumerate(quantities, 1):
@@ -312,9 +314,18 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
                        legendgroup="identity", hoverinfo="skip"),
             row=1, col=col,
         )  # fmt: skip
-        fig.update_xaxes(title_text=f"predicted: {quantity}", row=1, col=col)
-        fig.update_yaxes(title_text=f"observed: {quantity}", row=1, col=col)
-    return style_figure(fig, title, height=460)
+        fig.update_xaxes(title_text="predicted", row=1, col=col)
+        fig.update_yaxes(title_text="observed (95 % CI)" if col == 1 else None, row=1, col=col)
+    style_figure(fig, title, height=460)
+    if len(quantities) == 1:
+        fig.update_layout(title_subtitle_text=names[0], margin_t=80)
+    return fig
+
+
+def quantity_name(quantity: str) -> str:
+    """The words of a `quantity` before its first colon, capitalised: what the axes of its panel measure."""
+    name = quantity.split(":", 1)[0].strip()
+    return name[:1].upper() + name[1:]
 
 
 # ------------------------------------------------------------------------------------------------------------

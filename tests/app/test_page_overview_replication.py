@@ -24,13 +24,32 @@ SEEDS = range(3)
 LEVELS = {"ab": (0.80, 0.003), "b_only": (0.80, 0.003), "a_only": (0.74, 0.003), "head_only": (0.60, 0.003)}
 
 
+FULL_HEAD = ["pooler", "classifier"]
+
+
+def _similarity_adapter(task: str, init_seed: int, seed: int) -> dict:
+    """Two 32 × 32 modules, r = 4: A is its init draw plus a little training (A barely moves), B is the
+    task's direction plus seed noise."""
+    from conftest import random_factors
+
+    t = TASKS.index(task)
+    out = {}
+    for m, kind in enumerate(("query", "value")):
+        a0, _ = random_factors(4, 32, 32, seed=100 * init_seed + m)
+        noise_a, b_task = random_factors(4, 32, 32, seed=1000 + 10 * t + m)
+        _, noise_b = random_factors(4, 32, 32, seed=5000 + 100 * seed + 10 * init_seed + m)
+        out[f"bert.encoder.layer.0.attention.self.{kind}"] = (a0 + 0.05 * noise_a, b_task + 0.3 * noise_b)
+    return out
+
+
 def _table1(store, rng):
     """minilm_tasks as the v2 sweep writes it: LoRA modes at r = 8 and 16, the control once (at r = 8)."""
     for task in TASKS:
         for seed in SEEDS:
             for mode, (mu, sd) in LEVELS.items():
                 for rank in (8,) if mode == "head_only" else (8, 16):
-                    write_fake_run(store, "minilm_tasks", task, mode, seed, mu + rng.normal(0, sd), rank=rank)
+                    write_fake_run(store, "minilm_tasks", task, mode, seed, mu + rng.normal(0, sd), rank=rank,
+                                   head=FULL_HEAD)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +62,32 @@ def table1_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_store(tmp_path_factory):
     """Every experiment's group folder: Table 1, the d/r sweep, the classifier-only head arm, the mechanism
-    test and the 2×2 similarity design (runs only: the sections' analyses are stood in for below)."""
+    test and the 2×2 similarity design: hand-written run.json files, with tiny adapters where an analysis
+    reads weights (one run of the d/r sweep for d_in; every run of the similarity design)."""
     store = tmp_path_factory.mktemp("full") / "store"
     rng = np.random.default_rng(1)
     _table1(store, rng)
+    from conftest import random_factors
+
     for task in TASKS:
         for seed in SEEDS:
             for mode, (mu, sd) in LEVELS.items():
                 for rank in (1,) if mode == "head_only" else (1, 8, 64):
-                    write_fake_run(store, "minilm_rank", task, mode, seed, mu + rng.normal(0, sd), rank=rank)
+                    # one kept adapter (384 × 384 like MiniLM's query): where the d/r sweep reads d_in
+                    keep = task == TASKS[0] and seed == 0 and mode == "b_only" and rank == 8
+                    adapter = (
+                        {"layer.0.attention.self.query": random_factors(rank, 384, 384)} if keep else None
+                    )
+                    write_fake_run(store, "minilm_rank", task, mode, seed, mu + rng.normal(0, sd), rank=rank,
+                                   adapter=adapter)  # fmt: skip
                 write_fake_run(
                     store, "minilm_head", task, mode, seed, mu + rng.normal(0, sd), head=["classifier"]
                 )
-                write_fake_run(
-                    store, "minilm_mechanism", task, mode, seed, mu + rng.normal(0, sd), top_layers=1
-                )
+                write_fake_run(store, "minilm_mechanism", task, mode, seed, mu + rng.normal(0, sd), top_layers=1,
+                               targets=["value"], head=["classifier"])  # fmt: skip
             for init in (0, 1):
-                write_fake_run(
-                    store, "similarity", task, "ab", seed, 0.8 + rng.normal(0, 0.01), init_seed=init
-                )
+                write_fake_run(store, "similarity", task, "ab", seed, 0.8 + rng.normal(0, 0.01), init_seed=init,
+                               rank=4, adapter=_similarity_adapter(task, init, seed))  # fmt: skip
     return store
 
 
@@ -148,11 +174,20 @@ def contract_frames(monkeypatch):
     monkeypatch.setattr(
         cached, "head_factorial", lambda store, groups, metric: (head_frame(), head_interaction_frame())
     )
-    monkeypatch.setattr(cached, "mechanism", lambda store, group: mechanism_frame())
-    monkeypatch.setattr(cached, "similarity_2x2", lambda store, group: similarity_frame())
+    monkeypatch.setattr(cached, "mechanism_file", lambda store, group: mechanism_frame())
+    monkeypatch.setattr(cached, "similarity_2x2", lambda store, group: (similarity_frame(), _contrasts()))
     monkeypatch.setattr(
         replication, "_trend_lines", lambda trend: ["**B only − A only against d/r**: a line."]
     )
+    monkeypatch.setattr(replication, "_interaction_lines", lambda table: ["**Interaction**: a line."])
+    monkeypatch.setattr(replication, "_mechanism_lines", lambda table: ["**Mechanism test**: a line."])
+
+
+def _contrasts():
+    import pandas as pd
+
+    return pd.DataFrame({"which": ["A"], "contrast": ["same init - other init"], "estimate": [0.7], "ci_low": [0.6],
+                         "ci_high": [0.8], "verdict": ["higher"], "n_boot": [100]})  # fmt: skip
 
 
 def _trend():
@@ -180,22 +215,43 @@ def test_with_every_folder_each_section_draws_its_figure_and_verdicts(full_store
     assert len(rank) == len(expected) and list(rank["difference"]) == list(expected["diff_mean"].round(4))
     assert "A&B − head only" in set(rank["comparison"])  # the control row
     interaction = next(t for t in tables if "contrast" in t)
-    assert np.allclose(interaction["difference"], head_interaction_frame()["interaction"].round(4))
+    assert np.allclose(interaction["interaction"], head_interaction_frame()["interaction"].round(4))
     head = next(t for t in tables if "head" in t and "comparison" in t)
     assert "A&B − head only" in set(head["comparison"])
     assert any("B only − A only against d/r" in m.value for m in at.markdown)
 
 
 def test_with_every_folder_and_the_library_as_it_is(full_store):
-    """No stand-ins: each section shows its figure, or says plainly that this asymviz cannot analyse it yet,
-    or the library's own one-line error (e.g. runs without kept adapters); never a traceback."""
-    from app.replication import EXPERIMENTS, available
+    """No stand-ins: the d/r sweep, the head factorial and the 2×2 similarity run asymviz's own analyses on the
+    hand-written runs (and tiny adapters); the mechanism test, which needs a base model, ships no table here,
+    so the page says so and offers to measure it. The numbers shown are the library's."""
+    import pandas as pd
+
+    from asymviz.head_factorial import head_interaction_table
+    from asymviz.rank_sweep import rank_sweep_table
+    from asymviz.similarity_design import design_runs, similarity_2x2, similarity_pairs
 
     at = app_test("overview", store=full_store, timeout=300)
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    warnings = " ".join(w.value for w in at.warning)
-    for exp in EXPERIMENTS:
-        if not available(exp):
-            assert f"`{exp.module}`" in warnings
+    no_errors(at)
     assert len(at.subheader) == 4
+    titles = _titles(at)
+    assert len(titles) == 4  # Table 1, d/r, head factorial, 2×2 (no mechanism table yet)
+    assert any("asymviz mechanism minilm_mechanism" in i.value for i in at.info)
+    assert at.button(key="rep_mech_go")
+    runs = list_runs(full_store)
+    tables = [d.value for d in at.dataframe]
+    rank = next(t for t in tables if "d_over_r" in t)
+    expected = rank_sweep_table(R.counted_runs(runs, group="minilm_rank"))
+    assert list(rank["difference"]) == list(expected["diff_mean"].round(4))
+    assert set(rank["d_over_r"]) == {384.0, 48.0, 6.0}
+    both = pd.concat(
+        [R.counted_runs(runs, group=g) for g in ("minilm_tasks", "minilm_head")], ignore_index=True
+    )
+    interaction = next(t for t in tables if "contrast" in t and "interaction" in t)
+    assert np.allclose(interaction["interaction"], head_interaction_table(both)["interaction"].round(4))
+    cells = next(t for t in tables if "same_init" in t)
+    expected = similarity_2x2(similarity_pairs(design_runs(runs[runs["group"] == "similarity"])))
+    assert np.allclose(cells["mean"], expected["mean"])
+    a = cells[cells["which"] == "A"].set_index(["same_init", "same_task"])["mean"]
+    assert a[(True, False)] > a[(False, True)]  # by construction A follows its init, not its task
