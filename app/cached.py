@@ -337,16 +337,20 @@ def head_factorial(store: str, groups: tuple[str, ...], metric: str | None):
 MECHANISM_FILE = "mechanism.csv"  # asymviz mechanism <group> --format csv -o <group>/mechanism.csv
 
 
-@st.cache_data(ttl=60, show_spinner=False)
 def mechanism_file(store: str, group: str):
     """The mechanism table the experiment ships (<store>/<group>/mechanism.csv, asymviz.mechanism's columns,
-    written by `asymviz mechanism`), or None when there is none."""
+    written by `asymviz mechanism`), or None when there is none; read again when the file changes."""
     from pathlib import Path
 
+    path = Path(store) / group / MECHANISM_FILE
+    return _csv(str(path), path.stat().st_mtime_ns) if path.is_file() else None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _csv(path: str, stamp: int):
     import pandas as pd
 
-    path = Path(store) / group / MECHANISM_FILE
-    return pd.read_csv(path, keep_default_na=True) if path.is_file() else None
+    return pd.read_csv(path)
 
 
 @st.cache_data(show_spinner=False)

@@ -138,6 +138,21 @@ def test_mechanism_points_are_observed_against_predicted_with_the_identity_line(
     assert fig.layout.title.subtitle.text == "Relative excess loss"  # the quantity, once
 
 
+def test_mechanism_points_without_an_interval_are_open_and_say_so():
+    table = mechanism_frame()
+    table.loc[table["task"] == "word_pos", ["observed_low", "observed_high"]] = np.nan
+    fig = F.mechanism_figure(table)
+    for trace in fig.data:
+        if "word_pos" in (trace.name or ""):
+            assert trace.marker.symbol[0].endswith("-open") and trace.customdata[0][3] == "no interval"
+            assert list(trace.error_y.array) == [0.0]
+        elif " · " in (trace.name or ""):
+            assert not trace.marker.symbol[0].endswith("-open") and trace.customdata[0][3].startswith(
+                "95 % CI"
+            )
+    assert "no row has both" in F.mechanism_figure(table.assign(observed=np.nan)).layout.annotations[0].text
+
+
 def test_mechanism_puts_each_quantity_in_its_own_panel():
     table = mechanism_frame()
     table.loc[table["model"] == "vit-fmnist", "quantity"] = "test loss gap"

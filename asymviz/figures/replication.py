@@ -253,7 +253,8 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
     """Observed against predicted, one point per (model, task, module, mode) with the observed 95 % CI as a
     vertical bar, and the line y = x (a perfect prediction); one panel per `quantity` (what the two measure,
     named by its words before a colon: in the panel's title, or the figure's subtitle when there is one).
-    Colour = mode (B only, A only), symbol = model · task.
+    Colour = mode (B only, A only), symbol = model · task; an open symbol has no interval (e.g. Fieller's set is
+    unbounded when A&B's gain over the control is not clearly above 0).
 
     Reads `asymviz.mechanism.mechanism_table` columns ``model, task, module, d_over_r, mode, observed,
     observed_low, observed_high, predicted, exact, n_seeds, quantity``.
@@ -267,7 +268,8 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
     title = title or "Mechanism test: the observed gap against the linear-regression prediction"
     data = table.dropna(subset=["observed", "predicted"])
     if data.empty:
-        return empty_figure("no mechanism measurement to show", title)
+        return empty_figure("no row has both an observed and a predicted value (the table says why)", title)
+    bounded = data["observed_low"].notna() & data["observed_high"].notna()  # open marker: no interval
     quantities = list(dict.fromkeys(data["quantity"].astype(str)))
     names = [quantity_name(q) for q in quantities]
     fig = make_subplots(rows=1, cols=len(quantities), subplot_titles=names if len(quantities) > 1 else None,
@@ -289,21 +291,23 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
                     go.Scatter(
                         x=part["predicted"], y=part["observed"], mode="markers",
                         name=f"{SHORT_LABELS.get(mode, mode)} · {model} · {task}", legendgroup=f"{model}/{task}",
-                        marker={"color": MODE_COLORS.get(mode, "#555555"), "symbol": symbol, "size": 10},
+                        marker={"color": MODE_COLORS.get(mode, "#555555"), "size": 10, "line": {"width": 2},
+                                "symbol": [symbol if b else f"{symbol}-open" for b in bounded[part.index]]},
                         error_y={**_error(part, "observed_low", "observed_high", "observed"),
                                  "color": MODE_COLORS.get(mode, "#555555")},
                         showlegend=col == 1,
                         customdata=_custom(part["module"].astype(str), part["d_over_r"], part["n_seeds"],
-                                                    part["observed_low"], part["observed_high"], part["exact"]),
+                                           [_interval_text(lo, hi) for lo, hi in zip(part["observed_low"],
+                                                                                    part["observed_high"], strict=True)],
+                                           part["exact"]),
                         hovertemplate=f"{model} · {task}<br>{mode_label(mode)}<br>%{{customdata[0]}}, "
-                        "d/r = %{customdata[1]:.3g}<br>predicted %{x:.4g}<br>observed %{y:.4g} (95 % CI "
-                        "%{customdata[3]:.4g} to %{customdata[4]:.4g}, %{customdata[2]} seeds)"
-                        "<br>prediction exact: %{customdata[5]}<extra></extra>",
+                        "d/r = %{customdata[1]:.3g}<br>predicted %{x:.4g}<br>observed %{y:.4g} (%{customdata[3]}, "
+                        "%{customdata[2]} seeds)<br>prediction exact: %{customdata[4]}<extra></extra>",
                     ),
                     row=1, col=col,
                 )  # fmt: skip
         values = np.concatenate(
-            [q[c].to_numpy(float) for c in ("predicted", "observed_low", "observed_high")]
+            [q[c].to_numpy(float) for c in ("predicted", "observed", "observed_low", "observed_high")]
         )
         values = values[np.isfinite(values)]
         lo, hi = float(values.min()), float(values.max())
@@ -320,6 +324,10 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
     if len(quantities) == 1:
         fig.update_layout(title_subtitle_text=names[0], margin_t=80)
     return fig
+
+
+def _interval_text(low, high) -> str:
+    return "no interval" if low != low or high != high else f"95 % CI {low:.4g} to {high:.4g}"
 
 
 def quantity_name(quantity: str) -> str:

@@ -255,3 +255,62 @@ def test_with_every_folder_and_the_library_as_it_is(full_store):
     assert np.allclose(cells["mean"], expected["mean"])
     a = cells[cells["which"] == "A"].set_index(["same_init", "same_task"])["mean"]
     assert a[(True, False)] > a[(False, True)]  # by construction A follows its init, not its task
+
+
+@pytest.fixture(scope="module")
+def mechanism_store(tmp_path_factory, train_assets):
+    """A store whose minilm_mechanism group holds real tiny runs (a 2-layer BERT, LoRA on the top value
+    projection only, classifier head), as in tests/test_mechanism.py but 30 steps: A&B then gains over head
+    only, so the observed share is defined (its interval is not, with 3 seeds: the figure draws it open)."""
+    from asymviz.training.config import TrainConfig
+    from asymviz.training.loop import train
+
+    store = tmp_path_factory.mktemp("mech") / "store"
+    for mode in ("head_only", "ab", "b_only", "a_only"):
+        for seed in (0, 1, 2):
+            cfg = TrainConfig(model=str(train_assets["bert"]), task=str(train_assets["task"]), mode=mode, rank=2,
+                              alpha=4.0, targets=("value",), top_layers=1, head=("classifier",), steps=30,
+                              batch_size=4, lr=5e-2, seed=seed, device="cpu", threads=1)  # fmt: skip
+            train(cfg, store / "minilm_mechanism" / cfg.run_id())
+    return store
+
+
+def _mechanism_points(at):
+    fig = next(f for f in _figures(at) if f.layout.title.text.startswith("Mechanism test"))
+    return {
+        t.name.split(" · ")[0]: (_values(t.x)[0], _values(t.y)[0])
+        for t in fig.data
+        if " · " in (t.name or "")
+    }
+
+
+def test_the_mechanism_test_is_measured_on_request_and_read_from_its_file(mechanism_store):
+    """Without mechanism.csv the page measures on a click (asymviz.mechanism.mechanism_table, the base model on
+    the CPU); with the file the experiment ships, it draws the file at once. Both show the library's numbers."""
+    from app.cached import MECHANISM_FILE
+    from asymviz.mechanism import mechanism_table
+
+    expected = mechanism_table(mechanism_store / "minilm_mechanism")
+    assert expected["observed"].notna().all()
+    want = {label: (p, o) for label, p, o in zip(expected["mode"].map({"b_only": "B only", "a_only": "A only"}),
+                                                 expected["predicted"], expected["observed"], strict=True)}  # fmt: skip
+    at = app_test("overview", store=mechanism_store, timeout=300)
+    at.run()
+    no_errors(at)
+    assert not any(f.layout.title.text.startswith("Mechanism test") for f in _figures(at))  # nothing yet
+    at.button(key="rep_mech_go").click().run()
+    no_errors(at)
+    shown = _mechanism_points(at)
+    assert shown.keys() == want.keys()
+    for label, (p, o) in want.items():
+        assert shown[label] == pytest.approx((p, o))
+    assert any("**Mechanism test" in m.value for m in at.markdown)  # mechanism_lines
+
+    expected.to_csv(mechanism_store / "minilm_mechanism" / MECHANISM_FILE, index=False)
+    at = app_test("overview", store=mechanism_store, timeout=300)
+    at.run()
+    no_errors(at)
+    assert not at.button  # nothing to measure: the shipped table is drawn
+    shown = _mechanism_points(at)
+    for label, point in want.items():
+        assert shown[label] == pytest.approx(point)
