@@ -343,7 +343,14 @@ def mechanism_file(store: str, group: str):
     from pathlib import Path
 
     path = Path(store) / group / MECHANISM_FILE
-    return _csv(str(path), path.stat().st_mtime_ns) if path.is_file() else None
+    if not path.is_file():
+        return None
+    frame = _csv(str(path), path.stat().st_mtime_ns).copy()
+    # a CSV cannot tell "" from a missing value: the text columns the library writes "" in read back as ""
+    for col in ("model", "group", "task", "module", "mode", "quantity", "metric", "reason"):
+        if col in frame:
+            frame[col] = frame[col].fillna("").astype(str)
+    return frame
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -364,7 +371,9 @@ def mechanism(store: str, group: str):
     return mechanism_table(Path(store) / group)
 
 
-@st.cache_data(show_spinner="Comparing the adapters of the 2×2 design (each pair of runs, module by module) …")
+@st.cache_data(
+    show_spinner="Comparing the adapters of the 2×2 design (each pair of runs, module by module) …"
+)
 def similarity_2x2(store: str, group: str):
     """(similarity_2x2, similarity_contrasts) of the group's adapters (asymviz.similarity_design: design_runs,
     then similarity_pairs once for both); cached for the server's life (the adapters are shipped, not grown)."""

@@ -266,7 +266,8 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
             table = cached.mechanism(store, group)
         source = "measured now by asymviz.mechanism.mechanism_table"
     figure(
-        F.mechanism_figure(table.assign(model=table["model"].map(short))), "mechanism", "rep_mech",
+        F.mechanism_figure(table.assign(model=table["model"].map(short), task=table["task"].map(short))),
+        "mechanism", "rep_mech",
         "One point per model, task and frozen-factor mode: the share of A&B's gain over head only that the mode "
         "keeps, observed over paired seeds (95 % Fieller CI; none where A&B's gain is not clearly above 0), "
         "against the paper's linear-regression prediction for the module's measured input covariance; on the "

@@ -98,6 +98,7 @@ def test_head_factorial_draws_each_head_per_task_and_comparison():
         assert np.allclose(trace.x, np.arange(3) + offset)
         assert [c[0] for c in trace.customdata] == list(rows["task"])
     assert list(fig.layout.xaxis.ticktext) == ["fine_foods", "tweet_source", "word_pos"]
+    assert fig.layout.yaxis.title.text == "difference (+ = first better)"
     assert sum(s.type == "rect" for s in fig.layout.shapes) == 3  # the margin band in each panel
     assert sum(s.type == "line" and s.y0 == 0 for s in fig.layout.shapes) == 3
 
@@ -108,9 +109,22 @@ def test_head_factorial_wraps_more_than_three_comparisons_and_skips_the_pooled_r
     pooled = table.iloc[:1].assign(task="all")
     fig = F.head_factorial_figure(pd.concat([table, extra, pooled], ignore_index=True))
     assert len(_data_traces(fig)) == 8
-    assert fig.layout.height == 700  # two rows of panels
+    assert fig.layout.height == 700  # two rows of panels, three columns for three tasks
     assert "all" not in list(fig.layout.xaxis.ticktext)
     assert not any(s.type == "rect" for s in fig.layout.shapes)  # no margin column and none given: no band
+
+
+def test_head_factorial_with_five_tasks_uses_two_wider_columns_and_breaks_long_names():
+    table = head_frame()
+    more = pd.concat([table.assign(task=t) for t in ("word_polarity", "chatterbot_topic")], ignore_index=True)
+    fig = F.head_factorial_figure(pd.concat([table, more], ignore_index=True))
+    assert [a.text for a in fig.layout.annotations[:3]] == [
+        "B only − A only",
+        "B only − A&B",
+        "A&B − head only",
+    ]
+    assert fig.layout.xaxis3.anchor == "y3" and fig.layout.height == 700  # 3 comparisons: 2 + 1 panels
+    assert list(fig.layout.xaxis.ticktext)[-1] == "chatterbot_<br>topic" and fig.layout.xaxis.tickangle == 0
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -145,7 +159,7 @@ def test_mechanism_points_without_an_interval_are_open_and_say_so():
     for trace in fig.data:
         if "word_pos" in (trace.name or ""):
             assert trace.marker.symbol[0].endswith("-open") and trace.customdata[0][3] == "no interval"
-            assert list(trace.error_y.array) == [0.0]
+            assert np.isnan(trace.error_y.array).all()  # no bar, not a zero-width one
         elif " · " in (trace.name or ""):
             assert not trace.marker.symbol[0].endswith("-open") and trace.customdata[0][3].startswith(
                 "95 % CI"

@@ -45,12 +45,16 @@ def pair_label(mode: str, baseline: str) -> str:
 
 
 def _error(part: pd.DataFrame, low: str = "ci_low", high: str = "ci_high", mid: str = "diff_mean") -> dict:
-    """Asymmetric error bars reaching exactly from `low` to `high` (none where the interval is missing)."""
+    """Asymmetric error bars reaching exactly from `low` to `high`; none where the interval is missing (NaN:
+    Plotly draws no bar, where a 0 would draw a tick that reads as a very narrow interval)."""
     return {
         "type": "data", "symmetric": False, "visible": True, "thickness": 1.5, "width": 5,
-        "array": (part[high] - part[mid]).fillna(0.0).to_numpy(float),
-        "arrayminus": (part[mid] - part[low]).fillna(0.0).to_numpy(float),
+        "array": (part[high] - part[mid]).to_numpy(float),
+        "arrayminus": (part[mid] - part[low]).to_numpy(float),
     }  # fmt: skip
+
+
+DIFF_TITLE = "difference (+ = first better)"  # the metric and its units are in the figure's title
 
 
 def _margin_band(fig: go.Figure, margin: float, **where) -> None:
@@ -156,7 +160,7 @@ def rank_sweep_figure(
         fig.update_xaxes(type="log", tickvals=ticks["d_over_r"].to_list(),
                          ticktext=[f"{d:.3g}<br>r={int(r)}" for d, r in zip(ticks["d_over_r"], ticks["rank"], strict=True)],
                          title_text="d / r (log)", row=1, col=col)  # fmt: skip
-    fig.update_yaxes(title_text=f"{metric_label} difference (positive = first better)", row=1, col=1)
+    fig.update_yaxes(title_text=DIFF_TITLE, row=1, col=1)
     if margin == margin:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"equivalence band ±{margin:g}",
                                  marker={"symbol": "square", "size": 12, "color": "#DDDDDD"}))  # fmt: skip
@@ -200,12 +204,12 @@ def head_factorial_figure(
     if margin is None:
         margin = _margin_of(data)
     pairs = list(dict.fromkeys(zip(data["mode"], data["baseline"], strict=True)))
-    cols = min(3, len(pairs))
-    rows = math.ceil(len(pairs) / cols)
     tasks = list(dict.fromkeys(data["task"].astype(str)))
+    cols = min(3 if len(tasks) <= 3 else 2, len(pairs))  # five task names need a wider panel
+    rows = math.ceil(len(pairs) / cols)
     heads = [h for h in HEAD_COLORS if h in set(data["head"])] + sorted(set(data["head"]) - set(HEAD_COLORS))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[pair_label(*p) for p in pairs], shared_yaxes=True,
-                        horizontal_spacing=0.04, vertical_spacing=0.22 if rows > 1 else 0.1)  # fmt: skip
+                        horizontal_spacing=0.04, vertical_spacing=min(0.22, 0.5 / rows))  # fmt: skip
     for k, (mode, baseline) in enumerate(pairs):
         row, col = k // cols + 1, k % cols + 1
         for j, head in enumerate(heads):
@@ -233,11 +237,12 @@ def head_factorial_figure(
                 row=row, col=col,
             )  # fmt: skip
         _margin_band(fig, margin if margin is not None else float("nan"), row=row, col=col)
-        fig.update_xaxes(tickvals=list(range(len(tasks))), ticktext=tasks, range=[-0.6, len(tasks) - 0.4],
-                         tickangle=-30 if len(tasks) > 3 else 0, showgrid=False, zeroline=False, row=row,
-                         col=col)  # fmt: skip
+        # long task names break after their underscores ("chatterbot_<br>topic"), never rotated into the panel below
+        ticktext = [t.replace("_", "_<br>") for t in tasks] if len(tasks) > 3 else tasks
+        fig.update_xaxes(tickvals=list(range(len(tasks))), ticktext=ticktext, range=[-0.6, len(tasks) - 0.4],
+                         tickangle=0, showgrid=False, zeroline=False, row=row, col=col)  # fmt: skip
     for row in range(1, rows + 1):
-        fig.update_yaxes(title_text=f"{metric_label} difference", row=row, col=1)
+        fig.update_yaxes(title_text=DIFF_TITLE, row=row, col=1)
     return style_figure(fig, title, height=400 + 300 * (rows - 1))
 
 

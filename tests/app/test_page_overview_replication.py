@@ -311,6 +311,8 @@ def test_the_mechanism_test_is_measured_on_request_and_read_from_its_file(mechan
     at.run()
     no_errors(at)
     assert not at.button  # nothing to measure: the shipped table is drawn
+    lines = [m.value for m in at.markdown if "**Mechanism test" in m.value]
+    assert lines and not any("nan" in line for line in lines)  # the file's empty texts read back as ""
     shown = _mechanism_points(at)
     for label, point in want.items():
         assert shown[label] == pytest.approx(point)
