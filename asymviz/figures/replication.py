@@ -243,7 +243,9 @@ def head_factorial_figure(
                          tickangle=0, showgrid=False, zeroline=False, row=row, col=col)  # fmt: skip
     for row in range(1, rows + 1):
         fig.update_yaxes(title_text=DIFF_TITLE, row=row, col=1)
-    return style_figure(fig, title, height=400 + 300 * (rows - 1))
+    height = 400 + 300 * (rows - 1)
+    style_figure(fig, title, height=height)
+    return fig.update_layout(legend_y=-0.22 * 400 / height)  # as far below the last row as with one row
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -270,7 +272,7 @@ def mechanism_figure(table: pd.DataFrame, title: str | None = None) -> go.Figure
     from plotly.subplots import make_subplots
 
     _require(table, MECHANISM_COLUMNS, "mechanism_figure")
-    title = title or "Mechanism test: the observed gap against the linear-regression prediction"
+    title = title or "Mechanism test: observed against the linear-regression prediction"
     data = table.dropna(subset=["observed", "predicted"])
     if data.empty:
         return empty_figure("no row has both an observed and a predicted value (the table says why)", title)
