@@ -85,10 +85,10 @@ def render(store: str | Path, metric: str | None) -> None:
     if missing:
         st.info(
             "Not in this run store, so not shown: "
-            + "; ".join(f"**{e.title}** (needs the group folder(s) {', '.join(f'`{g}/`' for g in e.groups)})"
+            + "; ".join(f"**{e.title}** (no {' or '.join(f'`{g}/`' for g in e.groups if g not in groups)} folder)"
                         for e in missing)
-            + ". asymviz shows only what was measured: train them with the commands in the issue's README, "
-            "or choose a store that has them in the sidebar.",
+            + ". asymviz shows only what was measured: train them with the `asymviz sweep` commands in each "
+            "experiment's README, or choose a store that has them in the sidebar.",
             icon=":material/info:",
         )  # fmt: skip
 

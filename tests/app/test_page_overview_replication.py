@@ -60,6 +60,7 @@ def test_without_the_new_folders_the_page_says_which_experiments_are_missing(tab
     for title, folder in (("Experiment 2", "minilm_rank/"), ("Experiment 3", "minilm_head/"),
                           ("Experiment 4", "minilm_mechanism/"), ("Experiment 5", "similarity/")):  # fmt: skip
         assert title in missing and f"`{folder}`" in missing
+    assert "`minilm_tasks/`" not in missing  # only the folders that are not there
     assert not at.subheader  # no section of an experiment the store does not hold
     assert len(at.get("plotly_chart")) == 1  # Table 1's chart only
 
