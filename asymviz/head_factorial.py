@@ -235,17 +235,26 @@ def head_interaction_table(runs: pd.DataFrame, metric: str | None = None, margin
 
 
 def interaction_lines(table: pd.DataFrame, digits: int = 3) -> list[str]:
-    """One Markdown sentence per pooled row (task "all") of `head_interaction_table`, else per row."""
-    rows = table[table["task"] == "all"] if (table["task"] == "all").any() else table
+    """One Markdown sentence per pooled row (task "all") of `head_interaction_table` with the per-task verdict
+    counts of its contrast, or per row where no contrast has a pooled row; every number from the table."""
+    pooled = (table["task"] == "all").any()
+    rows = table[table["task"] == "all"] if pooled else table
     lines = []
     for _, t in rows.iterrows():
         mode, base = R.MODE_WORDS.get(t["mode"], t["mode"]), R.MODE_WORDS.get(t["baseline"], t["baseline"])
         ci = ("no interval" if pd.isna(t["ci_low"]) else
               f"95 % CI {t['ci_low']:+.{digits}f} to {t['ci_high']:+.{digits}f}, Holm-adjusted p {t['p_holm']:.2g}")  # fmt: skip
         where = "mean over tasks" if t["task"] == "all" else t["task"]
-        lines.append(
+        line = (
             f"**{mode} − {base}, classifier-only head vs pooler + classifier ({where})**: gap "
             f"{t['diff_classifier_head']:+.{digits}f} vs {t['diff_full_head']:+.{digits}f}, interaction "
             f"{t['interaction']:+.{digits}f} ({ci}); verdict **{t['verdict']}** at ±{t['margin']:g}."
         )
+        if pooled:
+            tasks = table[(table["contrast"] == t["contrast"]) & (table["task"] != "all")]
+            counts = tasks["verdict"].value_counts()
+            line += (
+                " Per task: " + ", ".join(f"{int(counts[v])} {v}" for v in R.VERDICTS if v in counts) + "."
+            )
+        lines.append(line)
     return lines

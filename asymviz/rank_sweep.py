@@ -49,12 +49,16 @@ TREND_EXTRA = ("metric", "model", "group", "p", "ci90_low", "ci90_high", "p_tost
 TREND_WORDS = {"better": "grows", "worse": "shrinks", "equivalent": "flat", "inconclusive": "inconclusive"}
 
 
-def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None) -> dict[str, int]:
+def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None,
+            source: pd.DataFrame | None = None) -> dict[str, int]:  # fmt: skip
     """{model: d_in} of the adapted modules, the d of d/r.
 
-    d_in : an int (every model), a {model: int} mapping, or None: read from the first run of each model that
+    d_in   : an int (every model), a {model: int} mapping, or None: read from the first run of each model that
         keeps its trained adapter (`has_weights`; the modules' A is r × d_in), which must give every adapted
-        module one d_in.
+        module one d_in
+    source : where to look for such a run (default: `runs`), e.g. the whole store when the sweep's own runs
+        were shipped without weights; only runs of the same model and, where the column exists, the same
+        `targets` as `runs` count
 
     Raises ResultsError when a model has no run with weights (pass d_in) or its modules differ in d_in.
     """
@@ -67,7 +71,10 @@ def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None) -> 
         if model in given:
             out[model] = int(given[model])
             continue
-        kept = runs[(runs["model"] == model) & runs.get("has_weights", False) & (runs["mode"] != "head_only")]
+        pool = runs if source is None else source
+        kept = pool[(pool["model"] == model) & pool.get("has_weights", False) & (pool["mode"] != "head_only")]
+        if "targets" in runs and "targets" in kept:
+            kept = kept[kept["targets"].isin(runs.loc[runs["model"] == model, "targets"].dropna().unique())]
         if kept.empty:
             raise ResultsError(f"d_in of {model}: no run keeps its adapter; pass d_in (e.g. 384 for MiniLM)")
         from asymviz.runs import RunRecord
@@ -82,13 +89,16 @@ def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None) -> 
 
 def rank_sweep_table(runs: pd.DataFrame, metric: str | None = None, margin: float = MARGIN,
                      d_in: int | Mapping[str, int] | None = None, pairs: Sequence[tuple[str, str]] = RANK_PAIRS,
-                     n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:  # fmt: skip
+                     n_boot: int = N_BOOT, seed: int = BOOT_SEED, source: pd.DataFrame | None = None,
+                     ) -> pd.DataFrame:  # fmt: skip
     """Each comparison of `pairs` at every rank, per task (asymviz.results.paired_comparisons, no pooled row).
 
     runs   : counted runs of the d/r sweep (`results.counted_runs`), columns of `RunStore.list()`
     metric : one of results.METRICS; None: test_accuracy, else test_loss
     margin : equivalence margin in the metric's units (> 0)
     d_in   : the adapted modules' input dimension (see `d_in_of`); d_over_r = d_in / rank
+    source : runs to read d_in from when `d_in` is None (`d_in_of`), e.g. the whole store's `RunStore.list()`:
+        a slimmed sweep keeps no adapter of its own
 
     Returns
     -------
@@ -105,7 +115,7 @@ def rank_sweep_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
     comp = R.paired_comparisons(runs, pairs, metric, margin, pooled=False, n_boot=n_boot, seed=seed)
     if comp.empty:
         raise ResultsError(f"no rank has runs of both modes of any of {pairs or list(RANK_PAIRS)}")
-    dims = d_in_of(runs, d_in)
+    dims = d_in_of(runs, d_in, source)
     comp["d_in"] = comp["model"].map(dims).astype(int)
     comp["d_over_r"] = comp["d_in"] / comp["rank"]
     order = {p: i for i, p in enumerate(pairs)}
@@ -116,14 +126,15 @@ def rank_sweep_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
 
 def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: float = MARGIN,
                      d_in: int | Mapping[str, int] | None = None, pairs: Sequence[tuple[str, str]] = TREND_PAIRS,
-                     n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:  # fmt: skip
+                     n_boot: int = N_BOOT, seed: int = BOOT_SEED, source: pd.DataFrame | None = None,
+                     ) -> pd.DataFrame:  # fmt: skip
     """Does the gap `mode − baseline` grow with d/r? One slope per seed pair, then statistics over seeds.
 
     For each task and seed pair (seed, init_seed) that has every rank of the task, the paired differences
     (`results.paired_differences`, positive = mode better) are regressed on log2(d_in / rank); slope is the
     mean over seed pairs of those slopes, in metric units per doubling of d/r. Interval, p, TOST and verdict
     as for a per-task paired difference in asymviz.results (margin: ±`margin` per doubling), Holm over the
-    rows of this table.
+    rows of this table. d_in and source as in `rank_sweep_table`.
 
     Returns
     -------
@@ -133,7 +144,7 @@ def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
     """
     if runs.empty:
         raise ResultsError("no counted runs for the d/r sweep")
-    dims = d_in_of(runs, d_in)
+    dims = d_in_of(runs, d_in, source)
     if "group" not in runs:
         runs = runs.assign(group="")
     present = set(runs["mode"])
@@ -150,7 +161,7 @@ def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
                 if len(ranks) < 2:
                     continue
                 slopes = [np.polyfit(g["x"].to_numpy(float), g["diff"].to_numpy(float), 1)[0]
-                          for _, g in cell.groupby(list(R.PAIR_KEY), sort=True) if g["rank"].nunique() == len(ranks)]  # fmt: skip
+                          for _, g in cell.groupby(list(R.PAIR_KEY), sort=True, dropna=False) if g["rank"].nunique() == len(ranks)]  # fmt: skip
                 key = (model, group, task, "trend", mode, baseline, m)
                 row = R._row(np.asarray(slopes, float), margin, n_boot, R._rng(key, seed))
                 row["slope"] = row.pop("diff_mean")

@@ -196,7 +196,8 @@ def similarity_2x2(pairs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_S
     DataFrame with columns CELL_COLUMNS then CELL_EXTRA: one row per (which, same_init, same_task) that has
     pairs, in CELLS order; mean over pairs (each pair weighs alike), ci_low / ci_high the percentile interval
     of the bootstrap over runs (module docstring), random_baseline the cell's mean baseline (max(k1, k2)/d),
-    k the median of the pairs' k, n_runs the runs in the cell's pairs, ci_method "run bootstrap".
+    k the median of the pairs' k, n_runs the runs in the cell's pairs, ci_method "run bootstrap", n_boot the
+    bootstrap draws that held a pair of the cell (draws without one are left out of the interval).
 
     Raises ResultsError when `pairs` is empty.
     """
@@ -213,7 +214,7 @@ def similarity_2x2(pairs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_S
             rows.append({"which": w, "same_init": si, "same_task": st, "n_pairs": len(part), "mean": est,
                          "ci_low": lo, "ci_high": hi, "random_baseline": float(part["random_baseline"].mean()),
                          "k": int(np.median(part["k"])), "n_runs": len(set(part["run_1"]) | set(part["run_2"])),
-                         "ci_method": "run bootstrap", "n_boot": n_boot})  # fmt: skip
+                         "ci_method": "run bootstrap", "n_boot": int((~np.isnan(boot)).sum())})  # fmt: skip
     return pd.DataFrame(rows, columns=[*CELL_COLUMNS, *CELL_EXTRA])
 
 
@@ -235,7 +236,8 @@ def similarity_contrasts(pairs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 
     Returns
     -------
     DataFrame with columns CONTRAST_COLUMNS: estimate from the pairs, 95 % percentile interval of the
-    bootstrap over runs, verdict higher / lower / inconclusive (the interval above 0, below 0, or across it).
+    bootstrap over runs (n_boot: the draws where every cell of the contrast had a pair), verdict higher / lower
+    / inconclusive (the interval above 0, below 0, or across it).
     A contrast whose cells are not all present is left out.
     """
     if pairs.empty:
@@ -250,7 +252,7 @@ def similarity_contrasts(pairs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 
         boot = sum(c * draws[key][1] for c, key in terms)
         lo, hi = _interval(np.asarray(boot))
         rows.append({"which": which, "contrast": name, "estimate": float(est), "ci_low": lo, "ci_high": hi,
-                     "verdict": _verdict(lo, hi), "n_boot": n_boot})  # fmt: skip
+                     "verdict": _verdict(lo, hi), "n_boot": int((~np.isnan(boot)).sum())})  # fmt: skip
 
     for w in FACTORS:
         add(w, "same init - other init", [(0.5, (w, True, t)) for t in (True, False)]
@@ -267,5 +269,6 @@ def similarity_contrasts(pairs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 
                 est, boot, _ = draws[(w, si, st)]
                 lo, hi = _interval(boot - base)
                 rows.append({"which": w, "contrast": f"{cell_name(si, st)} - random", "estimate": est - base,
-                             "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi), "n_boot": n_boot})  # fmt: skip
+                             "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi),
+                             "n_boot": int((~np.isnan(boot)).sum())})  # fmt: skip
     return pd.DataFrame(rows, columns=list(CONTRAST_COLUMNS))

@@ -78,6 +78,9 @@ def table(frame: pd.DataFrame, cols: list[str]) -> str:
     return head + "".join("| " + " | ".join(str(r[c]) for c in cols) + " |\n" for _, r in frame.iterrows())
 
 
+table_md = table  # the Markdown table writer, under a name no local variable shadows
+
+
 def sweeps(root: Path) -> pd.DataFrame:
     data = json.loads((root / SWEEP_FILE).read_text())["sweeps"]
     return pd.DataFrame(data)
@@ -273,6 +276,163 @@ def exp4(root: Path, model: Path) -> tuple[str, dict]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the v2 experiments (issue 13): each section says so when its folder is missing or its table cannot be computed
+
+
+def missing(root: Path, *groups: str) -> str | None:
+    """'(not run: ...)' when a group folder the experiment reads is not in `root`, else None."""
+    lacking = [g for g in groups if not (root / g).is_dir()]
+    return f"(not run: this folder has no {', '.join(f'`{g}/`' for g in lacking)})\n" if lacking else None
+
+
+def cmp_rows(frame: pd.DataFrame, first: list[str]) -> pd.DataFrame:
+    """Markdown-ready rows of a comparison frame: `first` columns, then comparison, pairs, diff [CI], p, verdict."""
+    return pd.DataFrame([{**{c: r[c] for c in first}, "comparison": f"{SHORT_ALL[r['mode']]} − {SHORT_ALL[r['baseline']]}",
+                          "pairs": r["n_pairs"], "diff [95 % CI]": ci(r),
+                          "p (Holm)": f"{r['p_holm']:.2g}" if r["p_holm"] == r["p_holm"] else "–",
+                          "verdict": r["verdict"]} for _, r in frame.iterrows()])  # fmt: skip
+
+
+SHORT_ALL = {**SHORT, "head_only": "head only"}
+
+
+def rank_section(root: Path) -> tuple[str, list[str]]:
+    """Exp 2 (d/r sweep): B − A and B − A&B at every rank, and whether each gap grows with d/r."""
+    from asymviz import rank_sweep as RS
+
+    gap = missing(root, RS.RANK_GROUP)
+    if gap:
+        return gap, []
+    store = RunStore(root).list()
+    runs = R.counted_runs(store, group=RS.RANK_GROUP)
+    try:
+        dims = RS.d_in_of(runs, source=store)
+        table = RS.rank_sweep_table(runs, d_in=dims)
+        trend = RS.rank_trend_table(runs, d_in=dims)
+    except R.ResultsError as exc:
+        return f"(cannot compute: {exc})\n", []
+    main = table[table["baseline"] != "head_only"].assign(d_over_r=lambda f: f["d_over_r"].map("{:g}".format))
+    control = table[table["baseline"] == "head_only"].assign(
+        d_over_r=lambda f: f["d_over_r"].map("{:g}".format)
+    )
+    cols = ["task", "comparison", "r", "d/r", "pairs", "diff [95 % CI]", "p (Holm)", "verdict"]
+    text = (
+        f"{len(runs)} counted runs (`{RS.RANK_GROUP}/`). Test accuracy, paired over seeds; d = {', '.join(map(str, sorted(set(dims.values()))))} "
+        f"(the adapted modules' d_in); Holm over the {table['p'].notna().sum()} rows of the table. Reproduce with "
+        f"`asymviz runs compare --store {root.name} --design rank` (and `--design rank-trend`).\n\n"
+        + "Does the gap grow with d/r? The paired difference regressed on log2(d/r) per seed, then the slopes over "
+        "seeds (t interval, Holm over these rows):\n\n"
+        + "".join(f"- {line}\n" for line in RS.trend_lines(trend))
+        + "\nThe LoRA modes against each other at every rank:\n\n"
+        + table_md(cmp_rows(main, ["task", "rank", "d_over_r"]).rename(columns={"rank": "r", "d_over_r": "d/r"}), cols)
+        + "\nEach LoRA mode against the head-only control (no adapter; its runs pair with every rank):\n\n"
+        + table_md(cmp_rows(control, ["task", "rank", "d_over_r"]).rename(columns={"rank": "r", "d_over_r": "d/r"}), cols)
+    )  # fmt: skip
+    return text, RS.trend_lines(trend)
+
+
+def head_section(root: Path) -> tuple[str, list[str]]:
+    """Exp 3 (head factorial): the modes within each head arm and how each gap moves with the head."""
+    from asymviz import head_factorial as HF
+
+    gap = missing(root, *HF.HEAD_GROUPS)
+    if gap:
+        return gap, []
+    store = RunStore(root).list()
+    runs = pd.concat([R.counted_runs(store, group=g) for g in HF.HEAD_GROUPS], ignore_index=True)
+    try:
+        fact = HF.head_factorial_table(runs)
+        inter = HF.head_interaction_table(runs)
+    except R.ResultsError as exc:
+        return f"(cannot compute: {exc})\n", []
+    irows = pd.DataFrame([{"task": r["task"], "contrast": r["contrast"].replace("b_only", "B only").replace("a_only", "A only")
+                           .replace("head_only", "head only").replace("ab", "A&B"),
+                           "gap, pooler + classifier": f"{r['diff_full_head']:+.3f}",
+                           "gap, classifier only": f"{r['diff_classifier_head']:+.3f}",
+                           "interaction [95 % CI]": ci(pd.Series({"diff_mean": r["interaction"], "ci_low": r["ci_low"],
+                                                                  "ci_high": r["ci_high"]})),
+                           "CI": r["ci_method"], "verdict": r["verdict"]} for _, r in inter.iterrows()])  # fmt: skip
+    text = (
+        f"{len(runs)} counted runs at r = 8 (`{'/`, `'.join(HF.HEAD_GROUPS)}/`): the head arm of a run is the head "
+        "modules it trained (run.json head_modules). Reproduce with `asymviz runs compare --store "
+        f"{root.name} --design head` and `--design head-interaction`.\n\n"
+        "Does the trained head absorb what a frozen factor loses? Interaction = the gap with the classifier-only "
+        "head minus the gap with pooler + classifier (positive: the gap is larger when the pooler is frozen), "
+        "paired by seed across arms (a seed fixes data order, dropout and init in both arms), Holm over the "
+        f"{inter['p'].notna().sum()} rows; equivalent: the 90 % CI inside ±{R.MARGIN:g}:\n\n"
+        + "".join(f"- {line}\n" for line in HF.interaction_lines(inter))
+        + "\n" + table_md(irows, list(irows.columns))
+        + "\nThe modes within each arm (task *all*: the mean over tasks, bootstrap interval):\n\n"
+        + table_md(cmp_rows(fact, ["head", "task"]), ["head", "comparison", "task", "pairs", "diff [95 % CI]", "p (Holm)", "verdict"])
+    )  # fmt: skip
+    return text, HF.interaction_lines(inter)
+
+
+def similarity_section(root: Path) -> tuple[str, list[str]]:
+    """Exp 5 (2×2 similarity): A's and B's similarity in the four cells, and the contrasts between them."""
+    from asymviz import similarity_design as SD
+
+    gap = missing(root, SD.SIMILARITY_GROUP)
+    if gap:
+        return gap, []
+    store = RunStore(root).list()
+    try:
+        runs = SD.design_runs(store[store["group"] == SD.SIMILARITY_GROUP])
+        pairs = SD.similarity_pairs(runs)
+        cells = SD.similarity_2x2(pairs)
+        con = SD.similarity_contrasts(pairs)
+    except R.ResultsError as exc:
+        return f"(cannot compute: {exc})\n", []
+    crows = pd.DataFrame([{"factor": c["which"], "cell": SD.cell_name(c["same_init"], c["same_task"]),
+                           "pairs": c["n_pairs"], "runs": c["n_runs"],
+                           "similarity [95 % CI]": f"{c['mean']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]",
+                           "random baseline": f"{c['random_baseline']:.3f}", "k": c["k"]} for _, c in cells.iterrows()])  # fmt: skip
+    krows = pd.DataFrame([{"factor": c["which"], "contrast": c["contrast"],
+                           "estimate [95 % CI]": f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]",
+                           "verdict": c["verdict"]} for _, c in con.iterrows()])  # fmt: skip
+    key = con.set_index(["which", "contrast"])
+    lines = []
+    for which, contrast, words in (("A", "same init - other init", "A's similarity follows the init"),
+                                   ("A", "same task - other task", "A's similarity follows the task"),
+                                   ("B", "same task - other task", "B's similarity follows the task"),
+                                   ("B", "same init - other init", "B's similarity follows the init"),
+                                   ("B-A", "B - A, other init, other task", "across tasks and inits B is more shared than A")):  # fmt: skip
+        if (which, contrast) in key.index:
+            c = key.loc[(which, contrast)]
+            lines.append(f"**{words}?** {contrast.replace('-', '−')} ({which}): {c['estimate']:+.3f} [95 % CI "
+                         f"{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], verdict **{c['verdict']}**.")  # fmt: skip
+    text = (
+        f"{len(runs)} runs (`{SD.SIMILARITY_GROUP}/`: mode ab, r = {int(runs['rank'].iloc[0])}, tasks "
+        f"{', '.join(sorted(runs['task'].unique()))}; init_seed × seed), {len(pairs) // pairs['which'].nunique()} "
+        "pairs. Similarity ‖U1ᵀU2‖²_F / min(k1, k2) of A's row space and B's column space, mean over the "
+        "modules, then over the cell's pairs; the 95 % interval is a bootstrap over runs (a run sits in many "
+        "pairs; asymviz.similarity_design), verdict higher / lower / inconclusive by that interval. Reproduce with "
+        f"`asymviz runs similarity-2x2 --store {root.name}` (`--table contrasts`).\n\n"
+        + "".join(f"- {line}\n" for line in lines)
+        + "\n" + table_md(crows, list(crows.columns))
+        + "\n" + table_md(krows, list(krows.columns))
+    )  # fmt: skip
+    return text, lines
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+HEADER = [
+    "# Results: what our runs say about the paper's claims",
+    "",
+    "Generated by `python bench/make_results.py` from the runs in this folder: every number below is computed",
+    "from their run.json, metrics.csv and adapters (the one exception is marked as a quote). Paper: Zhu et al., *Asymmetry in Low-Rank Adapters of",
+    "Foundation Models*, ICML 2024. Our models and data are small offline stand-ins for the paper's (MiniLM-L6",
+    "for RoBERTa, five small text tasks for GLUE, SmolLM2-135M for LLaMA-2, a 455k-parameter ViT for the",
+    "ImageNet ViT), so agreement or disagreement here is evidence about these settings, not a replication.",
+    "",
+]
+V1_GROUPS = (
+    "minilm_tasks",
+    "similarity",
+    "vit_mnist",
+)  # what the full report (exp 1-5 of the first run) reads
 
 
 def main(argv=None) -> int:
@@ -281,6 +441,53 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     root = Path(args.root)
+    v2 = {
+        "d/r sweep": rank_section(root),
+        "head factorial": head_section(root),
+        "2×2 similarity": similarity_section(root),
+    }
+    lacking = missing(root, *V1_GROUPS)
+    text = partial_report(root, lacking, v2) if lacking else full_report(root, v2)
+    out = Path(args.out) if args.out else root / "RESULTS.md"
+    out.write_text(text)
+    print(f"wrote {out} ({len(text):,} characters)")
+    return 0
+
+
+def v2_sections(v2: dict) -> list[str]:
+    """The v2 experiments' sections, in order (each says when it was not run)."""
+    (t_rank, _), (t_head, _), (t_sim, _) = v2.values()
+    return [
+        "## The d/r sweep (issue 13, exp 2): B only − A only and B only − A&B against d/r",
+        "",
+        t_rank,
+        "## The head factorial (issue 13, exp 3): pooler + classifier vs classifier only",
+        "",
+        t_head,
+        "## Similarity, the 2×2 design (issue 13, exp 5): same or other init × same or other task",
+        "",
+        t_sim,
+    ]
+
+
+def v2_verdicts(v2: dict) -> list[str]:
+    """One line naming what the v2 experiments gave, then their verdict sentences as bullets."""
+    head = "Replication v2 (issue 13): " + "; ".join(
+        f"{name}: {'below' if got else 'not in this folder or not computable'}"
+        for name, (_, got) in v2.items()
+    )
+    return [head + ".", "", *(f"- {line}" for _, got in v2.values() for line in got)]
+
+
+def partial_report(root: Path, lacking: str, v2: dict) -> str:
+    """The report of a folder without every experiment of the first run: what is missing, then the v2 ones."""
+    return "\n".join([*HEADER, "## Verdict", "", f"The first run's report (its exp 1-5) reads {', '.join(f'`{g}/`' for g in V1_GROUPS)}: "
+                      f"{lacking.strip()}.", "",
+                      *v2_verdicts(v2), "", *v2_sections(v2)])  # fmt: skip
+
+
+def full_report(root: Path, v2: dict) -> str:
+    """The report of a folder with the first run's experiments (and whichever v2 ones it has)."""
     t1, s1 = exp1(root / "minilm_tasks")
     t5 = exp5(root / "minilm_tasks")
     t2, s2 = exp2(root / "similarity")
@@ -308,14 +515,7 @@ def main(argv=None) -> int:
     n1 = per_task["verdict"].value_counts()
     half_width = float(((per_task["ci_high"] - per_task["ci_low"]) / 2).median())
     lines = [
-        "# Results: what our runs say about the paper's claims",
-        "",
-        "Generated by `python bench/make_results.py` from the runs in this folder: every number below is computed",
-        "from their run.json, metrics.csv and adapters (the one exception is marked as a quote). Paper: Zhu et al., *Asymmetry in Low-Rank Adapters of",
-        "Foundation Models*, ICML 2024. Our models and data are small offline stand-ins for the paper's (MiniLM-L6",
-        "for RoBERTa, five small text tasks for GLUE, SmolLM2-135M for LLaMA-2, a 455k-parameter ViT for the",
-        "ImageNet ViT), so agreement or disagreement here is evidence about these settings, not a replication.",
-        "",
+        *HEADER,
         "## Verdict",
         "",
         f"MiniLM-L6 on five tasks, {'/'.join(map(str, s1['seeds']))} seeds per cell, modes compared over paired "
@@ -367,6 +567,7 @@ def main(argv=None) -> int:
             + pair_verdicts(s4["comp"], PAIRS[::2])
             + f" ({'/'.join(sorted({str(n) for n in s4['comp']['n_pairs']}))} seed pairs)."
         )
+    lines += ["", *v2_verdicts(v2)]
     lines += [
         "",
         "## Exp 1 · MiniLM-L6 on five tasks (the paper's Table 1)",
@@ -411,6 +612,7 @@ def main(argv=None) -> int:
         "## Exp 4 · A small ViT, Fashion-MNIST → MNIST (the paper's ViT / DomainBed)",
         "",
         t4,
+        *v2_sections(v2),
         "## What is not here",
         "",
         f"- Seeds: {'/'.join(map(str, s1['seeds']))} per cell in exp 1 "
@@ -425,11 +627,7 @@ def main(argv=None) -> int:
         f"- cached_runs/ is {size / 2**20:.1f} MiB.",
         "",
     ]
-    text = "\n".join(lines)
-    out = Path(args.out) if args.out else root / "RESULTS.md"
-    out.write_text(text)
-    print(f"wrote {out} ({len(text):,} characters)")
-    return 0
+    return "\n".join(lines)
 
 
 def _interrupted_seconds(e1: pd.DataFrame) -> float:

@@ -81,7 +81,8 @@ def test_interaction_known_answers_and_paired_reference(runs):
     assert (ba["ci_low"], ba["ci_high"]) == pytest.approx((lo, hi))
     assert ba["p"] == pytest.approx(stats.ttest_1samp(dd, 0).pvalue)
     assert np.allclose(t["p_holm"], R.holm(t["p"].to_numpy(float)), equal_nan=True)
-    assert "interaction +0.05" in H.interaction_lines(t)[0]
+    line = H.interaction_lines(t)[0]
+    assert "interaction +0.05" in line and "mean over tasks" in line and "Per task: 2 better." in line
 
 
 def test_interaction_without_common_seeds_is_welch():

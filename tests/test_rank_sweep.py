@@ -119,6 +119,12 @@ def test_d_in_read_from_a_kept_adapter(tmp_path):
     assert sorted(set(S.rank_sweep_table(runs)["d_over_r"])) == [24 / 8, 24 / 4]
     with pytest.raises(ResultsError, match="pass d_in"):
         S.d_in_of(runs.assign(has_weights=False))
+    assert S.d_in_of(runs.assign(has_weights=False), source=runs) == {"tiny": 24}  # e.g. the whole store
+    slim = runs.assign(has_weights=False)
+    assert set(S.rank_trend_table(slim, source=runs)["d_over_r_max"]) == {24 / 4}
+    other_targets = runs.assign(targets="value")
+    with pytest.raises(ResultsError, match="pass d_in"):  # an adapter of other modules does not give d_in
+        S.d_in_of(other_targets.assign(has_weights=False), source=runs.assign(targets="query,value"))
 
 
 def test_no_runs_or_no_pairs_raise():

@@ -91,6 +91,7 @@ def test_cells_known_by_construction(pairs):
     assert (
         other["n_pairs"] == 24 and other["n_runs"] == 12 and other["random_baseline"] == pytest.approx(R_ / D)
     )
+    assert ((cells["n_boot"] > 1900) & (cells["n_boot"] <= 2000)).all()  # draws holding a pair of the cell
     again = S.similarity_2x2(pairs, n_boot=2000)
     pd.testing.assert_frame_equal(cells, again)  # seeded: reproducible
 

@@ -88,10 +88,11 @@ def _cmd_runs_compare(args) -> int:
     if args.design == "modes":
         frame = compare_modes(counted, args.metric, args.baseline, args.margin)
     elif args.design in ("rank", "rank-trend"):
-        from asymviz.rank_sweep import rank_sweep_table, rank_trend_table
+        from asymviz.rank_sweep import d_in_of, rank_sweep_table, rank_trend_table
 
         fn = rank_sweep_table if args.design == "rank" else rank_trend_table
-        frame = fn(counted, args.metric, args.margin, d_in=args.d_in)
+        dims = d_in_of(counted, args.d_in, source=runs)  # a kept adapter anywhere in the store gives d_in
+        frame = fn(counted, args.metric, args.margin, d_in=dims)
     else:
         from asymviz.head_factorial import head_factorial_table, head_interaction_table
 

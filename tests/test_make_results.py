@@ -1,0 +1,65 @@
+"""bench/make_results.py's v2 sections: each states the verdicts of the library tables, and a folder without an
+experiment gives a report that says so instead of failing."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from asymviz import head_factorial as HF
+from asymviz import rank_sweep as RS
+from asymviz import results as R
+from asymviz.runs import RunStore
+from tests.conftest import write_run_store
+from tests.test_head_factorial import factorial_runs
+from tests.test_rank_sweep import sweep_runs
+
+
+@pytest.fixture(scope="module")
+def make_results():
+    path = Path(__file__).resolve().parent.parent / "bench" / "make_results.py"
+    spec = importlib.util.spec_from_file_location("make_results", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_results"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A cached_runs/ with the d/r sweep and both head arms only (no adapters: d_in from nowhere)."""
+    root = tmp_path_factory.mktemp("cached") / "cached_runs"
+    write_run_store(root, sweep_runs(seeds=range(4), tasks=("fine_foods",)).assign(group=RS.RANK_GROUP))
+    write_run_store(root, factorial_runs(seeds_full=range(4), seeds_cls=range(4)))
+    return root
+
+
+def test_rank_section_without_d_in_says_it_cannot_compute(make_results, root):
+    text, verdicts = make_results.rank_section(root)
+    assert text.startswith("(cannot compute:") and "pass d_in" in text and verdicts == []
+
+
+def test_head_section_states_the_library_verdicts(make_results, root):
+    text, verdicts = make_results.head_section(root)
+    listed = RunStore(root).list()
+    runs = R.counted_runs(listed, group=HF.HEAD_GROUPS[0])
+    runs = pd.concat([runs, R.counted_runs(listed, group=HF.HEAD_GROUPS[1])], ignore_index=True)
+    inter = HF.head_interaction_table(runs)
+    pooled = inter[inter["task"] == "all"]
+    assert len(verdicts) == len(pooled)
+    for line, (_, row) in zip(verdicts, pooled.iterrows(), strict=True):
+        assert f"verdict **{row['verdict']}**" in line and f"{row['interaction']:+.3f}" in line
+    assert "--design head-interaction" in text
+
+
+def test_missing_folders_give_a_report_that_says_so(make_results, root, tmp_path, capsys):
+    out = tmp_path / "RESULTS.md"
+    assert make_results.main(["--root", str(root), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "(not run: this folder has no `similarity/`, `vit_mnist/`)" in text  # the first run's report
+    assert "(not run: this folder has no `similarity/`)" in text  # the 2×2's own section
+    assert "## The head factorial" in text and "interaction" in text
