@@ -520,7 +520,7 @@ def mechanism_lines(frame: pd.DataFrame, digits: int = 2) -> list[str]:
         rows = {r["mode"]: r for _, r in cell.iterrows()}
         first = cell.iloc[0]
         what = "test-loss" if first["metric"] == "test_loss" else "test-accuracy"
-        where = f"{model} on {task}" + (f" ({group})" if group else "")
+        where = f"{model} on {task}" + (f" ({group})" if isinstance(group, str) and group else "")
         text = (f"**Mechanism test, {where}** (LoRA on `{module}` only, {first['d_in']} → {first['d_out']}): "
                 f"A&B's {what} gain over head only is "
                 f"{_estimate(first['gain_ab'], first['gain_ab_low'], first['gain_ab_high'], 4, True)}.")  # fmt: skip
@@ -537,7 +537,7 @@ def mechanism_lines(frame: pd.DataFrame, digits: int = 2) -> list[str]:
             text += (
                 f"), weighting outputs by the measured loss curvature {r['predicted_curvature']:.{digits}f}."
             )
-            if r["reason"]:
+            if isinstance(r["reason"], str) and r["reason"]:
                 text += f" ({r['reason']}.)"
         if {"b_only", "a_only"} <= set(rows):
             r = rows["b_only"]
