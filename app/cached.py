@@ -317,11 +317,15 @@ def claims_by_group(store: str, groups: tuple[str, ...], metric: str | None):
 
 @st.cache_data(ttl=600, show_spinner="Comparing the modes at every rank …")
 def rank_sweep(store: str, group: str, metric: str | None):
-    """(rank_sweep_table, rank_trend_table) of the d/r sweep's counted runs (asymviz.rank_sweep)."""
+    """(rank_sweep_table, rank_trend_table) of the d/r sweep's counted runs (asymviz.rank_sweep); d_in is read
+    from any run of the store with the same model and targets that kept its adapter (a slimmed sweep ships
+    none of its own)."""
     from asymviz.rank_sweep import rank_sweep_table, rank_trend_table
 
-    runs = group_runs(store, (group,))
-    return rank_sweep_table(runs, metric), rank_trend_table(runs, metric)
+    runs, store_runs = group_runs(store, (group,)), all_runs(store)
+    return rank_sweep_table(runs, metric, source=store_runs), rank_trend_table(
+        runs, metric, source=store_runs
+    )
 
 
 @st.cache_data(ttl=600, show_spinner="Comparing the modes with either head …")

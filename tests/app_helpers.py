@@ -106,7 +106,7 @@ def write_fake_run(store: Path, group: str, task: str, mode: str, seed: int, val
     lora = 0 if mode == "head_only" else rank * {"ab": 2 * 384, "b_only": 384, "a_only": 384}[mode] * 12
     data = {"schema": 1, "run_id": run_id, "status": "completed", "model": model, "task": task, "mode": mode,
             "rank": rank, "seed": seed, "init_seed": init_seed, "role": "main",
-            "config": {"lr": 1e-3, "a_init": "orthogonal", "head_lr": 2e-3, **config},
+            "config": {"lr": 1e-3, "a_init": "orthogonal", "head_lr": 2e-3, "targets": ["query", "value"], **config},
             "trainable_params": {"lora": lora, "head": 148_000, "total": lora + 148_000},
             "metrics": {"test_accuracy": value, "test_macro_f1": value - 0.05, "test_loss": 1 - value}}  # fmt: skip
     write_json_atomic(folder / "run.json", data)

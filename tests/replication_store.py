@@ -33,42 +33,42 @@ def similarity_adapter(task: str, init_seed: int, seed: int) -> dict:
     return out
 
 
-def write_table1(store: Path, rng) -> None:
-    """minilm_tasks as the v2 sweep writes it: LoRA modes at r = 8 and 16, the control once (at r = 8)."""
-    for task in TASKS:
-        for seed in SEEDS:
-            for mode, (mu, sd) in LEVELS.items():
-                for rank in (8,) if mode == "head_only" else (8, 16):
-                    write_fake_run(store, "minilm_tasks", task, mode, seed, mu + rng.normal(0, sd), rank=rank,
-                                   head=FULL_HEAD)  # fmt: skip
-
-
-def write_replication_store(store: Path, mechanism_runs: bool = True) -> Path:
-    """Every experiment's group folder: Table 1, the d/r sweep, the classifier-only head arm, the mechanism
-    test and the 2×2 similarity design: hand-written run.json files, with tiny adapters where an analysis
-    reads weights (one run of the d/r sweep for d_in; every run of the similarity design). Without
-    `mechanism_runs` the minilm_mechanism group is left to `train_mechanism_runs`."""
-    rng = np.random.default_rng(1)
-    write_table1(store, rng)
+def write_table1(store: Path, rng, keep_one: bool = False) -> None:
+    """minilm_tasks as the v2 sweep writes it: LoRA modes at r = 8 and 16, the control once (at r = 8).
+    keep_one: the first B-only run keeps a 384 × 384 adapter (MiniLM's query and value), as exp 1 ships."""
     from conftest import random_factors
 
     for task in TASKS:
         for seed in SEEDS:
             for mode, (mu, sd) in LEVELS.items():
+                for rank in (8,) if mode == "head_only" else (8, 16):
+                    keep = keep_one and task == TASKS[0] and seed == 0 and mode == "b_only" and rank == 8
+                    adapter = {
+                        f"layer.0.attention.self.{k}": random_factors(rank, 384, 384)
+                        for k in ("query", "value")
+                    }
+                    write_fake_run(store, "minilm_tasks", task, mode, seed, mu + rng.normal(0, sd), rank=rank,
+                                   head=FULL_HEAD, adapter=adapter if keep else None)  # fmt: skip
+
+
+def write_replication_store(store: Path, mechanism_runs: bool = True) -> Path:
+    """Every experiment's group folder: Table 1, the d/r sweep, the classifier-only head arm, the mechanism
+    test and the 2×2 similarity design: hand-written run.json files, with tiny adapters where an analysis
+    reads weights (one run of Table 1, where the slimmed d/r sweep reads d_in; every run of the similarity
+    design). Without `mechanism_runs` the minilm_mechanism group is left to `train_mechanism_runs`."""
+    rng = np.random.default_rng(1)
+    write_table1(store, rng, keep_one=True)
+    for task in TASKS:
+        for seed in SEEDS:
+            for mode, (mu, sd) in LEVELS.items():
                 for rank in (1,) if mode == "head_only" else (1, 8, 64):
-                    # one kept adapter (384 × 384 like MiniLM's query): where the d/r sweep reads d_in
-                    keep = task == TASKS[0] and seed == 0 and mode == "b_only" and rank == 8
-                    adapter = (
-                        {"layer.0.attention.self.query": random_factors(rank, 384, 384)} if keep else None
-                    )
-                    write_fake_run(store, "minilm_rank", task, mode, seed, mu + rng.normal(0, sd), rank=rank,
-                                   adapter=adapter)  # fmt: skip
+                    write_fake_run(store, "minilm_rank", task, mode, seed, mu + rng.normal(0, sd), rank=rank)
                 write_fake_run(
                     store, "minilm_head", task, mode, seed, mu + rng.normal(0, sd), head=["classifier"]
                 )
                 if mechanism_runs:
-                    write_fake_run(store, "minilm_mechanism", task, mode, seed, mu + rng.normal(0, sd), top_layers=1,
-                               targets=["value"], head=["classifier"])  # fmt: skip
+                    write_fake_run(store, "minilm_mechanism", task, mode, seed, mu + rng.normal(0, sd),
+                                   top_layers=1, targets=["value"], head=["classifier"])  # fmt: skip
             for init in (0, 1):
                 write_fake_run(store, "similarity", task, "ab", seed, 0.8 + rng.normal(0, 0.01), init_seed=init,
                                rank=4, adapter=similarity_adapter(task, init, seed))  # fmt: skip

@@ -184,7 +184,7 @@ def test_with_every_folder_and_the_library_as_it_is(full_store):
     runs = list_runs(full_store)
     tables = [d.value for d in at.dataframe]
     rank = next(t for t in tables if "d_over_r" in t)
-    expected = rank_sweep_table(R.counted_runs(runs, group="minilm_rank"))
+    expected = rank_sweep_table(R.counted_runs(runs, group="minilm_rank"), source=runs)  # d_in from Table 1
     assert list(rank["difference"]) == list(expected["diff_mean"].round(4))
     assert set(rank["d_over_r"]) == {384.0, 48.0, 6.0}
     both = pd.concat(
