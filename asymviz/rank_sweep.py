@@ -47,6 +47,8 @@ TREND_COLUMNS = ("task", "mode", "baseline", "n_ranks", "d_over_r_min", "d_over_
                  "ci_low", "ci_high", "p_holm", "margin", "verdict")  # fmt: skip
 TREND_EXTRA = ("metric", "model", "group", "p", "ci90_low", "ci90_high", "p_tost", "reason")
 TREND_WORDS = {"better": "grows", "worse": "shrinks", "equivalent": "flat", "inconclusive": "inconclusive"}
+TREND_SENTENCES = {"better": "the gap **grows** with d/r", "worse": "the gap **shrinks** as d/r grows",
+                   "equivalent": "the gap **stays flat** across d/r", "inconclusive": "**cannot tell** whether the gap moves"}  # fmt: skip
 
 
 def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None,
@@ -73,8 +75,9 @@ def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None,
             continue
         pool = runs if source is None else source
         kept = pool[(pool["model"] == model) & pool.get("has_weights", False) & (pool["mode"] != "head_only")]
-        if "targets" in runs and "targets" in kept:
-            kept = kept[kept["targets"].isin(runs.loc[runs["model"] == model, "targets"].dropna().unique())]
+        targets = runs.loc[runs["model"] == model, "targets"].dropna().unique() if "targets" in runs else []
+        if len(targets) and "targets" in kept:  # runs that recorded no targets cannot be matched: any counts
+            kept = kept[kept["targets"].isin(targets)]
         if kept.empty:
             raise ResultsError(f"d_in of {model}: no run keeps its adapter; pass d_in (e.g. 384 for MiniLM)")
         from asymviz.runs import RunRecord
@@ -190,7 +193,7 @@ def trend_lines(trend: pd.DataFrame, digits: int = 3) -> list[str]:
         lines.append(
             f"**{mode} − {base} against d/r, {t['task']}**: slope {t['slope']:+.{digits}f} {t['metric']} per "
             f"doubling of d/r ({t['n_ranks']} ranks, d/r {t['d_over_r_min']:g} to {t['d_over_r_max']:g}; "
-            f"{t['n_seeds']} seed(s); {ci}): the gap **{TREND_WORDS[t['verdict']]}** "
+            f"{t['n_seeds']} seed(s); {ci}): {TREND_SENTENCES[t['verdict']]} "
             f"(verdict {t['verdict']} at ±{t['margin']:g} per doubling)."
         )
     return lines

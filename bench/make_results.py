@@ -345,8 +345,7 @@ def head_section(root: Path) -> tuple[str, list[str]]:
         inter = HF.head_interaction_table(runs)
     except R.ResultsError as exc:
         return f"(cannot compute: {exc})\n", []
-    irows = pd.DataFrame([{"task": r["task"], "contrast": r["contrast"].replace("b_only", "B only").replace("a_only", "A only")
-                           .replace("head_only", "head only").replace("ab", "A&B"),
+    irows = pd.DataFrame([{"task": r["task"], "contrast": f"{SHORT_ALL[r['mode']]} − {SHORT_ALL[r['baseline']]}",
                            "gap, pooler + classifier": f"{r['diff_full_head']:+.3f}",
                            "gap, classifier only": f"{r['diff_classifier_head']:+.3f}",
                            "interaction [95 % CI]": ci(pd.Series({"diff_mean": r["interaction"], "ci_low": r["ci_low"],

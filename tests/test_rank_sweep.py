@@ -116,6 +116,7 @@ def test_d_in_read_from_a_kept_adapter(tmp_path):
                                         for i in range(2)})  # fmt: skip
     runs.loc[runs.index[1], ["has_weights", "path"]] = [True, str(run_dir)]
     assert S.d_in_of(runs) == {"tiny": 24}
+    assert S.d_in_of(runs.assign(targets=None)) == {"tiny": 24}  # runs that recorded no targets: any adapter
     assert sorted(set(S.rank_sweep_table(runs)["d_over_r"])) == [24 / 8, 24 / 4]
     with pytest.raises(ResultsError, match="pass d_in"):
         S.d_in_of(runs.assign(has_weights=False))
