@@ -13,6 +13,10 @@ class ConfigError(AsymvizError, ValueError):
     """A configuration value that is out of range or inconsistent (names the field)."""
 
 
+class MechanismError(AsymvizError):
+    """A run store without what the mechanism test needs (its runs, an A&B adapter, a base model)."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type name when it has none.
 

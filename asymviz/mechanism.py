@@ -11,7 +11,7 @@ What is compared (per model, task, and the one adapted module, e.g. MiniLM's top
     observed = mean_s(L_head,s − L_mode,s) / mean_s(L_head,s − L_ab,s)      (test loss; accuracy: mode − head)
 
 over the seeds s that have all of head_only, ab and the mode (runs pair on (seed, init_seed), as in
-asymviz.results): a ratio of paired means, with Fieller's 95 % interval (Fieller 1954, J. R. Stat. Soc. B 16:175;
+asymviz.results): a ratio of paired means (asymviz.gain_share), with Fieller's 95 % interval (Fieller 1954, J. R. Stat. Soc. B 16:175;
 t with n − 1 df and the sample covariance of numerator and denominator). Fieller's set is unbounded when A&B's
 gain over head only is not significantly above 0: the ratio has no interval then, and the row says so
 (observed_low/high NaN, `reason`). The gap columns do the same for (L_a_only − L_b_only) / (L_head − L_ab).
@@ -19,7 +19,7 @@ gain over head only is not significantly above 0: the ratio has no interval then
 *Predicted*: the paper's model (theory.py): the module's update is fit by squared loss, excess loss
 E(BA) = Tr[(Δ − BA) Σ (Δ − BA)ᵀ], T = Tr(ΔΣΔᵀ), and a mode keeps 1 − E/T of the attainable improvement:
 - Σ (d_in × d_in): the module's input second moment over the run's training split, by hooks on the model
-  (asymviz.probes.activations.collect_moments; padding masked). Only one module is adapted, below it nothing
+  (asymviz.probes.run_moments through activations.collect_moments; padding masked). Only one module is adapted, below it nothing
   changes, so this is the base model's Σ (for MiniLM's top value projection: the previous layer's output tokens).
 - Δ (d_out × d_in): A&B's learned ΔW = (α/r)·B·A of the module (each ab run whose adapter was kept; the
   predictions are averaged over them, `n_delta`). Δ has rank ≤ r, so A&B keeps all of it (Eckart–Young share
@@ -62,10 +62,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from asymviz.errors import AsymvizError
-from asymviz.results import PAIR_KEY, counted_runs, lower_is_better
+from asymviz.errors import MechanismError
+from asymviz.gain_share import FROZEN_MODES, observed_shares
+from asymviz.results import counted_runs
 from asymviz.theory import projection_weights
 
 if TYPE_CHECKING:
@@ -77,12 +77,6 @@ EXTRA_COLUMNS = ("metric", "group", "realised", "n_realised", "predicted_curvatu
                  "realised_curvature", "predicted_ab", "gain_ab", "gain_ab_low", "gain_ab_high", "gap_observed",
                  "gap_low", "gap_high", "gap_predicted", "gap_predicted_curvature", "input_effective_rank",
                  "output_effective_rank", "n_delta", "n_tokens", "reason")  # fmt: skip
-FROZEN_MODES = ("b_only", "a_only")
-LEVEL = 0.95
-
-
-class MechanismError(AsymvizError):
-    """A store without what the mechanism test needs (its runs, an A&B adapter, a control)."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -167,112 +161,6 @@ def effective_rank(M: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# the observed share, over paired seeds
-
-
-def fieller_ratio(num: np.ndarray, den: np.ndarray, level: float = LEVEL) -> tuple[float, float, float, str]:
-    """mean(num) / mean(den) with Fieller's interval for paired samples (n ≥ 2).
-
-    The interval is {ρ : (ā − ρb̄)² ≤ t²·Var(ā − ρb̄)}, t = t_{(1+level)/2, n−1}, Var from the sample covariance of
-    (num, den) over n. Returns (ratio, low, high, reason): low/high NaN with a reason when the set is unbounded
-    (the denominator's mean is not significantly away from 0 at this level) or n < 2; ratio NaN when the
-    denominator's mean is ≤ 0 (no gain to share).
-    """
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    n = len(num)
-    if n == 0:
-        return math.nan, math.nan, math.nan, "no seed has head only, A&B and this mode"
-    a, b = float(num.mean()), float(den.mean())
-    if not b > 0:
-        return math.nan, math.nan, math.nan, f"A&B does not improve on head only (mean gain {b:+.4g})"
-    ratio = a / b
-    if n < 2:
-        return ratio, math.nan, math.nan, "a single seed: no interval"
-    cov = np.cov(num, den, ddof=1) / n  # covariance of the two means
-    t2 = stats.t.ppf((1 + level) / 2, n - 1) ** 2
-    q2, q1, q0 = b * b - t2 * cov[1, 1], a * b - t2 * cov[0, 1], a * a - t2 * cov[0, 0]
-    if not q2 > 0:
-        return (
-            ratio,
-            math.nan,
-            math.nan,
-            "A&B's gain over head only is not significantly > 0: no bounded interval",
-        )
-    half = math.sqrt(max(q1 * q1 - q0 * q2, 0.0))
-    return ratio, (q1 - half) / q2, (q1 + half) / q2, ""
-
-
-def observed_shares(runs: pd.DataFrame, metric: str = "test_loss", level: float = LEVEL) -> pd.DataFrame:
-    """The observed share of A&B's gain kept by b_only and a_only, per (model, group, task).
-
-    runs : counted runs (asymviz.results.counted_runs) of one module's mechanism test: modes head_only, ab,
-        b_only, a_only; columns model, group, task, mode, rank, seed, init_seed and `metric`
-
-    Returns
-    -------
-    DataFrame, one row per (model, group, task, mode), columns
-        model, group, task, mode, rank, n_seeds : seeds with all of head_only, ab and the mode
-        observed, observed_low, observed_high : mean gain of the mode / mean gain of A&B over head only, Fieller CI
-        gain_ab, gain_ab_low, gain_ab_high : A&B's mean gain over head only (metric units, positive = better), t CI
-        gap_observed, gap_low, gap_high : (gain of b_only − gain of a_only) / gain of A&B, over seeds with all four
-        reason : why an interval or value is missing ("" when none is)
-
-    Raises MechanismError when a mode has several ranks in a cell, or two runs for one seed.
-    """
-    sign = -1.0 if lower_is_better(metric) else 1.0
-    if "group" not in runs:
-        runs = runs.assign(group="")
-    data = runs.dropna(subset=[metric])
-    rows = []
-    for (model, group, task), cell in data.groupby(["model", "group", "task"], sort=True, dropna=False):
-        side = {}
-        for mode in ("head_only", "ab", *FROZEN_MODES):
-            part = cell[cell["mode"] == mode]
-            if mode != "head_only" and part["rank"].nunique() > 1:
-                raise MechanismError(f"{task}: {mode} runs of several ranks ({sorted(part['rank'].unique())}); "
-                                     "the mechanism test takes one rank per mode")  # fmt: skip
-            if part.duplicated(list(PAIR_KEY)).any():
-                raise MechanismError(f"{task}: two counted {mode} runs for one seed; pass one group's runs")
-            side[mode] = part.set_index(list(PAIR_KEY))
-        if side["head_only"].empty or side["ab"].empty:
-            continue
-        base = (
-            side["head_only"][metric]
-            .rename("head")
-            .to_frame()
-            .join(side["ab"][metric].rename("ab"), how="inner")
-        )
-        gain_ab = sign * (base["ab"] - base["head"])
-        for mode in FROZEN_MODES:
-            if side[mode].empty:
-                continue
-            both = base.join(side[mode][metric].rename("m"), how="inner")
-            num, den = sign * (both["m"] - both["head"]), sign * (both["ab"] - both["head"])
-            ratio, low, high, reason = fieller_ratio(num.to_numpy(), den.to_numpy(), level)
-            all4 = base.join(side["b_only"][metric].rename("b"), how="inner").join(
-                side["a_only"][metric].rename("a"), how="inner")  # fmt: skip
-            gap = fieller_ratio(sign * (all4["b"] - all4["a"]).to_numpy(), sign * (all4["ab"] - all4["head"]).to_numpy(),
-                                level)  # fmt: skip
-            g = gain_ab.loc[both.index].to_numpy(float)
-            g_low, g_high = _t_interval(g, level)
-            rows.append({"model": model, "group": group, "task": task, "mode": mode,
-                         "rank": int(side[mode]["rank"].iloc[0]), "n_seeds": len(both), "observed": ratio,
-                         "observed_low": low, "observed_high": high, "gain_ab": float(g.mean()) if len(g) else math.nan,
-                         "gain_ab_low": g_low, "gain_ab_high": g_high, "gap_observed": gap[0], "gap_low": gap[1],
-                         "gap_high": gap[2], "reason": reason})  # fmt: skip
-    cols = ["model", "group", "task", "mode", "rank", "n_seeds", "observed", "observed_low", "observed_high",
-            "gain_ab", "gain_ab_low", "gain_ab_high", "gap_observed", "gap_low", "gap_high", "reason"]  # fmt: skip
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _t_interval(d: np.ndarray, level: float) -> tuple[float, float]:
-    if len(d) < 2:
-        return math.nan, math.nan
-    half = stats.t.ppf((1 + level) / 2, len(d) - 1) * np.std(d, ddof=1) / math.sqrt(len(d))
-    return float(d.mean() - half), float(d.mean() + half)
-
-
-# ------------------------------------------------------------------------------------------------------------
 # from a run store
 
 
@@ -303,64 +191,6 @@ def mechanism_runs(store: str | Path) -> pd.DataFrame:
         raise MechanismError(f"{store}: no mechanism-test runs (completed head_only, ab and b_only or a_only runs "
                              "with LoRA on one module: one --targets name and --top-layers 1)")  # fmt: skip
     return runs
-
-
-def base_model_of(run: RunRecord, base: str | None = None) -> str:
-    """The base model to load for a run: `base` if given; else the run's model when it is a name or a folder
-    that exists here; else a folder `models/<its last path part>` next to the run or up to three folders above
-    it (a GPU store names its own path, e.g. .gpu_store/models/vit-fmnist, shipped as cached_runs/models/).
-
-    Raises MechanismError naming the missing folder when none is found.
-    """
-    if base:
-        return base
-    model = str(run.config.get("model") or run.data.get("model") or "")
-    path = Path(model).expanduser()
-    looks_like_folder = model.startswith(("/", ".", "~")) or model.count("/") > 1
-    if not looks_like_folder or path.exists():
-        return model
-    for folder in [run.path, *list(run.path.parents)[:3]]:
-        candidate = folder / "models" / path.name
-        if (candidate / "config.json").exists():
-            return str(candidate)
-    raise MechanismError(f"{run.run_id}: its base model {model!r} is not here; give the base model (--base)")
-
-
-def run_moments(run: RunRecord, max_examples: int | None = None, batch_size: int = 32, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None, base: str | None = None):  # fmt: skip
-    """Input and output-gradient second moments of a run's one adapted module over its training split.
-
-    The run's base model (`base_model_of`) with its trained adapter and head (PEFT), the run's training split and
-    tokenisation (the training engine's Workspace), eval mode, CPU; `max_examples` draws a seeded subset.
-    Returns asymviz.probes.activations.ModuleMoments (inputs Σ x xᵀ (d_in, d_in), outputs Σ g gᵀ (d_out, d_out)).
-    """
-    import torch
-    from peft import PeftModel
-
-    from asymviz.probes.activations import collect_moments
-    from asymviz.training.config import TrainConfig
-    from asymviz.training.workspace import Workspace
-
-    adapter = run.load_adapter()
-    if len(adapter) != 1:
-        raise MechanismError(f"{run.run_id}: adapts {len(adapter)} modules; the mechanism test needs one")
-    config = TrainConfig.from_dict(run.config).replace(device="cpu", model=base_model_of(run, base))
-    ws = Workspace(keep_models=False)
-    task = ws.task(config)
-    base, tokenizer, source = ws.model(config, task)
-    enc = ws.encoded(config, task, tokenizer, source)["train"]
-    model = PeftModel.from_pretrained(base, str(run.adapter_path), is_trainable=False).eval()
-    rows = torch.arange(len(enc))
-    if max_examples is not None and max_examples < len(enc):
-        rows = torch.randperm(len(enc), generator=torch.Generator().manual_seed(seed))[:max_examples]
-    rows = rows[torch.argsort(enc.lengths[rows], stable=True)]  # similar lengths together: less padding
-    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    batches = (enc.batch(c) for c in chunks)
-    report = (lambda i: progress(i, len(chunks))) if progress else None
-    moments = collect_moments(model, adapter.names, batches, output="gradient", progress=report)
-    if adapter.names[0] not in moments:
-        raise MechanismError(f"{run.run_id}: no activations reached {adapter.names[0]}")
-    return moments[adapter.names[0]]
 
 
 def _factor(run: RunRecord, which: str) -> np.ndarray | None:
@@ -420,6 +250,7 @@ def mechanism_table(store: str | Path, metric: str = "test_loss", max_examples: 
 
     Raises MechanismError without mechanism runs, a control, or a kept A&B adapter for a task.
     """
+    from asymviz.probes.run_moments import run_moments
     from asymviz.runs import RunRecord
 
     if metric not in ("test_loss", "test_accuracy"):

@@ -174,3 +174,20 @@ def tiny_config(train_assets):
         return TrainConfig(**base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mechanism_store(tmp_path_factory, train_assets):
+    """A store of mechanism-test runs on the tiny BERT: LoRA on the top layer's value only, classifier head,
+    modes head_only, ab, b_only, a_only, seeds 0-2, 4 steps each (adapters kept)."""
+    from asymviz.training.config import TrainConfig
+    from asymviz.training.loop import train
+
+    store = tmp_path_factory.mktemp("mechanism_store")
+    for mode in ("head_only", "ab", "b_only", "a_only"):
+        for seed in (0, 1, 2):
+            cfg = TrainConfig(model=str(train_assets["bert"]), task=str(train_assets["task"]), mode=mode, rank=2,
+                              alpha=4.0, targets=("value",), top_layers=1, head=("classifier",), steps=4,
+                              batch_size=4, lr=5e-2, seed=seed, device="cpu", threads=1)  # fmt: skip
+            train(cfg, store / cfg.run_id())
+    return store
