@@ -274,3 +274,115 @@ def run_settings(run_folder: str) -> dict:
     from asymviz.probes.alignment import run_settings as settings
 
     return settings(run_folder)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the replication's experiments (issue 13): each analysis over the counted runs of its group folders
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def group_runs(store: str, groups: tuple[str, ...]):
+    """asymviz.results.counted_runs of each group folder of `groups`, stacked (a run of two groups counts in
+    each: the head factorial reads exp 1's r = 8 runs as its full-head arm)."""
+    import pandas as pd
+
+    from asymviz.results import counted_runs
+
+    runs = all_runs(store)
+    return pd.concat([counted_runs(runs, group=g) for g in groups], ignore_index=True)
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the modes of every experiment (paired bootstrap) …")
+def claims_by_group(store: str, groups: tuple[str, ...], metric: str | None):
+    """(claim_table, claim_comparisons) of each group folder, computed apart (as `asymviz runs compare
+    --group G` does) and stacked; the metric where the group has it, else results' default."""
+    import pandas as pd
+
+    from asymviz import results as R
+
+    tables, comparisons = [], []
+    for g in groups:
+        runs = group_runs(store, (g,))
+        if runs.empty:
+            continue
+        chosen = metric if metric in runs and runs[metric].notna().any() else None
+        comp = R.claim_comparisons(runs, chosen)
+        if len(comp):
+            tables.append(R.claim_table(comp))
+            comparisons.append(comp)
+    if not tables:
+        return pd.DataFrame(columns=list(R.CLAIM_COLUMNS)), pd.DataFrame()
+    return pd.concat(tables, ignore_index=True), pd.concat(comparisons, ignore_index=True)
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the modes at every rank …")
+def rank_sweep(store: str, group: str, metric: str | None):
+    """(rank_sweep_table, rank_trend_table) of the d/r sweep's counted runs (asymviz.rank_sweep); d_in is read
+    from any run of the store with the same model and targets that kept its adapter (a slimmed sweep ships
+    none of its own)."""
+    from asymviz.rank_sweep import rank_sweep_table, rank_trend_table
+
+    runs, store_runs = group_runs(store, (group,)), all_runs(store)
+    return rank_sweep_table(runs, metric, source=store_runs), rank_trend_table(
+        runs, metric, source=store_runs
+    )
+
+
+@st.cache_data(ttl=600, show_spinner="Comparing the modes with either head …")
+def head_factorial(store: str, groups: tuple[str, ...], metric: str | None):
+    """(head_factorial_table, head_interaction_table) of the counted runs of both arms (asymviz.head_factorial;
+    exp 1's runs are the full-head arm, at its default rank 8)."""
+    from asymviz.head_factorial import head_factorial_table, head_interaction_table
+
+    runs = group_runs(store, groups)
+    return head_factorial_table(runs, metric), head_interaction_table(runs, metric)
+
+
+MECHANISM_FILE = "mechanism.csv"  # asymviz mechanism <group> --format csv -o <group>/mechanism.csv
+
+
+def mechanism_file(store: str, group: str):
+    """The mechanism table the experiment ships (<store>/<group>/mechanism.csv, asymviz.mechanism's columns,
+    written by `asymviz mechanism`), or None when there is none; read again when the file changes."""
+    from pathlib import Path
+
+    path = Path(store) / group / MECHANISM_FILE
+    if not path.is_file():
+        return None
+    frame = _csv(str(path), path.stat().st_mtime_ns).copy()
+    # a CSV cannot tell "" from a missing value: the text columns the library writes "" in read back as ""
+    for col in ("model", "group", "task", "module", "mode", "quantity", "metric", "reason"):
+        if col in frame:
+            frame[col] = frame[col].fillna("").astype(str)
+    return frame
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _csv(path: str, stamp: int):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+@st.cache_data(show_spinner=False)
+def mechanism(store: str, group: str):
+    """asymviz.mechanism.mechanism_table of the group folder, measured now: loads the base model and runs the
+    training split through it on the CPU (about a minute for MiniLM); cached for the server's life."""
+    from pathlib import Path
+
+    from asymviz.mechanism import mechanism_table
+
+    return mechanism_table(Path(store) / group)
+
+
+@st.cache_data(
+    show_spinner="Comparing the adapters of the 2×2 design (each pair of runs, module by module) …"
+)
+def similarity_2x2(store: str, group: str):
+    """(similarity_2x2, similarity_contrasts) of the group's adapters (asymviz.similarity_design: design_runs,
+    then similarity_pairs once for both); cached for the server's life (the adapters are shipped, not grown)."""
+    from asymviz.similarity_design import design_runs, similarity_2x2, similarity_contrasts, similarity_pairs
+
+    runs = all_runs(store)
+    pairs = similarity_pairs(design_runs(runs[runs["group"] == group]))
+    return similarity_2x2(pairs), similarity_contrasts(pairs)

@@ -31,9 +31,11 @@ def curve_label(split: str, metric: str) -> str:
 
 
 def short(name) -> str:
-    """A model or task as people read it: a local path by its last part, a hub id or task name as is."""
+    """A model or task as people read it: a local path by its last part, a hub id ("org/name") or task name as
+    is. A relative path with two slashes or more (".gpu_store/models/vit-fmnist", as a GPU store names its
+    local models) is a path too: a hub id has one."""
     text = str(name)
-    if text.startswith(("/", "./", "../", "~")) or "\\" in text:
+    if text.startswith(("/", "./", "../", "~")) or "\\" in text or text.count("/") > 1:
         return Path(text.rstrip("/")).name or text
     return text
 

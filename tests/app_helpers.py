@@ -89,3 +89,29 @@ def train_tiny_store(store: Path, root: Path, runs=(("ab", 0), ("b_only", 0), ("
     frame = sweep(configs, store)
     assert (frame["status"] == "completed").all(), frame[["run_id", "status", "error"]]
     return frame
+
+
+def write_fake_run(store: Path, group: str, task: str, mode: str, seed: int, value: float, rank: int = 8,
+                   model: str = "minilm", init_seed: int | None = None, adapter: dict | None = None,
+                   **config) -> Path:  # fmt: skip
+    """One completed run folder with a hand-written run.json (the documented schema, asymviz.runs): test
+    accuracy `value`, counted (role main); weights only when `adapter` ({module: (A (r, d_in), B (d_out, r))})
+    is given, as adapter/ in PEFT's format. `config` adds TrainConfig fields (head, top_layers...)."""
+    from asymviz.runs import write_json_atomic
+
+    init_seed = seed if init_seed is None else init_seed
+    run_id = f"{task}_{model}_{mode}_r{rank}_s{seed}_i{init_seed}"
+    folder = store / group / run_id
+    folder.mkdir(parents=True)
+    lora = 0 if mode == "head_only" else rank * {"ab": 2 * 384, "b_only": 384, "a_only": 384}[mode] * 12
+    data = {"schema": 1, "run_id": run_id, "status": "completed", "model": model, "task": task, "mode": mode,
+            "rank": rank, "seed": seed, "init_seed": init_seed, "role": "main",
+            "config": {"lr": 1e-3, "a_init": "orthogonal", "head_lr": 2e-3, "targets": ["query", "value"], **config},
+            "trainable_params": {"lora": lora, "head": 148_000, "total": lora + 148_000},
+            "metrics": {"test_accuracy": value, "test_macro_f1": value - 0.05, "test_loss": 1 - value}}  # fmt: skip
+    write_json_atomic(folder / "run.json", data)
+    if adapter is not None:
+        from conftest import write_adapter
+
+        write_adapter(folder / "adapter", adapter, {"lora_alpha": rank, "target_modules": ["query", "value"]})
+    return folder

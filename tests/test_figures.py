@@ -111,6 +111,9 @@ def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
     assert all(
         s.line.color == F.MODE_COLORS["head_only"] and s.line.dash == "dash" for s in fig.layout.shapes
     )
+    # its legend key and centre marker in the control's grey too (an open line symbol is drawn in
+    # marker.color: without it Plotly took the next colour of its colorway, a purple)
+    assert floor[0].marker.color == F.MODE_COLORS["head_only"]
 
 
 def test_a_linear_probe_is_a_dotted_line_per_task():

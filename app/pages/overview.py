@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from app import cached, state, tables
+from app import cached, replication, state, tables
 from app.components import caption, download_frame, figure, guard
 from app.state import store_path
 from asymviz import figures as F
+from asymviz.modes import CONTROL_MODES
 
 st.title("asymviz: are LoRA's A and B equal partners?")
 st.markdown(
@@ -38,13 +39,15 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     )  # fmt: skip
     metric = c2.selectbox("Test metric", metrics, format_func=tables.metric_label, key="ov_metric")
     data = runs[runs["model"] == model]
-    ranks = sorted(int(r) for r in data["rank"].dropna().unique())
+    control = data["mode"].isin(CONTROL_MODES)  # no adapter, so no rank: the floor at every rank
+    ranks = sorted(int(r) for r in data.loc[~control, "rank"].dropna().unique())
     if len(ranks) > 1:
         rank = st.segmented_control(
             "LoRA rank r", ranks, default=ranks[0], key="ov_rank", required=True, format_func=lambda r: f"r = {r}",
-            help="Runs of different ranks are never pooled.",
+            help="Runs of different ranks are never pooled; the control (head only) has no adapter and shows at "
+            "every rank.",
         )  # fmt: skip
-        data = data[data["rank"] == rank]
+        data = data[(data["rank"] == rank) | control]
     data = data.assign(task=data["task"].map(tables.short))
     summary = tables.summary_by_mode(data, metric, by=("task", "mode"))
     lower_better = metric in tables.LOWER_IS_BETTER
@@ -99,3 +102,5 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
             download_frame(
                 shown, f"overview_{model}_{metric}_paired", "ov_paired_csv", "paired comparisons (CSV)"
             )
+
+replication.render(store, metric)

@@ -14,6 +14,7 @@ seeds come from asymviz.results); one colour per mode everywhere (style.MODE_COL
     adapter     spectra, layer × module map, subspace similarity
     alignment   alignment with data and base weights, diagnostics
     theory      the theory page's simulations and the generalisation bound
+    replication the replication's experiments: d/r sweep, head factorial, mechanism test, 2×2 similarity
     export      HTML and PNG files
 """
 
@@ -34,6 +35,13 @@ from asymviz.figures.alignment import (
     diagnostics_figure,
 )
 from asymviz.figures.export import figure_html, figure_png
+from asymviz.figures.replication import (
+    head_factorial_figure,
+    mechanism_figure,
+    pair_label,
+    rank_sweep_figure,
+    similarity_2x2_figure,
+)
 from asymviz.figures.runs import (
     DRIFT_LABELS,
     drift_figure,
@@ -66,7 +74,8 @@ __all__ = [
     "MODE_LABELS", "MODE_SYMBOLS", "SOURCE_LABELS", "TEMPLATE", "WHICH_COLORS", "WHICH_LABELS",
     "alignment_layer_figure", "alignment_mode_figure", "alignment_panel_title", "bound_figure",
     "diagnostics_figure", "drift_figure", "empty_figure", "excess_loss_figure", "figure_html", "figure_png",
-    "format_mean_se", "input_spectrum_figure", "layer_module_heatmap", "learning_curve_figure", "mode_bar_figure",
-    "mode_label", "module_roles", "module_similarity_figure", "ordered_modes", "params_bar_figure", "rank_curve_figure", "readable_log_axis",
-    "shared_directions_figure", "similarity_heatmaps", "spectrum_figure",
+    "format_mean_se", "head_factorial_figure", "input_spectrum_figure", "layer_module_heatmap", "learning_curve_figure", "mode_bar_figure",
+    "mechanism_figure", "mode_label", "module_roles", "module_similarity_figure", "ordered_modes", "pair_label",
+    "params_bar_figure", "rank_curve_figure", "rank_sweep_figure", "readable_log_axis", "shared_directions_figure",
+    "similarity_2x2_figure", "similarity_heatmaps", "spectrum_figure",
 ]  # fmt: skip

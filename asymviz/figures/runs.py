@@ -101,7 +101,7 @@ def _floor(fig: go.Figure, part: pd.DataFrame, mode: str, x: str, categories: li
     fig.add_trace(
         go.Scatter(
             x=part[x].astype(str), y=part["mean"], mode="markers", name=name,
-            marker={"symbol": "line-ew-open", "size": 18, "line": {"color": color, "width": 2.5}},
+            marker={"symbol": "line-ew-open", "size": 18, "color": color, "line": {"color": color, "width": 2.5}},
             error_y={"type": "data", "array": part["se"].fillna(0.0), "visible": True, "color": color,
                      "thickness": 1.5, "width": 8},
             customdata=[int(n) for n in part["n"]],
