@@ -106,6 +106,19 @@ class Job:
     annotations: dict = field(default_factory=dict)  # extra run.json fields (role, lr_selection, sweep)
 
 
+def _has_head(cfg: TrainConfig) -> bool:
+    """False when the runs of `cfg`'s task train no head: `head=()` given, or a causal-LM task (its default head
+    is none). A task that cannot be read counts as having one (its runs fail and say why)."""
+    if cfg.head is not None:
+        return bool(cfg.head)
+    try:
+        from asymviz.base.tasks import load_task
+
+        return load_task(cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train).task_type != "causal_lm"
+    except Exception:  # noqa: BLE001 -- the runs report the task's problem
+        return True
+
+
 def _task_key(cfg: TrainConfig) -> str:
     """What shares one head lr: everything but the mode, its adapter's settings, seeds and the lrs."""
     return group_key(cfg.replace(mode="head_only", rank=1, alpha=1.0, a_init="orthogonal", targets=None,
@@ -155,8 +168,11 @@ class Plan:
                 continue
             self.groups[key] = _Group(LrGroup(members, lrs, ratios, max_extensions), task)
         for task in {g.task for g in self.groups.values()} - set(self.head_lr):
+            first = next(g.grid.first for g in self.groups.values() if g.task == task)
+            if not _has_head(first):  # a causal LM trains no head: no head lr to choose, no control
+                self.head_lr[task] = None
+                continue
             if not any(g.task == task and g.grid.first.mode == "head_only" for g in self.groups.values()):
-                first = next(g.grid.first for g in self.groups.values() if g.task == task)
                 control = first.replace(mode="head_only", lr_ratio=1.0, head_lr=None, a_init="orthogonal")
                 self.groups[group_key(control)] = _Group(LrGroup([control], lrs, None, max_extensions), task,
                                                          counted=False)  # fmt: skip

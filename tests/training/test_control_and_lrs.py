@@ -118,3 +118,15 @@ def test_head_lr_is_chosen_once_per_task_and_equal_across_modes(tmp_path, tiny_c
     assert set(mains["head_lr"]) == {chosen["chosen_lr"]}  # one head lr, the control's choice
     grids = frame[(frame["role"] == "lr_grid") & (frame["mode"] != "head_only")]
     assert set(grids["head_lr"]) == {chosen["chosen_lr"]}  # the LoRA grids train with it too
+
+
+def test_a_causal_lm_sweep_with_a_grid_has_no_head_control(tmp_path, train_assets, tiny_config):
+    """A causal LM trains no head: the plan adds no head-lr control (it used to, and the control's failure --
+    no head to train -- stopped every group of the task)."""
+    from asymviz.training.sweep import sweep
+
+    configs = [tiny_config(model=str(train_assets["llama"]), task=str(train_assets["qa"]), mode=m)
+               for m in ("ab", "b_only")]  # fmt: skip
+    frame = sweep(configs, tmp_path, lrs=[1e-3, 1e-2], lr_extensions=0)
+    assert set(frame["mode"]) == {"ab", "b_only"} and set(frame["status"]) == {"completed"}
+    assert len(frame) == 4  # two lrs per mode, the best one of each is its main run
