@@ -25,9 +25,14 @@ from asymviz import results as R  # noqa: E402
 from asymviz.modes import LORA_MODES as MODES  # noqa: E402
 from asymviz.runs import GENERATIONS_FILE, LR_FILE, SWEEP_FILE, RunStore  # noqa: E402
 
-LABEL = {"ab": "A&B", "b_only": "B only (random A)", "a_only": "A only (random B)"}
+LABEL = {
+    "ab": "A&B",
+    "b_only": "B only (random A)",
+    "a_only": "A only (random B)",
+    "head_only": "head only (control)",
+}
 PAIRS = (("b_only", "ab"), ("a_only", "ab"), ("b_only", "a_only"))  # (mode, baseline) compared in every exp
-SHORT = {"ab": "A&B", "b_only": "B only", "a_only": "A only"}
+SHORT = {"ab": "A&B", "b_only": "B only", "a_only": "A only", "head_only": "head only"}
 
 
 def counted(root: Path, a_init: str | None = "auto") -> pd.DataFrame:
@@ -90,121 +95,75 @@ def sweeps(root: Path) -> pd.DataFrame:
 
 
 def exp1(root: Path) -> tuple[str, dict]:
-    f = counted(root)  # B only: the orthogonal frozen A (the other inits are exp 5)
+    """Exp 1 (Table 1): the modes and the control per task and rank, the linear probe, the lr choices."""
+    f = counted(root)
     by = ["task", "rank", "mode"]
     acc, f1 = mean_se_of(f, "test_accuracy", by), mean_se_of(f, "test_macro_f1", by)
+    order = {m: i for i, m in enumerate(R.MODE_ORDER)}
     rows = []
     for (task, rank, m), part in f.groupby(by, sort=True):
-        rows.append((task, rank, MODES.index(m), {
-            "task": task, "r": rank, "mode": LABEL[m],
+        rows.append((task, rank if m != "head_only" else 0, order[m], {
+            "task": task, "r": rank if m != "head_only" else "–", "mode": LABEL[m],
             "test accuracy": fmt(*acc[task, rank, m][:2]), "macro-F1": fmt(*f1[task, rank, m][:2]),
             "seeds": acc[task, rank, m][2],
             "LoRA params": f"{int(part['trainable_lora'].median()):,}",
             "head params": f"{int(part['trainable_head'].median()):,}",
-            "lr": f"{part['lr'].iloc[0]:g}",
+            "lr": f"{part['lr'].iloc[0]:g}" if m != "head_only" else "–",
+            "λ": f"{part['lr_ratio'].iloc[0]:g}" if m == "ab" else "–",
+            "head lr": f"{part['head_lr'].iloc[0]:g}" if m != "head_only" else f"{part['lr'].iloc[0]:g}",
         }))  # fmt: skip
+    probe = pd.read_csv(root / "linear_probe.csv") if (root / "linear_probe.csv").exists() else None
+    for _, p in probe.iterrows() if probe is not None else []:
+        rows.append((p["task"], -1, 9, {"task": p["task"], "r": "–", "mode": "linear probe (frozen features)",
+                                        "test accuracy": f"{p['test_accuracy']:.3f}",
+                                        "macro-F1": f"{p['test_macro_f1']:.3f}", "seeds": "–", "LoRA params": "0",
+                                        "head params": "–", "lr": "–", "λ": "–", "head lr": f"C = {p['C']:g}"}))  # fmt: skip
     rows = [r for *_, r in sorted(rows, key=lambda x: x[:3])]
-    comp = R.paired_comparisons(f, PAIRS, "test_accuracy")
+    comp = R.claim_comparisons(f, "test_accuracy")
     claims = R.claim_table(comp)
-    means = f.groupby(["mode", "rank"])["test_accuracy"].mean().unstack()
-    per_task = comp[comp["task"] != "all"]
-    summary = {
-        "comp": comp,
-        "claims": claims,
-        "means": means,
-        "n_runs": len(f),
-        "seeds": sorted(set(acc[k][2] for k in acc)),
-    }
-    a_ab = per_task[(per_task["mode"] == "a_only") & (per_task["baseline"] == "ab")]["verdict"].value_counts()
-    summary["a_vs_ab"] = ", ".join(f"{int(a_ab[v])} {v}" for v in R.VERDICTS if v in a_ab)
+    lora = f[f["mode"] != "head_only"]
+    means = lora.groupby(["mode", "rank"])["test_accuracy"].mean().unstack()
+    control = f[f["mode"] == "head_only"]["test_accuracy"].mean()
+    per_task = comp[(comp["task"] != "all") & (comp["baseline"] != "head_only")]
+    summary = {"comp": comp, "claims": claims, "means": means, "control": control, "n_runs": len(f),
+               "seeds": sorted(set(acc[k][2] for k in acc)), "per_task": per_task,
+               "probe": float(probe["test_accuracy"].mean()) if probe is not None else None}  # fmt: skip
     lr = pd.read_csv(root / LR_FILE)
     chosen = lr[lr["chosen"]].copy()
-    chosen["mode"] = [
-        LABEL[m] + (f" ({a})" if m == "b_only" else "")
-        for m, a in zip(chosen["mode"], chosen["a_init"], strict=True)
-    ]
-    chosen = chosen.assign(lr=chosen["lr"].map("{:g}".format), value=chosen["value"].map("{:.3f}".format))
-    grid = sorted(lr["lr"].unique())
-    edges = chosen[chosen["lr"].astype(float).isin([grid[0], grid[-1]])]
-    sw = sweeps(root)
-    e1 = sw[sw["name"] == "exp1"]
+    span = lr.groupby(["task", "mode", "rank"])["lr"].agg(["min", "max"])
+    chosen["grid"] = [f"{span.loc[(t, m, r), 'min']:g} – {span.loc[(t, m, r), 'max']:g}"
+                      for t, m, r in zip(chosen["task"], chosen["mode"], chosen["rank"], strict=True)]  # fmt: skip
+    edge = [lr_ == span.loc[(t, m, r), "min"] or lr_ == span.loc[(t, m, r), "max"]
+            for t, m, r, lr_ in zip(chosen["task"], chosen["mode"], chosen["rank"], chosen["lr"], strict=True)]  # fmt: skip
+    chosen = chosen.assign(mode=chosen["mode"].map(LABEL), lr=chosen["lr"].map("{:g}".format),
+                           lr_ratio=chosen["lr_ratio"].map("{:g}".format), value=chosen["value"].map("{:.3f}".format),
+                           r=chosen["rank"])  # fmt: skip
     text = (
-        table(pd.DataFrame(rows), ["task", "r", "mode", "test accuracy", "macro-F1", "seeds", "LoRA params",
-                                   "head params", "lr"])  # fmt: skip
-        + "\nMean test accuracy over the five tasks (3 seeds each):\n\n"
-        + table(
-            pd.DataFrame(
-                [{"mode": LABEL[m], **{f"r = {r}": f"{means.loc[m, r]:.3f}" for r in means.columns}} for m in MODES]
-            ),
+        table_md(pd.DataFrame(rows), ["task", "r", "mode", "test accuracy", "macro-F1", "seeds", "LoRA params",
+                                      "head params", "lr", "λ", "head lr"])  # fmt: skip
+        + "\nMean test accuracy over the five tasks (5 seeds each; the control, head only, has no rank: "
+        + f"{control:.3f}"
+        + (f"; the linear probe on frozen features: {summary['probe']:.3f}" if probe is not None else "")
+        + "):\n\n"
+        + table_md(
+            pd.DataFrame([{"mode": LABEL[m], **{f"r = {r}": f"{means.loc[m, r]:.3f}" for r in means.columns}}
+                          for m in MODES if m in means.index]),  # fmt: skip
             ["mode"] + [f"r = {r}" for r in means.columns],
         )
         + "\nMode against mode over paired seeds (diff: the first mode's test accuracy minus the second's, mean "
         "over seed pairs; 95 % CI: Student t per task, a bootstrap over tasks and seeds within for task *all*, "
         f"{R.N_BOOT:,} resamples; p: paired t-test, Holm-adjusted over the {comp['p'].notna().sum()} rows; "
-        f"equivalent: the 90 % CI inside ±{R.MARGIN:g}):\n\n"
+        f"equivalent: the 90 % CI inside ±{R.MARGIN:g}). Reproduce with `asymviz runs compare --store "
+        f"{root.parent.name} --group {root.name}` (`--baseline head_only` for the control rows):\n\n"
         + comparison_table(comp)
-        + f"\nLearning rates chosen on validation (grid {', '.join(f'{x:g}' for x in grid)}; seed 0, r = 8; "
-        "validation accuracy of the chosen lr):\n\n"
-        + table(chosen, ["task", "mode", "lr", "value"])
-        + (
-            f"\n{len(edges)} of {len(chosen)} choices sit at an end of the grid "
-            f"({'; '.join(f'{t} {m} at {v}' for t, m, v in zip(edges['task'], edges['mode'], edges['lr'], strict=True))})."
-            if len(edges) else "\nEvery choice is inside the grid."
-        )
-        + "\n"
+        + "\nLearning rates chosen on validation at seed 0 (grid 1e-3, 3e-3, 1e-2, 3e-2, extended by a factor 3 "
+        "while the best point sat at an end; for A&B the LoRA+ ratio λ = lr_B / lr_A in {1, 4, 16} is chosen with "
+        "the lr; the head lr is the control's choice, the same in every mode of a task):\n\n"
+        + table_md(chosen, ["task", "mode", "r", "lr", "lr_ratio", "head_lr", "value", "grid"])
+        + (f"\n{sum(edge)} of {len(edge)} choices sit at an end of their final grid.\n" if any(edge)
+           else "\nEvery choice is inside its final grid (an end point would have extended it).\n")
     )  # fmt: skip
-    summary["exp1_sweeps"] = e1
     return text, summary
-
-
-def exp5(root: Path) -> str:
-    f = counted(root, a_init=None)
-    f = f[(f["mode"] == "b_only") & (f["rank"] == 8) & f["task"].isin(["fine_foods", "word_polarity"])]
-    acc = mean_se_of(f, "test_accuracy", ["task", "a_init"])
-    rows = []
-    for (task, a_init), g in f.groupby(["task", "a_init"]):
-        m, s, n = acc[task, a_init]
-        rows.append({"task": task, "frozen A": a_init, "test accuracy": fmt(m, s), "seeds": n,
-                     "lr": f"{g['lr'].iloc[0]:g}"})  # fmt: skip
-    return table(pd.DataFrame(rows), ["task", "frozen A", "test accuracy", "seeds", "lr"])
-
-
-def exp2(root: Path) -> tuple[str, dict]:
-    from asymviz.similarity import pairwise_similarity
-
-    store = RunStore(root)
-    f = counted(root, a_init=None)
-    ff = f[f["task"] == "fine_foods"]
-    sets = {
-        "5 seeds, each its own init (fine_foods)": ff[ff["init_seed"] == ff["seed"]],
-        "5 seeds, one shared init (fine_foods)": ff[ff["init_seed"] == 0],
-        "4 tasks, one shared init (seed 0)": f[f["seed"] == 0],
-    }
-    rows, by_layer, out = [], [], {}
-    for name, runs in sets.items():
-        adapters = [store.get(r).load_adapter() for r in runs["run_id"]]
-        labels = [
-            f"{t}/s{s}/i{i}" for t, s, i in zip(runs["task"], runs["seed"], runs["init_seed"], strict=True)
-        ]
-        d = pairwise_similarity(adapters, labels, which=("A", "B"))
-        agg = d.groupby("which")[["similarity", "random_baseline"]].mean()
-        out[name] = agg
-        rows.append({
-            "runs compared": f"{name}: {len(runs)} runs, {len(runs) * (len(runs) - 1) // 2} pairs",
-            "A (row space)": f"{agg.loc['A', 'similarity']:.3f}", "B (column space)": f"{agg.loc['B', 'similarity']:.3f}",
-            "random baseline": f"{agg.loc['A', 'random_baseline']:.3f}",
-        })  # fmt: skip
-        lay = d.groupby(["which", "layer"])["similarity"].mean().unstack(0)
-        for layer, r in lay.iterrows():
-            by_layer.append(
-                {"runs compared": name, "layer": layer, "A": f"{r['A']:.2f}", "B": f"{r['B']:.2f}"}
-            )
-    text = (
-        table(pd.DataFrame(rows), ["runs compared", "A (row space)", "B (column space)", "random baseline"])
-        + "\nPer layer (mean over query and value and over pairs):\n\n"
-        + table(pd.DataFrame(by_layer), ["runs compared", "layer", "A", "B"])
-    )
-    return text, out
 
 
 def exp3(root: Path) -> tuple[str, dict]:
@@ -252,10 +211,11 @@ def exp3(root: Path) -> tuple[str, dict]:
 
 
 def exp4(root: Path, model: Path) -> tuple[str, dict]:
+    """Exp 6 on the ViT: the control and the modes, in-domain and held-out (rotated) accuracy."""
     f = counted(root)
     tests, helds = mean_se_of(f, "test_accuracy", ["mode"]), mean_se_of(f, "heldout_accuracy", ["mode"])
     rows, stats = [], {}
-    for m in MODES:
+    for m in R.MODE_ORDER:
         g = f[f["mode"] == m]
         if g.empty:
             continue
@@ -264,15 +224,61 @@ def exp4(root: Path, model: Path) -> tuple[str, dict]:
         rows.append({"mode": LABEL[m], "in-domain test accuracy": fmt(*test[:2]),
                      "held-out (rotated 30°) accuracy": fmt(*held[:2]), "seeds": test[2],
                      "LoRA params": f"{int(g['trainable_lora'].median()):,}",
-                     "head params": f"{int(g['trainable_head'].median()):,}", "lr": f"{g['lr'].iloc[0]:g}"})  # fmt: skip
+                     "head params": f"{int(g['trainable_head'].median()):,}", "lr": f"{g['lr'].iloc[0]:g}",
+                     "λ": f"{g['lr_ratio'].iloc[0]:g}" if m == "ab" else "–"})  # fmt: skip
     pre = json.loads((model / "pretraining.json").read_text())
+    stats["comp"] = R.claim_comparisons(f, "test_accuracy")
     text = (
         f"Base model: {pre['params']:,}-parameter ViT pretrained {pre['config']['epochs']} epochs on Fashion-MNIST "
-        f"in {pre['train_s']:.0f} s on {pre['device']} (Fashion-MNIST test accuracy {pre['test_accuracy']:.3f}).\n\n"
-        + table(pd.DataFrame(rows), list(rows[0]))
-    )
-    stats["comp"] = R.paired_comparisons(f, PAIRS, "test_accuracy")
+        f"in {pre['train_s']:.0f} s on {pre['device']} (Fashion-MNIST test accuracy {pre['test_accuracy']:.3f}). "
+        f"{len(f)} counted runs (`{root.name}/`).\n\n"
+        + table_md(pd.DataFrame(rows), list(rows[0]))
+        + "\n" + comparison_table(stats["comp"])
+    )  # fmt: skip
     return text, stats
+
+
+def mechanism_section(root: Path) -> tuple[str, list[str]]:
+    """Exp 4 (mechanism): the shares of A&B's gain B only and A only keep on one module, observed vs predicted,
+    read from each group's mechanism.csv (written by `asymviz mechanism GROUP -o GROUP/mechanism.csv`: it needs
+    the base model and the training data, so it is measured once, not on every report)."""
+    from asymviz.mechanism import mechanism_lines
+
+    frames, notes = [], []
+    for group in ("minilm_mechanism", "vit_mechanism"):
+        path = root / group / "mechanism.csv"
+        if not (root / group).is_dir():
+            notes.append(f"(not run: this folder has no `{group}/`)")
+        elif not path.exists():
+            notes.append(f"(`{group}/mechanism.csv` is missing: `asymviz mechanism {root.name}/{group} --format csv "
+                         f"-o {root.name}/{group}/mechanism.csv` measures it)")  # fmt: skip
+        else:
+            frames.append(pd.read_csv(path))
+    if not frames:
+        return "\n".join(notes) + "\n", []
+    frame = pd.concat(frames, ignore_index=True)
+    frame["model"] = frame["model"].map(lambda m: str(m).rstrip("/").split("/")[-1])  # a local path: its name
+    lines = mechanism_lines(frame)
+    cols = [c for c in ("model", "task", "mode", "d_over_r", "observed", "observed_low", "observed_high", "predicted",
+                        "realised", "predicted_curvature", "n_seeds") if c in frame.columns]  # fmt: skip
+    shown = frame[cols].copy()
+    for c in cols[4:-1]:
+        shown[c] = shown[c].map(lambda v: "–" if v != v else f"{v:.3f}")
+    shown["model"] = shown["model"].map(lambda m: str(m).rstrip("/").split("/")[-1])
+    text = (
+        "LoRA on one module only (the top layer's value projection), the classifier alone trained with it. "
+        "observed = the share of A&B's gain over the head-only control that the mode keeps, (L_head − L_mode) / "
+        "(L_head − L_ab) in test loss, paired over seeds, 95 % Fieller interval; predicted = the paper's "
+        "linear-regression share for the module's measured input covariance Σ and A&B's learned ΔW "
+        "(asymviz.theory: B only 1 − E[E_B]/T, A only r/d_out); realised = the same for each run's own frozen "
+        "factor; predicted_curvature = the output-weighted version (the module's output-gradient covariance "
+        "as the metric on outputs; asymviz.mechanism's docstring derives both and says what they assume). "
+        "Reproduce with `asymviz mechanism GROUP`.\n\n"
+        + "".join(f"- {line}\n" for line in lines) + "\n"
+        + table_md(shown, cols)
+        + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    )  # fmt: skip
+    return text, lines
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -427,223 +433,242 @@ HEADER = [
     "ImageNet ViT), so agreement or disagreement here is evidence about these settings, not a replication.",
     "",
 ]
-V1_GROUPS = (
-    "minilm_tasks",
-    "similarity",
-    "vit_mnist",
-)  # what the full report (exp 1-5 of the first run) reads
+REQUIRED = ("minilm_tasks", "vit_mnist")  # what the report's first part (Table 1, the ViT) reads
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="cached_runs")
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--readme", default=None, help="also rewrite the Results summary between the markers of README"
+    )
     args = p.parse_args(argv)
     root = Path(args.root)
     v2 = {
         "d/r sweep": rank_section(root),
         "head factorial": head_section(root),
+        "mechanism": mechanism_section(root),
         "2×2 similarity": similarity_section(root),
     }
-    lacking = missing(root, *V1_GROUPS)
+    lacking = missing(root, *REQUIRED)
     text = partial_report(root, lacking, v2) if lacking else full_report(root, v2)
     out = Path(args.out) if args.out else root / "RESULTS.md"
     out.write_text(text)
     print(f"wrote {out} ({len(text):,} characters)")
+    if args.readme and not lacking:
+        write_readme_summary(Path(args.readme), root, v2)
+        print(f"rewrote the Results summary in {args.readme}")
     return 0
 
 
+README_START, README_END = "<!-- results: generated by bench/make_results.py -->", "<!-- results: end -->"
+
+
+def write_readme_summary(readme: Path, root: Path, v2: dict) -> None:
+    """Replace the text between README_START and README_END in `readme` by the verdicts of RESULTS.md in short:
+    one line per claim (the pooled row of each rank), the exp 2-5 sentences and where we disagree."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"error: {readme} has no {README_START} ... {README_END} markers")
+    _, s1 = exp1(root / "minilm_tasks")
+    _, s4 = exp4(root / "vit_mnist", root / "models" / "vit-fmnist")
+    lines = ["", "What the runs say, claim by claim (generated from `cached_runs/` with the statistics of "
+             "`asymviz runs compare`; the tables are in `cached_runs/RESULTS.md`):", ""]  # fmt: skip
+    for label, claims in (("MiniLM-L6, five tasks", s1["claims"]), ("ViT", R.claim_table(s4["comp"]))):
+        for _, c in claims.iterrows():
+            holds = {"yes": "holds", "no": "**contradicted**", "undecided": "undecided"}[c["holds"]]
+            lines.append(f"- {c['claim']} ({label}, r = {c['rank']}): {SHORT.get(c['mode'], c['mode'])} − "
+                         f"{SHORT.get(c['baseline'], c['baseline'])} = {c['diff_mean']:+.3f} [{c['ci_low']:+.3f}, "
+                         f"{c['ci_high']:+.3f}], {c['verdict']}: {holds}.")  # fmt: skip
+    for name, (_, got) in v2.items():
+        for line in got:
+            lines.append(f"- {SECTION_TITLES[name].split(' · ')[1]}: {line}")
+    lines += ["", "Where our stand-ins disagree with the paper:", ""]
+    lines += [f"- {line}" for line in disagreements(s1, s4, v2)] or ["- nowhere a verdict contradicts it."]
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + README_START + "\n".join(lines) + "\n" + README_END + tail)
+
+
+SECTION_TITLES = {
+    "d/r sweep": "Exp 2 · The d/r sweep: B only − A only and B only − A&B against d/r",
+    "head factorial": "Exp 3 · The head factorial: pooler + classifier vs classifier only",
+    "mechanism": "Exp 4 · The mechanism test: one module, observed vs the theory's prediction",
+    "2×2 similarity": "Exp 5 · Similarity, the 2×2 design: same or other init × same or other task",
+}
+
+
 def v2_sections(v2: dict) -> list[str]:
-    """The v2 experiments' sections, in order (each says when it was not run)."""
-    (t_rank, _), (t_head, _), (t_sim, _) = v2.values()
-    return [
-        "## The d/r sweep (issue 13, exp 2): B only − A only and B only − A&B against d/r",
-        "",
-        t_rank,
-        "## The head factorial (issue 13, exp 3): pooler + classifier vs classifier only",
-        "",
-        t_head,
-        "## Similarity, the 2×2 design (issue 13, exp 5): same or other init × same or other task",
-        "",
-        t_sim,
-    ]
+    """The sections of exp 2-5, in order (each says when it was not run)."""
+    out = []
+    for name, (text, _) in v2.items():
+        out += [f"## {SECTION_TITLES[name]}", "", text]
+    return out
 
 
 def v2_verdicts(v2: dict) -> list[str]:
-    """One line naming what the v2 experiments gave, then their verdict sentences as bullets."""
-    head = "Replication v2 (issue 13): " + "; ".join(
-        f"{name}: {'below' if got else 'not in this folder or not computable'}"
-        for name, (_, got) in v2.items()
-    )
-    return [head + ".", "", *(f"- {line}" for _, got in v2.values() for line in got)]
+    """The verdict sentences of exp 2-5 as bullets under a bold name (or why there are none)."""
+    out = []
+    for name, (_, got) in v2.items():
+        out.append(
+            f"- **{SECTION_TITLES[name].split(' · ')[1]}**"
+            + ("" if got else ": not in this folder or not computable.")
+        )
+        out += [f"  - {line}" for line in got]
+    return out
 
 
 def partial_report(root: Path, lacking: str, v2: dict) -> str:
-    """The report of a folder without every experiment of the first run: what is missing, then the v2 ones."""
-    return "\n".join([*HEADER, "## Verdict", "", f"The first run's report (its exp 1-5) reads {', '.join(f'`{g}/`' for g in V1_GROUPS)}: "
-                      f"{lacking.strip()}.", "",
-                      *v2_verdicts(v2), "", *v2_sections(v2)])  # fmt: skip
+    """The report of a folder without Table 1 or the ViT: what is missing, then exp 2-5."""
+    return "\n".join([*HEADER, "## Verdict", "", f"The report's first part reads {', '.join(f'`{g}/`' for g in REQUIRED)}: "
+                      f"{lacking.strip()}.", "", *v2_verdicts(v2), "", *v2_sections(v2)])  # fmt: skip
+
+
+def _holds(claims: pd.DataFrame) -> str:
+    counts = claims["holds"].value_counts()
+    return ", ".join(f"{int(counts[h])} {w}" for h, w in (("yes", "support"), ("no", "contradict"),
+                                                          ("undecided", "cannot tell")) if h in counts)  # fmt: skip
+
+
+def disagreements(s1: dict, s4: dict, v2: dict) -> list[str]:
+    """Where our runs disagree with the paper, each with its numbers (from the same rows as the verdicts): claims
+    a verdict contradicts, the paper's comparisons that stay inconclusive, the d/r trend where B only's edge over
+    A only does not grow, and mechanism predictions outside the observed interval."""
+    out = []
+    frames = [s1["claims"].assign(where="MiniLM-L6")]
+    if s4:
+        frames.append(R.claim_table(s4["comp"]).assign(where="ViT"))
+    claims = pd.concat(frames, ignore_index=True)
+    for _, c in claims[claims["holds"] == "no"].iterrows():
+        out.append(f"{c['claim']} ({c['where']}, r = {c['rank']}): {SHORT[c['mode']]} − {SHORT[c['baseline']]} = "
+                   f"{c['diff_mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]: {c['verdict']}.")  # fmt: skip
+    paper = claims[(claims["holds"] == "undecided") & claims["baseline"].ne("head_only")]
+    if len(paper):
+        out.append(f"The paper's B-only claims are not confirmed on our stand-ins: {len(paper)} comparisons stay "
+                   "inconclusive with 5 seeds (neither a difference nor equivalence within ±1 point): "
+                   + "; ".join(f"{SHORT[c['mode']]} − {SHORT[c['baseline']]} ({c['where']}, r = {c['rank']}) "
+                               f"{c['diff_mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+                               for _, c in paper.iterrows()) + ".")  # fmt: skip
+    for line in v2["d/r sweep"][1]:
+        if line.startswith("**B only − A only") and "grows" not in line:
+            out.append(
+                "The paper's theory has B only's edge over A only grow with d/r; here it moves by less than the margin per doubling: "
+                + line
+            )
+    for line in v2["mechanism"][1]:
+        if (
+            "the paper predicts" in line
+            and "lies outside" in line.split("the paper predicts", 1)[1].split(";")[0]
+        ):
+            out.append(
+                "The paper's linear-regression prediction misses the observed B only − A only gap: " + line
+            )
+    return out
 
 
 def full_report(root: Path, v2: dict) -> str:
-    """The report of a folder with the first run's experiments (and whichever v2 ones it has)."""
+    """The whole report: the verdicts, where we disagree with the paper, then one section per experiment."""
     t1, s1 = exp1(root / "minilm_tasks")
-    t5 = exp5(root / "minilm_tasks")
-    t2, s2 = exp2(root / "similarity")
     t3, s3 = exp3(root / "smollm2_qa") if (root / "smollm2_qa").is_dir() else ("(not run)\n", {})
     t4, s4 = exp4(root / "vit_mnist", root / "models" / "vit-fmnist")
-    e1 = s1["exp1_sweeps"]
     versions = json.loads(next((root / "minilm_tasks").glob("*/run.json")).read_text()).get("versions", {})
-    walls = [w for w in e1["wall_s"] if w == w and w is not None]
-    first_call = _interrupted_seconds(e1)
-    gpu_wall = sum(walls) + first_call
-    means = s1["means"]
-    sim = {k: v.loc[:, "similarity"] for k, v in s2.items()}
-    names = list(sim)
-    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-    base = float(s2[names[0]].loc["A", "random_baseline"])
-    own, shared, tasks = names
-    fig1 = (sim[shared]["A"] > 3 * sim[own]["A"] and sim[tasks]["A"] > 3 * sim[own]["A"]
-            and sim[own]["B"] > sim[tasks]["B"] and sim[shared]["B"] > sim[tasks]["B"])  # fmt: skip
-
-    def m(mode, r):
-        return means.loc[mode, r]
-
-    ranks = list(means.columns)
-    per_task = s1["comp"][s1["comp"]["task"] != "all"]
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and "live" not in f.parts)
+    means, per_task = s1["means"], s1["per_task"]
     n1 = per_task["verdict"].value_counts()
     half_width = float(((per_task["ci_high"] - per_task["ci_low"]) / 2).median())
+    record = Path(__file__).resolve().parent / "results" / "replication_v2_h200x2.json"
+    job_record = json.loads(record.read_text()) if record.exists() else {}
     lines = [
         *HEADER,
         "## Verdict",
         "",
         f"MiniLM-L6 on five tasks, {'/'.join(map(str, s1['seeds']))} seeds per cell, modes compared over paired "
-        f"seeds; equivalence margin ±{R.MARGIN:g} (one point of accuracy). Of the {len(per_task)} per-task "
-        "comparisons, "
+        f"seeds against the head-only control and each other; equivalence margin ±{R.MARGIN:g} (one point of "
+        f"accuracy). Of the {len(per_task)} per-task comparisons between LoRA modes, "
         + ", ".join(f"{int(n1[v])} are {v}" for v in R.VERDICTS if v in n1)
-        + f": with so few seeds the 95 % t interval of a task is wide (median half-width "
-        f"{half_width:.3f}), so most cells cannot tell a difference from equivalence, and the verdicts below say "
-        "so. Mean test accuracy over the five tasks: "
-        + "; ".join(f"r = {r}: " + ", ".join(f"{SHORT[k]} {m(k, r):.3f}" for k in MODES) for r in ranks)
-        + ".",
+        + f" (median half-width of a task's 95 % t interval {half_width:.3f}). Mean test accuracy over the five "
+        "tasks: "
+        + "; ".join(
+            f"r = {r}: " + ", ".join(f"{SHORT[k]} {means.loc[k, r]:.3f}" for k in MODES if k in means.index)
+            for r in means.columns
+        )
+        + f"; head only {s1['control']:.3f}"
+        + (f"; the linear probe {s1['probe']:.3f}" if s1["probe"] is not None else "")
+        + f". Of the claims below, {_holds(s1['claims'])}.",
+        "",
+        "**Table 1 (MiniLM-L6, five tasks):**",
         "",
         *(f"- {line}" for line in R.claim_lines(s1["claims"])),
-        f"- A only vs A&B per task (not a claim of the paper, for reference): {s1['a_vs_ab']}. An earlier single GPU "
-        "run quoted in the project brief (fine_foods: A&B 0.843, B only 0.825, A only 0.829) is a single seed and "
-        "has no interval.",
-        "- **Learned A's agree when they share an init; learned B's agree across seeds of a task, not across "
-        "tasks** (Figure 1). Mean subspace similarity (random baseline "
-        f"{base:.3f}): "
-        + "; ".join(
-            f"{n}: A {sim[n]['A']:.3f} ({sim[n]['A'] / base:.1f}× chance), B "
-            f"{sim[n]['B']:.3f} ({sim[n]['B'] / base:.1f}× chance)"
-            for n in names
-        )
-        + f". **{'Holds' if fig1 else 'Does not hold'}**: "
-        + (
-            "A's similarity follows its init (own inits vs a shared init), whatever the task; B is more similar "
-            "across seeds of one task than across tasks."
-            if fig1
-            else "see the table of exp 2."
-        ),
+        "",
+        "**ViT (Fashion-MNIST → MNIST digits):**",
+        "",
+        *(f"- {line}" for line in R.claim_lines(R.claim_table(s4["comp"]))),
     ]
     if s3:
-        lines.append(
-            "- **Causal LM (SmolLM2-135M on chatterbot_qa, CPU, lower is better)**: test answer loss "
+        lines += [
+            "",
+            "**Causal LM (SmolLM2-135M on chatterbot_qa, CPU, test answer loss, lower is better):** "
             + ", ".join(f"{LABEL[k]} {s3[k][0]:.3f}" for k in MODES if k in s3)
-            + " (lr chosen per mode on validation); "
-            + pair_verdicts(s3["comp"], PAIRS[::2])
-            + f" ({'/'.join(sorted({str(n) for n in s3['comp']['n_pairs']}))} seed pairs; diff = the second mode's "
-            "loss minus the first's, so positive means the first is better; margin ±"
-            f"{R.MARGIN:g} nats)."
-        )
-    if s4:
-        lines.append(
-            "- **ViT (pretrained on Fashion-MNIST, adapted to MNIST digits)**: in-domain / rotated held-out "
-            "accuracy "
-            + ", ".join(f"{LABEL[k]} {s4[k][0][0]:.3f} / {s4[k][1][0]:.3f}" for k in MODES if k in s4)
-            + "; in-domain, "
-            + pair_verdicts(s4["comp"], PAIRS[::2])
-            + f" ({'/'.join(sorted({str(n) for n in s4['comp']['n_pairs']}))} seed pairs)."
-        )
-    lines += ["", *v2_verdicts(v2)]
+            + "; " + pair_verdicts(s3["comp"], PAIRS[::2])
+            + f" ({'/'.join(sorted({str(n) for n in s3['comp']['n_pairs']}))} seed pairs; margin ±{R.MARGIN:g} nats).",
+        ]  # fmt: skip
     lines += [
         "",
-        "## Exp 1 · MiniLM-L6 on five tasks (the paper's Table 1)",
+        "**Exp 2-5:**",
         "",
-        f"{s1['n_runs']} counted runs (`minilm_tasks/`, see its README for the exact sweep). Test accuracy and "
-        "macro-F1: mean ± standard error over 3 seeds. LoRA params: the factors the mode trains; the head (pooler "
-        "and classifier) is trained in full in every mode and counted apart.",
+        *v2_verdicts(v2),
+        "",
+        "## Where our stand-ins disagree with the paper",
+        "",
+    ]
+    lines += [f"- {line}" for line in disagreements(s1, s4, v2)] or ["- Nowhere a verdict contradicts it."]
+    lines += [
+        "",
+        "## Exp 1 · MiniLM-L6 on five tasks (the paper's Table 1), with the control and a linear probe",
+        "",
+        f"{s1['n_runs']} counted runs (`minilm_tasks/`, see its README for the exact sweeps). Test accuracy and "
+        "macro-F1: mean ± standard error over 5 seeds. LoRA params: the factors the mode trains; the head (pooler "
+        "and classifier) is trained in full in every mode, at one lr per task, and counted apart; head only (the "
+        "control) trains it alone. The linear probe: scikit-learn logistic regression on frozen mean-pooled "
+        "features, C chosen on validation (README).",
         "",
         t1,
-        "### GPU wall time (one NVIDIA H200)",
-        "",
-        f"Experiment 1 took **{gpu_wall:.0f} s** of wall time on one H200 with 12 runs in flight "
-        f"({len(e1)} sweep calls: the first ran {first_call:.0f} s before its time limit stopped it and the second "
-        "finished the 3-point lr grid in "
-        f"{walls[0]:.0f} s; widening the grid to 5 points took {walls[-1]:.0f} s more). Versions on the GPU: "
-        + ", ".join(f"{k} {v}" for k, v in versions.items())
-        + ".",
-        "",
-        "## Exp 5 · The frozen A's distribution (the paper's Table 2)",
-        "",
-        "B only at r = 8, 3 seeds, lr chosen per init on validation:",
-        "",
-        t5,
-        "## Exp 2 · Similarity of learned A and B (the paper's Figure 1)",
-        "",
-        "Subspace similarity ‖U1ᵀU2‖²_F / min(r1, r2) of A's row space and B's column space, mean over the 12 "
-        "LoRA modules and all pairs of runs; the random baseline is the expected value for random subspaces of "
-        "the same dimensions (8 / 384).",
-        "",
-        t2,
-        "## Exp 3 · SmolLM2-135M (LLaMA architecture) on chatterbot_qa (the paper's LLaMA-2 / Alpaca)",
-        "",
-        "Run on this project's 2-core CPU machine (the model does not fit in what travels to the GPU machine): "
-        "LoRA r = 8 on q_proj and v_proj of all 30 layers, 150 steps of batch 8, loss on the answer tokens only; "
-        + (
-            "the lr chosen per mode on the validation loss from a small grid (table below)."
-            if (root / "smollm2_qa" / LR_FILE).exists()
-            else "lr 2e-3 for every mode (no lr grid)."
-        ),
-        "",
-        t3,
-        "## Exp 4 · A small ViT, Fashion-MNIST → MNIST (the paper's ViT / DomainBed)",
+        "## Exp 6 · A small ViT, Fashion-MNIST → MNIST (the paper's ViT / DomainBed)",
         "",
         t4,
         *v2_sections(v2),
+        "## Exp 6 · SmolLM2-135M (LLaMA architecture) on chatterbot_qa (the paper's LLaMA-2 / Alpaca)",
+        "",
+        "Run on this project's 2-core CPU machine (the model does not fit in what travels to the GPU machine): "
+        "LoRA r = 8 on q_proj and v_proj of all 30 layers, 150 steps of batch 8, loss on the answer tokens only; "
+        "the lr chosen per mode on the validation loss (table below). See `smollm2_qa/README.md` for the sweep.",
+        "",
+        t3,
+        "## Where and how long",
+        "",
+        (
+            f"Exp 1-6 (all but SmolLM2) trained in **{job_record.get('wall_s', 0):.0f} s** of wall time on "
+            f"{job_record.get('device')} by `bench/replication_v2.py` (its job record: "
+            "`bench/results/replication_v2_h200x2.json`; each folder's README lists its jobs with their wall times). "
+            if job_record
+            else ""
+        )
+        + "Versions on the GPU: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + ".",
+        "",
         "## What is not here",
         "",
-        f"- Seeds: {'/'.join(map(str, s1['seeds']))} per cell in exp 1 "
-        f"(of the {len(per_task)} per-task comparisons: {', '.join(f'{int(n1[v])} {v}' for v in R.VERDICTS if v in n1)}); "
-        "more seeds would narrow the intervals. Equivalence is judged per comparison at α = 0.05 (TOST) without a "
-        "multiplicity correction; differences need a Holm-adjusted p < 0.05.",
-        "- The classification head (MiniLM's pooler and classifier, about 149k parameters, more than the LoRA "
-        "factors) is trained in full in every mode, as in the paper; on tasks this small it may carry much of the "
-        "adaptation and so shrink the differences between modes. A run without it was not made.",
-        "- Weights are shipped for seed 0 at r = 8 only (fp16); the other runs keep their metrics and curves.",
-        "- The paper's generalisation-bound experiments are on the Theory page (closed form), not trained here.",
-        f"- cached_runs/ is {size / 2**20:.1f} MiB.",
+        "- Seeds: 5 per cell; equivalence is judged per comparison at α = 0.05 (TOST) without a multiplicity "
+        "correction; differences need a Holm-adjusted p < 0.05.",
+        "- The generalisation-bound experiments are on the Theory page (closed form), not trained here.",
+        "- Weights are shipped for the runs the analyses read (each README says which); the others keep run.json "
+        "and metrics.csv (lr-grid runs every 10th training-loss step).",
+        f"- cached_runs/ is {size / 10**6:.1f} MB.",
         "",
     ]
     return "\n".join(lines)
-
-
-def _interrupted_seconds(e1: pd.DataFrame) -> float:
-    """Wall time of the exp-1 sweep calls that were stopped at their time limit before they could record it:
-    the limit each was given, read from the GPU job's logs (bench/results/gpu_experiments_call*.log, lines
-    `== exp1 (HH:MM:SS, N s left)` followed by `== exp1: exit 137` or 130)."""
-    import re
-
-    total = 0.0
-    logs = sorted((Path(__file__).resolve().parent / "results").glob("gpu_experiments_call*.log"))
-    for log in logs:
-        text = log.read_text()
-        start = re.search(r"^== exp1 \((\S+), (\d+) s left\)", text, re.M)
-        stop = re.search(r"^== exp1: exit (\d+)", text, re.M)
-        if start and stop and stop.group(1) in ("124", "130", "137"):
-            total += float(start.group(2))
-    return total
 
 
 if __name__ == "__main__":

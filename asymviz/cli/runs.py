@@ -34,9 +34,10 @@ def _cmd_runs_list(args) -> int:
     return 0
 
 
-DESIGNS = ("modes", "rank", "rank-trend", "head", "head-interaction")
+DESIGNS = ("modes", "claims", "rank", "rank-trend", "head", "head-interaction")
 DESIGN_COLUMNS = {  # what fits a terminal's width; --format csv or json gives every column
     "modes": ["task", "rank", "mode", "baseline", "n_pairs", "diff_mean", "ci_low", "ci_high", "p_holm", "verdict"],
+    "claims": ["task", "rank", "mode", "baseline", "n_pairs", "diff_mean", "ci_low", "ci_high", "p_holm", "verdict"],
     "rank": ["task", "rank", "d_over_r", "mode", "baseline", "diff_mean", "ci_low", "ci_high", "verdict"],
     "rank-trend": ["task", "mode", "baseline", "n_seeds", "slope", "ci_low", "ci_high", "p_holm", "verdict"],
     "head": ["task", "head", "mode", "baseline", "diff_mean", "ci_low", "ci_high", "verdict"],
@@ -87,6 +88,16 @@ def _cmd_runs_compare(args) -> int:
                else counted_runs(runs))  # fmt: skip
     if args.design == "modes":
         frame = compare_modes(counted, args.metric, args.baseline, args.margin)
+    elif (
+        args.design == "claims"
+    ):  # the paper's pairs of modes, Holm within each group (RESULTS.md, the Overview)
+        from asymviz.results import claim_comparisons
+
+        parts = [
+            claim_comparisons(part, args.metric, args.margin)
+            for _, part in counted.groupby("group", sort=True)
+        ]
+        frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if parts else pd.DataFrame()
     elif args.design in ("rank", "rank-trend"):
         from asymviz.rank_sweep import d_in_of, rank_sweep_table, rank_trend_table
 
@@ -102,9 +113,9 @@ def _cmd_runs_compare(args) -> int:
         raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
                            f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
     columns = list(DESIGN_COLUMNS[args.design])
-    if args.design == "modes" and frame["group"].nunique() > 1:
+    if args.design in ("modes", "claims") and frame["group"].nunique() > 1:
         columns.insert(0, "group")
-    legend = LEGENDS["compare"] if args.design == "modes" else LEGENDS[f"compare-{args.design}"]
+    legend = LEGENDS["compare"] if args.design in ("modes", "claims") else LEGENDS[f"compare-{args.design}"]
     write_frame(frame, args.format, args.output, legend=legend, columns=columns)
     return 0
 
@@ -183,7 +194,9 @@ def add_commands(sub) -> None:
         "--design",
         choices=DESIGNS,
         default="modes",
-        help="modes: every mode against --baseline (default); rank: the d/r sweep's comparisons at "
+        help="modes: every mode against --baseline (default); claims: the paper's pairs of modes (B only vs "
+        "A&B, B only vs A only, each LoRA mode vs head only), Holm within each group, as RESULTS.md and the "
+        "Overview state them; rank: the d/r sweep's comparisons at "
         "every rank (asymviz.rank_sweep); rank-trend: each gap's slope per doubling of d/r; head: the "
         "modes within each head arm (asymviz.head_factorial); head-interaction: how each gap changes "
         "with the classifier-only head",
