@@ -12,6 +12,8 @@ asymviz and pandas, reading the file, the analysis and building the frame (the "
   similarity : pairwise_similarity of two such adapters (A, B, ΔW)
   cli-small  : `python -m asymviz spectra` on a MiniLM-shaped q,v r = 8 adapter, whole command minus
                `python -c "import torch"` (both measured here)
+  cli-numpy  : (not by default) "old" is this checkout's `asymviz spectra` on that adapter, "new" the
+               numpy-only prototype bench/proto_numpy_spectra.py, whole commands
 Prints median, min and max of --repeats runs, the ratio old/new of the medians, and the median CPU seconds
 (user + sys; steadier than wall time when others share the machine), and writes every run's figure with
 the issue's targets to bench/results/analysis_cpu.json (`bench/perf_table.py` builds the README's table from it).
@@ -43,6 +45,8 @@ ROWS = {
                 "whole process minus `import torch`", 0.6),
     "similarity": ("subspace similarity (A, B, ΔW) of two such adapters, whole process minus `import torch`", 1.0),
     "cli-small": ("`asymviz spectra` on a MiniLM q,v r = 8 adapter, whole command", 0.6),
+    "cli-numpy": ("the same on numpy alone (bench/proto_numpy_spectra.py, a prototype, not shipped) "
+                  "vs the real command", 0.6),
 }  # fmt: skip
 
 CHILD = """
@@ -179,6 +183,10 @@ def main() -> None:
                         wall, cpu = time_command(
                             code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"]
                         )
+                    elif row == "cli-numpy":  # "old": the real command of this checkout; "new": the prototype
+                        argv = (["-m", "asymviz", "spectra", str(small), "--format", "csv"] if label == "old"
+                                else [str(HERE / "proto_numpy_spectra.py"), str(small)])  # fmt: skip
+                        wall, cpu = time_command(new_root, argv)
                     else:
                         raise SystemExit(f"unknown row {row!r}")
                     times[label].append(wall)
