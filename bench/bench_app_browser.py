@@ -1,10 +1,12 @@
 """The app's cold start and page switches, in a real headless browser, until the first Plotly chart is drawn.
 
-    PYTHONPATH=. python bench/bench_app_browser.py [--reps 3] [--store cached_runs]
+    PYTHONPATH=. python bench/bench_app_browser.py [--reps 3] [--old REF] [--store cached_runs]
 
 Each repetition starts a fresh `streamlit run streamlit_app.py` server (as `asymviz app` does, warm-up thread
 on) on the shipped run store and opens it in a new tab of Debian's headless chromium driven by Playwright
-(as tests/app/test_browser.py does). Measured, wall clock:
+(as tests/app/test_browser.py does). With --old, the app and library as of REF (`git archive` of app/,
+asymviz/, streamlit_app.py and .streamlit/ into a temporary folder) run too, on the same store, old and new
+alternating within each repetition, so that a busy machine slows both alike. Measured, wall clock:
   cold start  : from starting the server process to the first Plotly chart drawn on the Overview (an SVG
                 inside `.js-plotly-plot`), and the part of it after the server answered /_stcore/health
   page switch : from the click on a sidebar link to the page's heading shown, its script run finished and
@@ -47,15 +49,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(store: Path, log: Path) -> tuple[subprocess.Popen, str, float, float]:
-    """(process, url, t0 = when it was started, seconds until /_stcore/health answered)."""
+def checkout(ref: str, dest: Path) -> Path:
+    """The app as of `ref` under dest (returns dest)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "app", "asymviz", "streamlit_app.py",
+                              ".streamlit"], capture_output=True, check=True)  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def start_server(store: Path, log: Path, code: Path = REPO) -> tuple[subprocess.Popen, str, float, float]:
+    """(process, url, t0 = when it was started, seconds until /_stcore/health answered) of the app in `code`."""
     port = free_port()
-    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(code)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=code, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -97,87 +108,110 @@ def switch(page, link: str, title: str) -> tuple[float, bool]:
     return elapsed, charted
 
 
+def measure(browser, store: Path, log: Path, code: Path) -> dict:
+    """One fresh server of the app in `code`: cold start, then each page of SWITCHES visited twice."""
+    proc, url, t0, ready = start_server(store, log, code)
+    out: dict = {"health": ready, "switches": {}, "charted": {}}
+    try:
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        t_open = time.perf_counter()
+        page.goto(url)
+        try:
+            page.locator(CHART).first.wait_for(state="visible", timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(log.with_suffix(".png")))
+            raise SystemExit(f"no chart within 120 s: see {log.with_suffix('.png')} and {log}") from None
+        t_chart = time.perf_counter()
+        out["cold"], out["after_health"] = t_chart - t0, t_chart - t_open
+        page.wait_for_function(NOT_RUNNING, timeout=60_000)
+        for visit in ("cold", "warm"):
+            for link, title in SWITCHES:
+                elapsed, has_chart = switch(page, link, title)
+                out["switches"].setdefault(link, {})[visit] = elapsed
+                out["charted"][link] = has_chart
+        context.close()
+    finally:
+        stop_server(proc)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--old", default=None, help="git ref of the old app to measure side by side")
     parser.add_argument("--store", default=str(REPO / "cached_runs"))
     parser.add_argument("--json", default="app_browser", help="write bench/results/<name>.json ('' for none)")
     args = parser.parse_args()
     if args.reps < 3:
         parser.error("--reps must be at least 3")
+    import tempfile
+
     from playwright.sync_api import sync_playwright
 
     load_start = os.getloadavg()[0]
-    cold: list[float] = []
-    after_health: list[float] = []
-    health: list[float] = []
-    switches: dict[str, dict[str, list[float]]] = {}
-    charted: dict[str, bool] = {}
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / "asymviz-bench-app-browser.log"
-    with sync_playwright() as p:
+    log = Path(tempfile.gettempdir()) / "asymviz-bench-app-browser.log"
+    runs: dict[str, list[dict]] = {"old": [], "new": []} if args.old else {"new": []}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        codes = {"new": REPO}
+        if args.old:
+            codes = {"old": checkout(args.old, Path(tmp) / "old"), "new": REPO}
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for rep in range(args.reps):
-            proc, url, t0, ready = start_server(Path(args.store), log)
-            try:
-                context = browser.new_context(viewport={"width": 1366, "height": 900})
-                page = context.new_page()
-                t_open = time.perf_counter()
-                page.goto(url)
-                try:
-                    page.locator(CHART).first.wait_for(state="visible", timeout=120_000)
-                except Exception:
-                    page.screenshot(path=str(log.with_suffix(".png")))
-                    raise SystemExit(f"no chart within 120 s: see {log.with_suffix('.png')} and {log}") from None
-                t_chart = time.perf_counter()
-                cold.append(t_chart - t0)
-                after_health.append(t_chart - t_open)
-                health.append(ready)
-                page.wait_for_function(NOT_RUNNING, timeout=60_000)
-                for visit in ("cold", "warm"):
-                    for link, title in SWITCHES:
-                        elapsed, has_chart = switch(page, link, title)
-                        switches.setdefault(link, {}).setdefault(visit, []).append(elapsed)
-                        charted[link] = has_chart
-                context.close()
-            finally:
-                stop_server(proc)
-            print(f"rep {rep + 1}: cold start {cold[-1]:.2f} s (server ready {ready:.2f} s), switches "
-                  + ", ".join(f"{k} {v['cold'][-1]:.2f}/{v['warm'][-1]:.2f}" for k, v in switches.items()),
-                  flush=True)  # fmt: skip
+            for label, code in codes.items():
+                r = measure(browser, Path(args.store), log, code)
+                runs[label].append(r)
+                print(f"rep {rep + 1} {label}: cold start {r['cold']:.2f} s (server ready {r['health']:.2f} s), "
+                      "switches " + ", ".join(f"{k} {v['cold']:.2f}/{v['warm']:.2f}" for k, v in r["switches"].items()),
+                      flush=True)  # fmt: skip
         browser.close()
 
     def fmt(xs: list[float]) -> str:
         return f"{statistics.median(xs):5.2f} [{min(xs):.2f}, {max(xs):.2f}]"
 
-    print(f"\n{'what':<44} {'s: median [min, max]':>22}")
-    print(f"{'cold start to the first chart':<44} {fmt(cold):>22}")
-    print(f"{'  of which: server start to /_stcore/health':<44} {fmt(health):>22}")
-    print(f"{'  of which: opening the URL to the chart':<44} {fmt(after_health):>22}")
-    for link, v in switches.items():
+    def series(label: str, key: str, link: str | None = None, visit: str | None = None) -> list[float]:
+        return [r[key] if link is None else r["switches"][link][visit] for r in runs[label]]
+
+    labels = list(runs)
+    print(f"\n{'what (s: median [min, max])':<44}" + "".join(f"{lab:>22}" for lab in labels))
+    lines = [("cold start to the first chart", "cold", None, None),
+             ("  of which: server start to /_stcore/health", "health", None, None),
+             ("  of which: opening the URL to the chart", "after_health", None, None)]  # fmt: skip
+    charted = runs["new"][-1]["charted"]
+    for link in runs["new"][0]["switches"]:
         for visit in ("cold", "warm"):
-            label = f"switch to {link} ({visit}{', chart' if charted[link] else ', no chart'})"
-            print(f"{label:<44} {fmt(v[visit]):>22}")
+            lines.append((f"switch to {link} ({visit}{', chart' if charted[link] else ', no chart'})", "switches",
+                          link, visit))  # fmt: skip
+    for name, key, link, visit in lines:
+        print(f"{name:<44}" + "".join(f"{fmt(series(lab, key, link, visit)):>22}" for lab in labels))
     print(
         f"load average: {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"
     )
 
+    def fig(label: str, key: str, visit: str | None = None) -> Figure | None:
+        if label not in runs:
+            return None
+        if visit is None:
+            return Figure(series(label, key))
+        return Figure([r["switches"][link][visit] for r in runs[label] for link in r["switches"]])
+
+    note_old = f"old = {args.old}, alternating with new on one machine; " if args.old else ""
+    health = statistics.median(series("new", "health"))
     rows = [Row("app: cold start (server process started) to the first Plotly chart drawn, headless Chromium",
-                "s", Figure(cold), target=2.0,
-                note=f"server answered /_stcore/health after {statistics.median(health):.2f} s (median); "
-                     f"opening the URL to the chart {statistics.median(after_health):.2f} s")]  # fmt: skip
-    warm_all = [x for v in switches.values() for x in v["warm"]]
-    cold_all = [x for v in switches.values() for x in v["cold"]]
-    rows.append(Row("app: page switch, click to the page drawn (incl. its chart), second visit", "s",
-                    Figure(warm_all), target=0.3, note="pages: " + ", ".join(switches),
-                    extra={k: v["warm"] for k, v in switches.items()}))  # fmt: skip
-    rows.append(Row("app: page switch, first visit of a page", "s", Figure(cold_all), target=0.3,
-                    note="pages: " + ", ".join(switches), extra={k: v["cold"] for k, v in switches.items()}))  # fmt: skip
+                "s", fig("new", "cold"), fig("old", "cold"), 2.0,
+                note=f"{note_old}server answered /_stcore/health after {health:.2f} s (median)")]  # fmt: skip
+    pages = ", ".join(runs["new"][0]["switches"])
+    for visit, what in (("warm", "second visit"), ("cold", "first visit of a page")):
+        rows.append(Row(f"app: page switch, click to the page drawn (incl. its chart), {what}", "s",
+                        fig("new", "switches", visit), fig("old", "switches", visit), 0.3,
+                        note=f"{note_old}pages {pages}, each one run per repetition"))  # fmt: skip
     if args.json:
         command = "PYTHONPATH=. python bench/bench_app_browser.py " + " ".join(sys.argv[1:])
-        print("wrote", write_results(args.json, command.strip(), rows, load_start,
-                                     extra={"charted": charted}))  # fmt: skip
+        print(
+            "wrote", write_results(args.json, command.strip(), rows, load_start, extra={"charted": charted})
+        )
 
 
 if __name__ == "__main__":
