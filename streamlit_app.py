@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import state
+from app import import_guard, state
 
 st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon="⚖️", layout="wide")
 
@@ -37,8 +37,12 @@ if (PAGES_DIR / "alignment.py").exists():
         st.Page(PAGES_DIR / "alignment.py", title="Alignment", icon=":material/join:")
     )
 
+# Pages whose run never imports torch; any other page imports it before its run (app/import_guard.py says why).
+PAGES_WITHOUT_TORCH = {"Overview", "Theory"}
+
 page = st.navigation(SECTIONS)
 st.set_page_config(page_title=f"{page.title} · asymviz")  # each browser tab says which page it shows
-state.sidebar()
-state.warm_up()
-page.run()
+with import_guard.script_run(needs_torch=page.title not in PAGES_WITHOUT_TORCH):
+    state.sidebar()
+    state.warm_up()
+    page.run()

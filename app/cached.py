@@ -7,6 +7,8 @@ read-only: pages never mutate them). Heavy modules are imported inside the funct
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 # ------------------------------------------------------------------------------------------------------------
@@ -225,10 +227,33 @@ def linear_probe(store: str, group: str | None):
     return pd.read_csv(path) if path.is_file() else None
 
 
-@st.cache_data(ttl=2, max_entries=64, show_spinner=False)
 def run_metrics(paths: tuple[str, ...]):
-    """metrics.csv of several runs stacked: columns run_id, step, split, metric, value."""
+    """metrics.csv of several runs stacked: columns run_id, step, split, metric, value. Kept until one of the
+    files changes (its size or modification time; a few stat calls per rerun instead of reading them all)."""
+    from asymviz.runs.layout import METRICS_FILE
+
+    stamps = []
+    for path in paths:
+        try:
+            info = os.stat(os.path.join(path, METRICS_FILE))
+            stamps.append((info.st_size, info.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return _run_metrics(paths, tuple(stamps))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _run_metrics(paths: tuple[str, ...], stamps: tuple):
     return _metrics_of(paths)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def learning_curve_figure(frame, y_label: str, title: str, y_range: tuple[float, float] | None):
+    """asymviz.figures.learning_curve_figure, kept per (frame, labels): a figure of tens of runs took
+    0.1-0.3 s to build on every rerun (Plotly validates each trace), hashing its frame a few ms."""
+    from asymviz import figures as F
+
+    return F.learning_curve_figure(frame, y_label, title=title, y_range=y_range)
 
 
 def run_metrics_live(paths: tuple[str, ...]):

@@ -222,11 +222,13 @@ def warm_up(delay_s: float = 2.0) -> None:
         return
 
     def work():
+        from app import import_guard
+
         time.sleep(delay_s)
         for name in ("pandas", "plotly.graph_objects", "torch", "safetensors", "asymviz.spectra",
                      "asymviz.similarity"):  # fmt: skip
-            try:
-                __import__(name)
+            try:  # torch only between script runs (app/import_guard.py: scipy fails during its import)
+                import_guard.import_torch() if name == "torch" else __import__(name)
             except Exception:  # a missing optional module only loses the warm start
                 log.debug("warm-up could not import %s", name)
 

@@ -32,6 +32,8 @@ def display_name(name: object, limit: int = 120) -> str:
     """A file or member name as it may appear in a one-line message: control characters (a newline in a file
     name) escaped, and a name longer than `limit` characters shortened to its head and tail around '…'."""
     text = str(name)
+    if len(text) <= limit and text.isprintable():  # the common case, in C (a 7B header has 448 names)
+        return text
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         text = "".join(c if 32 <= ord(c) != 127 else repr(c)[1:-1] for c in text)
     if len(text) > limit:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ def map_modules(
 # the one numerical-rank rule
 
 
+@lru_cache(maxsize=1024)  # a handful of (shape, dtype) per adapter; called per module and subspace
 def rank_tolerance(shape: tuple[int, int], dtype: torch.dtype | None = None) -> float:
     """Relative tolerance τ of the numerical rank: σ_i counts when σ_i > τ·σ₁. The only rank rule in asymviz.
 
@@ -169,7 +170,7 @@ def numerical_rank(sigma, shape: tuple[int, int], dtype: torch.dtype | None = No
     sigma = torch.as_tensor(sigma)
     if sigma.numel() == 0 or not float(sigma[0]) > 0.0:
         return 0
-    return int((sigma > rank_tolerance(shape, dtype) * float(sigma[0])).sum())
+    return int((sigma > rank_tolerance(tuple(shape), dtype) * float(sigma[0])).sum())
 
 
 # ------------------------------------------------------------------------------------------------------------

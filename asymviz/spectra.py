@@ -103,28 +103,30 @@ def singular_spectrum(
     import pandas as pd
 
     which = _check_which(which)
-    cols: dict[str, list] = {c: [] for c in SPECTRUM_COLUMNS}
+    labels: dict[str, list] = {c: [] for c in ("module", "layer", "kind", "which")}  # one entry per matrix
+    numbers: dict[str, list] = {c: [] for c in ("k", "sigma", "sigma_rel", "energy_cum")}
+    counts = []
     for spec, res in _collect(adapter, which, progress, workers):
         for w, sigma, _shape, _dtype in res:
             n = sigma.size
             energy = sigma**2
             total = energy.sum()
             top = sigma[0] if n else 0.0
-            cols["module"].append([spec.name] * n)
-            cols["layer"].append([spec.layer] * n)
-            cols["kind"].append([spec.kind] * n)
-            cols["which"].append([w] * n)
-            cols["k"].append(np.arange(1, n + 1))
-            cols["sigma"].append(sigma)
-            cols["sigma_rel"].append(sigma / top if top > 0 else np.full(n, np.nan))
-            cols["energy_cum"].append(np.cumsum(energy) / total if total > 0 else np.full(n, np.nan))
-    if not cols["k"]:
-        frame = pd.DataFrame(columns=SPECTRUM_COLUMNS)
-    else:  # one frame from whole columns: per-module frames and a concat cost more than the math here
-        data = {c: np.concatenate(v) if c in ("k", "sigma", "sigma_rel", "energy_cum") else [x for p in v for x in p]
-                for c, v in cols.items()}  # fmt: skip
-        frame = pd.DataFrame(data, columns=SPECTRUM_COLUMNS)
+            for col, value in zip(labels, (spec.name, spec.layer, spec.kind, w)):
+                labels[col].append(value)
+            counts.append(n)
+            numbers["k"].append(np.arange(1, n + 1))
+            numbers["sigma"].append(sigma)
+            numbers["sigma_rel"].append(sigma / top if top > 0 else np.full(n, np.nan))
+            numbers["energy_cum"].append(np.cumsum(energy) / total if total > 0 else np.full(n, np.nan))
+    # One frame from whole columns: each matrix's labels repeated over its rows (pandas repeats its string
+    # arrays without a Python object per row; per-module frames and a concat cost more than the math here).
+    data = {col: pd.Series(v, dtype="Int64" if col == "layer" else "str").repeat(counts).to_numpy()
+            for col, v in labels.items()}  # fmt: skip
+    data.update({col: np.concatenate(v) if v else np.zeros(0) for col, v in numbers.items()})
+    frame = pd.DataFrame(data, columns=SPECTRUM_COLUMNS)
     frame["layer"] = frame["layer"].astype("Int64")
+    frame["k"] = frame["k"].astype("int64")
     return frame[SPECTRUM_COLUMNS]
 
 

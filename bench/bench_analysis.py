@@ -12,8 +12,11 @@ asymviz and pandas, reading the file, the analysis and building the frame (the "
   similarity : pairwise_similarity of two such adapters (A, B, ΔW)
   cli-small  : `python -m asymviz spectra` on a MiniLM-shaped q,v r = 8 adapter, whole command minus
                `python -c "import torch"` (both measured here)
+  cli-numpy  : (not by default) "old" is this checkout's `asymviz spectra` on that adapter, "new" the
+               numpy-only prototype bench/proto_numpy_spectra.py, whole commands
 Prints median, min and max of --repeats runs, the ratio old/new of the medians, and the median CPU seconds
-(user + sys; steadier than wall time when others share the machine).
+(user + sys; steadier than wall time when others share the machine), and writes every run's figure with
+the issue's targets to bench/results/analysis_cpu.json (`bench/perf_table.py` builds the README's table from it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench_core import generate  # noqa: E402  (the LLaMA-2-7B-shaped adapter generator)
+from results_io import Figure, Row, write_results  # noqa: E402
+
+# row -> (what, target in s): the issue's targets ("whole process minus `python -c 'import torch'`" for the
+# first two, the whole command for the CLI)
+ROWS: dict[str, tuple[str, float | None]] = {
+    "spectra": ("spectra of A, B and ΔW, one LLaMA-2-7B-shaped r = 64 adapter (224 modules, 610 MiB), "
+                "whole process minus `import torch`", 0.6),
+    "similarity": ("subspace similarity (A, B, ΔW) of two such adapters, whole process minus `import torch`", 1.0),
+    "cli-small": ("`asymviz spectra` on a MiniLM q,v r = 8 adapter, whole command", 0.6),
+    "cli-numpy": ("the same on numpy alone: bench/proto_numpy_spectra.py, a prototype, not shipped (the target "
+                  "≤ 0.6 s is the real command's); reference: this checkout's `asymviz spectra`", None),
+}  # fmt: skip
 
 CHILD = """
 import sys, time, json, resource
@@ -129,6 +144,9 @@ def main() -> None:
     parser.add_argument("--rows", default="spectra,similarity,cli-small")
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "asymviz-bench-7b"))
     parser.add_argument("--keep", action="store_true", help="keep the generated adapters for the next run")
+    parser.add_argument(
+        "--json", default="analysis_cpu", help="write bench/results/<name>.json ('' for none)"
+    )
     args = parser.parse_args()
     if args.repeats < 3:
         parser.error("--repeats must be at least 3")
@@ -139,6 +157,8 @@ def main() -> None:
         ).stdout.strip()
     )
     root = Path(args.dir)
+    load_start = os.getloadavg()[0]
+    rows: list[Row] = []
     one = generate(root / f"r{args.rank}_a", args.rank, seed=0)
     two = generate(root / f"r{args.rank}_b", args.rank, seed=1)
     small = small_adapter(root / "minilm_r8")
@@ -163,6 +183,10 @@ def main() -> None:
                         wall, cpu = time_command(
                             code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"]
                         )
+                    elif row == "cli-numpy":  # "old": the real command of this checkout; "new": the prototype
+                        argv = (["-m", "asymviz", "spectra", str(small), "--format", "csv"] if label == "old"
+                                else [str(HERE / "proto_numpy_spectra.py"), str(small)])  # fmt: skip
+                        wall, cpu = time_command(new_root, argv)
                     else:
                         raise SystemExit(f"unknown row {row!r}")
                     times[label].append(wall)
@@ -170,6 +194,19 @@ def main() -> None:
                 if row == "cli-small":
                     torch_only.append(time_command(new_root, ["-c", "import torch"]))
             label = row
+            if row in ROWS:
+                what, target = ROWS[row]
+                ref = "reference = this checkout's CLI" if row == "cli-numpy" else f"old = {old_ref[:12]}"
+                note = (
+                    f"{ref}, fresh process each, old and new interleaved; CPU s median old "
+                    f"{statistics.median(cpus['old']):.2f} new {statistics.median(cpus['new']):.2f}"
+                )
+                extra = {"cpu_old": cpus["old"], "cpu_new": cpus["new"]}
+                if torch_only:
+                    extra["import_torch_s"] = [t for t, _ in torch_only]
+                    note += f"; `python -c 'import torch'` alone {statistics.median(t for t, _ in torch_only):.2f} s"
+                rows.append(Row(what, "s", Figure(times["new"]), Figure(times["old"]), target, note=note,
+                                extra=extra))  # fmt: skip
             if torch_only:
                 base_wall = statistics.median(t for t, _ in torch_only)
                 base_cpu = statistics.median(c for _, c in torch_only)
@@ -183,7 +220,11 @@ def main() -> None:
             if torch_only:
                 print(f"  * minus the median of `python -c 'import torch'`: {stats([t for t, _ in torch_only])} s"
                       f" wall, {statistics.median(c for _, c in torch_only):.2f} s CPU")  # fmt: skip
-        print(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"machine load average: {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end,"
+              f" on {os.cpu_count()} CPUs")  # fmt: skip
+    if args.json:
+        command = "python bench/bench_analysis.py " + " ".join(sys.argv[1:])
+        print("wrote", write_results(args.json, command.strip(), rows, load_start))
     if not args.keep:
         import shutil
 

@@ -290,3 +290,22 @@ def test_head_only_pairs_with_every_rank(tmp_path):
     table = R.compare_modes(R.counted_runs(RunStore(tmp_path).list()), "test_accuracy", baseline="head_only")
     assert sorted(table["rank"]) == [8, 16] and set(table["n_pairs"]) == {3}
     assert table.set_index("rank")["diff_mean"].to_dict() == pytest.approx({8: 0.10, 16: 0.15})
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 12])
+def test_t_test_and_interval_equal_scipy_stats(n):
+    """results computes Student t from scipy.special (scipy.stats is slow to import): same numbers."""
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        d = rng.normal(rng.normal(0, 0.05), rng.uniform(0.001, 0.1), size=n)
+        margin = 0.01
+        p, p_tost = R.t_test(d, margin)
+        se = stats.sem(d)
+        assert p == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-12)
+        expected_tost = max(
+            stats.t.sf((d.mean() + margin) / se, n - 1), stats.t.cdf((d.mean() - margin) / se, n - 1)
+        )
+        assert p_tost == pytest.approx(expected_tost, rel=1e-12)
+        for level in (0.9, 0.95):
+            low, high = stats.t.interval(level, n - 1, loc=d.mean(), scale=se)
+            assert R.t_interval(d, level) == pytest.approx((low, high), rel=1e-12)

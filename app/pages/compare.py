@@ -67,24 +67,25 @@ view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="cmp_view", req
 if view == "Learning curves":
     with guard("The runs' metrics.csv files could not be read."):
         curves = cached.run_metrics(tuple(sel["path"]))
-        curves = curves.merge(sel[["run_id", "mode", "task", "seed", "rank"]], on="run_id")
+        runs_of = sel[["run_id", "mode", "task", "seed", "rank"]]  # one row per run: label runs, not rows
+        runs_of = runs_of.assign(label=runs_of["task"].map(tables.short) + " · " + runs_of["mode"].map(F.mode_label)
+                                 + " · r=" + runs_of["rank"].astype(str) + " · seed " + runs_of["seed"].astype(str))  # fmt: skip
+        curves = curves.merge(runs_of, on="run_id")
         choices = sorted({(s, m) for s, m in zip(curves["split"], curves["metric"], strict=True)})
         default = next((i for i, c in enumerate(choices) if c == ("train", "loss")), 0)
         split, metric = st.selectbox(
             "Curve", choices, index=default, key="cmp_curve", format_func=lambda c: f"{c[0]} {c[1]}"
         )
         part = curves[(curves["split"] == split) & (curves["metric"] == metric)]
-        part = part.assign(label=part["task"].map(tables.short) + " · " + part["mode"].map(F.mode_label) + " · r="
-                           + part["rank"].astype(str) + " · seed " + part["seed"].astype(str))  # fmt: skip
         y_label = tables.curve_label(split, metric)
         for task in tasks:
             t = part[part["task"] == task]
             if t.empty:
                 continue
             figure(
-                F.learning_curve_figure(
-                    t, y_label, title=f"{tables.short(task)}: {y_label}",
-                    y_range=(0, 1.02) if metric in ("accuracy", "macro_f1") else None,
+                cached.learning_curve_figure(
+                    t, y_label, f"{tables.short(task)}: {y_label}",
+                    (0, 1.02) if metric in ("accuracy", "macro_f1") else None,
                 ),
                 f"curves_{task}_{split}_{metric}", f"cmp_curve_{task}",
                 "One line per run (seed, rank), coloured by mode; hover for the run. The same data budget and "
