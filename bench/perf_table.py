@@ -106,7 +106,8 @@ def gpu_multi(data: dict, source: str) -> list[list[str]]:
 
 def gpu_pack_2gpu(data: dict, source: str) -> list[list[str]]:
     """bench/gpu_pack_2gpu.py: ratio_two_over_one, one per alternated pair."""
-    return [_row(f"{data['runs']} packed MiniLM runs on two H200s vs one, end to end",
+    shape = f" (packs of {data['pack']}, {data['steps']} steps each)" if "pack" in data else ""
+    return [_row(f"{data['runs']} packed MiniLM runs{shape} on two H200s vs one, end to end",
                  _stats(data["ratio_two_over_one"]), "x", 1.9,
                  f"{statistics.median(data['one_gpu_ex_s']):,.0f} vs {statistics.median(data['two_gpu_ex_s']):,.0f} ex/s",
                  source)]  # fmt: skip
@@ -140,6 +141,8 @@ GPU_FILES: dict[str, Callable[[dict, str], list[list[str]]]] = {
     "gpu_multi_h200_minilm.json": gpu_multi,
     "gpu_pack_2gpu_h200x2.json": gpu_pack_2gpu,
     "gpu_train_h200x2_2026-11-30.json": gpu_train,
+    "gpu_multi_h200_k24.json": gpu_multi,  # packs of 24, 24 runs end to end (2026-11-30)
+    "gpu_pack_2gpu_h200x2_48runs.json": gpu_pack_2gpu,  # 48 runs in packs of 24, 400 steps (2026-11-30)
 }
 
 
