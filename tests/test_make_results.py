@@ -60,6 +60,7 @@ def test_missing_folders_give_a_report_that_says_so(make_results, root, tmp_path
     out = tmp_path / "RESULTS.md"
     assert make_results.main(["--root", str(root), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "(not run: this folder has no `similarity/`, `vit_mnist/`)" in text  # the first run's report
+    assert "(not run: this folder has no `vit_mnist/`)" in text  # the first part's report (Table 1, the ViT)
     assert "(not run: this folder has no `similarity/`)" in text  # the 2×2's own section
-    assert "## The head factorial" in text and "interaction" in text
+    assert "(not run: this folder has no `minilm_mechanism/`)" in text  # the mechanism test's section
+    assert "## Exp 3 · The head factorial" in text and "interaction" in text
