@@ -113,7 +113,8 @@ def head_factorial_table(runs: pd.DataFrame, metric: str | None = None, margin: 
     -------
     DataFrame with columns FACTORIAL_COLUMNS then FACTORIAL_EXTRA: one row per (task, head, mode, baseline),
     head 'pooler+classifier' | 'classifier' (any other head as its modules joined by '+'), task "all" the mean
-    over tasks; diff_mean > 0 means `mode` is better; p_holm over every row (both arms).
+    over tasks; diff_mean > 0 means `mode` is better; p_holm over both arms, per-task and pooled rows apart
+    (results.holm_by_family).
 
     Raises ResultsError when there are no runs, a run has no head recorded, or no arm has both modes of a pair.
     """
@@ -228,7 +229,7 @@ def head_interaction_table(runs: pd.DataFrame, metric: str | None = None, margin
         raise ResultsError("no task has runs of both modes of a contrast in both head arms")
     out["interaction"] = out["diff_mean"]
     out["margin"] = float(margin)
-    out["p_holm"] = R.holm(out["p"].to_numpy(float))
+    out["p_holm"] = R.holm_by_family(out)
     out[["verdict", "reason"]] = [list(R._verdict(r)) for _, r in out.iterrows()]
     out["n_pairs"] = out["n_pairs"].astype(int)
     return out[cols].reset_index(drop=True)

@@ -373,7 +373,7 @@ def mechanism_lines(frame: pd.DataFrame, digits: int = 2) -> list[str]:
         if {"b_only", "a_only"} <= set(rows):
             r = rows["b_only"]
             gap = (r["gap_observed"], r["gap_low"], r["gap_high"])
-            text += (f" B only − A only = {_estimate(*gap, digits, True)} of A&B's gain; the paper predicts "
+            text += (f" B only − A only = {_estimate(*gap, digits, True)} of A&B's gain; the paper's model predicts "
                      f"{r['gap_predicted']:+.{digits}f}, which {_judge(r['gap_predicted'], *gap[1:])}; the "
                      f"curvature-weighted model ({r['input_effective_rank']:.1f} effective input directions, "
                      f"{r['output_effective_rank']:.1f} effective output-gradient directions) predicts "

@@ -136,8 +136,10 @@ def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
     For each task and seed pair (seed, init_seed) that has every rank of the task, the paired differences
     (`results.paired_differences`, positive = mode better) are regressed on log2(d_in / rank); slope is the
     mean over seed pairs of those slopes, in metric units per doubling of d/r. Interval, p, TOST and verdict
-    as for a per-task paired difference in asymviz.results (margin: ±`margin` per doubling), Holm over the
-    rows of this table. d_in and source as in `rank_sweep_table`.
+    as for a per-task paired difference in asymviz.results, Holm over the rows of this table. The equivalence
+    margin is `margin` over the whole d/r range the task spans: a slope within ±margin / log2(d/r max / d/r min)
+    per doubling (the `margin` column) moves the gap by less than ±margin from the smallest rank to the largest,
+    the margin every other verdict uses. d_in and source as in `rank_sweep_table`.
 
     Returns
     -------
@@ -166,7 +168,9 @@ def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
                 slopes = [np.polyfit(g["x"].to_numpy(float), g["diff"].to_numpy(float), 1)[0]
                           for _, g in cell.groupby(list(R.PAIR_KEY), sort=True, dropna=False) if g["rank"].nunique() == len(ranks)]  # fmt: skip
                 key = (model, group, task, "trend", mode, baseline, m)
-                row = R._row(np.asarray(slopes, float), margin, n_boot, R._rng(key, seed))
+                per_doubling = margin / np.log2(max(ranks) / min(ranks))  # ±margin over the whole d/r range
+                row = R._row(np.asarray(slopes, float), per_doubling, n_boot, R._rng(key, seed))
+                row["margin"] = per_doubling
                 row["slope"] = row.pop("diff_mean")
                 row["n_seeds"] = row.pop("n_pairs")
                 rows.append({"task": task, "mode": mode, "baseline": baseline, "n_ranks": len(ranks),
@@ -175,7 +179,6 @@ def rank_trend_table(runs: pd.DataFrame, metric: str | None = None, margin: floa
     out = pd.DataFrame(rows, columns=[*TREND_COLUMNS, *TREND_EXTRA, "n_pairs", "diff_mean"])
     if out.empty:
         raise ResultsError("no task has two ranks or more with runs of both modes")
-    out["margin"] = float(margin)
     out["p_holm"] = R.holm(out["p"].to_numpy(float))
     out["n_pairs"], out["diff_mean"] = out["n_seeds"], out["slope"]  # the names results._verdict reads
     out[["verdict", "reason"]] = [list(R._verdict(r)) for _, r in out.iterrows()]
@@ -194,6 +197,7 @@ def trend_lines(trend: pd.DataFrame, digits: int = 3) -> list[str]:
             f"**{mode} − {base} against d/r, {t['task']}**: slope {t['slope']:+.{digits}f} {t['metric']} per "
             f"doubling of d/r ({t['n_ranks']} ranks, d/r {t['d_over_r_min']:g} to {t['d_over_r_max']:g}; "
             f"{t['n_seeds']} seed(s); {ci}): {TREND_SENTENCES[t['verdict']]} "
-            f"(verdict {t['verdict']} at ±{t['margin']:g} per doubling)."
+            f"(verdict {t['verdict']} at ±{t['margin']:.2g} per doubling, i.e. ±"
+            f"{t['margin'] * np.log2(t['d_over_r_max'] / t['d_over_r_min']):.2g} over the range)."
         )
     return lines

@@ -19,7 +19,8 @@ Statistics (every row of a comparison is one mode against a baseline in one cell
   does not depend on the other cells). With 3 seeds a bootstrap can take only 10 distinct values and is too
   narrow, so per-task rows use the t interval (`ci_method` "t"); `boot_low/boot_high` are shown beside it.
 - p: two-sided one-sample t-test of the paired differences (scipy.stats.ttest_1samp); `p_holm`: Holm's
-  step-down correction (Holm 1979, Scand. J. Statist. 6:65-70) over every row of the returned table that has p.
+  step-down correction (Holm 1979, Scand. J. Statist. 6:65-70) within two families of the returned table: the
+  per-task rows, and the pooled rows (task "all", which answer another question: the mean over tasks).
 - Equivalence: two one-sided tests (TOST, Schuirmann 1987, J. Pharmacokinet. Biopharm. 15:657-680; Lakens
   2017, Soc. Psychol. Personal. Sci. 8:355-362) at α = 0.05, in its interval form: equivalent when the 90 % CI
   lies strictly inside (−margin, +margin); `p_tost` is the larger one-sided p. Not multiplicity-corrected.
@@ -222,6 +223,16 @@ def holm(p: Sequence[float]) -> np.ndarray:
     return out
 
 
+def holm_by_family(table: pd.DataFrame) -> np.ndarray:
+    """Holm-adjusted p of a comparison table within two families: its per-task rows, and its pooled rows (task
+    "all": an aggregate of the per-task rows, which answers another question, the mean over tasks)."""
+    pooled = (table["task"] == "all").to_numpy()
+    out = np.full(len(table), np.nan)
+    for family in (~pooled, pooled):
+        out[family] = holm(table.loc[family, "p"].to_numpy(float))
+    return out
+
+
 def t_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Student t interval for the mean of `d` (n ≥ 2): mean ± t_{(1+level)/2, n−1} · sd / √n."""
     n = len(d)
@@ -376,7 +387,8 @@ def paired_comparisons(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], met
     Returns
     -------
     DataFrame with columns COMPARE_COLUMNS then EXTRA_COLUMNS (statistics in the module docstring); p_holm is
-    Holm-corrected over every row with a p-value. Empty (same columns) when no cell has both modes.
+    Holm-corrected within two families: the per-task rows, and the pooled rows (task "all"). Empty (same
+    columns) when no cell has both modes.
     """
     if not margin > 0:
         raise ResultsError(f"margin must be > 0, got {margin}")
@@ -404,7 +416,7 @@ def paired_comparisons(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], met
         return out
     out["margin"] = float(margin)
     out["lower_is_better"] = out["metric"].map(lower_is_better)
-    out["p_holm"] = holm(out["p"].to_numpy(float))
+    out["p_holm"] = holm_by_family(out)
     out[["verdict", "reason"]] = [list(_verdict(r)) for _, r in out.iterrows()]
     out["rank"] = out["rank"].astype(int)
     out["n_pairs"] = out["n_pairs"].astype(int)
@@ -443,7 +455,7 @@ CLAIMS = (
 )
 CLAIM_COLUMNS = ("claim", "mode", "baseline", "expected", "model", "group", "rank", "metric", "n_tasks",
                  "n_better", "n_worse", "n_equivalent", "n_inconclusive", "pooled", "n_pairs", "diff_mean",
-                 "ci_low", "ci_high", "p_holm", "margin", "verdict", "holds")  # fmt: skip
+                 "ci_low", "ci_high", "t_low", "t_high", "p_holm", "margin", "verdict", "holds")  # fmt: skip
 
 
 def claim_comparisons(runs: pd.DataFrame, metric: str | None = None, margin: float = MARGIN, n_boot: int = N_BOOT,
@@ -478,7 +490,8 @@ def claim_table(comparisons: pd.DataFrame) -> pd.DataFrame:
                 "claim": text, "mode": mode, "baseline": baseline, "expected": expected, "model": model,
                 "group": group, "rank": int(rank), "metric": top["metric"], "n_tasks": len(tasks),
                 **{f"n_{v}": int(counts.get(v, 0)) for v in VERDICTS}, "pooled": top["task"] == "all",
-                **{c: top[c] for c in ("n_pairs", "diff_mean", "ci_low", "ci_high", "p_holm", "margin", "verdict")},
+                **{c: top[c] for c in ("n_pairs", "diff_mean", "ci_low", "ci_high", "t_low", "t_high", "p_holm",
+                                       "margin", "verdict")},
                 "holds": "yes" if verdict in support else ("undecided" if verdict == "inconclusive" else "no"),
             })  # fmt: skip
     return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
@@ -504,12 +517,22 @@ def claim_lines(claims: pd.DataFrame, digits: int = 3) -> list[str]:
         est = f"{what} = {c['diff_mean']:+.{digits}f} ({unit}; {scope}, {c['n_pairs']} seed pair(s)"
         if pd.isna(c["ci_low"]):
             est += ", no interval)"
+        elif c["pooled"]:  # the verdict needs both intervals (module docstring): show both
+            est += (f"; 95 % CI by a bootstrap over tasks and seeds {c['ci_low']:+.{digits}f} to "
+                    f"{c['ci_high']:+.{digits}f}, by a t-test over the {c['n_tasks']} task means "
+                    f"{c['t_low']:+.{digits}f} to {c['t_high']:+.{digits}f}; Holm-adjusted p {c['p_holm']:.2g} "
+                    "over the pooled rows)")  # fmt: skip
         else:
             est += (f"; 95 % CI {c['ci_low']:+.{digits}f} to {c['ci_high']:+.{digits}f}; Holm-adjusted p "
                     f"{c['p_holm']:.2g})")  # fmt: skip
         per_task = ", ".join(f"{int(c[f'n_{v}'])} {v}" for v in VERDICTS if c[f"n_{v}"])
-        holds = {"yes": "supports the claim", "no": "**contradicts** the claim",
-                 "undecided": "cannot tell with these seeds"}[c["holds"]]  # fmt: skip
+        undecided = (f"undecided: the mean over {c['n_tasks']} tasks passes neither the test of a difference nor "
+                     f"of equivalence (a t-test over {c['n_tasks']} task means has {c['n_tasks'] - 1} degrees of "
+                     "freedom; more tasks, not more seeds, would narrow it)" if c["pooled"]
+                     else "cannot tell with these seeds")  # fmt: skip
+        holds = {"yes": "supports the claim", "no": "**contradicts** the claim", "undecided": undecided}[
+            c["holds"]
+        ]
         lines.append(f"**{c['claim']}** ({where}): {est}; verdict **{c['verdict']}** at a margin of "
                      f"±{c['margin']:g}: {holds}. Per task: {per_task}.")  # fmt: skip
     return lines

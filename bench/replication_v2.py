@@ -338,9 +338,10 @@ DESIGN = {
     "value projection), the classifier trained in every mode; adapters and inits kept for every counted run.",
     "similarity": "Mode ab, r = 8, plain LoRA, fixed lr 3e-3 (no grid: the design compares adapters, not "
     "accuracies), the head lr of exp 1's control per task; init seeds 0, 1, 2 (the draws of A and the head; B "
-    "starts at zero) × seeds 0, 1 (batch order and dropout). A run whose seed equals its init seed has no "
+    "starts at zero) × seeds 0, 1 (batch order and the model's hidden and attention dropout; LoRA dropout is 0). A run whose seed equals its init seed has no "
     "`_i` in its name (init_seed null in run.json).",
-    "vit_mnist": "The base model is models/vit-fmnist (README there); LoRA on query and value of its 4 layers, the "
+    "vit_mnist": "The base model is models/vit-fmnist (README there; the runs' run.json name the GPU machine's copy "
+    "of it, `.carry/vit-fmnist`); LoRA on query and value of its 4 layers, the "
     "10-way head re-drawn and trained in every mode, 5 epochs of batch 32 on 4,000 training digits; held-out = the "
     "same test digits rotated by 30°. Image runs do not pack: 12 runs in flight on one GPU.",
     "vit_mechanism": "As vit_mnist, but LoRA on the top layer's value projection only (96 × 96) and the classifier "
@@ -363,11 +364,33 @@ def readme(exp: str, record: dict, subs: list[Path], n: int) -> str:
         cmd = job.get("command", "")
         if not any(f"/{sub} " in cmd or cmd.endswith(f"/{sub}") for sub in names):
             continue
-        cmd = cmd.replace("-m asymviz", "asymviz").split(" --store ")[0]
+        cmd = _readable(cmd.replace("-m asymviz", "asymviz").split(" --store ")[0])
         wall = job.get("wall_s")
         lines += [f"- `{name}` (GPU {job.get('gpu')}, {wall} s wall, exit {job.get('exit')}):", "",
                   f"      {cmd}", ""]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _readable(cmd: str) -> str:
+    """A sweep command as a reader should type it: a flag given twice keeps its last value (argparse's rule, so
+    the runs are the same), and the GPU machine's copy of the ViT is named by its folder in cached_runs/."""
+    words = cmd.split()
+    flags: dict[str, int] = {}
+    for i, w in enumerate(words):
+        if w.startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--"):
+            flags[w] = i  # the last occurrence wins
+    out, i = [], 0
+    while i < len(words):
+        w = words[i]
+        if w in flags and flags[w] != i:
+            i += 2  # an earlier value of a flag given again later
+            continue
+        out.append(w)
+        i += 1
+    text = " ".join(out)
+    for local in ("/work/main/.carry/vit-fmnist", ".carry/vit-fmnist"):
+        text = text.replace(local, "cached_runs/models/vit-fmnist")
+    return text
 
 
 def ship(dest: Path, every: int = 10) -> None:

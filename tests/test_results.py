@@ -107,8 +107,12 @@ def test_holm_against_a_hand_computation():
     assert len(R.holm([])) == 0
 
 
-def test_p_holm_is_holm_over_every_row_of_the_table(table):
-    assert table["p_holm"].to_numpy() == pytest.approx(R.holm(table["p"].to_numpy()), nan_ok=True)
+def test_p_holm_is_holm_within_the_per_task_rows_and_within_the_pooled_rows(table):
+    """Two families: a pooled row (task "all") aggregates the per-task rows and answers another question."""
+    for family in (table["task"] != "all", table["task"] == "all"):
+        part = table[family]
+        assert part["p_holm"].to_numpy() == pytest.approx(R.holm(part["p"].to_numpy()), nan_ok=True)
+    assert (table["task"] == "all").any() and (table["task"] != "all").any()
     assert (table["p_holm"].dropna() >= table["p"].dropna()).all()
 
 
