@@ -41,8 +41,10 @@ LEGENDS = {
     "expected value for random subspaces.",
     "runs": "one row per run; status: running, completed, failed, cancelled or interrupted (its process "
     "died); lr: the factors' learning rate; test_*: on the test split at the end; wall_s: seconds of training.",
-    "compare": "diff_mean = mode − baseline over n_pairs paired seeds, with its 95 % CI [ci_low, ci_high]; "
-    "p_holm: Holm-adjusted p; verdict at ±margin (equivalent: the 90 % CI lies inside it, TOST).",
+    "compare": "diff_mean = mode − baseline over n_pairs paired seeds (baseline − mode for a loss: positive = the "
+    "mode is better), with its 95 % CI [ci_low, ci_high]; "
+    "p_holm: Holm-adjusted p (per-task rows and task all apart); verdict at ±margin (equivalent: the 90 % CI lies "
+    "inside it, TOST).",
     "compare-rank": "diff_mean = mode − baseline at each rank (d_over_r = d_in / rank) over n_pairs paired seeds, "
     "with its 95 % CI; p_holm over the table; verdict at ±margin (TOST for equivalent).",
     "compare-rank-trend": "slope: the gap mode − baseline regressed on log2(d/r) per seed, mean over n_seeds (metric "
