@@ -49,14 +49,7 @@ HEAD_GROUPS = ("minilm_tasks", "minilm_head")  # the two arms' group folders in 
 FULL_HEAD = "pooler+classifier"
 CLASSIFIER_HEAD = "classifier"
 HEADS = (FULL_HEAD, CLASSIFIER_HEAD)
-HEAD_PAIRS = (
-    ("b_only", "a_only"),
-    ("b_only", "ab"),
-    ("a_only", "ab"),
-    ("ab", "head_only"),
-    ("b_only", "head_only"),
-    ("a_only", "head_only"),
-)
+HEAD_PAIRS = R.ALL_PAIRS
 FACTORIAL_COLUMNS = (
     "task",
     "head",

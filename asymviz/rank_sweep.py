@@ -30,14 +30,7 @@ from asymviz import results as R
 from asymviz.results import BOOT_SEED, MARGIN, N_BOOT, ResultsError
 
 # (mode, baseline): positive diff = mode better (results.py's orientation)
-RANK_PAIRS = (
-    ("b_only", "a_only"),
-    ("b_only", "ab"),
-    ("a_only", "ab"),
-    ("ab", "head_only"),
-    ("b_only", "head_only"),
-    ("a_only", "head_only"),
-)
+RANK_PAIRS = R.ALL_PAIRS
 RANK_GROUP = "minilm_rank"  # the d/r sweep's group folder in cached_runs/ (issue 13)
 TREND_PAIRS = (("b_only", "a_only"), ("b_only", "ab"))  # the two gaps the paper's theory speaks to
 RANK_COLUMNS = ("task", "rank", "d_in", "d_over_r", "mode", "baseline", "n_pairs", "diff_mean", "ci_low",

@@ -75,6 +75,9 @@ COMPARE_COLUMNS = ("task", "rank", "mode", "baseline", "n_pairs", "diff_mean", "
 EXTRA_COLUMNS = ("metric", "lower_is_better", "model", "group", "n_tasks", "p", "t_low", "t_high", "boot_low",
                  "boot_high", "ci90_low", "ci90_high", "p_tost", "ci_method", "n_boot", "reason")  # fmt: skip
 CELL = ("model", "group", "task", "rank")
+# every pair (mode, baseline) of the three LoRA modes and the control: positive diff = mode better
+ALL_PAIRS = (("b_only", "a_only"), ("b_only", "ab"), ("a_only", "ab"), ("ab", "head_only"), ("b_only", "head_only"),
+             ("a_only", "head_only"))  # fmt: skip
 PAIR_KEY = ("seed", "init_seed")
 
 
