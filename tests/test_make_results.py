@@ -64,3 +64,43 @@ def test_missing_folders_give_a_report_that_says_so(make_results, root, tmp_path
     assert "(not run: this folder has no `similarity/`)" in text  # the 2×2's own section
     assert "(not run: this folder has no `minilm_mechanism/`)" in text  # the mechanism test's section
     assert "## Exp 3 · The head factorial" in text and "interaction" in text
+
+
+def test_collapsed_runs_are_the_counted_runs_at_the_majority_class(make_results, tmp_path):
+    """A run whose test accuracy is the majority class's (within COLLAPSE_TOLERANCE) is listed; a grid run or a
+    run above it is not."""
+    import json
+
+    root = tmp_path / "cached_runs"
+    for name, acc, role in (("a", 0.658, "main"), ("b", 0.80, "main"), ("c", 0.655, "lr_grid")):
+        folder = root / "minilm_tasks" / name
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({
+            "status": "completed", "role": role, "metrics": {"test_accuracy": acc},
+            "split_summary": {"test": {"majority_accuracy": 0.658}},
+            "config": {"task": "fine_foods", "mode": "b_only", "rank": 16, "seed": 1, "lr": 0.03}}))  # fmt: skip
+    got = make_results.collapsed_runs(root)
+    assert list(got["test_accuracy"]) == [0.658] and list(got["group"]) == ["minilm_tasks"]
+
+
+def test_edge_choices_name_a_choice_at_the_end_of_its_final_grid(make_results, tmp_path):
+    group = tmp_path / "cached_runs" / "minilm_head"
+    group.mkdir(parents=True)
+    rows = [
+        ("word_polarity", "head_only", lr, lr == 0.81, ext) for lr, ext in ((0.09, 1), (0.27, 2), (0.81, 3))
+    ]
+    rows += [
+        ("fine_foods", "head_only", lr, lr == 0.27, ext) for lr, ext in ((0.09, 1), (0.27, 2), (0.81, 3))
+    ]
+    pd.DataFrame(rows, columns=["task", "mode", "lr", "chosen", "extension"]).assign(rank=8).to_csv(
+        group / "lr_selection.csv", index=False
+    )
+    got = make_results.edge_choices(tmp_path / "cached_runs")
+    assert len(got) == 1 and "word_polarity" in got[0] and "0.81 at the top" in got[0]
+
+
+def test_the_readme_summary_needs_its_markers(make_results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers here\n")
+    with pytest.raises(SystemExit, match="markers"):
+        make_results.write_readme_summary(readme, tmp_path, {})
