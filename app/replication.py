@@ -27,6 +27,7 @@ class Experiment:
     groups: tuple[str, ...]  # the group folders of the store it needs, all of them
     module: str  # the library module that analyses it
     what: str  # one line: the question it answers
+    also: tuple[str, ...] = ()  # group folders shown with it when the store has them (not needed)
 
 
 EXPERIMENTS = (
@@ -36,7 +37,8 @@ EXPERIMENTS = (
                "asymviz.head_factorial",
                "does the trained head absorb what a frozen factor loses (pooler + classifier vs classifier only)?"),
     Experiment("mechanism", "Experiment 4: the mechanism test", ("minilm_mechanism",), "asymviz.mechanism",
-               "does the paper's linear-regression prediction give the observed B-only vs A-only gap?"),
+               "does the paper's linear-regression prediction give the observed B-only vs A-only gap?",
+               also=("vit_mechanism",)),
     Experiment("similarity", "Experiment 5: similarity, the 2×2 design", ("similarity",),
                "asymviz.similarity_design",
                "is A's similarity across tasks the shared init's, and is B the more shared factor?"),
@@ -245,13 +247,19 @@ def _head(store: str, exp: Experiment, metric: str | None) -> None:
 
 
 def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
+    import pandas as pd
+
     from app.tables import short
     from asymviz import figures as F
 
     group = exp.groups[0]
-    table = cached.mechanism_file(store, group)
-    source = f"`{group}/{cached.MECHANISM_FILE}`, written by `asymviz mechanism`"
-    if table is None:
+    # every mechanism table the store ships (MiniLM's, the ViT's), one below the other: the figure tells the
+    # model · task apart
+    shipped = {g: cached.mechanism_file(store, g) for g in (*exp.groups, *exp.also)}
+    shipped = {g: _with_group(t, g) for g, t in shipped.items() if t is not None}
+    table = pd.concat(shipped.values(), ignore_index=True) if shipped else None
+    source = ", ".join(f"`{g}/{cached.MECHANISM_FILE}`" for g in shipped) + ", written by `asymviz mechanism`"
+    if group not in shipped:
         st.info(
             f"This experiment ships no `{cached.MECHANISM_FILE}` (the table `asymviz mechanism {group} --format csv "
             f"-o {group}/{cached.MECHANISM_FILE}` writes). It can be measured here: the base model runs the "
@@ -260,13 +268,17 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
         )  # fmt: skip
         if st.button("Measure the mechanism test now", key="rep_mech_go", icon=":material/play_arrow:"):
             st.session_state["rep_mech_asked"] = True  # stays measured when another widget reruns the page
-        if not st.session_state.get("rep_mech_asked"):
+        if st.session_state.get("rep_mech_asked"):
+            with st.spinner("Measuring the module's input covariance and the predictions …"):
+                measured = cached.mechanism(store, group)
+            table = pd.concat([measured, *shipped.values()], ignore_index=True)
+            source = "measured now by asymviz.mechanism.mechanism_table" + (f"; {source}" if shipped else "")
+        elif not shipped:
             return
-        with st.spinner("Measuring the module's input covariance and the predictions …"):
-            table = cached.mechanism(store, group)
-        source = "measured now by asymviz.mechanism.mechanism_table"
+    # a local model is a path (the ViT's): people read its last part
+    table = table.assign(model=table["model"].map(short), task=table["task"].map(short))
     figure(
-        F.mechanism_figure(table.assign(model=table["model"].map(short), task=table["task"].map(short))),
+        F.mechanism_figure(table),
         "mechanism", "rep_mech",
         "One point per model, task and frozen-factor mode: the share of A&B's gain over head only that the mode "
         "keeps, observed over paired seeds (95 % Fieller CI; none where A&B's gain is not clearly above 0), "
@@ -277,6 +289,13 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True)
         download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
+
+
+def _with_group(table, group: str):
+    """The table with its group folder in `group` where the file leaves it empty (a table written for one
+    folder)."""
+    shown = table["group"] if "group" in table else None
+    return table.assign(group=group if shown is None else shown.where(shown != "", group))
 
 
 def _similarity(store: str, exp: Experiment, metric: str | None) -> None:

@@ -5,7 +5,8 @@ folder) of it, which frozen-A init of an init study; where the live page trains;
     store = state.store_path()           # the run store the pages read
     runs = state.finished_runs(str(store))   # the runs every table counts, as the sidebar chose them
 
-Session keys: "store" (a folder), "group" (a group folder of the store, ALL_GROUPS, or None for a flat store),
+Session keys: "store" (a folder), "group" (a group folder of the store, or None for a flat store: runs of two
+group folders are never pooled, each is one experiment),
 "a_init_filter" (the B-only frozen-A init shown when an experiment has several); in public mode also
 "my_jobs" (this visitor's live fine-tunes), "n_uploads" and "upload_folder" (a SessionFolder).
 
@@ -30,7 +31,10 @@ from app import cached
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STORE = Path(os.environ.get("ASYMVIZ_STORE", REPO / "cached_runs"))
-ALL_GROUPS = "(all runs)"
+# the shipped experiments in the order of their numbers (each README's first line, "# Exp N · ..."); the
+# sidebar lists them so, then any other group folder alphabetically, and opens on the first (Table 1)
+EXPERIMENT_ORDER = ("minilm_tasks", "minilm_rank", "minilm_head", "minilm_mechanism", "vit_mechanism", "similarity",
+                    "vit_mnist", "smollm2_qa")  # fmt: skip
 LIVE_GROUP = "live"  # live fine-tunes started on the shipped store go to cached_runs/live/ (git-ignored)
 log = logging.getLogger("asymviz.app")
 
@@ -82,8 +86,6 @@ def where(path: str | Path, public_words: str = "the server's run store") -> str
 
 def group_label(store: str | Path, group: str) -> str:
     """A group folder as people read it: the first heading of its README.md, else its name."""
-    if group == ALL_GROUPS:
-        return "All runs of the store"
     if group == LIVE_GROUP:
         return "Live fine-tunes (started in this app)"
     try:
@@ -97,13 +99,18 @@ def group_label(store: str | Path, group: str) -> str:
 
 
 def store_groups(store: str | Path) -> list[str]:
-    """The store's group folders that hold runs (e.g. one per shipped experiment); [] for a flat store."""
+    """The store's group folders that hold runs (e.g. one per shipped experiment), the shipped experiments in
+    the order of their numbers (EXPERIMENT_ORDER), then the others alphabetically; [] for a flat store."""
     from asymviz.runs import RunStore
 
     try:
-        return RunStore(Path(store).expanduser()).groups()
+        groups = RunStore(Path(store).expanduser()).groups()
     except OSError:
         return []
+    return sorted(
+        groups,
+        key=lambda g: (EXPERIMENT_ORDER.index(g) if g in EXPERIMENT_ORDER else len(EXPERIMENT_ORDER), g),
+    )
 
 
 def sidebar() -> None:
@@ -120,13 +127,16 @@ def sidebar() -> None:
         store = st.session_state["store"]
         groups = store_groups(store)
         if groups:
-            options = [*groups, ALL_GROUPS]
-            if st.session_state.get("group") not in options:
-                st.session_state["group"] = options[0]
+            # one experiment at a time, never "all runs": two group folders can hold runs of the same model,
+            # task and mode that are different experiments (vit_mnist and vit_mechanism), and a mean over
+            # both would be a number nobody measured
+            if st.session_state.get("group") not in groups:
+                st.session_state["group"] = groups[0]
             st.selectbox(
-                "Experiment", options, key="group", format_func=lambda g: group_label(store, g),
-                help="The pages show the runs of one experiment (a group folder of the store). Learning-rate "
-                "grid runs and runs superseded by a later lr choice are left out of the tables and figures.",
+                "Experiment", groups, key="group", format_func=lambda g: group_label(store, g),
+                help="The pages show the runs of one experiment (a group folder of the store); runs of two "
+                "experiments are never pooled. Learning-rate grid runs and runs superseded by a later lr choice "
+                "are left out of the tables and figures.",
             )  # fmt: skip
         else:
             st.session_state["group"] = None
@@ -171,9 +181,8 @@ def live_store() -> Path:
 
 
 def group() -> str | None:
-    """The sidebar's experiment (group folder), or None for a flat store or all runs."""
-    chosen = st.session_state.get("group")
-    return chosen if chosen and chosen != ALL_GROUPS else None
+    """The sidebar's experiment (group folder), or None for a flat store."""
+    return st.session_state.get("group") or None
 
 
 def finished_runs(store: str):
@@ -182,8 +191,10 @@ def finished_runs(store: str):
     and for B only with several frozen-A inits, the init chosen in the sidebar (default orthogonal)."""
     from asymviz.results import b_only_inits, counted_runs
 
-    group = st.session_state.get("group")
-    group = group if group and group != ALL_GROUPS else None
+    group = st.session_state.get("group") or None
+    groups = store_groups(store)
+    if groups and group not in groups:  # never every group's runs at once (see sidebar)
+        group = groups[0]
     runs = counted_runs(cached.all_runs(store), group=group, a_init=None)
     inits = b_only_inits(runs)
     if len(inits) > 1:

@@ -67,9 +67,17 @@ def runs_now(store: str):
 def summary_by_mode(runs, metric: str, by=("task", "mode")):
     """asymviz.results.summary_table (mean ± s.e. of `metric` over seeds per group, canonical mode order, the
     group's median trainable LoRA and head parameters) plus trainable_params (= trainable_lora, what the bar
-    chart's hover shows): columns *by, mean, se, n, trainable_lora, trainable_head, trainable_params."""
+    chart's hover shows): columns *by, mean, se, n, trainable_lora, trainable_head, trainable_params.
+
+    Raises ValueError for runs of several group folders (experiments) without "group" in `by`: a mean over
+    two experiments is a number nobody measured."""
     from asymviz.results import summary_table
 
+    if "group" in runs and "group" not in by and runs["group"].nunique() > 1:
+        raise ValueError(
+            f"runs of {runs['group'].nunique()} experiments ({', '.join(sorted(runs['group'].dropna().unique()))})"
+            " would be averaged together: show one experiment at a time"
+        )
     summary = summary_table(runs, metric, by=by)
     summary["trainable_params"] = summary["trainable_lora"]
     return summary

@@ -100,8 +100,12 @@ def test_head_only_is_the_floor_a_dashed_line_across_each_task_not_a_bar():
     fig = F.mode_bar_figure(summary, "test accuracy")
     bars = [t for t in fig.data if t.type == "bar"]
     assert [t.name for t in bars] == [F.MODE_LABELS[m] for m in F.MODES]  # the three LoRA modes only
-    floor = [t for t in fig.data if t.type == "scatter"]
+    floor = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]  # the hover marker
     assert len(floor) == 1 and floor[0].name.startswith(F.MODE_LABELS["head_only"])
+    # its legend key is a dashed line like the floor it names (a marker's outline cannot be dashed)
+    (key,) = [t for t in fig.data if t.type == "scatter" and t.showlegend is not False]
+    assert (key.name, key.mode, key.line.dash) == (floor[0].name, "lines", "dash")
+    assert floor[0].showlegend is False
     assert list(floor[0].y) == pytest.approx([0.55, 0.4])
     tasks = list(fig.layout.xaxis.categoryarray)
     lines = {(s.x0, s.x1, s.y0) for s in fig.layout.shapes}
@@ -122,9 +126,24 @@ def test_a_linear_probe_is_a_dotted_line_per_task():
         {"task": ["fine_foods", "other"], "value": [0.6, 0.9]}
     )  # a task without bars is left out
     fig = F.mode_bar_figure(summary, "test accuracy", probe=probe)
-    (line,) = [t for t in fig.data if t.type == "scatter"]
+    (line,) = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
     assert line.name == "linear probe (frozen features)" and list(line.y) == [0.6]
     assert [(s.y0, s.line.dash) for s in fig.layout.shapes] == [(0.6, "dot")]
+    # the legend draws it dotted as the chart does (it was a solid line symbol)
+    (key,) = [t for t in fig.data if t.type == "scatter" and t.showlegend is not False]
+    assert (key.name, key.mode, key.line.dash, line.showlegend) == (line.name, "lines", "dot", False)
+
+
+def test_the_accuracy_axis_starts_near_the_data_not_at_zero():
+    """Differences of ~0.01 between modes must show: the range spans the error bars and the probe, padded 10 %
+    of that span below (never under the floor, 0) and 20 % above (the numbers written over the bars)."""
+    summary = pd.DataFrame({"task": ["t", "t", "t"], "mode": ["ab", "b_only", "head_only"],
+                            "mean": [0.90, 0.91, 0.80], "se": [0.01, float("nan"), 0.02], "n": [3, 1, 3]})  # fmt: skip
+    probe = pd.DataFrame({"task": ["t"], "value": [0.95]})
+    assert F.near_data_range(summary) == pytest.approx((0.78 - 0.013, 0.91 + 0.026))
+    assert F.near_data_range(summary, probe) == pytest.approx((0.78 - 0.017, 0.95 + 0.034))
+    low = summary.assign(mean=[0.02, 0.3, 0.01], se=0.005)  # never below the metric's floor (0.005 - 0.03)
+    assert F.near_data_range(low)[0] == 0.0
 
 
 def test_learning_curves_one_line_per_run_one_legend_entry_per_mode():

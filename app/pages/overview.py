@@ -17,6 +17,29 @@ st.markdown(
     "runs measured, mean ± standard error over seeds, same model, data, budget and seed for every mode."
 )
 
+
+def _chose_metric() -> None:
+    """The metric the visitor picked (not a default): kept across experiments that have it."""
+    st.session_state["ov_metric_chosen"] = st.session_state["ov_metric"]
+
+
+def _metric_for_experiment(metrics: list[str]) -> None:
+    """Set the metric widget's value when the experiment changes: the metric the visitor picked where this
+    experiment has it, else the experiment's default (asymviz.results.DEFAULT_METRICS: the first with values)."""
+    from asymviz.results import DEFAULT_METRICS
+
+    experiment = (str(store), state.group())
+    if (
+        st.session_state.get("ov_metric_experiment") == experiment
+        and st.session_state.get("ov_metric") in metrics
+    ):
+        return
+    st.session_state["ov_metric_experiment"] = experiment
+    chosen = st.session_state.get("ov_metric_chosen")
+    default = next((m for m in DEFAULT_METRICS if m in metrics), metrics[0] if metrics else None)
+    st.session_state["ov_metric"] = chosen if chosen in metrics else default
+
+
 store = store_path()
 with guard(f"Check the run store folder in the sidebar ({state.where(store)}).", stop=True):
     runs = state.finished_runs(str(store))
@@ -37,7 +60,12 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
         "Model", models, key="ov_model", format_func=tables.short,
         help="Runs of different base models are never pooled.",
     )  # fmt: skip
-    metric = c2.selectbox("Test metric", metrics, format_func=tables.metric_label, key="ov_metric")
+    _metric_for_experiment(metrics)
+    metric = c2.selectbox(
+        "Test metric", metrics, format_func=tables.metric_label, key="ov_metric", on_change=_chose_metric,
+        help="Each experiment opens on its default metric (test accuracy, else test loss); a metric you pick "
+        "stays when you switch to an experiment that has it.",
+    )  # fmt: skip
     data = runs[runs["model"] == model]
     control = data["mode"].isin(CONTROL_MODES)  # no adapter, so no rank: the floor at every rank
     ranks = sorted(int(r) for r in data.loc[~control, "rank"].dropna().unique())
@@ -56,7 +84,8 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
         summary, tables.metric_label(metric), probe=probe,
         title=f"{metric.removeprefix('test_').replace('_', ' ').capitalize()} on the test split by mode — "
         f"{tables.short(model)} (mean ± s.e. over seeds)",
-        y_range=(0, 1.05) if metric in ("test_accuracy", "test_macro_f1") else None,
+        # near the data, not from 0: the claims are about differences of ~0.01 (MARGIN)
+        y_range=F.near_data_range(summary, probe) if metric in ("test_accuracy", "test_macro_f1") else None,
     )  # fmt: skip
     figure(
         fig, f"overview_{model}_{metric}", "ov_fig",

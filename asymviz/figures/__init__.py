@@ -47,6 +47,7 @@ from asymviz.figures.runs import (
     drift_figure,
     learning_curve_figure,
     mode_bar_figure,
+    near_data_range,
     params_bar_figure,
 )
 from asymviz.figures.style import (
@@ -75,7 +76,7 @@ __all__ = [
     "alignment_layer_figure", "alignment_mode_figure", "alignment_panel_title", "bound_figure",
     "diagnostics_figure", "drift_figure", "empty_figure", "excess_loss_figure", "figure_html", "figure_png",
     "format_mean_se", "head_factorial_figure", "input_spectrum_figure", "layer_module_heatmap", "learning_curve_figure", "mode_bar_figure",
-    "mechanism_figure", "mode_label", "module_roles", "module_similarity_figure", "ordered_modes", "pair_label",
+    "mechanism_figure", "mode_label", "module_roles", "module_similarity_figure", "near_data_range", "ordered_modes", "pair_label",
     "params_bar_figure", "rank_curve_figure", "rank_sweep_figure", "readable_log_axis", "shared_directions_figure",
     "similarity_2x2_figure", "similarity_heatmaps", "spectrum_figure",
 ]  # fmt: skip

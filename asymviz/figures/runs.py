@@ -88,6 +88,25 @@ def mode_bar_figure(
     )
 
 
+def near_data_range(
+    summary: pd.DataFrame, probe: pd.DataFrame | None = None, floor: float = 0.0, pad: float = 0.1
+) -> tuple[float, float]:
+    """A y-axis range close to the data of `mode_bar_figure`, so that differences of ~0.01 between modes stay
+    visible (a bar chart of accuracy from 0 flattens them).
+
+    From the lowest lower error bar (mean − s.e., the control's floor included) and the probe's values to the
+    highest upper error bar, widened by `pad` × that span below (never below `floor`, e.g. 0 for accuracy)
+    and twice that above, room for the numbers written over the bars. Reads ``mean, se`` and the probe's
+    ``value``; returns (low, high) in the metric's units.
+    """
+    se = summary["se"].fillna(0.0)
+    low, high = (summary["mean"] - se).min(), (summary["mean"] + se).max()
+    if probe is not None and len(probe):
+        low, high = min(low, probe["value"].min()), max(high, probe["value"].max())
+    span = max(high - low, 0.01)  # one run, or modes all equal: still a readable axis
+    return max(floor, low - pad * span), high + 2 * pad * span
+
+
 def _floor(fig: go.Figure, part: pd.DataFrame, mode: str, x: str, categories: list[str], metric_label: str,
            name: str | None = None, color: str | None = None, dash: str = "dash") -> None:  # fmt: skip
     """A reference (the head_only control, a linear probe) as a line across each group's bars (one shape per
@@ -98,9 +117,22 @@ def _floor(fig: go.Figure, part: pd.DataFrame, mode: str, x: str, categories: li
         i = categories.index(cat)
         fig.add_shape(type="line", xref="x", yref="y", x0=i - 0.42, x1=i + 0.42, y0=mean, y1=mean,
                       line={"color": color, "width": 2.5, "dash": dash}, layer="above")  # fmt: skip
+    # the legend key is a line in the reference's own dash (a marker's outline cannot be dashed, so the marker
+    # that carries the hover text has no legend entry of its own)
     fig.add_trace(
         go.Scatter(
-            x=part[x].astype(str), y=part["mean"], mode="markers", name=name,
+            x=[None],
+            y=[None],
+            mode="lines",
+            name=name,
+            legendgroup=name,
+            hoverinfo="skip",
+            line={"color": color, "width": 2.5, "dash": dash},
+        )  # fmt: skip
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=part[x].astype(str), y=part["mean"], mode="markers", name=name, legendgroup=name, showlegend=False,
             marker={"symbol": "line-ew-open", "size": 18, "color": color, "line": {"color": color, "width": 2.5}},
             error_y={"type": "data", "array": part["se"].fillna(0.0), "visible": True, "color": color,
                      "thickness": 1.5, "width": 8},

@@ -16,8 +16,11 @@ from replication_frames import (
 )
 from replication_store import TASKS, train_mechanism_runs, write_replication_store, write_table1
 
+from app import cached as _cached
 from asymviz import results as R
 from asymviz.runs import list_runs
+
+REAL_MECHANISM_FILE = _cached.mechanism_file  # the contract_frames fixture stands it in
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,9 @@ def test_the_control_row_is_in_the_table_and_the_chart_at_every_rank(table1_stor
     means = runs[runs["mode"] == "head_only"].groupby("task")["test_accuracy"].mean()
     assert [float(v.split(" ± ")[0]) for v in control["mean ± s.e."]] == [round(means[t], 3) for t in TASKS]
     chart = _figures(at)[0]
-    floor = next(t for t in chart.data if t.name.startswith("head only"))
+    floor = next(
+        t for t in chart.data if t.name.startswith("head only") and t.mode == "markers"
+    )  # not the key
     assert np.allclose(_values(floor.y), [means[t] for t in TASKS])
     lora = runs[(runs["mode"] == "ab") & (runs["rank"] == rank)].groupby("task")["test_accuracy"].mean()
     bar = next(t for t in chart.data if t.name == "A&B")
@@ -116,13 +121,44 @@ def contract_frames(monkeypatch):
     monkeypatch.setattr(
         cached, "head_factorial", lambda store, groups, metric: (head_frame(), head_interaction_frame())
     )
-    monkeypatch.setattr(cached, "mechanism_file", lambda store, group: mechanism_frame())
+    monkeypatch.setattr(
+        cached,
+        "mechanism_file",
+        lambda store, group: mechanism_frame() if group == "minilm_mechanism" else None,
+    )
     monkeypatch.setattr(cached, "similarity_2x2", lambda store, group: (similarity_frame(), _contrasts()))
     monkeypatch.setattr(
         replication, "_trend_lines", lambda trend: ["**B only − A only against d/r**: a line."]
     )
     monkeypatch.setattr(replication, "_interaction_lines", lambda table: ["**Interaction**: a line."])
     monkeypatch.setattr(replication, "_mechanism_lines", lambda table: ["**Mechanism test**: a line."])
+
+
+def test_the_mechanism_test_shows_every_shipped_table_the_vits_too(tmp_path, contract_frames, monkeypatch):
+    """Experiment 4 reads minilm_mechanism/mechanism.csv and, where the store has it, vit_mechanism's (the same
+    columns): both tables one below the other, the ViT's local model path by its last part."""
+    import pandas as pd
+
+    from app import cached
+
+    monkeypatch.setattr(cached, "mechanism_file", REAL_MECHANISM_FILE)
+    store = write_replication_store(tmp_path / "store")
+    frame = mechanism_frame()
+    minilm, vit = frame[frame["model"] == "minilm"], frame[frame["model"] != "minilm"]
+    minilm.to_csv(store / "minilm_mechanism" / cached.MECHANISM_FILE, index=False)
+    (store / "vit_mechanism").mkdir()
+    vit.assign(model="/somewhere/.carry/vit-fmnist").to_csv(store / "vit_mechanism" / cached.MECHANISM_FILE,
+                                                           index=False)  # fmt: skip
+    at = app_test("overview", store=store)
+    at.run()
+    no_errors(at)
+    shown = next(d.value for d in at.dataframe if "predicted" in d.value)
+    assert list(shown["model"]) == ["minilm"] * len(minilm) + ["vit-fmnist"] * len(vit)
+    assert list(shown["group"]) == ["minilm_mechanism"] * len(minilm) + ["vit_mechanism"] * len(vit)
+    assert np.allclose(shown["observed"], pd.concat([minilm, vit])["observed"])
+    mech = next(f for f in _figures(at) if f.layout.title.text.startswith("Mechanism test"))
+    assert any("vit-fmnist" in (t.name or "") for t in mech.data)
+    assert not any("/somewhere" in (t.name or "") for t in mech.data)
 
 
 def _contrasts():
