@@ -118,7 +118,27 @@ def part_sweep(cfg: TrainConfig, tmp: Path, jobs: int) -> float:
     return float(entry["examples_per_s"])
 
 
-def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int, e2e_runs: int = 12) -> dict:
+def _save_with_card(model, target: Path, dtype: str = "fp32") -> None:
+    """asymviz's save_adapter as it was before 2026-11-30: PEFT's save_pretrained with its README.md model card."""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, save_embedding_layers=False)
+    if dtype == "fp16":
+        file = tmp / "adapter_model.safetensors"
+        tensors = load_file(file)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, file,
+                  metadata={"format": "pt"})  # fmt: skip
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int, e2e_runs: int = 12,
+              card_ab: bool = False) -> dict:  # fmt: skip
     from asymviz.runs import RunStore
     from asymviz.training.multi import train_many
     from asymviz.training.pack import train_jobs_packed
@@ -141,6 +161,25 @@ def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int, e2e_runs: i
     for K in ks:
         free_gpu()
         n = max(e2e_runs, K)
+        if (
+            card_ab
+        ):  # side by side: the same runs with PEFT's model card written at every save (before 2026-11-30)
+            import asymviz.training.recipe as recipe
+
+            now = recipe.save_adapter
+            recipe.save_adapter = _save_with_card
+            try:
+                jobs = [type("Job", (), {"config": c, "annotations": {}})() for c in twelve(cfg, 7000 + K, n)]
+                t = time.perf_counter()
+                records = train_jobs_packed(jobs, RunStore(tmp / f"e2e{K}card"), K, workspace=ws)
+                wall = time.perf_counter() - t
+            finally:
+                recipe.save_adapter = now
+            done = sum(r.status == "completed" for r in records)
+            out[f"e2e{K}_card"] = done * cfg.steps * cfg.batch_size / wall
+            row(f"{n} runs in packs of {K}, end to end, PEFT's card at every save (before)", out[f"e2e{K}_card"],
+                f"{done}/{n} completed, {wall:.1f} s wall (1 sweep)")  # fmt: skip
+            free_gpu()
         jobs = [type("Job", (), {"config": c, "annotations": {}})() for c in twelve(cfg, 5000 + K, n)]
         t = time.perf_counter()
         records = train_jobs_packed(jobs, RunStore(tmp / f"e2e{K}"), K, workspace=ws)
@@ -199,7 +238,14 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3, help="timed windows per figure (median; >= 3)")
     p.add_argument("--ks", default="4,6,12", help="runs per pack for train_many")
     p.add_argument("--jobs", type=int, default=6, help="worker processes in flight for the sweep part")
-    p.add_argument("--e2e-runs", type=int, default=12, help="runs of the end-to-end pack figures (at least K)")
+    p.add_argument(
+        "--e2e-runs", type=int, default=12, help="runs of the end-to-end pack figures (at least K)"
+    )
+    p.add_argument(
+        "--card-ab",
+        action="store_true",
+        help="also time the end-to-end packs with PEFT's model card written at every save (before)",
+    )
     p.add_argument("--cpu-smoke", action="store_true", help="every part on the CPU with a tiny BERT")
     args = p.parse_args()
     cfg = MINILM
@@ -231,7 +277,7 @@ def main() -> None:
         if "sweep" in parts:
             results["sweep"] = part_sweep(cfg, tmp, args.jobs)
         if "pack" in parts:
-            results["pack"] = part_pack(cfg, tmp, ks, args.reps, args.e2e_runs)
+            results["pack"] = part_pack(cfg, tmp, ks, args.reps, args.e2e_runs, args.card_ab)
         if "check" in parts:
             results["check"] = part_check(cfg, tmp)
     finally:
