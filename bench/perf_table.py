@@ -97,6 +97,12 @@ def gpu_multi(data: dict, source: str) -> list[list[str]]:
         rows.append(_row(f"{k} packed MiniLM runs end to end (set-up, evaluation, saves) vs the plain loop",
                          _stats([e2e / plain], "one sweep"), "x", 10.0, f"{plain:,.0f} vs {e2e:,.0f} ex/s",
                          source))  # fmt: skip
+    for key in sorted(data["pack"]):
+        if key.endswith("_card") and key.removesuffix("_card") in data["pack"]:
+            now, before = data["pack"][key.removesuffix("_card")], data["pack"][key]
+            rows.append(_row(f"the same end to end ({key.removesuffix('_card').removeprefix('e2e')} per pack), "
+                             "without vs with PEFT's model card at every save", _stats([now / before], "one sweep each"),
+                             "x", None, f"{before:,.0f} vs {now:,.0f} ex/s", source))  # fmt: skip
     if "sweep" in data:
         rows.append(_row("the same runs as a sweep of separate worker processes vs the plain loop",
                          _stats([data["sweep"] / plain], "one sweep"), "x", None,
@@ -143,6 +149,7 @@ GPU_FILES: dict[str, Callable[[dict, str], list[list[str]]]] = {
     "gpu_train_h200x2_2026-11-30.json": gpu_train,
     "gpu_multi_h200_k24.json": gpu_multi,  # packs of 24, 24 runs end to end (2026-11-30)
     "gpu_pack_2gpu_h200x2_48runs.json": gpu_pack_2gpu,  # 48 runs in packs of 24, 400 steps (2026-11-30)
+    "gpu_multi_h200_card_ab.json": gpu_multi,  # another H200 host (its plain loop 2,172 ex/s), model card A/B
 }
 
 
