@@ -9,9 +9,10 @@ out=${1:?usage: cli_outputs.sh OUTDIR}
 mkdir -p "$out"
 export ASYMVIZ_NO_PROGRESS=1 PYTHONWARNINGS=ignore
 runs=cached_runs/minilm_tasks
-a1=$runs/fine_foods_minilm_b_only_r8_s0_60021e8a
-a2=cached_runs/similarity/fine_foods_minilm_ab_r8_s1_9d7c936b
-a3=cached_runs/similarity/fine_foods_minilm_ab_r8_s2_84d0880d
+# shipped runs that keep their adapter (the v2 runs of 2026-11-30; outputs of checkouts with other runs differ)
+a1=$runs/fine_foods_minilm_b_only_r8_s0_4c70f642
+a2=cached_runs/similarity/fine_foods_minilm_ab_r8_s1_ac33a4e5
+a3=cached_runs/similarity/fine_foods_minilm_ab_r8_s0_i1_7bf2020d
 cmd() { name=$1; shift; python -m asymviz "$@" >"$out/$name.out" 2>"$out/$name.err"; echo "exit $?" >>"$out/$name.err"; }
 cmd spectra_csv spectra "$a1/adapter" --format csv
 cmd spectra_json spectra "$a2/adapter" --which delta --format json
