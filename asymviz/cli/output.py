@@ -74,15 +74,23 @@ RUN_COLUMNS = ("run_id", "group", "task", "mode", "rank", "seed", "lr", "status"
                "test_accuracy", "test_loss", "heldout_accuracy", "wall_s")  # fmt: skip
 
 
-def write_frame(frame, fmt: str, out: str | None, legend: str | None = None, columns=None) -> None:
+def write_frame(frame, fmt: str, out: str | None, legend: str | None = None, columns=None,
+                split_by: str | None = None) -> None:  # fmt: skip
     """Write a DataFrame as csv, json (records) or a plain-text table to `out` (or stdout).
 
     `legend` (one sentence: what the columns mean) and `columns` (the ones worth a terminal's width) apply
-    to `table` only (see format_table); csv and json always hold the whole frame."""
+    to `table` only (see format_table); csv and json always hold the whole frame. `split_by` (table only): one
+    table per value of that column, each under a `== column: value` line, so a wrapped table's second block
+    still shows its rows' keys."""
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
         text = frame.to_json(orient="records", indent=1, double_precision=10) + "\n"
+    elif fmt == "table" and split_by is not None and frame[split_by].nunique() > 1:
+        cols = [c for c in (columns or list(frame.columns)) if c != split_by]
+        parts = [f"== {split_by}: {value}\n" + format_table(part, legend=legend if i == 0 else None, columns=cols)
+                 for i, (value, part) in enumerate(frame.groupby(split_by, sort=False))]  # fmt: skip
+        text = "\n".join(parts)
     elif fmt == "table":
         text = format_table(frame, legend=legend, columns=columns)
     else:

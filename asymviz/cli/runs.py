@@ -113,10 +113,11 @@ def _cmd_runs_compare(args) -> int:
         raise ResultsError(f"nothing to compare: no task and rank has seeds of both {args.baseline} and another "
                            f"mode with {args.metric or 'test_accuracy / test_loss'}")  # fmt: skip
     columns = list(DESIGN_COLUMNS[args.design])
-    if args.design in ("modes", "claims") and frame["group"].nunique() > 1:
-        columns.insert(0, "group")
     legend = LEGENDS["compare"] if args.design in ("modes", "claims") else LEGENDS[f"compare-{args.design}"]
-    write_frame(frame, args.format, args.output, legend=legend, columns=columns)
+    split = (
+        "group" if "group" in frame.columns and frame["group"].nunique() > 1 else None
+    )  # one table per group
+    write_frame(frame, args.format, args.output, legend=legend, columns=columns, split_by=split)
     return 0
 
 
