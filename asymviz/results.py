@@ -530,8 +530,8 @@ def claim_lines(claims: pd.DataFrame, digits: int = 3) -> list[str]:
                     f"{c['p_holm']:.2g})")  # fmt: skip
         per_task = ", ".join(f"{int(c[f'n_{v}'])} {v}" for v in VERDICTS if c[f"n_{v}"])
         undecided = (f"undecided: the mean over {c['n_tasks']} tasks passes neither the test of a difference nor "
-                     f"of equivalence (a t-test over {c['n_tasks']} task means has {c['n_tasks'] - 1} degrees of "
-                     "freedom; more tasks, not more seeds, would narrow it)" if c["pooled"]
+                     f"of equivalence (a t-test over {c['n_tasks']} task means has {c['n_tasks'] - 1} degree"
+                     f"{'s' if c['n_tasks'] != 2 else ''} of freedom; more tasks, not more seeds, would narrow it)" if c["pooled"]
                      else "cannot tell with these seeds")  # fmt: skip
         holds = {"yes": "supports the claim", "no": "**contradicts** the claim", "undecided": undecided}[
             c["holds"]

@@ -126,9 +126,19 @@ def pair_verdicts(comp: pd.DataFrame, pairs=PAIRS) -> str:
 
 
 def comparison_table(comp: pd.DataFrame) -> str:
-    """The paired comparisons as a Markdown table (task "all": the mean over tasks, bootstrap interval)."""
+    """The paired comparisons as a Markdown table (task "all": the mean over tasks, with the bootstrap's interval
+    and the t-test's over the task means, which decides its verdict with the bootstrap's)."""
+
+    def interval(r) -> str:
+        if r["task"] != "all" or r["t_low"] != r["t_low"]:
+            return ci(r)
+        return (
+            f"{r['diff_mean']:+.3f} [bootstrap {r['ci_low']:+.3f}, {r['ci_high']:+.3f}; t over tasks "
+            f"{r['t_low']:+.3f}, {r['t_high']:+.3f}]"
+        )
+
     rows = [{"comparison": f"{SHORT[r['mode']]} − {SHORT[r['baseline']]}", "task": r["task"], "r": r["rank"],
-             "pairs": r["n_pairs"], "diff [95 % CI]": ci(r), "p (Holm)": f"{r['p_holm']:.2g}" if r["p_holm"] == r["p_holm"] else "–",
+             "pairs": r["n_pairs"], "diff [95 % CI]": interval(r), "p (Holm)": f"{r['p_holm']:.2g}" if r["p_holm"] == r["p_holm"] else "–",
              "verdict": r["verdict"]} for _, r in comp.iterrows()]  # fmt: skip
     return table(
         pd.DataFrame(rows), ["comparison", "r", "task", "pairs", "diff [95 % CI]", "p (Holm)", "verdict"]
@@ -209,7 +219,9 @@ def exp1(root: Path) -> tuple[str, dict]:
         )
         + "\nMode against mode over paired seeds (diff: the first mode's test accuracy minus the second's, mean "
         "over seed pairs; 95 % CI: Student t per task, a bootstrap over tasks and seeds within for task *all*, "
-        f"{R.N_BOOT:,} resamples; p: paired t-test, Holm-adjusted over the {comp['p'].notna().sum()} rows; "
+        f"{R.N_BOOT:,} resamples; p: paired t-test, Holm-adjusted within the {(comp['task'] != 'all').sum()} "
+        f"per-task rows and, apart, the {(comp['task'] == 'all').sum()} rows over tasks, whose p is a t-test over "
+        "the task means and whose t interval is shown beside the bootstrap's; "
         f"equivalent: the 90 % CI inside ±{R.MARGIN:g}). Reproduce with `asymviz runs compare --store "
         f"{root.parent.name} --group {root.name} --design claims` (the same rows; `--design modes` corrects "
         "over another family of rows, so its Holm p can differ):\n\n"
@@ -237,15 +249,18 @@ def exp3(root: Path) -> tuple[str, dict]:
         rows.append({"mode": LABEL[m], "test answer loss (nats/token)": fmt(*loss[:2]),
                      "test perplexity": fmt(*ppl[:2], digits=1), "seeds": loss[2],
                      "LoRA params": f"{int(g['trainable_lora'].median()):,}", "lr": f"{g['lr'].iloc[0]:g}",
-                     "wall (s, CPU)": f"{g['wall_s'].mean():.0f}"})  # fmt: skip
+                     "wall (s)": f"{g['wall_s'].mean():.0f}"})  # fmt: skip
     text = table(pd.DataFrame(rows), list(rows[0]) if rows else ["mode"])
     if (root / LR_FILE).exists():
         lr = pd.read_csv(root / LR_FILE)
         lr = lr.assign(mode=lr["mode"].map(LABEL), lr=lr["lr"].map("{:g}".format),
-                       value=lr["value"].map("{:.3f}".format), chosen=lr["chosen"].map({True: "yes", False: ""}))  # fmt: skip
-        text += "\nLearning rate chosen per mode on the validation answer loss (seed 0):\n\n" + table(
-            lr, ["mode", "lr", "value", "chosen"]
-        )
+                       λ=lr["lr_ratio"].map("{:g}".format) if "lr_ratio" in lr else "1",
+                       value=lr["value"].map(lambda v: "diverged (NaN)" if v != v else f"{v:.3f}"),
+                       chosen=lr["chosen"].map({True: "yes", False: ""}))  # fmt: skip
+        text += (
+            "\nLearning rate (and for A&B the LoRA+ ratio λ) chosen per mode on the validation answer loss "
+            "(seed 0):\n\n"
+        ) + table(lr, ["mode", "lr", "λ", "value", "chosen"])
     gens = {}
     for m in MODES:
         g = f[(f["mode"] == m) & (f["seed"] == 0)]
@@ -414,15 +429,18 @@ def head_section(root: Path) -> tuple[str, list[str]]:
                            "gap, classifier only": f"{r['diff_classifier_head']:+.3f}",
                            "interaction [95 % CI]": ci(pd.Series({"diff_mean": r["interaction"], "ci_low": r["ci_low"],
                                                                   "ci_high": r["ci_high"]})),
-                           "CI": r["ci_method"], "verdict": r["verdict"]} for _, r in inter.iterrows()])  # fmt: skip
+                           "CI": r["ci_method"],
+                           "p (Holm)": f"{r['p_holm']:.2g}" if r["p_holm"] == r["p_holm"] else "–",
+                           "verdict": r["verdict"]} for _, r in inter.iterrows()])  # fmt: skip
     text = (
         f"{len(runs)} counted runs at r = 8 (`{'/`, `'.join(HF.HEAD_GROUPS)}/`): the head arm of a run is the head "
         "modules it trained (run.json head_modules). Reproduce with `asymviz runs compare --store "
         f"{root.name} --design head` and `--design head-interaction`.\n\n"
         "Does the trained head absorb what a frozen factor loses? Interaction = the gap with the classifier-only "
         "head minus the gap with pooler + classifier (positive: the gap is larger when the pooler is frozen), "
-        "paired by seed across arms (a seed fixes data order, dropout and init in both arms), Holm over the "
-        f"{inter['p'].notna().sum()} rows; equivalent: the 90 % CI inside ±{R.MARGIN:g}:\n\n"
+        "paired by seed across arms (a seed fixes data order, dropout and init in both arms), Holm within the "
+        f"{(inter['task'] != 'all').sum()} per-task rows and, apart, the {(inter['task'] == 'all').sum()} rows over "
+        f"tasks; equivalent: the 90 % CI inside ±{R.MARGIN:g}:\n\n"
         + "".join(f"- {line}\n" for line in HF.interaction_lines(inter))
         + "\n" + table_md(irows, list(irows.columns))
         + "\nThe modes within each arm (task *all*: the mean over tasks, bootstrap interval):\n\n"
@@ -466,8 +484,10 @@ def similarity_section(root: Path) -> tuple[str, list[str]]:
                          f"{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], verdict **{c['verdict']}**.")  # fmt: skip
     far = cells[(~cells["same_init"]) & (~cells["same_task"])].set_index("which")
     if {"A", "B"} <= set(far.index):
-        lines.append(f"Both factors are close to chance across inits and tasks (A {far.loc['A', 'mean']:.3f}, B "
-                     f"{far.loc['B', 'mean']:.3f}, random subspaces {far.loc['A', 'random_baseline']:.3f}); a "
+        base = far.loc["A", "random_baseline"]
+        lines.append(f"Across inits and tasks both factors sit near chance (A {far.loc['A', 'mean']:.3f}, "
+                     f"{far.loc['A', 'mean'] / base:.1f}× chance; B {far.loc['B', 'mean']:.3f}, "
+                     f"{far.loc['B', 'mean'] / base:.1f}× chance; random subspaces {base:.3f}); a "
                      "random subspace is a weak baseline for B's column space, which lives where the model's "
                      "outputs vary, so \"B more shared than A\" is a small effect over a weak baseline.")  # fmt: skip
     text = (
@@ -561,7 +581,7 @@ def write_readme_summary(readme: Path, root: Path, v2: dict) -> None:
         for line in got:
             lines.append(f"- {SECTION_TITLES[name].split(' · ')[1]}: {line}")
     lines += ["", "Where our stand-ins disagree with the paper:", ""]
-    lines += [f"- {line}" for line in disagreements(s1, s4, v2, s3, collapsed_runs(root))] or [
+    lines += [f"- {line}" for line in disagreements(s1, s4, v2, s3, collapsed_runs(root), root)] or [
         "- nowhere a verdict contradicts it."
     ]
     head, rest = text.split(README_START, 1)
@@ -609,9 +629,14 @@ def _holds(claims: pd.DataFrame) -> str:
                                                           ("undecided", "cannot tell")) if h in counts)  # fmt: skip
 
 
-def disagreements(
-    s1: dict, s4: dict, v2: dict, s3: dict | None = None, collapse: pd.DataFrame | None = None
-) -> list[str]:
+def _oriented(c) -> str:
+    """'B only − A&B', or for a loss 'A&B − B only (loss)': the difference the way diff_mean is signed."""
+    mode, base = SHORT.get(c["mode"], c["mode"]), SHORT.get(c["baseline"], c["baseline"])
+    return f"{base} − {mode} (loss)" if R.lower_is_better(c["metric"]) else f"{mode} − {base}"
+
+
+def disagreements(s1: dict, s4: dict, v2: dict, s3: dict | None = None, collapse: pd.DataFrame | None = None,
+                  root: Path = Path("cached_runs")) -> list[str]:  # fmt: skip
     """Where our runs disagree with the paper, each with its numbers (from the same rows as the verdicts): claims
     a verdict contradicts, the paper's comparisons that stay inconclusive, the d/r trend where B only's edge over
     A only does not grow, and mechanism predictions outside the observed interval."""
@@ -640,20 +665,31 @@ def disagreements(
         out.append(f"The paper's B-only claims are not confirmed on our stand-ins: {len(paper)} comparisons stay "
                    "inconclusive (neither a difference nor equivalence within ±1 point; a mean over tasks is decided by a "
                    "t-test over the task means, which more seeds do not narrow): "
-                   + "; ".join(f"{SHORT[c['mode']]} − {SHORT[c['baseline']]} ({c['where']}, r = {c['rank']}) "
+                   + "; ".join(f"{_oriented(c)} ({c['where']}, r = {c['rank']}) "
                                f"{c['diff_mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
                                for _, c in paper.iterrows()) + ".")  # fmt: skip
-    for line in v2["d/r sweep"][1]:  # the theory: B only's edge over A only grows with d/r
-        if not line.startswith("**B only − A only"):
+    trend = [line for line in v2["d/r sweep"][1] if line.startswith("**B only − A only")]
+    if trend and not all("grows" in line for line in trend):
+        grows = [t.split("d/r, ", 1)[1].split("**", 1)[0] for t in trend if "grows" in t]
+        out.append("The paper's theory has B only's edge over A only grow with d/r; on our stand-ins it does on "
+                   + (", ".join(grows) or "no task") + " and is not shown on the others: " + " ".join(trend))  # fmt: skip
+    for group in ("minilm_mechanism", "vit_mechanism"):
+        if not (root / group).is_dir():
             continue
-        if "stays flat" in line or "shrinks" in line:
-            out.append(
-                "The paper's theory has B only's edge over A only grow with d/r; here it does not: " + line
-            )
-        elif "cannot tell" in line:
-            out.append(
-                "The paper's theory has B only's edge over A only grow with d/r; not confirmed here: " + line
-            )
+        claims = R.claim_table(R.claim_comparisons(counted(root / group), "test_accuracy"))
+        every_task_worse = (
+            (claims["holds"] == "undecided")
+            & (claims["n_worse"] == claims["n_tasks"])
+            & (claims["n_tasks"] > 1)
+        )
+        for _, c in claims[(claims["holds"] == "no") | every_task_worse].iterrows():
+            out.append(f"With LoRA on one module only (`{group}`: the top layer's value projection), {c['claim']} "
+                       + ("is contradicted" if c["holds"] == "no" else "is contradicted on every task (the mean over "
+                          f"{c['n_tasks']} tasks is undecided)")
+                       + f": {_oriented(c)} = {c['diff_mean']:+.3f} [{c['ci_low']:+.3f}, "
+                       f"{c['ci_high']:+.3f}] ({'mean over tasks' if c['pooled'] else 'one task'}), "
+                       f"{c['verdict']}; per task: "
+                       + ", ".join(f"{int(c[f'n_{v}'])} {v}" for v in R.VERDICTS if c[f"n_{v}"]) + ".")  # fmt: skip
     for line in v2["mechanism"][1]:
         tail = line.split("the paper's model predicts", 1)[1] if "the paper's model predicts" in line else ""
         if "lies outside" in tail.split(";")[0]:
@@ -691,7 +727,14 @@ def full_report(root: Path, v2: dict) -> str:
         )
         + f"; head only {s1['control']:.3f}"
         + (f"; the linear probe {s1['probe']:.3f}" if s1["probe"] is not None else "")
-        + f". Of the claims below, {_holds(s1['claims'])}.",
+        + ". Of the claims below (Table 1, the ViT, SmolLM2), "
+        + _holds(
+            pd.concat(
+                [s1["claims"], R.claim_table(s4["comp"]), *([R.claim_table(s3["comp"])] if s3 else [])],
+                ignore_index=True,
+            )
+        )  # fmt: skip
+        + "; a claim over several tasks is decided by the t-test over the task means (Holm within those rows).",
         "",
         "**Table 1 (MiniLM-L6, five tasks):**",
         "",
@@ -713,7 +756,7 @@ def full_report(root: Path, v2: dict) -> str:
         "## Where our stand-ins disagree with the paper",
         "",
     ]
-    lines += [f"- {line}" for line in disagreements(s1, s4, v2, s3, collapsed_runs(root))] or [
+    lines += [f"- {line}" for line in disagreements(s1, s4, v2, s3, collapsed_runs(root), root)] or [
         "- Nowhere a verdict contradicts it."
     ]
     lines += [
@@ -727,10 +770,10 @@ def full_report(root: Path, v2: dict) -> str:
         "features, C chosen on validation (README).",
         "",
         t1,
+        *v2_sections(v2),
         "## Exp 6 · A small ViT, Fashion-MNIST → MNIST (the paper's ViT / DomainBed)",
         "",
         t4,
-        *v2_sections(v2),
         "## Exp 6 · SmolLM2-135M (LLaMA architecture) on chatterbot_qa (the paper's LLaMA-2 / Alpaca)",
         "",
         "LoRA r = 8 on q_proj and v_proj of all 30 layers, 150 steps of batch 8, loss on the answer tokens only, "
@@ -757,6 +800,9 @@ def full_report(root: Path, v2: dict) -> str:
         "- Seeds: 5 per cell; equivalence is judged per comparison at α = 0.05 (TOST) without a multiplicity "
         "correction; differences need a Holm-adjusted p < 0.05.",
         "- The generalisation-bound experiments are on the Theory page (closed form), not trained here.",
+        "- The margin ±0.01 is one point of accuracy; on chatterbot_topic's 76-row test split one example is 0.013, "
+        "so equivalence there is out of reach by construction. For SmolLM2 the same ±0.01 is in nats of test loss "
+        "per answer token.",
         "- The mechanism test on SmolLM2's `v_proj` (GQA 576 → 192, B only's rank matched to A only's parameter "
         "count): not run; asymviz.mechanism measures shares of A&B's gain over a head-only control, which a causal "
         "LM does not have (the untrained base's loss would be the stand-in; not implemented).",

@@ -105,9 +105,10 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
         st.markdown(
             "**What these runs say about the paper's claims.** Modes are compared over paired seeds (a seed gives "
             "every mode the same batch order and head init); the interval is a 95 % Student t interval per task "
-            "and a bootstrap over tasks and seeds for the mean over tasks; p-values are Holm-adjusted over every "
-            f"comparison of this model; *equivalent* means the 90 % interval lies within ±{R.MARGIN:g} (two one-"
-            "sided tests), *inconclusive* that these seeds show neither a difference nor equivalence.\n\n"
+            "and, for the mean over tasks, a bootstrap over tasks and seeds beside a t-test over the task means; "
+            "p-values are Holm-adjusted within the per-task comparisons and, apart, within the means over tasks; "
+            f"*equivalent* means the 90 % interval lies within ±{R.MARGIN:g} (two one-sided tests), *inconclusive* "
+            "that the runs show neither a difference nor equivalence.\n\n"
             + "\n".join(f"- {line}" for line in lines)
         )
     table = tables.mode_table(summary)
