@@ -718,7 +718,7 @@ def full_report(root: Path, v2: dict) -> str:
         f"MiniLM-L6 on five tasks, {'/'.join(map(str, s1['seeds']))} seeds per cell, modes compared over paired "
         f"seeds against the head-only control and each other; equivalence margin ±{R.MARGIN:g} (one point of "
         f"accuracy). Of the {len(per_task)} per-task comparisons between LoRA modes, "
-        + ", ".join(f"{int(n1[v])} are {v}" for v in R.VERDICTS if v in n1)
+        + ", ".join(f"{int(n1[v])} {'is' if int(n1[v]) == 1 else 'are'} {v}" for v in R.VERDICTS if v in n1)
         + f" (median half-width of a task's 95 % t interval {half_width:.3f}). Mean test accuracy over the five "
         "tasks: "
         + "; ".join(
