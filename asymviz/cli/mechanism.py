@@ -18,8 +18,8 @@ from asymviz.cli.output import (
     COLUMNS_HELP,
     LEGENDS,
     add_output_args,
-    progress_bar,
     quiet_transformers,
+    staged_progress,
     write_frame,
 )
 
@@ -65,13 +65,7 @@ def _cmd_mechanism(args) -> int:
 
     mechanism_runs(args.store)  # an error line before any model is loaded
     quiet_transformers()
-    bars: dict = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = progress_bar(total, stage, min_total=2)
-        if bars[stage]:
-            bars[stage](done)
+    progress = staged_progress("batch")
 
     frame = mechanism_table(
         args.store, args.metric, args.max_examples, args.batch_size, progress=progress, base=args.base

@@ -231,13 +231,15 @@ def _blocks(frame, cells: dict, width: int) -> list[str]:
     return lines
 
 
-def progress_bar(total: int, desc: str, min_total: int = 16) -> Callable[[int], None] | None:
+def progress_bar(
+    total: int, desc: str, min_total: int = 16, unit: str = "module"
+) -> Callable[[int], None] | None:
     """A tqdm bar on stderr for long jobs (None for short ones, or when stderr is not a terminal-like stream)."""
     if total < min_total or os.environ.get("ASYMVIZ_NO_PROGRESS"):
         return None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="module", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
     def update(done: int) -> None:
         bar.n = done
@@ -246,6 +248,19 @@ def progress_bar(total: int, desc: str, min_total: int = 16) -> Callable[[int], 
             bar.close()
 
     return update
+
+
+def staged_progress(unit: str = "module") -> Callable[[str, int, int], None]:
+    """A `progress(stage, done, total)` callback for the library's multi-stage work: one bar per stage."""
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = progress_bar(total, stage, min_total=2, unit=unit)
+        if bars[stage]:
+            bars[stage](done)
+
+    return progress
 
 
 def add_output_args(p: argparse.ArgumentParser, default_format: str = "table") -> None:

@@ -19,6 +19,7 @@ from asymviz.cli.output import (
     add_output_args,
     progress_bar,
     quiet_transformers,
+    staged_progress,
     write_frame,
 )
 from asymviz.errors import AsymvizError
@@ -133,13 +134,7 @@ def _cmd_align(args) -> int:
     from asymviz.probes.alignment import align, alignment_summary
 
     quiet_transformers()
-    bars: dict = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = progress_bar(total, stage, min_total=2)
-        if bars[stage]:
-            bars[stage](done)
+    progress = staged_progress()
 
     frame = align(
         args.adapter, args.base, args.task, samples=args.samples, k=args.k,
