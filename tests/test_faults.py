@@ -161,10 +161,8 @@ def test_app_server_killed_while_fine_tunes_run_then_restarted(tmp_path, tiny_co
     assert not _no_temp_files(store)
 
 
-def test_runner_and_training_killed_reads_interrupted(tmp_path, long_config):
-    """A machine-level kill: the queue's runner and its training process both SIGKILLed mid-run. The job and
-    the run read `interrupted`, and the store stays readable."""
-    store = tmp_path / "store"
+def _start_live_fine_tune(store, long_config):
+    """A fine-tune submitted through the app's job queue, once it has trained 3 steps: (job, its running record)."""
     argv = [
         sys.executable,
         "-m",
@@ -177,7 +175,14 @@ def test_runner_and_training_killed_reads_interrupted(tmp_path, long_config):
     ]
     job = jobs.submit(store, argv, store / "run", label="live")
     _wait_until(lambda: _progress_step(store / "run") >= 3, 120, "the fine-tune did not start")
-    running = jobs.read_job(store, job.job_id)
+    return job, jobs.read_job(store, job.job_id)
+
+
+def test_runner_and_training_killed_reads_interrupted(tmp_path, long_config):
+    """A machine-level kill: the queue's runner and its training process both SIGKILLed mid-run. The job and
+    the run read `interrupted`, and the store stays readable."""
+    store = tmp_path / "store"
+    job, running = _start_live_fine_tune(store, long_config)
     os.kill(running.child_pid, signal.SIGKILL)
     os.kill(running.runner_pid, signal.SIGKILL)
     _wait_until(
@@ -191,19 +196,7 @@ def test_runner_killed_stops_its_training_and_the_store_reads(tmp_path, long_con
     """The runner alone SIGKILLed: its child gets the parent-death signal (SIGTERM) and stops; the job reads
     interrupted, the run a finished state (the training records SIGTERM as `cancelled`)."""
     store = tmp_path / "store"
-    argv = [
-        sys.executable,
-        "-m",
-        "asymviz",
-        "train",
-        "--config",
-        str(long_config),
-        "--out",
-        str(store / "run"),
-    ]
-    job = jobs.submit(store, argv, store / "run", label="live")
-    _wait_until(lambda: _progress_step(store / "run") >= 3, 120, "the fine-tune did not start")
-    running = jobs.read_job(store, job.job_id)
+    job, running = _start_live_fine_tune(store, long_config)
     os.kill(running.runner_pid, signal.SIGKILL)
     _wait_until(lambda: _gone(running.child_pid), 60, "the training outlived its runner")
     _wait_until(lambda: _job_status(store, job.job_id) == "interrupted", 30, "job not interrupted")
