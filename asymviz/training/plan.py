@@ -111,9 +111,11 @@ def _has_head(cfg: TrainConfig) -> bool:
     is none). A task that cannot be read counts as having one (its runs fail and say why)."""
     if cfg.head is not None:
         return bool(cfg.head)
-    try:
-        from asymviz.base.tasks import load_task
+    from asymviz.base.tasks import TASKS, load_task
 
+    if cfg.task in TASKS:  # a bundled task: its type is declared, no need to read and split its data
+        return TASKS[cfg.task].task_type != "causal_lm"
+    try:
         return load_task(cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train).task_type != "causal_lm"
     except Exception:  # noqa: BLE001 -- the runs report the task's problem
         return True
