@@ -266,13 +266,28 @@ def _device() -> str:
         return f"unknown ({exc})"
 
 
+def _longest_prefix(name: str, prefixes) -> str | None:
+    """The longest of `prefixes` that starts `name` (so "vitmech" wins over "vit"), or None."""
+    return max((p for p in prefixes if name.startswith(p)), key=len, default=None)
+
+
+def experiment_of(store_name: str) -> str | None:
+    """The cached_runs/ folder a job store's runs go to (EXPERIMENTS), by the longest matching prefix."""
+    owner = {prefix: exp for exp, prefixes in EXPERIMENTS.items() for prefix in prefixes}
+    prefix = _longest_prefix(store_name, owner)
+    return owner[prefix] if prefix else None
+
+
 def slim_all(store: Path) -> None:
     from bench.slim_store import slim
 
     for sub in sorted(p for p in store.iterdir() if p.is_dir() and p.name != "logs"):
-        keep = next((q for prefix, q in sorted(KEEP.items(), key=lambda kv: -len(kv[0]))
-                     if sub.name.startswith(prefix)), "seed < 0")  # fmt: skip
-        slim(sub, keep, "replication v2: only the weights the analyses use are shipped")
+        prefix = _longest_prefix(sub.name, KEEP)
+        slim(
+            sub,
+            KEEP[prefix] if prefix else "seed < 0",
+            "replication v2: only the weights the analyses use are shipped",
+        )
 
 
 def merge(store: Path, dest: Path) -> None:
@@ -280,9 +295,8 @@ def merge(store: Path, dest: Path) -> None:
     head_only control of minilm_rank is a copy of minilm_tasks' (the rank sweeps fix the head lr to its choice)."""
     import pandas as pd
 
-    for exp, prefixes in EXPERIMENTS.items():
-        subs = [p for p in sorted(store.iterdir()) if p.is_dir() and p.name.startswith(prefixes)
-                and not (exp == "vit_mnist" and p.name.startswith("vitmech"))]  # fmt: skip
+    for exp in EXPERIMENTS:
+        subs = [p for p in sorted(store.iterdir()) if p.is_dir() and experiment_of(p.name) == exp]
         if not subs:
             continue
         out = dest / exp
