@@ -11,6 +11,8 @@ import os
 
 import streamlit as st
 
+from asymviz.runs import MECHANISM_FILE  # noqa: F401  (a group's mechanism table; app/replication.py names it)
+
 # ------------------------------------------------------------------------------------------------------------
 # theory
 
@@ -363,9 +365,6 @@ def head_factorial(store: str, groups: tuple[str, ...], metric: str | None):
     return head_factorial_table(runs, metric), head_interaction_table(runs, metric)
 
 
-MECHANISM_FILE = "mechanism.csv"  # asymviz mechanism <group> --format csv -o <group>/mechanism.csv
-
-
 def mechanism_file(store: str, group: str):
     """The mechanism table the experiment ships (<store>/<group>/mechanism.csv, asymviz.mechanism's columns,
     written by `asymviz mechanism`), or None when there is none; read again when the file changes."""
@@ -374,19 +373,14 @@ def mechanism_file(store: str, group: str):
     path = Path(store) / group / MECHANISM_FILE
     if not path.is_file():
         return None
-    frame = _csv(str(path), path.stat().st_mtime_ns).copy()
-    # a CSV cannot tell "" from a missing value: the text columns the library writes "" in read back as ""
-    for col in ("model", "group", "task", "module", "mode", "quantity", "metric", "reason"):
-        if col in frame:
-            frame[col] = frame[col].fillna("").astype(str)
-    return frame
+    return _mechanism_csv(str(path), path.stat().st_mtime_ns).copy()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _csv(path: str, stamp: int):
-    import pandas as pd
+def _mechanism_csv(path: str, stamp: int):
+    from asymviz.mechanism import read_mechanism_file
 
-    return pd.read_csv(path)
+    return read_mechanism_file(path)
 
 
 @st.cache_data(show_spinner=False)

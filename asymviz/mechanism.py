@@ -342,6 +342,19 @@ def _judge(value: float, low: float, high: float) -> str:
     )
 
 
+TEXT_COLUMNS = ("model", "group", "task", "module", "mode", "quantity", "metric", "reason")
+
+
+def read_mechanism_file(path: str | Path) -> pd.DataFrame:
+    """A mechanism table written as CSV (`mechanism_table(...).to_csv`), read back with its text columns as text: a
+    CSV cannot tell "" from a missing value, and "" read back as NaN would print as "nan" in `mechanism_lines`."""
+    frame = pd.read_csv(path)
+    for col in TEXT_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].fillna("").astype(str)
+    return frame
+
+
 def mechanism_lines(frame: pd.DataFrame, digits: int = 2) -> list[str]:
     """Markdown sentences, one per (model, group, task, module) of `mechanism_table`; every number comes from
     the frame (the same figures on both of its rows are said once)."""

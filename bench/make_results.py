@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asymviz import results as R  # noqa: E402
 from asymviz.modes import LORA_MODES as MODES  # noqa: E402
-from asymviz.runs import GENERATIONS_FILE, LR_FILE, SWEEP_FILE, RunStore  # noqa: E402
+from asymviz.runs import GENERATIONS_FILE, LR_FILE, MECHANISM_FILE, SWEEP_FILE, RunStore  # noqa: E402
 
 LABEL = {
     "ab": "A&B",
@@ -315,18 +315,18 @@ def mechanism_section(root: Path) -> tuple[str, list[str]]:
     """Exp 4 (mechanism): the shares of A&B's gain B only and A only keep on one module, observed vs predicted,
     read from each group's mechanism.csv (written by `asymviz mechanism GROUP -o GROUP/mechanism.csv`: it needs
     the base model and the training data, so it is measured once, not on every report)."""
-    from asymviz.mechanism import mechanism_lines
+    from asymviz.mechanism import mechanism_lines, read_mechanism_file
 
     frames, notes = [], []
     for group in ("minilm_mechanism", "vit_mechanism"):
-        path = root / group / "mechanism.csv"
+        path = root / group / MECHANISM_FILE
         if not (root / group).is_dir():
             notes.append(f"(not run: this folder has no `{group}/`)")
         elif not path.exists():
             notes.append(f"(`{group}/mechanism.csv` is missing: `asymviz mechanism {root.name}/{group} --format csv "
                          f"-o {root.name}/{group}/mechanism.csv` measures it)")  # fmt: skip
         else:
-            frames.append(pd.read_csv(path))
+            frames.append(read_mechanism_file(path))
     if not frames:
         return "\n".join(notes) + "\n", []
     frame = pd.concat(frames, ignore_index=True)

@@ -28,7 +28,8 @@ examples_per_s | tokens_per_s, peak_memory_mb, peak_memory_kind}, error (one lin
 setting: threads, world_size, base_model (the stable name), targets, layers, has_adapter, learning_rates
 {lora_A, lora_B, head}, split_summary (asymviz.base.tasks.TaskData.split_summary: per split rows,
 unique_texts, classes, largest_item_share, majority_accuracy), frozen_norms {factor, modules, row, col: {mean, min, max}} (null without a frozen factor).
-The store itself holds `lr_selection.csv` (LR_FILE), `sweep.json` (SWEEP_FILE) and `.sweep/` (SWEEP_DIR).
+The store itself holds `lr_selection.csv` (LR_FILE), `sweep.json` (SWEEP_FILE) and `.sweep/` (SWEEP_DIR); a
+group folder may hold `mechanism.csv` (MECHANISM_FILE, asymviz.mechanism's table).
 The run table (`RunStore.list()`) has the columns and dtypes of LIST_SCHEMA; `lr_ratio` and `head_lr` were added
 (runs written before read 1.0 and their lr), then `head` (the head modules trained in full, comma-joined: run.json
 head_modules, else the config's head), `targets` (the adapted module names, comma-joined) and `top_layers`; no
@@ -50,6 +51,7 @@ from asymviz.runs.layout import (
     LIST_COLUMNS,
     LIST_SCHEMA,
     LR_FILE,
+    MECHANISM_FILE,
     METRIC_COLUMNS,
     METRICS_FILE,
     ROLES,
@@ -79,7 +81,7 @@ from asymviz.runs.writer import RunWriter
 
 __all__ = [
     "ADAPTER_CONFIG", "ADAPTER_DIR", "CANCEL_FILE", "DEFAULT_STORE", "GENERATIONS_FILE", "INIT_DIR", "LIST_COLUMNS",
-    "LIST_SCHEMA", "LR_FILE", "METRIC_COLUMNS", "METRICS_FILE", "ROLES", "RUN_FILE", "SCHEMA", "SPLIT_FILE",
+    "LIST_SCHEMA", "LR_FILE", "MECHANISM_FILE", "METRIC_COLUMNS", "METRICS_FILE", "ROLES", "RUN_FILE", "SCHEMA", "SPLIT_FILE",
     "STALE_S", "STATUSES", "SWEEP_DIR", "SWEEP_FILE", "RunError", "RunRecord", "RunStore", "RunWriter",
     "adapter_dir", "annotate_run", "generations_file", "has_adapter_files", "init_dir", "is_run_folder",
     "list_runs", "read_run_json", "read_split", "run_folder_of", "run_table", "utc_now", "write_json_atomic",

@@ -30,6 +30,7 @@ ADAPTER_CONFIG = (
 # a store's own files, next to its run folders
 LR_FILE = "lr_selection.csv"  # one row per lr-grid run (asymviz.training.lr_grid.LR_COLUMNS)
 SWEEP_FILE = "sweep.json"  # {"sweeps": [entry, ...]}, one entry per sweep started on the store
+MECHANISM_FILE = "mechanism.csv"  # a group's asymviz.mechanism table (`asymviz mechanism GROUP -o GROUP/...`)
 SWEEP_DIR = ".sweep"  # worker queues and logs of the sweeps running on the store
 METRIC_COLUMNS = ("step", "split", "metric", "value")
 STALE_S = 600.0  # a heartbeat this old (another host) means the run is gone
