@@ -35,6 +35,18 @@ def configs(base: TrainConfig, seeds: range) -> list[dict]:
     return [base.replace(mode=m, seed=s).to_dict() for s in seeds for m in MODES]
 
 
+def loop_rate(store: Path) -> float:
+    """Median over the store's packs of a pack's training-loop examples/s (run.json's pack.examples_per_s):
+    what the GPU does once a process is set up."""
+    rates = {}
+    for run_json in store.glob("*/run.json"):
+        data = json.loads(run_json.read_text())
+        pack = data.get("pack") or {}
+        if "examples_per_s" in pack:
+            rates[tuple(pack.get("run_ids", [run_json.parent.name]))] = pack["examples_per_s"]
+    return statistics.median(rates.values()) if rates else float("nan")
+
+
 def run_sweeps(jobs: list[tuple[str | None, list[dict]]], store: Path, pack: int) -> float:
     """Start one `asymviz sweep --configs` per (visible GPU, configs) at once; wall seconds until all end."""
     procs = []
@@ -63,6 +75,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=24, help="runs in all (3 modes x runs/3 seeds), half per GPU")
     ap.add_argument("--pack", type=int, default=12, help="runs per pack (--pack of asymviz sweep)")
     ap.add_argument("--cpu-smoke", action="store_true")
+    ap.add_argument("--bytecode-cache", default=None, metavar="DIR",
+                    help="children write and reuse compiled bytecode under DIR (PYTHONPYCACHEPREFIX) even where the "
+                         "machine turns bytecode writing off (PYTHONDONTWRITEBYTECODE); the warm-up pair fills it")  # fmt: skip
     args = ap.parse_args()
     base = TrainConfig(model="minilm", task="fine_foods", targets=("query", "value"), rank=8, alpha=16,
                        head=("pooler", "classifier"), steps=args.steps, batch_size=32, max_length=128, lr=5e-4,
@@ -79,27 +94,42 @@ def main() -> None:
         print(f"torch {torch.__version__}, {n} x {torch.cuda.get_device_name(0)}", flush=True)
         if n < 2:
             raise SystemExit("needs 2 GPUs")
+    if args.bytecode_cache:
+        ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        ENV["PYTHONPYCACHEPREFIX"] = str(Path(args.bytecode_cache).resolve())
+    print(f"children: PYTHONDONTWRITEBYTECODE={ENV.get('PYTHONDONTWRITEBYTECODE')!r}, "
+          f"PYTHONPYCACHEPREFIX={ENV.get('PYTHONPYCACHEPREFIX')!r}", flush=True)  # fmt: skip
     runs = configs(base, range(args.runs // 3))
     half = len(runs) // 2
     examples = len(runs) * base.steps * base.batch_size
-    one, two, ratios = [], [], []
+    one, two, ratios, loop_ratios = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for rep in range(args.reps + 1):  # the first pair warms the page cache and the kernels' caches
             w1 = run_sweeps([(gpus[0], runs)], tmp / f"one{rep}", pack=args.pack)
-            w2 = run_sweeps([(gpus[0], runs[:half]), (gpus[1], runs[half:])], tmp / f"two{rep}", pack=args.pack)
+            w2 = run_sweeps(
+                [(gpus[0], runs[:half]), (gpus[1], runs[half:])], tmp / f"two{rep}", pack=args.pack
+            )
             label = "warm-up" if rep == 0 else f"rep {rep}"
+            l1 = loop_rate(tmp / f"one{rep}" / "0")
+            l2 = loop_rate(tmp / f"two{rep}" / "0") + loop_rate(
+                tmp / f"two{rep}" / "1"
+            )  # they train side by side
             print(f"  {label}: one GPU {examples / w1:.0f} ex/s ({w1:.1f} s), two GPUs {examples / w2:.0f} ex/s "
-                  f"({w2:.1f} s): x{w1 / w2:.2f}", flush=True)  # fmt: skip
+                  f"({w2:.1f} s): x{w1 / w2:.2f}; training loops alone: one GPU {l1:.0f} ex/s, two GPUs about "
+                  f"{l2:.0f} ex/s (x{l2 / l1:.2f})", flush=True)  # fmt: skip
             if rep:
                 one.append(examples / w1)
                 two.append(examples / w2)
                 ratios.append(w1 / w2)
+                loop_ratios.append(l2 / l1)
     res = {"runs": len(runs), "pack": args.pack, "steps": base.steps, "examples": examples, "one_gpu_ex_s": one, "two_gpu_ex_s": two,
-           "ratio_two_over_one": ratios}  # fmt: skip
+           "ratio_two_over_one": ratios, "loop_ratio_two_over_one": loop_ratios,
+           "env": {k: ENV.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}}  # fmt: skip
     print(f"\n{len(runs)} packed runs (packs of {args.pack}, {base.steps} steps each), end to end: one GPU median {statistics.median(one):.0f} ex/s, two GPUs "
           f"{statistics.median(two):.0f} ex/s; two/one x{statistics.median(ratios):.2f} "
-          f"[{min(ratios):.2f}, {max(ratios):.2f}] over {len(ratios)} pairs")  # fmt: skip
+          f"[{min(ratios):.2f}, {max(ratios):.2f}] over {len(ratios)} pairs; training loops alone "
+          f"x{statistics.median(loop_ratios):.2f} [{min(loop_ratios):.2f}, {max(loop_ratios):.2f}]")  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_pack_2gpu.json").write_text(json.dumps(res, indent=1))
 

@@ -134,7 +134,7 @@ def _llama_config(folder: Path, task: Path) -> TrainConfig:
     return cfg
 
 
-def part_modes(tmp: Path) -> dict:
+def part_modes(tmp: Path, llama_steps: int = 25, llama_pairs: int = 3) -> dict:
     from asymviz.training.loop import train
     from asymviz.training.workspace import Workspace
 
@@ -151,13 +151,31 @@ def part_modes(tmp: Path) -> dict:
              f"test acc {m['test_accuracy']:.3f} (256 test examples)")  # fmt: skip
     del ws
     free_gpu()
+    out["llama1b"] = part_modes_llama(tmp, llama_steps, llama_pairs)
+    ab = out["minilm"]["ab"]
+    b = out["minilm"]["b_only"]
+    note(
+        "minilm b_only / ab",
+        f"speed x{b['ex_s'] / ab['ex_s']:.2f}, peak memory x{b['peak_mb'] / ab['peak_mb']:.2f}",
+    )
+    return out
+
+
+def part_modes_llama(tmp: Path, steps: int = 25, pairs: int = 3) -> dict:
+    """B only vs A&B (and one A only) on the 1.1B LLaMA shape: tokens/s of `train`'s loop and peak memory."""
+    from asymviz.training.loop import train
+    from asymviz.training.workspace import Workspace
+
+    out: dict = {}
     folder, task = _llama_assets(tmp)
-    cfg = _llama_config(folder, task)
+    cfg = _llama_config(folder, task).replace(steps=2 if DRY else steps)
+    print(f"\n== LLaMA-1.1B modes: {cfg.steps} steps of batch {cfg.batch_size} x {cfg.max_length} per run, "
+          f"{pairs} ab/b_only pairs after one warm-up pair", flush=True)  # fmt: skip
     # ab and b_only alternate, `repeats` times each, after one warm-up run of each (the first run of a process
     # pays for cuBLAS heuristics, the caching allocator's growth and autocast's weight casts: that is what made
     # one earlier session's single-shot ratio x1.77 and another's x1.30); the median ratio is quoted.
     ws = Workspace()
-    repeats = 1 if DRY else 3
+    repeats = 1 if DRY else pairs
     order = ["ab", "b_only"] + ["ab", "b_only"] * repeats + ["a_only"]
     seen: dict[str, list] = {}
     for i, mode in enumerate(order):
@@ -165,9 +183,10 @@ def part_modes(tmp: Path) -> dict:
         rec = train(cfg.replace(mode=mode), tmp / f"modes_llama_{mode}_{i}", workspace=ws, overwrite=True)
         m = rec.final_metrics
         warm = i < 2
+        t = rec.data.get("timings", {})
         print(
             f"  llama {mode} {'(warm-up) ' if warm else ''}{m['tokens_per_s']:.0f} tokens/s, "
-            f"peak {m['peak_memory_mb'] / 1024:.2f} GiB",
+            f"peak {m['peak_memory_mb'] / 1024:.2f} GiB, train {t.get('train_s', 0):.2f} s",
             flush=True,
         )
         if not warm:
@@ -176,30 +195,22 @@ def part_modes(tmp: Path) -> dict:
     free_gpu()
     for mode, ms in seen.items():
         tok = sorted(x["tokens_per_s"] for x in ms)
-        out["llama1b"][mode] = {
+        out[mode] = {
             "tok_s": tok[len(tok) // 2],
             "tok_s_all": tok,
             "peak_mb": max(x["peak_memory_mb"] for x in ms),
         }
         note(f"LLaMA-1.1B {mode}", f"median {tok[len(tok) // 2]:.0f} tokens/s [{tok[0]:.0f}, {tok[-1]:.0f}] over "
-             f"{len(tok)}, peak {out['llama1b'][mode]['peak_mb'] / 1024:.1f} GiB")  # fmt: skip
+             f"{len(tok)}, peak {out[mode]['peak_mb'] / 1024:.1f} GiB")  # fmt: skip
     ab_runs, b_runs = seen.get("ab", []), seen.get("b_only", [])
     ratios = sorted(b["tokens_per_s"] / a["tokens_per_s"] for a, b in zip(ab_runs, b_runs))
     if ratios:
-        out["llama1b"]["b_over_ab_pairs"] = ratios
+        out["b_over_ab_pairs"] = ratios
         note("LLaMA-1.1B b_only / ab, pair by pair", f"median x{ratios[len(ratios) // 2]:.2f} "
-             f"[{ratios[0]:.2f}, {ratios[-1]:.2f}] over {len(ratios)} pairs")  # fmt: skip
-    ab = out["minilm"]["ab"]
-    b = out["minilm"]["b_only"]
-    note(
-        "minilm b_only / ab",
-        f"speed x{b['ex_s'] / ab['ex_s']:.2f}, peak memory x{b['peak_mb'] / ab['peak_mb']:.2f}",
-    )
-    if "ab" in out["llama1b"] and "b_only" in out["llama1b"]:
-        note(
-            "llama1b b_only / ab peak memory",
-            f"x{out['llama1b']['b_only']['peak_mb'] / out['llama1b']['ab']['peak_mb']:.2f}",
-        )
+             f"[{ratios[0]:.2f}, {ratios[-1]:.2f}] over {len(ratios)} pairs of {cfg.steps} steps")  # fmt: skip
+    if "ab" in out and "b_only" in out:
+        note("llama1b b_only / ab peak memory", f"x{out['b_only']['peak_mb'] / out['ab']['peak_mb']:.2f}")
+    out["steps"] = cfg.steps
     return out
 
 
@@ -351,7 +362,13 @@ def part_ddp_llama(tmp: Path, repeats: int = 2) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--parts", default="plain,modes,sweep,ddp,ddp_llama")
+    p.add_argument(
+        "--parts",
+        default="plain,modes,sweep,ddp,ddp_llama",
+        help="any of plain, modes (MiniLM and LLaMA), modes_llama (LLaMA only), sweep, ddp, ddp_llama",
+    )
+    p.add_argument("--llama-steps", type=int, default=25, help="steps of each LLaMA run in the modes parts")
+    p.add_argument("--llama-pairs", type=int, default=3, help="timed ab/b_only pairs in the modes parts")
     p.add_argument("--out", default=".")
     p.add_argument("--jobs", type=int, default=6, help="workers in flight on one GPU for the sweep part")
     p.add_argument("--sweep-steps", type=int, default=375, help="steps of each run in the sweep part")
@@ -383,7 +400,9 @@ def main() -> None:
             results["plain"] = part_plain(tmp)
         plain_ex_s = results.get("plain", {}).get("plain_ex_s")
         if "modes" in parts:
-            results["modes"] = part_modes(tmp)
+            results["modes"] = part_modes(tmp, args.llama_steps, args.llama_pairs)
+        elif "modes_llama" in parts:
+            results["modes"] = {"llama1b": part_modes_llama(tmp, args.llama_steps, args.llama_pairs)}
         if "sweep" in parts:
             results["sweep"] = part_sweep(tmp, plain_ex_s, args.jobs, args.sweep_steps, args.sweep_batch)
         if "ddp" in parts:

@@ -113,10 +113,16 @@ def gpu_multi(data: dict, source: str) -> list[list[str]]:
 def gpu_pack_2gpu(data: dict, source: str) -> list[list[str]]:
     """bench/gpu_pack_2gpu.py: ratio_two_over_one, one per alternated pair."""
     shape = f" (packs of {data['pack']}, {data['steps']} steps each)" if "pack" in data else ""
-    return [_row(f"{data['runs']} packed MiniLM runs{shape} on two H200s vs one, end to end",
+    env = data.get("env") or {}
+    cache = ", children with a bytecode cache (PYTHONPYCACHEPREFIX)" if env.get("PYTHONPYCACHEPREFIX") else ""
+    rows = [_row(f"{data['runs']} packed MiniLM runs{shape} on two H200s vs one, end to end{cache}",
                  _stats(data["ratio_two_over_one"]), "x", 1.9,
                  f"{statistics.median(data['one_gpu_ex_s']):,.0f} vs {statistics.median(data['two_gpu_ex_s']):,.0f} ex/s",
                  source)]  # fmt: skip
+    if data.get("loop_ratio_two_over_one"):  # run.json's pack.examples_per_s: the GPUs once set up
+        rows.append(_row("the same, training loops only (both GPUs' packs side by side vs one GPU's)",
+                         _stats(data["loop_ratio_two_over_one"]), "x", None, "", source))  # fmt: skip
+    return rows
 
 
 def gpu_train(data: dict, source: str) -> list[list[str]]:
@@ -133,8 +139,11 @@ def gpu_train(data: dict, source: str) -> list[list[str]]:
                          _stats([two / one], "one run each"), "x", None, f"{one:,.0f} vs {two:,.0f} ex/s", source))  # fmt: skip
     modes = data.get("modes", {}).get("llama1b")
     if modes and "b_over_ab_pairs" in modes:
-        rows.append(_row("B only vs A&B, 1.1B LLaMA shape, r = 16, bf16, tokens/s (alternated pairs)",
-                         _stats(modes["b_over_ab_pairs"]), "x", 1.3, "", source))  # fmt: skip
+        steps = f"{modes['steps']} steps per run, " if "steps" in modes else ""
+        rows.append(_row(f"B only vs A&B, 1.1B LLaMA shape, r = 16, bf16, tokens/s ({steps}alternated pairs)",
+                         _stats(modes["b_over_ab_pairs"]), "x", 1.3,
+                         f"A&B {modes['ab']['tok_s']:,.0f} vs B only {modes['b_only']['tok_s']:,.0f} tokens/s (medians)",
+                         source))  # fmt: skip
         mem = modes["b_only"]["peak_mb"] / modes["ab"]["peak_mb"]
         rows.append(_row("the same, peak memory B only / A&B", _stats([mem], "one run each"), "x", 0.75,
                          f"{modes['b_only']['peak_mb'] / 1024:.1f} vs {modes['ab']['peak_mb'] / 1024:.1f} GiB",
@@ -150,6 +159,11 @@ GPU_FILES: dict[str, Callable[[dict, str], list[list[str]]]] = {
     "gpu_multi_h200_k24.json": gpu_multi,  # packs of 24, 24 runs end to end (2026-11-30)
     "gpu_pack_2gpu_h200x2_48runs.json": gpu_pack_2gpu,  # 48 runs in packs of 24, 400 steps (2026-11-30)
     "gpu_multi_h200_card_ab.json": gpu_multi,  # another H200 host (its plain loop 2,172 ex/s), model card A/B
+    # session of 2026-11-30 10:00 UTC (one x2 host): bytecode cache for the children (the lent machine sets
+    # PYTHONDONTWRITEBYTECODE=1: bench/results/gpu_env_h200x2_bytecode.txt), 100-step LLaMA pairs
+    "gpu_pack_2gpu_h200x2_48runs_pyc.json": gpu_pack_2gpu,
+    "gpu_multi_h200_k24_alone.json": gpu_multi,
+    "gpu_train_llama_h200_100steps.json": gpu_train,
 }
 
 
