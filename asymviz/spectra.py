@@ -49,7 +49,7 @@ def _module_spectra(module: LoraModule):
     if not (finite_gram(gram_a) and finite_gram(gram_b)):  # as module.finite, without another pass
         return None
     spectra = module_bases(module, gram_a, gram_b).spectra()
-    return [(w, spectra[w][0].numpy(), spectra[w][1], module.B.dtype) for w in WHICH]
+    return [(w, spectra[w][0], spectra[w][1], module.B.dtype) for w in WHICH]
 
 
 # Per adapter, its modules' spectra (r values per factor: kilobytes), so that singular_spectrum and

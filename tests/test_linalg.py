@@ -4,7 +4,6 @@ the Grams are float64."""
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -22,9 +21,10 @@ from asymviz.linalg import (
 
 
 def module(A, B, scaling=2.0):
+    """A LoraModule over torch tensors' data (as the readers give it: numpy arrays)."""
     from asymviz.adapters import LoraModule
 
-    return LoraModule(name="m", layer=0, kind="q_proj", A=A, B=B, scaling=scaling)
+    return LoraModule(name="m", layer=0, kind="q_proj", A=A.numpy(), B=B.numpy(), scaling=scaling)
 
 
 def ill_conditioned(d: int, r: int, cond: float, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -55,20 +55,22 @@ def test_rank_tolerance_is_numpys_rule_for_float32_and_the_gram_floor_for_float6
     assert numerical_rank(torch.zeros(3), (3, 3)) == 0 and numerical_rank(torch.zeros(0), (3, 3)) == 0
 
 
-@pytest.mark.parametrize("dsyrk", [False, True])
-def test_stacked_gram_equals_dense_product_for_both_layouts(dsyrk):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stacked_gram_equals_dense_product_for_both_layouts(dtype, monkeypatch):
     import asymviz.linalg as linalg
 
-    g = torch.Generator().manual_seed(0)
-    A1, A2 = torch.randn(4, 30, generator=g), torch.randn(3, 30, generator=g)
-    B1, B2 = torch.randn(25, 4, generator=g), torch.randn(25, 2, generator=g)
-    if dsyrk:
-        linalg.prepare_grams(1e12)  # loads scipy's BLAS: single_threaded then limits it and dsyrk is used
-    with linalg.single_threaded():
-        assert (linalg._blas_limits is not None) == dsyrk or not dsyrk and "scipy.linalg.blas" in sys.modules
-        for factors in ([A1.T, A2.T], [B1, B2], [B1, A1.T[:25]]):
-            X = torch.cat([f.double() for f in factors], dim=1)
-            torch.testing.assert_close(stacked_gram(factors), X.T @ X, rtol=1e-12, atol=1e-12)
+    rng = np.random.default_rng(0)
+    A1, A2 = rng.standard_normal((4, 30)).astype(dtype), rng.standard_normal((3, 30)).astype(dtype)
+    B1, B2 = rng.standard_normal((25, 4)).astype(dtype), rng.standard_normal((25, 2)).astype(dtype)
+    cases = ([A1.T, A2.T], [B1, B2], [B1, A1.T[:25]], [A1.T], [B1])
+    for block in (8 * 6 * 7, linalg._BLOCK_BYTES):  # 7 rows a block (several blocks, a short last one), one
+        monkeypatch.setattr(linalg, "_BLOCK_BYTES", block)
+        monkeypatch.setattr(linalg, "_buffers", __import__("threading").local())
+        with linalg.single_threaded():
+            for factors in cases:
+                X = np.concatenate([f.astype(np.float64) for f in factors], axis=1)
+                np.testing.assert_allclose(stacked_gram(factors), X.T @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(stacked_gram([torch.from_numpy(B1)]), stacked_gram([B1]))  # tensors too
 
 
 def test_bases_span_the_dense_reference_subspaces():
@@ -77,13 +79,13 @@ def test_bases_span_the_dense_reference_subspaces():
     B[:, 5] = B[:, 0] + B[:, 1]  # B has rank 5
     mb = module_bases(module(A, B))
     for which, ref in (("A", reference_basis(A.T, A.shape)), ("B", reference_basis(B, B.shape))):
-        U = mb.basis(which).explicit().double()
+        U = torch.from_numpy(mb.basis(which).explicit()).double()
         assert U.shape == ref.shape
         torch.testing.assert_close(U.T @ U, torch.eye(U.shape[1], dtype=torch.float64), atol=1e-6, rtol=0)
         assert ((U.T @ ref).square().sum() / U.shape[1]).item() == pytest.approx(1.0, abs=1e-6)
     dense_U = torch.linalg.svd(mb.scaling * (B.double() @ A.double()))[0]
     for k in (1, 3, 5):
-        U = mb.basis("delta", k).explicit().double()
+        U = torch.from_numpy(mb.basis("delta", k).explicit()).double()
         assert U.shape[1] == k
         assert ((U.T @ dense_U[:, :k]).square().sum() / k).item() == pytest.approx(1.0, abs=1e-6)
     assert mb.basis("delta").k == 5  # ΔW's numerical rank is B's
@@ -96,7 +98,7 @@ def test_spectra_match_dense_svd():
     for which, M in (("A", A), ("B", B), ("delta", 1.5 * B.double() @ A.double())):
         sigma, shape = spectra[which]
         assert shape == tuple(M.shape)
-        np.testing.assert_allclose(sigma.numpy(), torch.linalg.svdvals(M.double())[:5].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(sigma, torch.linalg.svdvals(M.double())[:5].numpy(), rtol=1e-6)
 
 
 def test_similarity_matches_explicit_qr_bases():
@@ -105,7 +107,7 @@ def test_similarity_matches_explicit_qr_bases():
     M2[:, :2] = M1[:, :2] @ torch.randn(2, 2, generator=g)  # share two directions
     Q1, Q2 = torch.linalg.qr(M1.double())[0], torch.linalg.qr(M2.double())[0]
     want = float((Q1.T @ Q2).square().sum()) / 4
-    assert basis_similarity(gram_basis(M1), gram_basis(M2)) == pytest.approx(want, abs=1e-9)
+    assert basis_similarity(gram_basis(M1.numpy()), gram_basis(M2.numpy())) == pytest.approx(want, abs=1e-9)
 
 
 def test_float64_gram_is_needed_at_condition_number_1e6():
@@ -117,12 +119,12 @@ def test_float64_gram_is_needed_at_condition_number_1e6():
     k = ref.shape[1]
     assert 8 < k < r  # the cut falls inside the spectrum
 
-    ours = gram_basis(M)
+    ours = gram_basis(M.numpy())
     assert ours.k == k
-    U = ours.explicit().double()
+    U = torch.from_numpy(ours.explicit()).double()
     assert (U.T @ U - torch.eye(k, dtype=torch.float64)).abs().max() < 1e-5
     assert ((U.T @ ref).square().sum() / k).item() == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(ours.sigma.numpy(), torch.linalg.svdvals(M.double())[:k].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.sigma, torch.linalg.svdvals(M.double())[:k].numpy(), rtol=1e-6)
 
     lam32, V32 = torch.linalg.eigh(M.T @ M)  # the float32 Gram route
     lam32, V32 = lam32.flip(0).clamp_min(1e-30), V32.flip(1)
@@ -136,7 +138,7 @@ def test_float64_gram_is_needed_at_condition_number_1e6():
 
 
 def test_factor_gram_r_factor_reproduces_the_gram():
-    M = ill_conditioned(80, 6, 1e3, seed=4)
+    M = ill_conditioned(80, 6, 1e3, seed=4).numpy()
     fg = FactorGram.from_gram(M, stacked_gram([M]))
     R = fg.r_factor
-    torch.testing.assert_close(R.T @ R, M.double().T @ M.double(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(R.T @ R, M.astype(np.float64).T @ M.astype(np.float64), rtol=1e-10, atol=1e-12)
