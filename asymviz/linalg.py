@@ -46,6 +46,7 @@ _thread_lock = threading.Lock()
 _thread_users = 0
 _saved_threads: int | None = None
 _blas_limits = None
+_buffers = threading.local()  # per thread: stacked_gram's float64 block, thread_arena's Arena
 
 
 @contextmanager
@@ -120,14 +121,35 @@ def parallel_map(
             return list(pool.map(run, items))
 
 
+def thread_arena():
+    """This thread's asymviz.adapters.tensors.Arena, reset: memory for the modules it reads next (see
+    map_modules' `transient`)."""
+    from asymviz.adapters.tensors import Arena
+
+    arena = getattr(_buffers, "arena", None)
+    if arena is None:
+        arena = _buffers.arena = Arena()
+    arena.reset()
+    return arena
+
+
 def map_modules(
     adapter: LoraAdapter,
     fn: Callable[[LoraModule], T],
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    transient: bool = False,
 ) -> list[T]:
     """fn(module) for every module of the adapter, in order; each worker reads and processes one module at
-    a time, so memory holds only a few modules."""
+    a time, so memory holds only a few modules.
+
+    transient: fn keeps nothing of the module's arrays (it returns derived numbers only), so each worker
+    reads into its own reused memory (`thread_arena`) instead of fresh arrays: no page faults per module.
+    """
+    if transient:
+        return parallel_map(
+            lambda spec: fn(adapter._load(spec, thread_arena())), adapter.modules, progress, workers
+        )
     return parallel_map(lambda spec: fn(adapter._load(spec)), adapter.modules, progress, workers)
 
 
@@ -182,7 +204,6 @@ def numerical_rank(sigma, shape: tuple[int, int], dtype=None) -> int:
 # Rows of the factors converted to float64 at a time (≈ 2 MB per block at Σr = 128): the float64 copy stays
 # in cache and is reused, instead of a fresh d×Σr float64 copy per Gram (1.3 GB over a 7B adapter).
 _BLOCK_BYTES = 2 * 2**20
-_buffers = threading.local()
 
 
 def _block_buffer(n: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from asymviz.linalg import (
     module_bases,
     parallel_map,
     stacked_gram,
+    thread_arena,
 )
 
 if TYPE_CHECKING:
@@ -193,7 +194,8 @@ def pairwise_similarity(
     index_pairs = [(i, j) for i in range(n) for j in range(n) if (i < j if pairs == "upper" else True)]
 
     def per_module(name: str) -> dict[str, list] | None:
-        group = ModuleGroup.of([a.module(name) for a in adapters], which, k)
+        arena = thread_arena()  # the group is dropped here: only numbers leave this function
+        group = ModuleGroup.of([a._load(a.spec(name), arena) for a in adapters], which, k)
         if group is None:
             return None
         cols: dict[str, list] = {c: [] for c in PAIR_COLUMNS}

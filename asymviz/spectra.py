@@ -62,7 +62,8 @@ def _collect(adapter: LoraAdapter, which, progress, workers):
     with _computed_lock:
         results = _computed.get(adapter)
     if results is None:
-        results = map_modules(adapter, _module_spectra, progress=progress, workers=workers)
+        # transient: _module_spectra keeps only singular values, none of the module's arrays
+        results = map_modules(adapter, _module_spectra, progress=progress, workers=workers, transient=True)
         with _computed_lock:
             _computed[adapter] = results
     elif progress:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from asymviz.adapters.config import AdapterConfig
+    from asymviz.adapters.tensors import Arena
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,11 @@ class LoraAdapter:
             if progress:
                 progress(i)
 
-    def _load(self, spec: ModuleSpec) -> LoraModule:
+    def _load(self, spec: ModuleSpec, arena: Arena | None = None) -> LoraModule:
+        """Read one module. With an `arena` (asymviz.adapters.tensors.Arena) its arrays may live in the
+        arena's memory: valid until the arena is reset, for analyses that keep only derived numbers."""
         keys = [spec.a_key, spec.b_key] + [k for k in (spec.magnitude_key, spec.e_key) if k]
-        tensors = dict(zip(keys, self._reader.get_many(keys), strict=True))
+        tensors = dict(zip(keys, self._reader.get_many(keys, arena=arena), strict=True))
         A, B = _as_float(tensors[spec.a_key]), _as_float(tensors[spec.b_key])
         if A.dtype != B.dtype:  # e.g. A float64, B float16 in one hand-saved file: compute in float64
             A, B = A.astype("float64"), B.astype("float64")
