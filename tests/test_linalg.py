@@ -53,6 +53,10 @@ def test_rank_tolerance_is_numpys_rule_for_float32_and_the_gram_floor_for_float6
     assert numerical_rank(sigma, (4096, 64), torch.float64) == 5  # tol ≈ 9.5e-7
     assert numerical_rank(sigma.numpy(), (4096, 64)) == 3  # arrays too; float32 by default
     assert numerical_rank(torch.zeros(3), (3, 3)) == 0 and numerical_rank(torch.zeros(0), (3, 3)) == 0
+    for dtype in (np.float64, np.dtype("float64"), "float64", "F64"):  # numpy dtypes and names say the same
+        assert rank_tolerance((4096, 64), dtype) == rank_tolerance((4096, 64), torch.float64)
+    for dtype in (np.float32, np.float16, "BF16", "F16", "bfloat16", None):
+        assert rank_tolerance((4096, 64), dtype) == rank_tolerance((4096, 64), torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -31,7 +31,7 @@ class Arena:
     are overwritten after `reset`: only code that keeps nothing of them (derived numbers only) may use one.
     """
 
-    ALIGN = 64  # bytes: a cache line
+    ALIGN = 64  # bytes: slices start at multiples of a cache line within the buffer
 
     def __init__(self) -> None:
         import numpy as np
