@@ -171,11 +171,6 @@ def _working_eps(dtype) -> float:
 
 
 @lru_cache(maxsize=1024)  # a handful of (shape, dtype) per adapter; called per module and subspace
-def _tolerance(shape: tuple[int, int], eps: float) -> float:
-    n = max(max(shape), 1)
-    return max(n * eps, math.sqrt(n * float(np.finfo(np.float64).eps)))
-
-
 def rank_tolerance(shape: tuple[int, int], dtype=None) -> float:
     """Relative tolerance τ of the numerical rank: σ_i counts when σ_i > τ·σ₁. The only rank rule in asymviz.
 
@@ -186,7 +181,8 @@ def rank_tolerance(shape: tuple[int, int], dtype=None) -> float:
     σ/σ₁ below sqrt(d·eps₆₄) is not resolved); it only binds for float64 data. `dtype`: a numpy or torch
     dtype, or its name.
     """
-    return _tolerance(tuple(shape), _working_eps(dtype))
+    n = max(max(shape), 1)
+    return max(n * _working_eps(dtype), math.sqrt(n * float(np.finfo(np.float64).eps)))
 
 
 def numerical_rank(sigma, shape: tuple[int, int], dtype=None) -> int:
@@ -364,27 +360,35 @@ class ModuleBases:
         return {"A": (self.a.sigma, (self.r, self.d_in)), "B": (self.b.sigma, (self.d_out, self.r)),
                 "delta": (self.delta_sigma, (self.d_out, self.d_in))}  # fmt: skip
 
-    def basis(self, which: str, k: int | None = None) -> GramBasis:
+    def basis(self, which: str, k: int | None = None, ordered: bool = True) -> GramBasis:
         """Row space of A ("A", d = d_in), column space of B ("B", d = d_out) or the top-k column space of
-        ΔW ("delta", d = d_out, as B @ W), each cut at its numerical rank."""
+        ΔW ("delta", d = d_out, as B @ W), each cut at its numerical rank.
+
+        ordered=False (for "delta"): only the span matters (subspace similarities), so when the cut keeps
+        ΔW's whole range, which is then B's, B's basis is returned (columns not in ΔW's singular order,
+        sigma still ΔW's) and the core's singular vectors are not computed."""
         if which == "A":
             return self._a_basis if k is None else self._a_basis.top(k)
         if which == "B":
             return self._b_basis if k is None else self._b_basis.top(k)
         if which == "delta":
-            return self._delta_basis(k)
+            return self._delta_basis(k, ordered)
         raise ValueError(f"which must be 'A', 'B' or 'delta', got {which!r}")
 
-    def _delta_basis(self, k: int | None) -> GramBasis:
+    def _delta_basis(self, k: int | None, ordered: bool = True) -> GramBasis:
         """With X ≈ (X W_X) R_X on each factor's numerical range (R_X = Λ^{1/2}Vᵀ cut to k_X rows),
-        ΔW = s·(B W_B)(R_B R_Aᵀ)(Aᵀ W_A)ᵀ: the left singular vectors of the k_B×k_A core give ΔW's, B W_B U_C."""
+        ΔW = s·(B W_B)(R_B R_Aᵀ)(Aᵀ W_A)ᵀ: the left singular vectors of the k_B×k_A core give ΔW's, B W_B U_C.
+        The cut comes from the core's singular values alone, so both `ordered` answers keep the same k."""
         a, b = self.basis("A"), self.basis("B")
         if a.k == 0 or b.k == 0:
             return GramBasis(b.M, b.W[:, :0], b.sigma[:0])
         core = self.scaling * (self.b.r_factor[: b.k] @ self.a.r_factor[: a.k].T)  # (k_B, k_A)
-        U_C, S, _ = np.linalg.svd(core)
+        S = np.linalg.svd(core, compute_uv=False)
         keep = numerical_rank(S, (self.d_out, self.d_in), self.dtype)
         keep = keep if k is None else min(keep, k)
+        if not ordered and keep == b.k:  # span(B W_B U_C) = span(B W_B): U_C is then a k_B×k_B rotation
+            return GramBasis(b.M, b.W, S[:keep])
+        U_C = np.linalg.svd(core)[0]
         return GramBasis(b.M, b.W @ U_C[:, :keep], S[:keep])
 
 

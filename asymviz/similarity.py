@@ -248,7 +248,7 @@ class ModuleGroup:
     name: str
     layer: int | None
     kind: str
-    bases: dict[str, list[GramBasis]]  # which -> one basis per adapter
+    bases: dict[str, list[GramBasis]]  # which -> one basis per adapter ("delta": its span, ordered=False)
     grams: dict[str, np.ndarray]  # "A" | "B" -> (Σr, Σr) float64
     offsets: tuple[int, ...]  # column offset of adapter i's factor in the stacked Gram (length N + 1)
 
@@ -288,7 +288,7 @@ class ModuleGroup:
         if "delta" in which:
             k_delta = k or min(m.r for m in loaded)
             mb = [module_bases(m, block("A", i), block("B", i)) for i, m in enumerate(loaded)]
-            bases["delta"] = [b.basis("delta", k_delta) for b in mb]
+            bases["delta"] = [b.basis("delta", k_delta, ordered=False) for b in mb]  # spans only
             for w in ("A", "B"):
                 if w in which:
                     bases[w] = [b.basis(w) for b in mb]
@@ -313,16 +313,26 @@ class ModuleGroup:
 
     def similarity_matrix(self, which: str, overlap: np.ndarray | None = None):
         """N×N numpy array of ‖U_iᵀU_j‖²_F / min(k_i, k_j) (NaN where a subspace is empty); pass
-        `overlap` = self.overlap(which) if already computed."""
-        ks = np.array([b.k for b in self.bases[which]])
-        ends = np.cumsum([0, *ks])
-        O2 = np.square(self.overlap(which) if overlap is None else overlap)
+        `overlap` = self.overlap(which) if already computed, else each block U_iᵀU_j = W_iᵀ G_ij W_j is
+        computed on its own, for i ≤ j (‖U_jᵀU_i‖ = ‖U_iᵀU_j‖): about a third of the full product's flops
+        for two adapters."""
+        bases = self.bases[which]
+        ks = np.array([b.k for b in bases])
         out = np.full((len(ks), len(ks)), np.nan)
         ok = ks > 0
-        if ok.any():  # block sums over the non-empty blocks (empty ones have no columns to skip)
-            starts = ends[:-1][ok]
-            sums = np.add.reduceat(np.add.reduceat(O2, starts, axis=0), starts, axis=1)
-            out[np.ix_(ok, ok)] = sums / np.minimum.outer(ks[ok], ks[ok])
+        if overlap is not None:
+            if ok.any():  # block sums over the non-empty blocks (empty ones have no columns to skip)
+                starts = np.cumsum([0, *ks])[:-1][ok]
+                O2 = np.square(overlap)
+                sums = np.add.reduceat(np.add.reduceat(O2, starts, axis=0), starts, axis=1)
+                out[np.ix_(ok, ok)] = sums / np.minimum.outer(ks[ok], ks[ok])
+            return out
+        G, o = self.grams["A" if which == "A" else "B"], self.offsets
+        live = np.flatnonzero(ok)
+        for n, i in enumerate(live):
+            for j in live[n:]:
+                block = bases[i].W.T @ G[o[i] : o[i + 1], o[j] : o[j + 1]] @ bases[j].W  # U_iᵀU_j (k_i, k_j)
+                out[i, j] = out[j, i] = float(np.square(block).sum()) / min(ks[i], ks[j])
         return out
 
 

@@ -135,3 +135,22 @@ def test_module_principal_angles(make_adapter):
     a = adapter_of(make_adapter, A, B)
     angles = module_principal_angles(a, a, "B")
     assert len(angles) == 4 and np.allclose(angles["angle_deg"], 0, atol=0.1)
+
+
+@pytest.mark.parametrize("k", [None, 2])
+@pytest.mark.parametrize("rank_a", [4, 3])  # 3: A rank-deficient, so ΔW's range is smaller than B's
+def test_pairwise_delta_matches_dense_top_k_singular_vectors(make_adapter, k, rank_a):
+    """pairwise_similarity compares ΔW's spans without the core's singular vectors when the cut keeps all
+    of B's range; against the dense SVD of each ΔW, with and without that shortcut."""
+    adapters, dense = [], []
+    for seed in (0, 1):
+        A, B = random_factors(4, 32, 24, seed=seed)
+        A[3] = A[0] + A[1] if rank_a == 3 else A[3]
+        B = B + 0.5 * random_factors(4, 32, 24, seed=7)[1]  # share part of the column space
+        adapters.append(adapter_of(make_adapter, A, B))
+        U, S, _ = torch.linalg.svd(B.double() @ A.double())
+        kept = int((S > S[0] * 32 * torch.finfo(torch.float32).eps).sum())
+        dense.append(U[:, : min(kept, k or 4)])
+    got = pairwise_similarity(adapters, names=["a", "b"], which="delta", k=k).iloc[0]
+    assert (got["k1"], got["k2"]) == (dense[0].shape[1], dense[1].shape[1]) == ((k or rank_a),) * 2
+    assert got["similarity"] == pytest.approx(subspace_similarity(*dense), abs=1e-6)
