@@ -13,6 +13,7 @@ from asymviz.linalg import (
     FactorGram,
     basis_similarity,
     gram_basis,
+    gram_spectra,
     module_bases,
     numerical_rank,
     rank_tolerance,
@@ -146,3 +147,27 @@ def test_factor_gram_r_factor_reproduces_the_gram():
     fg = FactorGram.from_gram(M, stacked_gram([M]))
     R = fg.r_factor
     np.testing.assert_allclose(R.T @ R, M.astype(np.float64).T @ M.astype(np.float64), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["random", "ill-conditioned", "B zero", "A rank-deficient"])
+def test_gram_spectra_agrees_with_module_bases_and_dense_svd(case):
+    """spectra's route (eigvalsh, Cholesky roots; eigh's roots for a singular Gram) against ModuleBases'
+    (eigh) and against float64 dense SVDs of A, B and ΔW."""
+    g = torch.Generator().manual_seed(5)
+    A, B = torch.randn(6, 50, generator=g), torch.randn(40, 6, generator=g) * 0.1
+    if case == "ill-conditioned":
+        A = ill_conditioned(50, 6, 1e5, seed=6).T.contiguous()
+    elif case == "B zero":
+        B = torch.zeros(40, 6)
+    elif case == "A rank-deficient":
+        A[5] = A[0] - 2 * A[1]
+    m = module(A, B, scaling=1.5)
+    GA, GB = stacked_gram([m.A.T]), stacked_gram([m.B])
+    got = gram_spectra(GA, GB, 1.5)
+    ref = module_bases(m, GA, GB).spectra()
+    for which, M, sigma in zip(("A", "B", "delta"), (A, B, 1.5 * B.double() @ A.double()), got, strict=True):
+        top = max(float(ref[which][0][0]), 1e-300)
+        # to the Gram's resolution: λ = σ² carries an error of ~d·eps₆₄·λ₁ (so tiny σ differ by ~sqrt of it)
+        np.testing.assert_allclose(sigma**2, ref[which][0] ** 2, rtol=0, atol=1e-12 * top**2)
+        dense = torch.linalg.svdvals(M.double())[:6].numpy()
+        np.testing.assert_allclose(sigma, dense, rtol=0, atol=1e-6 * max(top, 1e-30))
