@@ -10,7 +10,7 @@ and hand LoraAdapter a reader object with `get_many(keys) -> list[ndarray]`; ten
 time as the adapter is iterated, so a 7B adapter is analysed without holding it in memory twice.
 
 A and B are numpy arrays (float32, or float64 when the file stores float64): the analyses (asymviz.linalg,
-spectra, similarity) run on numpy and scipy, so reading and analysing a safetensors adapter never imports
+spectra, similarity) run on numpy, so reading and analysing a safetensors adapter never imports
 torch. Code that trains or runs a model converts with `torch.from_numpy(m.A)` (no copy).
 """
 
