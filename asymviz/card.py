@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asymviz.errors import AsymvizError
-from asymviz.init_null import FAMILIES, LEVEL, a_features, adapter_verdict, dtype_eps, sample_null
+from asymviz.init_null import FAMILIES, LEVEL, adapter_verdict, dtype_eps, gram_features, sample_null
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,18 +183,19 @@ def _source_format(source: str) -> str:
 
 def _measure(m) -> dict:
     """Raw numbers of one module (runs in a worker thread)."""
-    from asymviz.linalg import module_bases
+    import numpy as np
+
+    from asymviz.linalg import module_bases, stacked_gram
 
     if not m.finite:
         return {"finite": False}
-    A64, B64 = m.A.double(), m.B.double()
-    GA, GB = A64 @ A64.T, B64.T @ B64  # (r, r) each
+    GA, GB = stacked_gram([m.A.T]), stacked_gram([m.B])  # (r, r) each, float64
     s_d = module_bases(m, GA, GB).delta_sigma  # ΔW's σ, from the r×r core
-    nA, nB = float(GA.norm()), float(GB.norm())
-    gap = float((GA - GB).norm()) / max(nA, nB) if max(nA, nB) > 0 else math.nan
+    nA, nB = float(np.linalg.norm(GA)), float(np.linalg.norm(GB))
+    gap = float(np.linalg.norm(GA - GB)) / max(nA, nB) if max(nA, nB) > 0 else math.nan
     return {
-        "finite": True, "sigma": s_d.double().numpy(), "a_features": a_features(m.A),
-        "a_norm": math.sqrt(max(float(GA.trace()), 0.0)), "b_norm": math.sqrt(max(float(GB.trace()), 0.0)),
+        "finite": True, "sigma": s_d, "a_features": gram_features(GA),
+        "a_norm": math.sqrt(max(float(np.trace(GA)), 0.0)), "b_norm": math.sqrt(max(float(np.trace(GB)), 0.0)),
         "balance_gap": gap,
     }  # fmt: skip
 

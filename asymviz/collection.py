@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from asymviz.linalg import gram_flops, parallel_map, prepare_grams
+from asymviz.linalg import parallel_map
 from asymviz.similarity import PAIR_COLUMNS, WHICH, ModuleGroup, _common_modules, random_baseline
 
 if TYPE_CHECKING:
@@ -130,11 +130,10 @@ def analyze_collection(
             d = group.bases[w][0].d
             sim = group.similarity_matrix(w, overlap)
             base = np.array([[random_baseline(a, b, d) for b in ks] for a in ks])
-            explained = _explained(overlap.numpy(), int(ks.sum()), int(ks.max()))
+            explained = _explained(overlap, int(ks.sum()), int(ks.max()))
             out.append((w, d, ks, sim, base, explained, baselines.get(d, tuple(int(x) for x in ks))))
         return group.name, group.layer, group.kind, out
 
-    prepare_grams(gram_flops(adapters))
     results = [r for r in parallel_map(per_module, modules, progress=progress, workers=config.workers) if r]
     sim_parts, shared_parts = [], []
     for name, layer, kind, out in results:

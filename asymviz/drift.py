@@ -51,12 +51,14 @@ def drift_from_init(
             NaN when either is zero)
         random_baseline : the same for random subspaces of those dimensions
     """
+    import numpy as np
     import pandas as pd
-    import torch
 
     missing = [n for n in adapter.names if n not in set(init.names)]
     if missing:
-        raise AdapterError(f"{init.source}: the init lacks {len(missing)} module(s) of the adapter, e.g. {missing[0]!r}")
+        raise AdapterError(
+            f"{init.source}: the init lacks {len(missing)} module(s) of the adapter, e.g. {missing[0]!r}"
+        )
 
     def per_module(name: str) -> list[dict]:
         m, m0 = adapter.module(name), init.module(name)
@@ -69,13 +71,13 @@ def drift_from_init(
             return []
         rows = []
         for which, X, X0 in (("A", m.A, m0.A), ("B", m.B, m0.B)):
-            n0, n1 = float(torch.linalg.norm(X0)), float(torch.linalg.norm(X))
-            change = float(torch.linalg.norm(X - X0))
+            n0, n1 = float(np.linalg.norm(X0)), float(np.linalg.norm(X))
+            change = float(np.linalg.norm(X - X0))
             U, U0 = module_basis(m, which), module_basis(m0, which)
             rows.append(
                 {"module": name, "layer": m.layer, "kind": m.kind, "which": which, "norm_init": n0,
                  "norm_final": n1, "abs_change": change, "rel_change": change / n0 if n0 > 0 else math.nan,
-                 "unchanged": bool(torch.equal(X, X0)), "similarity_to_init": basis_similarity(U, U0),
+                 "unchanged": bool(np.array_equal(X, X0)), "similarity_to_init": basis_similarity(U, U0),
                  "random_baseline": random_baseline(U.k, U0.k, U.d)}
             )  # fmt: skip
         return rows

@@ -101,10 +101,12 @@ def gram_features(G: np.ndarray) -> np.ndarray:
     return np.concatenate([log_norm[..., None], cv[..., None], profile], axis=-1)
 
 
-def a_features(A: torch.Tensor) -> np.ndarray:
-    """gram_features of one A (r, d_in)."""
-    A64 = A.double()
-    return gram_features((A64 @ A64.T).numpy())
+def a_features(A) -> np.ndarray:
+    """gram_features of one A (r, d_in; a numpy array or a CPU tensor)."""
+    import numpy as np
+
+    A64 = np.asarray(A, dtype=np.float64)
+    return gram_features(A64 @ A64.T)
 
 
 @dataclass(frozen=True)

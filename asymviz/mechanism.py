@@ -200,13 +200,13 @@ def _factor(run: RunRecord, which: str) -> np.ndarray | None:
     for load, folder in ((run.load_init, run.init_path), (run.load_adapter, run.adapter_path)):
         if has_adapter_files(folder):
             module = next(iter(load()))
-            return getattr(module, which).double().numpy()
+            return getattr(module, which).astype(np.float64)
     return None
 
 
 def _delta(run: RunRecord):
     module = next(iter(run.load_adapter()))
-    return module, module.delta_weight().double().numpy()
+    return module, module.delta_weight().astype(np.float64)
 
 
 def mechanism_table(store: str | Path, metric: str = "test_loss", max_examples: int | None = None,

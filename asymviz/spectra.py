@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from asymviz.linalg import finite_gram, map_modules, module_bases, numerical_rank, stacked_gram
+from asymviz.linalg import finite_gram, gram_spectra, map_modules, numerical_rank, stacked_gram
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,8 +48,9 @@ def _module_spectra(module: LoraModule):
     gram_a, gram_b = stacked_gram([module.A.T]), stacked_gram([module.B])
     if not (finite_gram(gram_a) and finite_gram(gram_b)):  # as module.finite, without another pass
         return None
-    spectra = module_bases(module, gram_a, gram_b).spectra()
-    return [(w, spectra[w][0].numpy(), spectra[w][1], module.B.dtype) for w in WHICH]
+    sigmas = gram_spectra(gram_a, gram_b, module.scaling)
+    shapes = ((module.r, module.d_in), (module.d_out, module.r), (module.d_out, module.d_in))
+    return [(w, sigma, shape, module.B.dtype) for w, sigma, shape in zip(WHICH, sigmas, shapes, strict=True)]
 
 
 # Per adapter, its modules' spectra (r values per factor: kilobytes), so that singular_spectrum and
@@ -62,7 +63,8 @@ def _collect(adapter: LoraAdapter, which, progress, workers):
     with _computed_lock:
         results = _computed.get(adapter)
     if results is None:
-        results = map_modules(adapter, _module_spectra, progress=progress, workers=workers)
+        # transient: _module_spectra keeps only singular values, none of the module's arrays
+        results = map_modules(adapter, _module_spectra, progress=progress, workers=workers, transient=True)
         with _computed_lock:
             _computed[adapter] = results
     elif progress:

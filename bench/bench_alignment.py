@@ -203,7 +203,9 @@ def bench_smollm2(targets: list[str], k: int, dense_modules: int) -> None:
 
     def dense_svd(spec):  # same threading as diagnose: one module per worker, one torch thread each
         m = adapter.module(spec.name)
-        return torch.linalg.svd(base_weight(model, spec) + m.delta_weight(), full_matrices=False)
+        return torch.linalg.svd(
+            base_weight(model, spec) + torch.from_numpy(m.delta_weight()), full_matrices=False
+        )
 
     t0, c0 = time.perf_counter(), time.process_time()
     parallel_map(dense_svd, sample)

@@ -10,10 +10,9 @@ asymviz and pandas, reading the file, the analysis and building the frame (the "
 `python -c "import torch"`" figure). Rows:
   spectra    : singular_spectrum(A, B, ΔW) of one LLaMA-2-7B-shaped r = 64 adapter (224 modules, 610 MiB)
   similarity : pairwise_similarity of two such adapters (A, B, ΔW)
-  cli-small  : `python -m asymviz spectra` on a MiniLM-shaped q,v r = 8 adapter, whole command minus
-               `python -c "import torch"` (both measured here)
-  cli-numpy  : (not by default) "old" is this checkout's `asymviz spectra` on that adapter, "new" the
-               numpy-only prototype bench/proto_numpy_spectra.py, whole commands
+  cli-small  : `python -m asymviz spectra` on a MiniLM-shaped q,v r = 8 adapter, whole command (the new
+               one reads and analyses safetensors on numpy and never imports torch); `python -c "import
+               torch"` alone is measured beside it and printed for reference
 Prints median, min and max of --repeats runs, the ratio old/new of the medians, and the median CPU seconds
 (user + sys; steadier than wall time when others share the machine), and writes every run's figure with
 the issue's targets to bench/results/analysis_cpu.json (`bench/perf_table.py` builds the README's table from it).
@@ -45,8 +44,6 @@ ROWS: dict[str, tuple[str, float | None]] = {
                 "whole process minus `import torch`", 0.6),
     "similarity": ("subspace similarity (A, B, ΔW) of two such adapters, whole process minus `import torch`", 1.0),
     "cli-small": ("`asymviz spectra` on a MiniLM q,v r = 8 adapter, whole command", 0.6),
-    "cli-numpy": ("the same on numpy alone: bench/proto_numpy_spectra.py, a prototype, not shipped (the target "
-                  "≤ 0.6 s is the real command's); reference: this checkout's `asymviz spectra`", None),
 }  # fmt: skip
 
 CHILD = """
@@ -183,10 +180,6 @@ def main() -> None:
                         wall, cpu = time_command(
                             code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"]
                         )
-                    elif row == "cli-numpy":  # "old": the real command of this checkout; "new": the prototype
-                        argv = (["-m", "asymviz", "spectra", str(small), "--format", "csv"] if label == "old"
-                                else [str(HERE / "proto_numpy_spectra.py"), str(small)])  # fmt: skip
-                        wall, cpu = time_command(new_root, argv)
                     else:
                         raise SystemExit(f"unknown row {row!r}")
                     times[label].append(wall)
@@ -196,7 +189,7 @@ def main() -> None:
             label = row
             if row in ROWS:
                 what, target = ROWS[row]
-                ref = "reference = this checkout's CLI" if row == "cli-numpy" else f"old = {old_ref[:12]}"
+                ref = f"old = {old_ref[:12]}"
                 note = (
                     f"{ref}, fresh process each, old and new interleaved; CPU s median old "
                     f"{statistics.median(cpus['old']):.2f} new {statistics.median(cpus['new']):.2f}"
@@ -207,18 +200,12 @@ def main() -> None:
                     note += f"; `python -c 'import torch'` alone {statistics.median(t for t, _ in torch_only):.2f} s"
                 rows.append(Row(what, "s", Figure(times["new"]), Figure(times["old"]), target, note=note,
                                 extra=extra))  # fmt: skip
-            if torch_only:
-                base_wall = statistics.median(t for t, _ in torch_only)
-                base_cpu = statistics.median(c for _, c in torch_only)
-                times = {k: [t - base_wall for t in v] for k, v in times.items()}
-                cpus = {k: [c - base_cpu for c in v] for k, v in cpus.items()}
-                label = f"{row}*"
             ratio = statistics.median(times["old"]) / statistics.median(times["new"])
             cpu_old, cpu_new = statistics.median(cpus["old"]), statistics.median(cpus["new"])
             print(f"{label:<11} {stats(times['old']):>26} {stats(times['new']):>26} {ratio:>8.2f}"
                   f" {cpu_old:>9.2f} {cpu_new:>9.2f} {cpu_old / cpu_new:>8.2f}")  # fmt: skip
             if torch_only:
-                print(f"  * minus the median of `python -c 'import torch'`: {stats([t for t, _ in torch_only])} s"
+                print(f"  for reference, `python -c 'import torch'` alone: {stats([t for t, _ in torch_only])} s"
                       f" wall, {statistics.median(c for _, c in torch_only):.2f} s CPU")  # fmt: skip
         print(f"machine load average: {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end,"
               f" on {os.cpu_count()} CPUs")  # fmt: skip

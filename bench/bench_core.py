@@ -48,7 +48,12 @@ def generate(folder: Path, r: int, seed: int) -> Path:
             tensors[f"{key}.lora_A.weight"] = torch.randn(r, d_in, generator=g) / d_in**0.5
             tensors[f"{key}.lora_B.weight"] = torch.randn(d_out, r, generator=g) * 0.01
     save_file(tensors, folder / "adapter_model.safetensors")
-    cfg = {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": [k.split(".")[1] for k in SHAPES]}
+    cfg = {
+        "peft_type": "LORA",
+        "r": r,
+        "lora_alpha": 2 * r,
+        "target_modules": [k.split(".")[1] for k in SHAPES],
+    }
     (folder / "adapter_config.json").write_text(json.dumps(cfg))
     return folder
 
@@ -96,7 +101,7 @@ def child(task: str, paths: list[str]) -> dict:
             if shape not in per_shape:
                 m = adapter.module(spec.name)
                 t = time.perf_counter()
-                torch.linalg.svdvals(m.delta_weight())
+                torch.linalg.svdvals(torch.from_numpy(m.delta_weight()))
                 per_shape[shape] = time.perf_counter() - t
             per_kind[spec.kind] = per_shape[shape]
         out = {"per_kind_s": per_kind, "extrapolated_s": LAYERS * sum(per_kind.values())}
@@ -114,7 +119,9 @@ def run_child(task: str, paths: list[Path]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ranks", default="16,64")
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "asymviz-bench-7b"))
     parser.add_argument("--keep", action="store_true", help="keep the generated adapters for the next run")
@@ -140,7 +147,9 @@ def main() -> None:
             f"{spectra['peak_growth_mib'] / size_mib:>9.2f} {simil['seconds']:>8.2f} {simil['seconds'] / read:>7.1f} "
             f"{dense['extrapolated_s']:>17.1f} {dense['extrapolated_s'] / spectra['seconds']:>13.0f}"
         )
-        print(f"    dense svdvals per module kind (s): {json.dumps({k: round(v, 2) for k, v in dense['per_kind_s'].items()})}")
+        print(
+            f"    dense svdvals per module kind (s): {json.dumps({k: round(v, 2) for k, v in dense['per_kind_s'].items()})}"
+        )
     if not args.keep:
         import shutil
 

@@ -40,7 +40,9 @@ def peft_init(tmp_path, seed: int = 0, **lora_kwargs):
 def edit_factors(folder: Path, out: Path, fn) -> Path:
     """Copy a PEFT folder, replacing each module's (A, B) by fn(name, A, B)."""
     adapter = load_adapter(folder)
-    modules = {m.name: fn(m.name, m.A.clone(), m.B.clone()) for m in adapter}
+    modules = {
+        m.name: fn(m.name, torch.from_numpy(m.A.copy()), torch.from_numpy(m.B.copy())) for m in adapter
+    }
     return write_adapter(out, modules, adapter.config.raw)
 
 
@@ -161,7 +163,9 @@ def test_update_norm_matches_dense_and_peft(tmp_path, peft_adapter):
     adapter = load_adapter(folder)
     for m in adapter:
         row = card.modules.set_index("module").loc[m.name]
-        dense = torch.linalg.norm(m.scaling * (m.B.double() @ m.A.double()))
+        dense = torch.linalg.norm(
+            m.scaling * torch.from_numpy(m.B.astype(np.float64) @ m.A.astype(np.float64))
+        )
         assert row["update_norm"] == pytest.approx(float(dense), rel=1e-5)
     for name, layer in model.named_modules():
         if hasattr(layer, "get_delta_weight") and "default" in getattr(layer, "lora_A", {}):
@@ -195,7 +199,9 @@ def test_update_rel_against_base_weights(tmp_path):
     card = adapter_card(trained, base=base)
     adapter = load_adapter(trained)
     for m in adapter:
-        expected = float(torch.linalg.norm(m.delta_weight()) / torch.linalg.norm(base_weight(base, m)))
+        expected = float(
+            torch.linalg.norm(torch.from_numpy(m.delta_weight())) / torch.linalg.norm(base_weight(base, m))
+        )
         assert card.modules.set_index("module").loc[m.name, "update_rel"] == pytest.approx(expected, rel=1e-5)
     assert card.adapter["base_weights"] is True
 

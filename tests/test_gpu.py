@@ -35,7 +35,7 @@ def test_analyses_accept_cuda_built_adapters(tmp_path, tiny_config):
     run = train(tiny_config(mode="ab", device="cuda", steps=3), tmp_path / "run")
     adapter = run.load_adapter()
     module = next(iter(adapter))
-    dense = torch.linalg.svdvals(module.delta_weight().double())[: module.r]
+    dense = torch.linalg.svdvals(torch.from_numpy(module.delta_weight()).double())[: module.r]
     got = singular_spectrum(adapter, which="delta")
     got = got[got.module == module.name]["sigma"].to_numpy()
     assert got == pytest.approx(dense.numpy(), rel=1e-4, abs=1e-6)

@@ -4,7 +4,6 @@ the Grams are float64."""
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from asymviz.linalg import (
     FactorGram,
     basis_similarity,
     gram_basis,
+    gram_spectra,
     module_bases,
     numerical_rank,
     rank_tolerance,
@@ -22,9 +22,10 @@ from asymviz.linalg import (
 
 
 def module(A, B, scaling=2.0):
+    """A LoraModule over torch tensors' data (as the readers give it: numpy arrays)."""
     from asymviz.adapters import LoraModule
 
-    return LoraModule(name="m", layer=0, kind="q_proj", A=A, B=B, scaling=scaling)
+    return LoraModule(name="m", layer=0, kind="q_proj", A=A.numpy(), B=B.numpy(), scaling=scaling)
 
 
 def ill_conditioned(d: int, r: int, cond: float, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -53,22 +54,28 @@ def test_rank_tolerance_is_numpys_rule_for_float32_and_the_gram_floor_for_float6
     assert numerical_rank(sigma, (4096, 64), torch.float64) == 5  # tol ≈ 9.5e-7
     assert numerical_rank(sigma.numpy(), (4096, 64)) == 3  # arrays too; float32 by default
     assert numerical_rank(torch.zeros(3), (3, 3)) == 0 and numerical_rank(torch.zeros(0), (3, 3)) == 0
+    for dtype in (np.float64, np.dtype("float64"), "float64", "F64"):  # numpy dtypes and names say the same
+        assert rank_tolerance((4096, 64), dtype) == rank_tolerance((4096, 64), torch.float64)
+    for dtype in (np.float32, np.float16, "BF16", "F16", "bfloat16", None):
+        assert rank_tolerance((4096, 64), dtype) == rank_tolerance((4096, 64), torch.float32)
 
 
-@pytest.mark.parametrize("dsyrk", [False, True])
-def test_stacked_gram_equals_dense_product_for_both_layouts(dsyrk):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stacked_gram_equals_dense_product_for_both_layouts(dtype, monkeypatch):
     import asymviz.linalg as linalg
 
-    g = torch.Generator().manual_seed(0)
-    A1, A2 = torch.randn(4, 30, generator=g), torch.randn(3, 30, generator=g)
-    B1, B2 = torch.randn(25, 4, generator=g), torch.randn(25, 2, generator=g)
-    if dsyrk:
-        linalg.prepare_grams(1e12)  # loads scipy's BLAS: single_threaded then limits it and dsyrk is used
-    with linalg.single_threaded():
-        assert (linalg._blas_limits is not None) == dsyrk or not dsyrk and "scipy.linalg.blas" in sys.modules
-        for factors in ([A1.T, A2.T], [B1, B2], [B1, A1.T[:25]]):
-            X = torch.cat([f.double() for f in factors], dim=1)
-            torch.testing.assert_close(stacked_gram(factors), X.T @ X, rtol=1e-12, atol=1e-12)
+    rng = np.random.default_rng(0)
+    A1, A2 = rng.standard_normal((4, 30)).astype(dtype), rng.standard_normal((3, 30)).astype(dtype)
+    B1, B2 = rng.standard_normal((25, 4)).astype(dtype), rng.standard_normal((25, 2)).astype(dtype)
+    cases = ([A1.T, A2.T], [B1, B2], [B1, A1.T[:25]], [A1.T], [B1])
+    for block in (8 * 6 * 7, linalg._BLOCK_BYTES):  # 7 rows a block (several blocks, a short last one), one
+        monkeypatch.setattr(linalg, "_BLOCK_BYTES", block)
+        monkeypatch.setattr(linalg, "_buffers", __import__("threading").local())
+        with linalg.single_threaded():
+            for factors in cases:
+                X = np.concatenate([f.astype(np.float64) for f in factors], axis=1)
+                np.testing.assert_allclose(stacked_gram(factors), X.T @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(stacked_gram([torch.from_numpy(B1)]), stacked_gram([B1]))  # tensors too
 
 
 def test_bases_span_the_dense_reference_subspaces():
@@ -77,13 +84,13 @@ def test_bases_span_the_dense_reference_subspaces():
     B[:, 5] = B[:, 0] + B[:, 1]  # B has rank 5
     mb = module_bases(module(A, B))
     for which, ref in (("A", reference_basis(A.T, A.shape)), ("B", reference_basis(B, B.shape))):
-        U = mb.basis(which).explicit().double()
+        U = torch.from_numpy(mb.basis(which).explicit()).double()
         assert U.shape == ref.shape
         torch.testing.assert_close(U.T @ U, torch.eye(U.shape[1], dtype=torch.float64), atol=1e-6, rtol=0)
         assert ((U.T @ ref).square().sum() / U.shape[1]).item() == pytest.approx(1.0, abs=1e-6)
     dense_U = torch.linalg.svd(mb.scaling * (B.double() @ A.double()))[0]
     for k in (1, 3, 5):
-        U = mb.basis("delta", k).explicit().double()
+        U = torch.from_numpy(mb.basis("delta", k).explicit()).double()
         assert U.shape[1] == k
         assert ((U.T @ dense_U[:, :k]).square().sum() / k).item() == pytest.approx(1.0, abs=1e-6)
     assert mb.basis("delta").k == 5  # ΔW's numerical rank is B's
@@ -96,7 +103,7 @@ def test_spectra_match_dense_svd():
     for which, M in (("A", A), ("B", B), ("delta", 1.5 * B.double() @ A.double())):
         sigma, shape = spectra[which]
         assert shape == tuple(M.shape)
-        np.testing.assert_allclose(sigma.numpy(), torch.linalg.svdvals(M.double())[:5].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(sigma, torch.linalg.svdvals(M.double())[:5].numpy(), rtol=1e-6)
 
 
 def test_similarity_matches_explicit_qr_bases():
@@ -105,7 +112,7 @@ def test_similarity_matches_explicit_qr_bases():
     M2[:, :2] = M1[:, :2] @ torch.randn(2, 2, generator=g)  # share two directions
     Q1, Q2 = torch.linalg.qr(M1.double())[0], torch.linalg.qr(M2.double())[0]
     want = float((Q1.T @ Q2).square().sum()) / 4
-    assert basis_similarity(gram_basis(M1), gram_basis(M2)) == pytest.approx(want, abs=1e-9)
+    assert basis_similarity(gram_basis(M1.numpy()), gram_basis(M2.numpy())) == pytest.approx(want, abs=1e-9)
 
 
 def test_float64_gram_is_needed_at_condition_number_1e6():
@@ -117,12 +124,12 @@ def test_float64_gram_is_needed_at_condition_number_1e6():
     k = ref.shape[1]
     assert 8 < k < r  # the cut falls inside the spectrum
 
-    ours = gram_basis(M)
+    ours = gram_basis(M.numpy())
     assert ours.k == k
-    U = ours.explicit().double()
+    U = torch.from_numpy(ours.explicit()).double()
     assert (U.T @ U - torch.eye(k, dtype=torch.float64)).abs().max() < 1e-5
     assert ((U.T @ ref).square().sum() / k).item() == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(ours.sigma.numpy(), torch.linalg.svdvals(M.double())[:k].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.sigma, torch.linalg.svdvals(M.double())[:k].numpy(), rtol=1e-6)
 
     lam32, V32 = torch.linalg.eigh(M.T @ M)  # the float32 Gram route
     lam32, V32 = lam32.flip(0).clamp_min(1e-30), V32.flip(1)
@@ -136,7 +143,31 @@ def test_float64_gram_is_needed_at_condition_number_1e6():
 
 
 def test_factor_gram_r_factor_reproduces_the_gram():
-    M = ill_conditioned(80, 6, 1e3, seed=4)
+    M = ill_conditioned(80, 6, 1e3, seed=4).numpy()
     fg = FactorGram.from_gram(M, stacked_gram([M]))
     R = fg.r_factor
-    torch.testing.assert_close(R.T @ R, M.double().T @ M.double(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(R.T @ R, M.astype(np.float64).T @ M.astype(np.float64), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["random", "ill-conditioned", "B zero", "A rank-deficient"])
+def test_gram_spectra_agrees_with_module_bases_and_dense_svd(case):
+    """spectra's route (eigvalsh, Cholesky roots; eigh's roots for a singular Gram) against ModuleBases'
+    (eigh) and against float64 dense SVDs of A, B and ΔW."""
+    g = torch.Generator().manual_seed(5)
+    A, B = torch.randn(6, 50, generator=g), torch.randn(40, 6, generator=g) * 0.1
+    if case == "ill-conditioned":
+        A = ill_conditioned(50, 6, 1e5, seed=6).T.contiguous()
+    elif case == "B zero":
+        B = torch.zeros(40, 6)
+    elif case == "A rank-deficient":
+        A[5] = A[0] - 2 * A[1]
+    m = module(A, B, scaling=1.5)
+    GA, GB = stacked_gram([m.A.T]), stacked_gram([m.B])
+    got = gram_spectra(GA, GB, 1.5)
+    ref = module_bases(m, GA, GB).spectra()
+    for which, M, sigma in zip(("A", "B", "delta"), (A, B, 1.5 * B.double() @ A.double()), got, strict=True):
+        top = max(float(ref[which][0][0]), 1e-300)
+        # to the Gram's resolution: λ = σ² carries an error of ~d·eps₆₄·λ₁ (so tiny σ differ by ~sqrt of it)
+        np.testing.assert_allclose(sigma**2, ref[which][0] ** 2, rtol=0, atol=1e-12 * top**2)
+        dense = torch.linalg.svdvals(M.double())[:6].numpy()
+        np.testing.assert_allclose(sigma, dense, rtol=0, atol=1e-6 * max(top, 1e-30))

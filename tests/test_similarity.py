@@ -59,7 +59,10 @@ def test_random_subspaces_sit_at_their_baseline():
     g = torch.Generator().manual_seed(0)
     d, k1, k2 = 64, 4, 8
     sims = [
-        subspace_similarity(torch.linalg.qr(torch.randn(d, k1, generator=g))[0], torch.linalg.qr(torch.randn(d, k2, generator=g))[0])
+        subspace_similarity(
+            torch.linalg.qr(torch.randn(d, k1, generator=g))[0],
+            torch.linalg.qr(torch.randn(d, k2, generator=g))[0],
+        )
         for _ in range(400)
     ]
     assert np.mean(sims) == pytest.approx(random_baseline(k1, k2, d), rel=0.05)
@@ -86,14 +89,18 @@ def test_delta_uses_top_k_column_space(make_adapter):
     a = adapter_of(make_adapter, A, B)
     m = a.module(NAME)
     U = orthonormal_basis(m, "delta", k=2)
-    dense_u = torch.linalg.svd(m.delta_weight().double())[0][:, :2].float()
+    dense_u = torch.linalg.svd(torch.from_numpy(m.delta_weight()).double())[0][:, :2].float()
     assert subspace_similarity(U, dense_u) == pytest.approx(1, abs=1e-4)
 
 
 def test_pairwise_all_pairs_and_names(make_adapter):
     adapters = [adapter_of(make_adapter, *random_factors(4, 32, 24, seed=s)) for s in range(3)]
     upper = pairwise_similarity(adapters, names=["s0", "s1", "s2"], which="B")
-    assert len(upper) == 3 and set(zip(upper.adapter_1, upper.adapter_2)) == {("s0", "s1"), ("s0", "s2"), ("s1", "s2")}
+    assert len(upper) == 3 and set(zip(upper.adapter_1, upper.adapter_2)) == {
+        ("s0", "s1"),
+        ("s0", "s2"),
+        ("s1", "s2"),
+    }
     full = pairwise_similarity(adapters, names=["s0", "s1", "s2"], which="B", pairs="all")
     assert len(full) == 9
     assert np.allclose(full[full.adapter_1 == full.adapter_2]["similarity"], 1, atol=1e-5)
@@ -128,3 +135,22 @@ def test_module_principal_angles(make_adapter):
     a = adapter_of(make_adapter, A, B)
     angles = module_principal_angles(a, a, "B")
     assert len(angles) == 4 and np.allclose(angles["angle_deg"], 0, atol=0.1)
+
+
+@pytest.mark.parametrize("k", [None, 2])
+@pytest.mark.parametrize("rank_a", [4, 3])  # 3: A rank-deficient, so ΔW's range is smaller than B's
+def test_pairwise_delta_matches_dense_top_k_singular_vectors(make_adapter, k, rank_a):
+    """pairwise_similarity compares ΔW's spans without the core's singular vectors when the cut keeps all
+    of B's range; against the dense SVD of each ΔW, with and without that shortcut."""
+    adapters, dense = [], []
+    for seed in (0, 1):
+        A, B = random_factors(4, 32, 24, seed=seed)
+        A[3] = A[0] + A[1] if rank_a == 3 else A[3]
+        B = B + 0.5 * random_factors(4, 32, 24, seed=7)[1]  # share part of the column space
+        adapters.append(adapter_of(make_adapter, A, B))
+        U, S, _ = torch.linalg.svd(B.double() @ A.double())
+        kept = int((S > S[0] * 32 * torch.finfo(torch.float32).eps).sum())
+        dense.append(U[:, : min(kept, k or 4)])
+    got = pairwise_similarity(adapters, names=["a", "b"], which="delta", k=k).iloc[0]
+    assert (got["k1"], got["k2"]) == (dense[0].shape[1], dense[1].shape[1]) == ((k or rank_a),) * 2
+    assert got["similarity"] == pytest.approx(subspace_similarity(*dense), abs=1e-6)

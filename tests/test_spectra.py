@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -36,7 +37,11 @@ def test_matches_dense_svd_for_every_factor(llama_like):
     adapter = load_adapter(llama_like)
     spec = singular_spectrum(adapter)
     for m in adapter:
-        for which, M in (("A", m.A), ("B", m.B), ("delta", m.delta_weight())):
+        for which, M in (
+            ("A", torch.from_numpy(m.A)),
+            ("B", torch.from_numpy(m.B)),
+            ("delta", torch.from_numpy(m.delta_weight())),
+        ):
             got = spec[(spec.module == m.name) & (spec.which == which)]["sigma"].to_numpy()
             want = torch.linalg.svdvals(M.double())[: m.r].numpy()
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -110,22 +115,31 @@ def test_single_and_multi_worker_agree(llama_like):
     )
 
 
-def test_spectra_command_imports_nothing_heavy_beyond_torch_and_pandas(llama_like, tmp_path):
-    """`asymviz spectra` on a small adapter: no transformers, peft, streamlit, plotly (nor scipy, which only
-    large analyses load for dsyrk); measured with python -X importtime."""
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16, torch.float64])
+def test_spectra_command_never_imports_torch(make_adapter, tmp_path, dtype):
+    """`asymviz spectra` on a safetensors adapter (float32, bfloat16, float16, float64 files) reads and
+    analyses it on numpy: no torch (most of a small command's time), nor transformers, peft, streamlit,
+    plotly, scipy or sklearn; measured with python -X importtime, and the numbers are the dense SVD's."""
     import os
     import subprocess
     import sys
 
+    A, B = random_factors(4, 32, 24, seed=5)
+    folder = make_adapter({"model.layers.0.self_attn.q_proj": (A, B)}, {"lora_alpha": 8}, dtype=dtype)
     env = dict(os.environ, ASYMVIZ_NO_PROGRESS="1")
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "asymviz", "spectra", str(llama_like), "--format", "csv"],
+        [sys.executable, "-X", "importtime", "-m", "asymviz", "spectra", str(folder), "--format", "csv"],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
     )  # fmt: skip
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
-    assert {"torch", "pandas", "asymviz"} <= imported
-    assert not imported & {"transformers", "peft", "streamlit", "plotly", "scipy", "sklearn"}
-    assert out.stdout.startswith("module,layer,kind,which,k,sigma")
+    assert {"numpy", "pandas", "asymviz"} <= imported
+    assert not imported & {"torch", "transformers", "peft", "streamlit", "plotly", "scipy", "sklearn"}
+    frame = pd.read_csv(io.StringIO(out.stdout), comment="#")
+    stored_A, stored_B = (M.to(dtype or M.dtype).double() for M in (A, B))  # what the file holds, exactly
+    for which, M in (("A", stored_A), ("B", stored_B), ("delta", 2.0 * stored_B @ stored_A)):
+        want = torch.linalg.svdvals(M)[:4].numpy()
+        got = frame[frame["which"] == which]["sigma"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == torch.float64 else 1e-4)
 
 
 def test_spectra_are_computed_once_per_adapter(llama_like, monkeypatch):

@@ -71,10 +71,14 @@ class AdapterConfig:
         if not isinstance(self.r, int) or isinstance(self.r, bool) or not 0 < self.r <= MAX_RANK:
             raise AdapterError(f"adapter_config.json: r must be a positive integer, got {self.r!r}")
         if not _is_number(self.lora_alpha):
-            raise AdapterError(f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}")
+            raise AdapterError(
+                f"adapter_config.json: lora_alpha must be a finite number, got {self.lora_alpha!r}"
+            )
         for name, pattern in (("rank_pattern", self.rank_pattern), ("alpha_pattern", self.alpha_pattern)):
             if not isinstance(pattern, dict):
-                raise AdapterError(f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}")
+                raise AdapterError(
+                    f"adapter_config.json: {name} must be an object, got {type(pattern).__name__}"
+                )
             for key, value in pattern.items():
                 ok = (
                     (_is_int(value) and 0 < value <= MAX_RANK)
@@ -94,7 +98,9 @@ class AdapterConfig:
 
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True) -> AdapterConfig:
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "adapter_config.json", strict: bool = True
+    ) -> AdapterConfig:
         if not isinstance(data, dict):
             raise AdapterError(f"{source}: expected a JSON object, got {type(data).__name__}")
         peft_type = data.get("peft_type", "LORA")

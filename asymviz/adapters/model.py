@@ -6,8 +6,12 @@
 
 Module names are PEFT keys without `base_model.model.` and the `.lora_A.weight` suffix, e.g.
 `model.layers.0.self_attn.q_proj`. Readers (one module per file format) build `ModuleSpec`s from headers
-and hand LoraAdapter a reader object with `get_many(keys) -> list[Tensor]`; tensors are read one module at a
+and hand LoraAdapter a reader object with `get_many(keys) -> list[ndarray]`; tensors are read one module at a
 time as the adapter is iterated, so a 7B adapter is analysed without holding it in memory twice.
+
+A and B are numpy arrays (float32, or float64 when the file stores float64): the analyses (asymviz.linalg,
+spectra, similarity) run on numpy, so reading and analysing a safetensors adapter never imports
+torch. Code that trains or runs a model converts with `torch.from_numpy(m.A)` (no copy).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
-    import torch
 
     from asymviz.adapters.config import AdapterConfig
+    from asymviz.adapters.tensors import Arena
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,14 @@ class LoraModule:
     name: str  # "model.layers.3.self_attn.q_proj"
     layer: int | None  # 3 (first number in the name), None for e.g. an embedding
     kind: str  # "q_proj" (last part of the name)
-    A: torch.Tensor  # (r, d_in)
-    B: torch.Tensor  # (d_out, r)
+    A: np.ndarray  # (r, d_in) float32 or float64
+    B: np.ndarray  # (d_out, r), same dtype as A
     scaling: float  # lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA; 1.0 when unknown
-    magnitude: torch.Tensor | None = None  # (d_out,) DoRA column magnitudes, else None
+    magnitude: np.ndarray | None = None  # (d_out,) DoRA column magnitudes, else None
     embedding: bool = False  # lora_embedding_A/B: d_in is the vocabulary, ΔW is used transposed
     fan_in_fan_out: bool = False  # base weight stored (d_in, d_out) (GPT-2 Conv1D): PEFT transposes ΔW
     expert: int | None = None  # MoE target_parameters: which expert of the fused parameter
-    adalora_e: torch.Tensor | None = None  # (r,) AdaLoRA's E, already folded into A (A = diag(E)·A_stored)
+    adalora_e: np.ndarray | None = None  # (r,) AdaLoRA's E, already folded into A (A = diag(E)·A_stored)
 
     @property
     def r(self) -> int:
@@ -57,8 +62,8 @@ class LoraModule:
         """Every value of A and B finite and within ±MAX_ABS (analysable in float32 without overflow)."""
         return count_nonfinite(self.A) == 0 and count_nonfinite(self.B) == 0
 
-    def delta_weight(self) -> torch.Tensor:
-        """Dense ΔW (d_out, d_in). Memory d_out·d_in: for tests and small modules, never for analyses."""
+    def delta_weight(self) -> np.ndarray:
+        """Dense ΔW (d_out, d_in), A's dtype. Memory d_out·d_in: for tests and small modules, never for analyses."""
         return self.scaling * (self.B @ self.A)
 
 
@@ -179,12 +184,14 @@ class LoraAdapter:
             if progress:
                 progress(i)
 
-    def _load(self, spec: ModuleSpec) -> LoraModule:
+    def _load(self, spec: ModuleSpec, arena: Arena | None = None) -> LoraModule:
+        """Read one module. With an `arena` (asymviz.adapters.tensors.Arena) its arrays may live in the
+        arena's memory: valid until the arena is reset, for analyses that keep only derived numbers."""
         keys = [spec.a_key, spec.b_key] + [k for k in (spec.magnitude_key, spec.e_key) if k]
-        tensors = dict(zip(keys, self._reader.get_many(keys), strict=True))
+        tensors = dict(zip(keys, self._reader.get_many(keys, arena=arena), strict=True))
         A, B = _as_float(tensors[spec.a_key]), _as_float(tensors[spec.b_key])
         if A.dtype != B.dtype:  # e.g. A float64, B float16 in one hand-saved file: compute in float64
-            A, B = A.double(), B.double()
+            A, B = A.astype("float64"), B.astype("float64")
         if spec.transposed:  # mlx-lm: lora_a (d_in, r), lora_b (r, d_out)
             A, B = A.T, B.T
         if spec.stacked:
@@ -196,7 +203,7 @@ class LoraAdapter:
         B = B.reshape(spec.d_out, spec.r)
         E = _as_float(tensors[spec.e_key]).reshape(spec.r) if spec.e_key else None
         if E is not None:  # AdaLoRA: ΔW = B·(A ⊙ E)·α/ranknum, E (r, 1) scales A's rows
-            A = E.to(A.dtype).reshape(spec.r, 1) * A
+            A = E.astype(A.dtype).reshape(spec.r, 1) * A
         magnitude = _as_float(tensors[spec.magnitude_key]).reshape(-1) if spec.magnitude_key else None
         for label, t in (("A", A), ("B", B)):
             bad = count_nonfinite(t)
@@ -265,7 +272,7 @@ SUMMARY_COLUMNS = [
 MAX_ABS = 1e15
 
 
-def count_nonfinite(t: torch.Tensor) -> int:
+def count_nonfinite(t: np.ndarray) -> int:
     """Number of NaN/inf entries and entries beyond ±MAX_ABS.
 
     Quick answer 0 in one pass without a temporary: the sum of squares Σt² (BLAS dot of t with itself) is
@@ -273,22 +280,25 @@ def count_nonfinite(t: torch.Tensor) -> int:
     1/2 covers the dot's rounding, relative error ≤ n·eps ≪ 1/2 for any tensor that fits in memory). Only
     otherwise (or for a strided view) does the exact count run. (Measured 4x faster than Σ|t| in float64.)
     """
-    import torch
+    import numpy as np
 
-    dense = t if t.is_contiguous() else t.T if t.dim() == 2 and t.T.is_contiguous() else None
-    if dense is not None and t.dtype in (torch.float32, torch.float64):
+    t = np.asarray(t)
+    dense = t if t.flags.c_contiguous else t.T if t.flags.f_contiguous else None
+    if dense is not None and t.dtype in (np.float32, np.float64):
         flat = dense.reshape(-1)  # a view
-        sumsq = float(torch.dot(flat, flat)) if flat.numel() else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            sumsq = float(np.dot(flat, flat)) if flat.size else 0.0
         if sumsq <= MAX_ABS**2 / 2:  # False for NaN too
             return 0
-    return int((~torch.isfinite(t) | (t.abs() > MAX_ABS)).sum())
+    with np.errstate(invalid="ignore"):
+        return int((~np.isfinite(t) | (np.abs(t) > MAX_ABS)).sum())
 
 
-def _as_float(t: torch.Tensor) -> torch.Tensor:
-    import torch
+def _as_float(t: np.ndarray) -> np.ndarray:
+    """float32 and float64 as they are; float16 (and integer) data widened to float32."""
+    import numpy as np
 
-    t = t.detach()  # a hand-saved state dict may hold nn.Parameters that require grad
-    return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+    return t if t.dtype in (np.float32, np.float64) else t.astype(np.float32)
 
 
 # Within a block, modules in the order the forward pass meets them (for tables and heatmap axes).

@@ -55,7 +55,7 @@ def read_alpha(reader, key: str, source: str) -> float:
     if math.prod(shape) != 1:
         raise AdapterError(f"{source}: {key} has shape {list(shape)}; an alpha tensor holds one number")
     (t,) = reader.get_many([key])
-    value = float(t.reshape(-1)[0].float())
+    value = float(t.reshape(-1)[0])
     if not math.isfinite(value) or value <= 0:
         raise AdapterError(f"{source}: {key} = {value}; alpha must be a finite positive number")
     return value

@@ -105,10 +105,12 @@ def module_alignment(
     source: str = "trained",
 ) -> list[dict]:
     """Rows of the alignment table for one module (see `alignment_table`)."""
+    import torch
+
     if not module.finite:
         return []
-    Q_A = orthonormal_basis(module, "A")  # (d_in, r')
-    Q_B = orthonormal_basis(module, "B")  # (d_out, r')
+    Q_A = torch.from_numpy(orthonormal_basis(module, "A"))  # (d_in, r')
+    Q_B = torch.from_numpy(orthonormal_basis(module, "B"))  # (d_out, r')
     rows = []
     if moments is not None:
         X, G = moments.inputs, moments.outputs

@@ -119,6 +119,14 @@ def _subspace_iteration(W0, B, A, scaling, k, V0, oversample, tol, max_iter):
     return Uc[:, :k], S[:k], V[:, :k], it
 
 
+def _tensor(x) -> torch.Tensor:
+    """A LoraModule's numpy factor (or asymviz.linalg's result) as a CPU tensor, sharing its memory."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+
+
 def _orth(M: torch.Tensor) -> torch.Tensor:
     import torch
 
@@ -137,7 +145,8 @@ def intruders_of(
     Returns a dict of numpy arrays: sigma (k,), sigma_base (k,), best_cosine (k,), best_match (k, from 1),
     and iterations (int)."""
     U0, S0, V0 = usv0
-    U, S, V, it = updated_top_svd(W0, module.B.to(W0.dtype), module.A.to(W0.dtype), module.scaling, k, V0=V0)
+    B, A = _tensor(module.B).to(W0.dtype), _tensor(module.A).to(W0.dtype)
+    U, S, V, it = updated_top_svd(W0, B, A, module.scaling, k, V0=V0)
     base, top = (U0, U) if vectors == "left" else (V0, V)
     cos = (base.T @ top).abs()  # (m, k)
     best, match = cos.max(dim=0)
@@ -153,7 +162,7 @@ def intruders_of(
 def amplification_of(W0: torch.Tensor, module: LoraModule, S0: torch.Tensor) -> dict[str, float]:
     """Hu et al.'s amplification: ‖ΔW‖_F / ‖UᵀW0V‖_F (U, V: ΔW's top-r singular vectors), with the
     references ‖W0‖ on its own top-r directions and on random r-dimensional ones."""
-    U, S, V = delta_svd(module)  # U (d_out, r'), S (r'), V (d_in, r')
+    U, S, V = (_tensor(x) for x in delta_svd(module))  # U (d_out, r'), S (r'), V (d_in, r')
     r = S.numel()
     if r == 0:
         return dict(delta_fro=0.0, w0_proj_fro=math.nan, w0_top_fro=math.nan, w0_random_fro=math.nan,
@@ -195,9 +204,10 @@ def row_change(
 def dora_of(W0: torch.Tensor, module: LoraModule) -> dict[str, float]:
     """DoRA's ΔM (mean |‖W_j‖ − ‖W0_j‖|), its relative form (mean of |Δ|/‖W0_j‖) and ΔD (mean 1 − cos)."""
     if module.embedding:  # PEFT norms the stored (vocab, hidden) table per token: rows of W0ᵀ + s·Aᵀ·Bᵀ
-        n0, n, cos = row_change(W0.T, module.A.T, module.B.T, module.scaling, None)
+        n0, n, cos = row_change(W0.T, _tensor(module.A).T, _tensor(module.B).T, module.scaling, None)
     else:
-        n0, n, cos = row_change(W0, module.B, module.A, module.scaling, module.magnitude)
+        magnitude = None if module.magnitude is None else _tensor(module.magnitude)
+        n0, n, cos = row_change(W0, _tensor(module.B), _tensor(module.A), module.scaling, magnitude)
     change = (n - n0).abs()
     return {
         "magnitude_change": float(change.mean()),

@@ -46,7 +46,7 @@ def test_adalora_matches_peft(adalora):
     for m in adapter:
         assert m.scaling == pytest.approx(12 / (6 + 1e-5))  # α / (ranknum + 1e-5), ranknum = init_r
         assert m.adalora_e is not None and m.adalora_e.shape == (6,)  # kept beside the folded A
-        torch.testing.assert_close(m.delta_weight(), deltas[m.name], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(m.delta_weight()), deltas[m.name], rtol=1e-5, atol=1e-6)
     spec = singular_spectrum(adapter, which="delta")
     name = "model.layers.0.self_attn.q_proj"
     expected = torch.linalg.svdvals(deltas[name])[:6].numpy()
@@ -69,7 +69,7 @@ def test_pruned_rank_keeps_init_r_scaling(adalora, tmp_path):
     m = load_adapter(out).module("model.layers.1.self_attn.v_proj")
     A, B, E = (tensors[prefix + k] for k in ("lora_A", "lora_B", "lora_E"))
     assert m.r == 3
-    torch.testing.assert_close(m.delta_weight(), B @ (A * E) * 12 / (6 + 1e-5))
+    torch.testing.assert_close(torch.from_numpy(m.delta_weight()), B @ (A * E) * 12 / (6 + 1e-5))
 
 
 def test_adalora_without_config_says_what_is_assumed(adalora, tmp_path):
@@ -82,6 +82,7 @@ def test_adalora_without_config_says_what_is_assumed(adalora, tmp_path):
     prefix = "base_model.model.model.layers.0.self_attn.q_proj."
     A, B, E = (tensors[prefix + k] for k in ("lora_A", "lora_B", "lora_E"))
     torch.testing.assert_close(
-        adapter.module("model.layers.0.self_attn.q_proj").delta_weight(), B @ torch.diag(E[:, 0]) @ A
+        torch.from_numpy(adapter.module("model.layers.0.self_attn.q_proj").delta_weight()),
+        B @ torch.diag(E[:, 0]) @ A,
     )
     assert json.loads((folder / "adapter_config.json").read_text())["peft_type"] == "ADALORA"

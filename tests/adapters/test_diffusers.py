@@ -45,7 +45,7 @@ def test_old_diffusers_namings(tmp_path, down, up, module):
     assert adapter.format == "diffusers" and adapter.scaling_source == "format default"
     (m,) = adapter
     assert m.name == module and m.scaling == 1.0  # LoRALinearLayer without network_alpha: up(down(x))
-    torch.testing.assert_close(m.delta_weight(), B @ A)
+    torch.testing.assert_close(torch.from_numpy(m.delta_weight()), B @ A)
 
 
 def test_diffusers_alpha_tensor(tmp_path):
@@ -59,4 +59,4 @@ def test_diffusers_alpha_tensor(tmp_path):
         tmp_path / "a.safetensors",
     )
     (m,) = load_adapter(tmp_path / "a.safetensors")
-    torch.testing.assert_close(m.delta_weight(), 0.5 * B @ A)
+    torch.testing.assert_close(torch.from_numpy(m.delta_weight()), 0.5 * B @ A)

@@ -46,10 +46,13 @@ def test_alpha_tensors_and_conv(tmp_path):
     assert (q.scaling, q.layer, q.kind) == (2.0, 0, "q_proj")  # alpha 16 / r 8
     assert (conv.scaling, conv.d_in, conv.d_out) == (0.25, 54, 10)  # alpha 1 / r 4; 6·3·3 inputs
     torch.testing.assert_close(
-        q.delta_weight(), kohya_merge(t[f"{TE_Q}.lora_down.weight"], t[f"{TE_Q}.lora_up.weight"], 2.0)
+        torch.from_numpy(q.delta_weight()),
+        kohya_merge(t[f"{TE_Q}.lora_down.weight"], t[f"{TE_Q}.lora_up.weight"], 2.0),
     )
     expected = kohya_merge(t[f"{UNET_CONV}.lora_down.weight"], t[f"{UNET_CONV}.lora_up.weight"], 0.25)
-    torch.testing.assert_close(conv.delta_weight(), expected.reshape(10, -1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.from_numpy(conv.delta_weight()), expected.reshape(10, -1), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_metadata_alpha_when_no_alpha_tensor(tmp_path):
@@ -85,7 +88,7 @@ def test_peft_keys_with_alpha_tensors(make_adapter):
     assert adapter.format == "peft" and adapter.scaling_source == "alpha tensor" and not adapter.problems
     (m,) = adapter
     assert m.scaling == 4.0
-    torch.testing.assert_close(m.delta_weight(), 4.0 * B @ A)
+    torch.testing.assert_close(torch.from_numpy(m.delta_weight()), 4.0 * B @ A)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import shutil
 import struct
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from conftest import random_factors, write_adapter
@@ -34,7 +35,7 @@ def assert_matches_peft(folder, model, **kwargs):
     expected = peft_deltas(model)
     assert sorted(adapter.names) == sorted(expected)
     for m in adapter:
-        torch.testing.assert_close(m.delta_weight(), expected[m.name], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(m.delta_weight()), expected[m.name], rtol=1e-5, atol=1e-6)
     return adapter
 
 
@@ -88,7 +89,7 @@ def test_keys_with_adapter_name_from_live_state_dict(peft_adapter):
     adapter = from_state_dict(live, cfg)
     expected = peft_deltas(model)
     for m in adapter:
-        torch.testing.assert_close(m.delta_weight(), expected[m.name])
+        torch.testing.assert_close(torch.from_numpy(m.delta_weight()), expected[m.name])
 
 
 def test_named_adapter_subfolders(peft_adapter):
@@ -130,17 +131,22 @@ def test_zip_bare_safetensors_and_legacy_bin(llama_like, tmp_path):
     shutil.copy(llama_like / "adapter_config.json", bin_dir)
     legacy = load_adapter(bin_dir)
     for a, b in zip(legacy, ref):
-        torch.testing.assert_close(a.delta_weight(), b.delta_weight())
+        torch.testing.assert_close(torch.from_numpy(a.delta_weight()), torch.from_numpy(b.delta_weight()))
 
 
 def test_half_precision_is_read_as_float32(make_adapter):
-    folder = make_adapter({"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, dtype=torch.bfloat16)
+    folder = make_adapter(
+        {"model.layers.0.self_attn.q_proj": random_factors(4, 16, 16)}, dtype=torch.bfloat16
+    )
     m = next(iter(load_adapter(folder)))
-    assert m.A.dtype == torch.float32 and load_adapter(folder).modules[0].dtype == "BF16"
+    assert m.A.dtype == np.float32 and load_adapter(folder).modules[0].dtype == "BF16"
 
 
 def test_names_and_layers():
-    assert module_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") == "model.layers.0.self_attn.q_proj"
+    assert (
+        module_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
+        == "model.layers.0.self_attn.q_proj"
+    )
     assert parse_layer("bert.encoder.layer.11.attention.self.query") == 11
     assert parse_layer("encoder.block.3.layer.1.SelfAttention.q") == 3
     assert parse_layer("lm_head") is None
@@ -214,7 +220,9 @@ def test_non_finite_values_are_reported_not_fatal(make_adapter):
 
     A, B = random_factors(4, 16, 16)
     A[0, 0] = float("nan")
-    folder = make_adapter({"model.layers.0.q_proj": (A, B), "model.layers.1.q_proj": random_factors(4, 16, 16)})
+    folder = make_adapter(
+        {"model.layers.0.q_proj": (A, B), "model.layers.1.q_proj": random_factors(4, 16, 16)}
+    )
     adapter = load_adapter(folder)
     spectrum = singular_spectrum(adapter)
     assert set(spectrum["module"]) == {"model.layers.1.q_proj"}

@@ -39,7 +39,7 @@ def test_mlx_folder(tmp_path):
     for m in adapter:
         assert (m.r, m.d_in, m.d_out, m.scaling) == (4, 32, 16, 20.0)  # scale multiplies, no division by r
         a, b = t[f"{m.name}.lora_a"], t[f"{m.name}.lora_b"]
-        torch.testing.assert_close(m.delta_weight(), 20.0 * (a @ b).T)
+        torch.testing.assert_close(torch.from_numpy(m.delta_weight()), 20.0 * (a @ b).T)
 
 
 def test_mlx_without_config_and_dora(tmp_path):
@@ -74,4 +74,4 @@ def test_switch_lora_one_delta_per_expert(tmp_path):
     fused = 20.0 * b @ a  # (E, d_out, d_in), as LoRASwitchLinear.fuse
     for e in range(3):
         m = adapter.module(f"model.layers.0.mlp.switch_mlp.up_proj[expert {e}]")
-        torch.testing.assert_close(m.delta_weight(), fused[e])
+        torch.testing.assert_close(torch.from_numpy(m.delta_weight()), fused[e])

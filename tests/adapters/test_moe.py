@@ -49,7 +49,7 @@ def test_one_delta_per_expert_matches_paramwrapper(tmp_path):
         for e in range(4):
             m = adapter.module(f"model.layers.{layer}.mlp.experts.gate_up_proj[expert {e}]")
             assert (m.d_out, m.d_in, m.scaling, m.expert) == (48, 32, 2.0, e)
-            torch.testing.assert_close(m.delta_weight(), delta[e], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(torch.from_numpy(m.delta_weight()), delta[e], rtol=1e-5, atol=1e-6)
 
 
 def test_two_parameters_on_one_module_are_named_by_wrapper(tmp_path):
@@ -61,7 +61,7 @@ def test_two_parameters_on_one_module_are_named_by_wrapper(tmp_path):
         for e in range(4):
             m = adapter.module(f"{wrapper_name}[expert {e}]")
             expected = delta[e] if wrapper._did_swap_in_out_features else delta[e].T
-            torch.testing.assert_close(m.delta_weight(), expected, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(torch.from_numpy(m.delta_weight()), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_experts_without_config_are_refused_not_mixed(tmp_path):

@@ -124,7 +124,7 @@ def test_intruders_match_a_dense_computation_on_tiny_peft_models(peft_adapter):
         m = adapter.module(spec.name)
         W0 = base_weight(model, spec).double()
         U0 = torch.linalg.svd(W0, full_matrices=False)[0]
-        Ud = torch.linalg.svd(W0 + m.delta_weight().double(), full_matrices=False)[0][:, :6]
+        Ud = torch.linalg.svd(W0 + torch.from_numpy(m.delta_weight()).double(), full_matrices=False)[0][:, :6]
         best = (U0.T @ Ud).abs().max(dim=0).values.numpy()
         got = frame[frame["module"] == spec.name]["best_cosine"].to_numpy()
         assert np.allclose(got, best, atol=1e-3)
@@ -149,7 +149,7 @@ def test_amplification_matches_dense_and_is_nan_for_a_zero_update(peft_adapter, 
     adapter = load_adapter(folder)
     table = diagnose(adapter, model).set_index("module")
     for spec in adapter.modules:
-        delta = adapter.module(spec.name).delta_weight().double()
+        delta = torch.from_numpy(adapter.module(spec.name).delta_weight()).double()
         U, S, Vh = torch.linalg.svd(delta)
         W0 = base_weight(model, spec).double()
         expected = float(S[:4].norm() / (U[:, :4].T @ W0 @ Vh[:4].T).norm())
@@ -218,7 +218,9 @@ def test_diagnose_is_consistent_with_peft_merged_weights(peft_adapter, arch, tar
     merged = model.merge_and_unload()
     for spec in adapter.modules:
         W0, W = before[spec.name].double(), base_weight(merged, spec).double()
-        assert torch.allclose(W, W0 + adapter.module(spec.name).delta_weight().double(), atol=1e-5)
+        assert torch.allclose(
+            W, W0 + torch.from_numpy(adapter.module(spec.name).delta_weight()).double(), atol=1e-5
+        )
         rows = (W0, W) if not spec.embedding else (W0.T, W.T)  # embeddings: per token, as PEFT's DoRA
         cos = torch.nn.functional.cosine_similarity(rows[1], rows[0], dim=1)
         assert table.loc[spec.name, "direction_change"] == pytest.approx(

@@ -87,7 +87,7 @@ def test_frozen_norms_are_recorded_and_equal_the_inits(tmp_path, tiny_config, mo
     norms = record.data["frozen_norms"]
     assert norms["factor"] == factor
     init = load_adapter(tmp_path / "run" / "init")
-    mats = [getattr(m, factor).double() for m in init]  # A: (r, d_in), B: (d_out, r)
+    mats = [torch.from_numpy(getattr(m, factor)).double() for m in init]  # A: (r, d_in), B: (d_out, r)
     rows = torch.cat([torch.linalg.vector_norm(x, dim=1) for x in mats])
     cols = torch.cat([torch.linalg.vector_norm(x, dim=0) for x in mats])
     assert norms["modules"] == len(mats)
