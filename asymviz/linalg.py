@@ -121,16 +121,24 @@ def parallel_map(
             return list(pool.map(run, items))
 
 
+@contextmanager
 def thread_arena():
-    """This thread's asymviz.adapters.tensors.Arena, reset: memory for the modules it reads next (see
-    map_modules' `transient`)."""
+    """`with thread_arena() as arena:` an asymviz.adapters.tensors.Arena of this thread, reset, for the
+    modules read inside the block (see map_modules' `transient`). Arenas wait in a per-thread free list, so
+    a block nested in another on the same thread (an analysis run from inside map_modules' transient fn,
+    on the caller's thread when workers=1) gets another arena instead of overwriting the outer block's
+    arrays."""
     from asymviz.adapters.tensors import Arena
 
-    arena = getattr(_buffers, "arena", None)
-    if arena is None:
-        arena = _buffers.arena = Arena()
+    free = getattr(_buffers, "arenas", None)
+    if free is None:
+        free = _buffers.arenas = []
+    arena = free.pop() if free else Arena()
     arena.reset()
-    return arena
+    try:
+        yield arena
+    finally:
+        free.append(arena)
 
 
 def map_modules(
@@ -147,9 +155,12 @@ def map_modules(
     reads into its own reused memory (`thread_arena`) instead of fresh arrays: no page faults per module.
     """
     if transient:
-        return parallel_map(
-            lambda spec: fn(adapter._load(spec, thread_arena())), adapter.modules, progress, workers
-        )
+
+        def run(spec):
+            with thread_arena() as arena:
+                return fn(adapter._load(spec, arena))
+
+        return parallel_map(run, adapter.modules, progress, workers)
     return parallel_map(lambda spec: fn(adapter._load(spec)), adapter.modules, progress, workers)
 
 

@@ -194,8 +194,10 @@ def pairwise_similarity(
     index_pairs = [(i, j) for i in range(n) for j in range(n) if (i < j if pairs == "upper" else True)]
 
     def per_module(name: str) -> dict[str, list] | None:
-        arena = thread_arena()  # the group is dropped here: only numbers leave this function
-        group = ModuleGroup.of([a._load(a.spec(name), arena) for a in adapters], which, k)
+        with thread_arena() as arena:  # the group is dropped in the block: only numbers leave it
+            return _pair_columns(ModuleGroup.of([a._load(a.spec(name), arena) for a in adapters], which, k))
+
+    def _pair_columns(group: ModuleGroup | None) -> dict[str, list] | None:
         if group is None:
             return None
         cols: dict[str, list] = {c: [] for c in PAIR_COLUMNS}
@@ -209,7 +211,7 @@ def pairwise_similarity(
                     (
                         labels[i],
                         labels[j],
-                        name,
+                        group.name,
                         group.layer,
                         group.kind,
                         w,

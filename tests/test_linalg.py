@@ -171,3 +171,23 @@ def test_gram_spectra_agrees_with_module_bases_and_dense_svd(case):
         np.testing.assert_allclose(sigma**2, ref[which][0] ** 2, rtol=0, atol=1e-12 * top**2)
         dense = torch.linalg.svdvals(M.double())[:6].numpy()
         np.testing.assert_allclose(sigma, dense, rtol=0, atol=1e-6 * max(top, 1e-30))
+
+
+def test_an_analysis_nested_in_a_transient_map_keeps_the_outer_modules_arrays(llama_like):
+    """map_modules(transient=True) reads into this thread's arena; with workers=1 an analysis run from inside
+    fn ran on the same thread and reset that arena, overwriting the module fn
+    still held (its A and B changed under fn on 8b2eff2)."""
+    from asymviz.adapters import load_adapter
+    from asymviz.linalg import map_modules
+    from asymviz.similarity import pairwise_similarity
+    from asymviz.spectra import singular_spectrum
+
+    outer, other = load_adapter(llama_like), load_adapter(llama_like)
+
+    def fn(m):
+        A, B = m.A.copy(), m.B.copy()
+        pairwise_similarity([other, load_adapter(llama_like)], names=["x", "y"], workers=1)
+        singular_spectrum(load_adapter(llama_like), workers=1)
+        return np.array_equal(A, m.A) and np.array_equal(B, m.B)
+
+    assert all(map_modules(outer, fn, workers=1, transient=True))

@@ -65,8 +65,9 @@ class SafetensorsReader:
     read into a buffer the array then owns (measured 4x faster than safe_open per module here).
 
     F32 and F64 come back as they are stored, F16 as numpy float16 (LoraAdapter widens it to float32),
-    BF16 widened to float32 (numpy has no bfloat16; the widening is exact). Other dtypes come back as raw
-    little-endian integers or bytes of their width, which no LoRA factor has (the formats refuse them).
+    BF16 widened to float32 (numpy has no bfloat16; the widening is exact), integer and BOOL dtypes as numpy
+    integers and bools. The F8_* dtypes raise AdapterError: read as raw bytes they would give wrong numbers
+    (a kohya alpha of 2.0 stored F8_E4M3 read as 64).
     """
 
     _NUMPY_DTYPES = {
@@ -100,7 +101,12 @@ class SafetensorsReader:
                 for key in keys:
                     info = self.header[key]
                     begin, end = info["data_offsets"]
-                    dtype = np.dtype(self._NUMPY_DTYPES.get(info["dtype"], "u1"))
+                    if info["dtype"] not in self._NUMPY_DTYPES:  # F8_*: numpy has no such type
+                        raise AdapterError(
+                            f"{display_name(self.path.name)}: {display_name(key)} has dtype {info['dtype']}, "
+                            "which asymviz cannot read"
+                        )
+                    dtype = np.dtype(self._NUMPY_DTYPES[info["dtype"]])
                     # np.empty, not bytearray: no zero-filling pass over memory that readinto overwrites
                     n = (end - begin) // dtype.itemsize
                     t = np.empty(n, dtype=dtype) if arena is None else arena.take(end - begin).view(dtype)

@@ -126,3 +126,14 @@ def test_peft_keys_with_kohya_metadata(make_adapter):
               metadata={"ss_network_dim": "4", "ss_network_alpha": "2"})  # fmt: skip
     adapter = load_adapter(folder)
     assert adapter.scaling_source == "metadata" and adapter.modules[0].scaling == 0.5
+
+
+def test_float8_alpha_is_refused_not_read_as_bytes(tmp_path):
+    """An alpha of 2.0 stored F8_E4M3 is the byte 0x40: read as raw bytes it became alpha = 64, a scaling 32x
+    too large with no warning. numpy cannot decode float8, so the file is refused by name."""
+    path = tmp_path / "f8.safetensors"
+    t = kohya_file(path, dtype=torch.float32)
+    t[f"{TE_Q}.alpha"] = torch.tensor(2.0).to(torch.float8_e4m3fn)
+    save_file(t, path)
+    with pytest.raises(AdapterError, match="F8_E4M3"):
+        load_adapter(path)
