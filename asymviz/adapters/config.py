@@ -185,9 +185,11 @@ def _field_warnings(data: dict, source: str, strict: bool) -> tuple[str, ...]:
             "change ΔW)"
         )
     unknown = sorted(set(data) - KNOWN_FIELDS - set(OBSOLETE_FIELDS))
-    if unknown:  # importing peft costs seconds: only ask it about fields the static list lacks
-        unknown = sorted(set(unknown) - _installed_peft_fields())
     active = [k for k in unknown if data[k] not in (None, False, 0, "", [], {})]
+    if active:  # importing peft (and torch) costs seconds: only ask it about set fields the static list lacks
+        known_to_peft = _installed_peft_fields()
+        active = [k for k in active if k not in known_to_peft]
+        unknown = [k for k in unknown if k not in known_to_peft]
     if active and strict:
         raise AdapterError(
             f"{source}: unknown config field(s) {', '.join(f'{k}={data[k]!r}' for k in active)[:300]} (not a PEFT "

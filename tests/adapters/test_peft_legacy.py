@@ -57,6 +57,22 @@ def test_unknown_fields_unset_warn_set_refuse(make_adapter):
     assert any("ΔW may be wrong" in p for p in forced.problems)
 
 
+def test_only_a_set_unknown_field_asks_the_installed_peft(make_adapter, monkeypatch):
+    """Importing peft (and torch, transformers) costs seconds and would break the torch-free analysis path:
+    an unknown field that is unset or off is ignored without it; a set one is checked against PEFT's fields."""
+    import asymviz.adapters.config as config
+
+    asked = []
+    monkeypatch.setattr(
+        config, "_installed_peft_fields", lambda: asked.append(1) or frozenset({"newer_flag"})
+    )
+    modules = {"model.layers.0.q_proj": random_factors(4, 16, 16)}
+    loose = load_adapter(make_adapter(modules, {"future_flag": None}))
+    assert not asked and any("future_flag ignored (unset or off)" in p for p in loose.problems)
+    newer = load_adapter(make_adapter(modules, {"newer_flag": True}))  # the installed PEFT knows it
+    assert asked and not any("newer_flag" in p for p in newer.problems)
+
+
 def test_hand_saved_parameters_with_adapter_name_and_mixed_dtypes(tmp_path):
     """A .bin of model.state_dict() with nn.Parameters (requires_grad), `lora_A.default.weight` keys, A in
     float64 and B in float16: ΔW is computed in float64 and equals the dense product."""
