@@ -80,8 +80,8 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     summary = tables.summary_by_mode(data, metric, by=("task", "mode"))
     lower_better = metric in tables.LOWER_IS_BETTER
     probe = tables.probe_rows(cached.linear_probe(str(store), state.group()), model, metric, rank_runs=data)
-    fig = F.mode_bar_figure(
-        summary, tables.metric_label(metric), probe=probe,
+    fig = cached.figure(
+        "mode_bar_figure", summary, tables.metric_label(metric), probe=probe,
         title=f"{metric.removeprefix('test_').replace('_', ' ').capitalize()} on the test split by mode — "
         f"{tables.short(model)} (mean ± s.e. over seeds)",
         # near the data, not from 0: the claims are about differences of ~0.01 (MARGIN)
@@ -96,8 +96,7 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     from asymviz import results as R
 
     model_runs = runs[runs["model"] == model]
-    comparisons = R.claim_comparisons(model_runs.assign(task=model_runs["task"].map(tables.short)), metric)
-    claims = R.claim_table(comparisons)
+    comparisons, claims = cached.claims(model_runs.assign(task=model_runs["task"].map(tables.short)), metric)
     if len(ranks) > 1 and len(claims):
         claims = claims[claims["rank"] == rank]
     lines = R.claim_lines(claims)
