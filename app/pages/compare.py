@@ -78,7 +78,8 @@ if view == "Learning curves":
         )
         part = curves[(curves["split"] == split) & (curves["metric"] == metric)].merge(runs_of, on="run_id")
         y_label = tables.curve_label(split, metric)
-        drawn = [t for t in tasks if t in set(part["task"])]
+        have = set(part["task"].unique())
+        drawn = [t for t in tasks if t in have]
         if len(drawn) > 1:  # one task at a time: all at once were 5 figures of 35 runs (0.7 MB JSON) shipped
             shown = st.segmented_control(
                 "Task", drawn, default=drawn[0], key="cmp_curve_task", required=True, format_func=tables.short
