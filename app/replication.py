@@ -18,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import cached, state
-from app.components import download_frame, figure, guard
+from app.components import details, download_frame, figure, guard
 
 
 @dataclass(frozen=True)
@@ -200,9 +200,10 @@ def _rank(store: str, exp: Experiment, metric: str | None) -> None:
     if lines:
         st.markdown("**Does the gap grow with d/r?** (a slope per seed, then over seeds)\n\n"
                     + "\n".join(f"- {line}" for line in lines))  # fmt: skip
-    with st.expander("Every comparison at every rank, with the control (head only)"):
-        st.dataframe(_verdict_table(table, ["task", "rank", "d_over_r"]), hide_index=True)
-        download_frame(table, "rank_sweep", "rep_rank_csv", "d/r sweep (CSV)")
+    with details("Every comparison at every rank, with the control (head only)", "rep_rank_open") as opened:
+        if opened:
+            st.dataframe(_verdict_table(table, ["task", "rank", "d_over_r"]), hide_index=True)
+            download_frame(table, "rank_sweep", "rep_rank_csv", "d/r sweep (CSV)")
 
 
 def _trend_lines(trend) -> list[str]:
@@ -248,15 +249,18 @@ def _head(store: str, exp: Experiment, metric: str | None) -> None:
     )  # fmt: skip
     _bullets(_interaction_lines(interaction),
              "**The interaction** (gap with the classifier-only head − gap with the full head):")  # fmt: skip
-    with st.expander("Every comparison per head, with the control (head only), and the interactions"):
-        st.dataframe(_verdict_table(table, ["task", "head"]), hide_index=True)
-        st.dataframe(
-            _verdict_table(interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"],
-                           "interaction", "interaction"),
-            hide_index=True,
-        )  # fmt: skip
-        download_frame(table, "head_factorial", "rep_head_csv", "head factorial (CSV)")
-        download_frame(interaction, "head_interaction", "rep_head_int_csv", "interaction (CSV)")
+    with details(
+        "Every comparison per head, with the control (head only), and the interactions", "rep_head_open"
+    ) as opened:
+        if opened:
+            st.dataframe(_verdict_table(table, ["task", "head"]), hide_index=True)
+            st.dataframe(
+                _verdict_table(interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"],
+                               "interaction", "interaction"),
+                hide_index=True,
+            )  # fmt: skip
+            download_frame(table, "head_factorial", "rep_head_csv", "head factorial (CSV)")
+            download_frame(interaction, "head_interaction", "rep_head_int_csv", "interaction (CSV)")
 
 
 def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
@@ -298,9 +302,10 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
         f"dashed line the prediction is exact. From {source}.",
     )  # fmt: skip
     _bullets(_mechanism_lines(table), "**In words:**")
-    with st.expander("The numbers"):
-        st.dataframe(table, hide_index=True)
-        download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
+    with details("The numbers", "rep_mech_open") as opened:
+        if opened:
+            st.dataframe(table, hide_index=True)
+            download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
 
 
 def _with_group(table, group: str):
@@ -325,10 +330,11 @@ def _similarity(store: str, exp: Experiment, metric: str | None) -> None:
     shown = contrasts.assign(estimate=contrasts["estimate"].round(4))
     shown["95 % CI"] = [_ci(lo, hi) for lo, hi in zip(contrasts["ci_low"], contrasts["ci_high"], strict=True)]
     st.dataframe(shown[["which", "contrast", "estimate", "95 % CI", "verdict"]], hide_index=True)
-    with st.expander("The four cells of A and B"):
-        st.dataframe(cells, hide_index=True)
-        download_frame(cells, "similarity_2x2", "rep_sim_csv", "2×2 similarity (CSV)")
-        download_frame(contrasts, "similarity_contrasts", "rep_sim_con_csv", "contrasts (CSV)")
+    with details("The four cells of A and B", "rep_sim_open") as opened:
+        if opened:
+            st.dataframe(cells, hide_index=True)
+            download_frame(cells, "similarity_2x2", "rep_sim_csv", "2×2 similarity (CSV)")
+            download_frame(contrasts, "similarity_contrasts", "rep_sim_con_csv", "contrasts (CSV)")
 
 
 SECTIONS = {"rank": _rank, "head": _head, "mechanism": _mechanism, "similarity": _similarity}

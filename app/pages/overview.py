@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import cached, replication, state, tables
-from app.components import caption, download_frame, figure, guard
+from app.components import caption, details, download_frame, figure, guard
 from app.state import store_path
 from asymviz import figures as F
 from asymviz.modes import CONTROL_MODES
@@ -125,11 +125,16 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
     st.caption(f"{len(data)} finished run(s) of `{tables.short(model)}` in {state.where(store)}.")
     if len(claims):
-        with st.expander("Paired comparisons behind these verdicts (asymviz runs compare)"):
-            shown = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons
-            st.dataframe(shown[[*R.COMPARE_COLUMNS, "p", "boot_low", "boot_high", "reason"]], hide_index=True)
-            download_frame(
-                shown, f"overview_{model}_{metric}_paired", "ov_paired_csv", "paired comparisons (CSV)"
-            )
+        with details(
+            "Paired comparisons behind these verdicts (asymviz runs compare)", "ov_paired_open"
+        ) as opened:
+            if opened:
+                paired = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons
+                st.dataframe(
+                    paired[[*R.COMPARE_COLUMNS, "p", "boot_low", "boot_high", "reason"]], hide_index=True
+                )
+                download_frame(
+                    paired, f"overview_{model}_{metric}_paired", "ov_paired_csv", "paired comparisons (CSV)"
+                )
 
 replication.render(store, metric)

@@ -58,8 +58,14 @@ def _titles(at) -> list[str]:
 VIEWS = ("rank", "head", "mechanism", "similarity")  # the selector's experiments, after "claims"
 
 
+EXPANDERS = ("rep_rank_open", "rep_head_open", "rep_mech_open", "rep_sim_open")  # components.details keys
+
+
 def _show(at, view: str):
-    """The Overview with the replication selector on `view` ("claims" or an experiment's key)."""
+    """The Overview with the replication selector on `view` ("claims" or an experiment's key), the tables in
+    its expanders opened (they are drawn only when open)."""
+    for key in EXPANDERS:
+        at.session_state[key] = True
     at.segmented_control(key="rep_view").set_value(view).run()
     no_errors(at)
     return at
@@ -230,6 +236,22 @@ def test_with_every_folder_each_section_draws_its_figure_and_verdicts(full_store
     head = next(t for t in tables if "head" in t and "comparison" in t)
     assert "A&B − head only" in set(head["comparison"])
     assert any("B only − A only against d/r" in m for m in seen["markdown"])
+
+
+def test_the_tables_behind_each_figure_are_drawn_only_when_their_expander_is_open(
+    full_store, contract_frames
+):
+    at = app_test("overview", store=full_store)
+    at.run()
+    for view, column in (("rank", "d_over_r"), ("head", "head"), ("mechanism", "predicted"),
+                         ("similarity", "same_init")):  # fmt: skip
+        at.segmented_control(key="rep_view").set_value(view).run()
+        no_errors(at)
+        assert not any(column in d.value for d in at.dataframe), view  # closed: not computed, not sent
+        _show(at, view)
+        assert any(column in d.value for d in at.dataframe), view
+        for key in EXPANDERS:
+            at.session_state[key] = False
 
 
 def test_the_selector_shows_one_view_at_a_time_and_the_claims_again(full_store, contract_frames):
