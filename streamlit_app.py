@@ -2,6 +2,10 @@
 
     streamlit run streamlit_app.py        # or: asymviz app
 
+`streamlit run` finds `app = st.App(...)` below and serves this file through it (app/startup.py: its start-up
+hook imports the first page's modules while the browser loads); every script run executes it as __main__, the
+router.
+
 Each page is one script under app/pages/ (widgets -> cached asymviz call -> Plotly figure / table);
 app/state.py draws the sidebar every page shares (the run store, the experiment) and holds the session keys.
 """
