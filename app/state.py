@@ -224,12 +224,9 @@ def upload_folder() -> Path | None:
 
 
 @st.cache_resource(show_spinner=False)
-def warm_up(delay_s: float = 4.0) -> None:
+def warm_up(delay_s: float = 2.0) -> None:
     """Once per server: import the heavy modules in a background thread after the first page has painted,
-    so the first visit to a page that needs torch (Inspect, Compare) does not wait ~2 s for the import.
-
-    delay_s counts from the first run's start: the browser draws the Overview's chart ~2-2.5 s after that on a
-    2-core machine (bench/bench_app_browser.py), and torch's import (~1-2 s of CPU) started at 2 s slowed it."""
+    so the first visit to a page that needs torch (Inspect, Compare) does not wait ~2 s for the import."""
     import threading
 
     if os.environ.get("ASYMVIZ_WARM_UP", "1") == "0":  # tests: no thread left importing torch at exit
