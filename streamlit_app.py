@@ -2,10 +2,6 @@
 
     streamlit run streamlit_app.py        # or: asymviz app
 
-`streamlit run` finds `app = st.App(...)` below and serves this file through it (app/startup.py: its start-up
-hook imports the first page's modules while the browser loads); every script run executes it as __main__, the
-router.
-
 Each page is one script under app/pages/ (widgets -> cached asymviz call -> Plotly figure / table);
 app/state.py draws the sidebar every page shares (the run store, the experiment) and holds the session keys.
 """
@@ -14,46 +10,39 @@ from pathlib import Path
 
 import streamlit as st
 
-if __name__ != "__main__":
-    # `streamlit run streamlit_app.py` finds `app = st.App(...)` here and imports this file as a module to serve
-    # it: the server, whose start-up hook imports the first page's modules (app/startup.py); never a page run
-    from app.startup import lifespan
+from app import import_guard, state
 
-    app = st.App(__file__, lifespan=lifespan)
-else:  # every script run (and AppTest) executes this file as __main__: the router
-    from app import import_guard, state
+st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon="⚖️", layout="wide")
 
-    st.set_page_config(page_title="asymviz · LoRA asymmetry", page_icon="⚖️", layout="wide")
+PAGES_DIR = Path(__file__).parent / "app" / "pages"
+SECTIONS = {
+    "Results": [
+        st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/insights:", default=True),
+        st.Page(PAGES_DIR / "compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+    ],
+    "Your adapter": [
+        st.Page(PAGES_DIR / "inspect.py", title="Inspect an adapter", icon=":material/biotech:"),
+        st.Page(PAGES_DIR / "collection.py", title="Many adapters", icon=":material/stacks:"),
+    ],
+    "Experiment": [
+        st.Page(PAGES_DIR / "live.py", title="Live fine-tune", icon=":material/play_circle:"),
+    ],
+    "Background": [
+        st.Page(PAGES_DIR / "theory.py", title="Theory", icon=":material/functions:"),
+    ],
+}
+# The Alignment page (issue 5) joins "Your adapter" as soon as app/pages/alignment.py exists.
+if (PAGES_DIR / "alignment.py").exists():
+    SECTIONS["Your adapter"].append(
+        st.Page(PAGES_DIR / "alignment.py", title="Alignment", icon=":material/join:")
+    )
 
-    PAGES_DIR = Path(__file__).parent / "app" / "pages"
-    SECTIONS = {
-        "Results": [
-            st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/insights:", default=True),
-            st.Page(PAGES_DIR / "compare.py", title="Compare runs", icon=":material/compare_arrows:"),
-        ],
-        "Your adapter": [
-            st.Page(PAGES_DIR / "inspect.py", title="Inspect an adapter", icon=":material/biotech:"),
-            st.Page(PAGES_DIR / "collection.py", title="Many adapters", icon=":material/stacks:"),
-        ],
-        "Experiment": [
-            st.Page(PAGES_DIR / "live.py", title="Live fine-tune", icon=":material/play_circle:"),
-        ],
-        "Background": [
-            st.Page(PAGES_DIR / "theory.py", title="Theory", icon=":material/functions:"),
-        ],
-    }
-    # The Alignment page (issue 5) joins "Your adapter" as soon as app/pages/alignment.py exists.
-    if (PAGES_DIR / "alignment.py").exists():
-        SECTIONS["Your adapter"].append(
-            st.Page(PAGES_DIR / "alignment.py", title="Alignment", icon=":material/join:")
-        )
+# Pages whose run never imports torch; any other page imports it before its run (app/import_guard.py says why).
+PAGES_WITHOUT_TORCH = {"Overview", "Theory"}
 
-    # Pages whose run never imports torch; any other page imports it before its run (app/import_guard.py says why).
-    PAGES_WITHOUT_TORCH = {"Overview", "Theory"}
-
-    page = st.navigation(SECTIONS)
-    st.set_page_config(page_title=f"{page.title} · asymviz")  # each browser tab says which page it shows
-    with import_guard.script_run(needs_torch=page.title not in PAGES_WITHOUT_TORCH):
-        state.sidebar()
-        state.warm_up()
-        page.run()
+page = st.navigation(SECTIONS)
+st.set_page_config(page_title=f"{page.title} · asymviz")  # each browser tab says which page it shows
+with import_guard.script_run(needs_torch=page.title not in PAGES_WITHOUT_TORCH):
+    state.sidebar()
+    state.warm_up()
+    page.run()
