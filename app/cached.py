@@ -7,11 +7,15 @@ read-only: pages never mutate them). Heavy modules are imported inside the funct
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import time
 
 import streamlit as st
 
 from asymviz.runs import MECHANISM_FILE  # noqa: F401  (a group's mechanism table; app/replication.py names it)
+from asymviz.runs.layout import RUN_FILE
 
 # ------------------------------------------------------------------------------------------------------------
 # theory
@@ -172,10 +176,68 @@ def report_html(
 # the run store (asymviz.runs)
 
 
-@st.cache_data(ttl=3, show_spinner=False)
+STAMP_S = 1.0  # a store's stamp is taken again after this many seconds (one scan per page run, not per call)
+_stamps: dict[str, tuple[float, str]] = {}
+_stamps_lock = threading.Lock()
+
+
+def store_stamp(store: str) -> str:
+    """A signature of what the pages read from a run store: the name, modification time and size of each run
+    folder's run.json and the folder's own modification time (a new adapter/ or init/ sub-folder), in the store
+    and in its group folders (the layout asymviz.runs.RunStore reads). About 5 ms for the 1,150 shipped runs,
+    against 0.1-0.4 s to read them; taken at most once per STAMP_S per store. A run that starts, finishes,
+    appears or is deleted changes it, so the cached frames below are read again then, and only then."""
+    now = time.monotonic()
+    with _stamps_lock:
+        taken = _stamps.get(store)
+        if taken is not None and now - taken[0] < STAMP_S:
+            return taken[1]
+    digest = hashlib.blake2b(digest_size=16)
+    root = os.path.expanduser(store)
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return "no store"
+    folders = [(root, entries)]
+    for entry in entries:  # a sub-folder without run.json is a group folder (RunStore._groups)
+        if (
+            not entry.name.startswith(".")
+            and entry.is_dir()
+            and not os.path.exists(os.path.join(entry.path, RUN_FILE))
+        ):
+            try:
+                folders.append((entry.path, sorted(os.scandir(entry.path), key=lambda e: e.name)))
+            except OSError:
+                continue
+    for folder, children in folders:
+        for entry in children:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                info = os.stat(os.path.join(entry.path, RUN_FILE))
+                digest.update(f"{folder}/{entry.name}|{info.st_mtime_ns}|{info.st_size}|"
+                              f"{entry.stat().st_mtime_ns}\n".encode())  # fmt: skip
+            except OSError:
+                continue
+    stamp = digest.hexdigest()
+    with _stamps_lock:
+        _stamps[store] = (now, stamp)
+    return stamp
+
+
 def all_runs(store: str):
-    """asymviz.runs.list_runs, cached for 3 s (finished live runs show up on the other pages within seconds),
-    plus has_adapter (adapter/adapter_config.json exists) and has_init (init/adapter_config.json exists)."""
+    """asymviz.runs.list_runs plus has_adapter (adapter/adapter_config.json exists) and has_init
+    (init/adapter_config.json exists), read again when the store changes (store_stamp), and every 3 s while
+    a run of it is running (whether its process is alive changes no file)."""
+    stamp = store_stamp(store)
+    frame = _all_runs(store, stamp, 0)
+    if (frame["status"] == "running").any():
+        frame = _all_runs(store, stamp, int(time.time() // 3))
+    return frame
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _all_runs(store: str, stamp: str, tick: int):
     from asymviz.runs import list_runs
 
     return with_files(list_runs(store))
@@ -217,16 +279,23 @@ def frozen_norms(run_folder: str) -> dict | None:
     return RunRecord.load(run_folder).data.get("frozen_norms")
 
 
-@st.cache_data(ttl=60, show_spinner=False)
 def linear_probe(store: str, group: str | None):
     """The experiment's linear-probe baselines (asymviz.probes.linear_probe's COLUMNS), read from
-    <store>/<group>/linear_probe.csv (or <store>/linear_probe.csv for a flat store); None when there is none."""
-    from pathlib import Path
+    <store>/<group>/linear_probe.csv (or <store>/linear_probe.csv for a flat store); None when there is none;
+    read again when the file changes."""
+    path = os.path.join(os.path.expanduser(store), group or "", "linear_probe.csv")
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return _probe_csv(path, info.st_mtime_ns, info.st_size)
 
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _probe_csv(path: str, mtime_ns: int, size: int):
     import pandas as pd
 
-    path = Path(store) / (group or "") / "linear_probe.csv"
-    return pd.read_csv(path) if path.is_file() else None
+    return pd.read_csv(path)
 
 
 def run_metrics(paths: tuple[str, ...]):
@@ -307,10 +376,14 @@ def run_settings(run_folder: str) -> dict:
 # the replication's experiments (issue 13): each analysis over the counted runs of its group folders
 
 
-@st.cache_data(ttl=60, show_spinner=False)
 def group_runs(store: str, groups: tuple[str, ...]):
     """asymviz.results.counted_runs of each group folder of `groups`, stacked (a run of two groups counts in
-    each: the head factorial reads exp 1's r = 8 runs as its full-head arm)."""
+    each: the head factorial reads exp 1's r = 8 runs as its full-head arm); read again when the store changes."""
+    return _group_runs(store, groups, store_stamp(store))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _group_runs(store: str, groups: tuple[str, ...], stamp: str):
     import pandas as pd
 
     from asymviz.results import counted_runs
@@ -319,10 +392,15 @@ def group_runs(store: str, groups: tuple[str, ...]):
     return pd.concat([counted_runs(runs, group=g) for g in groups], ignore_index=True)
 
 
-@st.cache_data(ttl=600, show_spinner="Comparing the modes of every experiment (paired bootstrap) …")
 def claims_by_group(store: str, groups: tuple[str, ...], metric: str | None):
     """(claim_table, claim_comparisons) of each group folder, computed apart (as `asymviz runs compare
-    --group G` does) and stacked; the metric where the group has it, else results' default."""
+    --group G` does) and stacked; the metric where the group has it, else results' default. Computed once
+    per store content (store_stamp)."""
+    return _claims_by_group(store, groups, metric, store_stamp(store))
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the modes of every experiment (paired bootstrap) …")
+def _claims_by_group(store: str, groups: tuple[str, ...], metric: str | None, stamp: str):
     import pandas as pd
 
     from asymviz import results as R
@@ -342,11 +420,25 @@ def claims_by_group(store: str, groups: tuple[str, ...], metric: str | None):
     return pd.concat(tables, ignore_index=True), pd.concat(comparisons, ignore_index=True)
 
 
-@st.cache_data(ttl=600, show_spinner="Comparing the modes at every rank …")
+@st.cache_data(max_entries=32, show_spinner=False)
+def claims(runs, metric: str | None):
+    """(asymviz.results.claim_comparisons, claim_table of them) of a run frame (the Overview's model), once
+    per frame and metric: the paired bootstraps and the table took ~0.25 s on every rerun."""
+    from asymviz.results import claim_comparisons, claim_table
+
+    comparisons = claim_comparisons(runs, metric)
+    return comparisons, claim_table(comparisons)
+
+
 def rank_sweep(store: str, group: str, metric: str | None):
     """(rank_sweep_table, rank_trend_table) of the d/r sweep's counted runs (asymviz.rank_sweep); d_in is read
     from any run of the store with the same model and targets that kept its adapter (a slimmed sweep ships
-    none of its own)."""
+    none of its own). Computed once per store content (store_stamp)."""
+    return _rank_sweep(store, group, metric, store_stamp(store))
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the modes at every rank …")
+def _rank_sweep(store: str, group: str, metric: str | None, stamp: str):
     from asymviz.rank_sweep import rank_sweep_table, rank_trend_table
 
     runs, store_runs = group_runs(store, (group,)), all_runs(store)
@@ -355,10 +447,14 @@ def rank_sweep(store: str, group: str, metric: str | None):
     )
 
 
-@st.cache_data(ttl=600, show_spinner="Comparing the modes with either head …")
 def head_factorial(store: str, groups: tuple[str, ...], metric: str | None):
     """(head_factorial_table, head_interaction_table) of the counted runs of both arms (asymviz.head_factorial;
-    exp 1's runs are the full-head arm, at its default rank 8)."""
+    exp 1's runs are the full-head arm, at its default rank 8). Computed once per store content."""
+    return _head_factorial(store, groups, metric, store_stamp(store))
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the modes with either head …")
+def _head_factorial(store: str, groups: tuple[str, ...], metric: str | None, stamp: str):
     from asymviz.head_factorial import head_factorial_table, head_interaction_table
 
     runs = group_runs(store, groups)
@@ -394,14 +490,34 @@ def mechanism(store: str, group: str):
     return mechanism_table(Path(store) / group)
 
 
-@st.cache_data(
-    show_spinner="Comparing the adapters of the 2×2 design (each pair of runs, module by module) …"
-)
 def similarity_2x2(store: str, group: str):
     """(similarity_2x2, similarity_contrasts) of the group's adapters (asymviz.similarity_design: design_runs,
-    then similarity_pairs once for both); cached for the server's life (the adapters are shipped, not grown)."""
+    then similarity_pairs once for both); computed once per store content (the adapters are shipped, not
+    grown)."""
+    return _similarity_2x2(store, group, store_stamp(store))
+
+
+@st.cache_data(
+    max_entries=8,
+    show_spinner="Comparing the adapters of the 2×2 design (each pair of runs, module by module) …",
+)
+def _similarity_2x2(store: str, group: str, stamp: str):
     from asymviz.similarity_design import design_runs, similarity_2x2, similarity_contrasts, similarity_pairs
 
     runs = all_runs(store)
     pairs = similarity_pairs(design_runs(runs[runs["group"] == group]))
     return similarity_2x2(pairs), similarity_contrasts(pairs)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# figures
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def figure(builder: str, *args, **kwargs):
+    """asymviz.figures.<builder>(*args, **kwargs), built once per arguments (frames are hashed by value): a
+    Plotly figure took 0.05-0.35 s to build on every rerun (Plotly validates each trace, shape and
+    annotation). Shared, read-only objects: pages never mutate them."""
+    from asymviz import figures as F
+
+    return getattr(F, builder)(*args, **kwargs)

@@ -204,6 +204,21 @@ def stored_run_adapter(key: str, runs=None) -> AdapterChoice | None:
     return choice_for(path, str(run_id))
 
 
+@contextlib.contextmanager
+def details(label: str, key: str):
+    """An expander whose body runs only while it is open: yields whether it is (session key `key`).
+
+        with details("The numbers", "rep_mech_open") as shown:
+            if shown:
+                st.dataframe(table)
+
+    A plain st.expander runs its body and the browser draws it even when closed (a table inside cost ~0.05-0.1
+    s per page switch); this one reruns the page when it is opened or closed (on_change="rerun")."""
+    box = st.expander(label, key=key, on_change="rerun")
+    with box:
+        yield bool(box.open)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # downloads
 

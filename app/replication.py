@@ -1,6 +1,7 @@
-"""The Overview's replication sections (issue 13): every claim's verdict in every experiment, the d/r sweep, the
-head factorial, the mechanism test and the 2×2 similarity, each drawn when its group folder is in the store,
-and a plain list of the experiments the store does not hold.
+"""The Overview's replication sections (issue 13), one at a time behind a selector: every claim's verdict in
+every experiment (the default), or the d/r sweep, the head factorial, the mechanism test or the 2×2 similarity,
+each offered when its group folders are in the store; and a plain list of the experiments the store does not
+hold.
 
     replication.render(store, metric)      # the Overview calls it after its own chart
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import cached, state
-from app.components import download_frame, figure, guard
+from app.components import details, download_frame, figure, guard
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,29 @@ def available(exp: Experiment) -> bool:
     return importlib.util.find_spec(exp.module) is not None
 
 
+CLAIMS = "claims"  # the selector's first option: every claim in every experiment
+
+
 def render(store: str | Path, metric: str | None) -> None:
-    """Every claim in every experiment, then each experiment's section, then what the store does not hold."""
+    """A selector, then what it picks: every claim in every experiment (the default) or one experiment's
+    section; then what the store does not hold. One view at a time: drawing all of them took ~1 s per rerun
+    (four figures, eight tables) and the browser as long again to paint them."""
     groups = state.store_groups(store)
     if not groups:
         return  # a flat store (e.g. one's own runs): the Overview above is all there is
     st.header("The replication, experiment by experiment", divider="gray")
-    with guard("The claims could not be compared on this store's runs."):
-        _claims(str(store), tuple(groups), metric)
     present, missing = present_and_missing(store)
-    for exp in present:
+    by_key = {e.key: e for e in present}
+    labels = {CLAIMS: "Every claim", **{e.key: e.title.split(":")[0] for e in present}}
+    view = st.segmented_control(
+        "Show", list(labels), default=CLAIMS, key="rep_view", required=True, format_func=labels.get,
+        help="Every claim of the paper in every experiment of the store, or one experiment's figure and tables.",
+    )  # fmt: skip
+    if view not in by_key:  # the claims (also when a kept choice is no longer in the store)
+        with guard("The claims could not be compared on this store's runs."):
+            _claims(str(store), tuple(groups), metric)
+    else:
+        exp = by_key[view]
         st.subheader(exp.title)
         st.markdown(f"*{exp.what[0].upper()}{exp.what[1:]}*")
         if not available(exp):
@@ -81,9 +95,9 @@ def render(store: str | Path, metric: str | None) -> None:
                 f"`{exp.module}` to analyse them: update asymviz.",
                 icon=":material/warning:",
             )
-            continue
-        with guard(f"The {', '.join(exp.groups)} runs could not be analysed."):
-            SECTIONS[exp.key](str(store), exp, metric)
+        else:
+            with guard(f"The {', '.join(exp.groups)} runs could not be analysed."):
+                SECTIONS[exp.key](str(store), exp, metric)
     if missing:
         st.info(
             "Not in this run store, so not shown: "
@@ -172,13 +186,12 @@ def _constants(table) -> str:
 
 def _rank(store: str, exp: Experiment, metric: str | None) -> None:
     from app.tables import metric_label
-    from asymviz import figures as F
 
     metric = _metric(store, exp.groups, metric)
     table, trend = cached.rank_sweep(store, exp.groups[0], metric)
     label = metric_label(table["metric"].iloc[0]) if "metric" in table and len(table) else "test metric"
     figure(
-        F.rank_sweep_figure(table, label), "rank_sweep", "rep_rank",
+        cached.figure("rank_sweep_figure", table, label), "rank_sweep", "rep_rank",
         "Each point is the mean over seeds of the paired difference between two modes at one rank (positive = "
         "B only better), the bar its 95 % CI; filled points are verdicts (better / worse), open ones are "
         "equivalent or inconclusive. The grey band is the equivalence margin; d/r = d_in / r on a log axis.",
@@ -187,9 +200,10 @@ def _rank(store: str, exp: Experiment, metric: str | None) -> None:
     if lines:
         st.markdown("**Does the gap grow with d/r?** (a slope per seed, then over seeds)\n\n"
                     + "\n".join(f"- {line}" for line in lines))  # fmt: skip
-    with st.expander("Every comparison at every rank, with the control (head only)"):
-        st.dataframe(_verdict_table(table, ["task", "rank", "d_over_r"]), hide_index=True)
-        download_frame(table, "rank_sweep", "rep_rank_csv", "d/r sweep (CSV)")
+    with details("Every comparison at every rank, with the control (head only)", "rep_rank_open") as opened:
+        if opened:
+            st.dataframe(_verdict_table(table, ["task", "rank", "d_over_r"]), hide_index=True)
+            download_frame(table, "rank_sweep", "rep_rank_csv", "d/r sweep (CSV)")
 
 
 def _trend_lines(trend) -> list[str]:
@@ -220,14 +234,14 @@ def _bullets(lines: list[str], lead: str) -> None:
 
 def _head(store: str, exp: Experiment, metric: str | None) -> None:
     from app.tables import metric_label
-    from asymviz import figures as F
     from asymviz.results import MARGIN
 
     metric = _metric(store, exp.groups, metric)
     table, interaction = cached.head_factorial(store, exp.groups, metric)
     shown = table["metric"].iloc[0] if "metric" in table and len(table) else metric or "test_accuracy"
     figure(
-        F.head_factorial_figure(table, metric_label(shown), margin=MARGIN), "head_factorial", "rep_head",
+        cached.figure("head_factorial_figure", table, metric_label(shown), margin=MARGIN), "head_factorial",
+        "rep_head",
         "Per task, each comparison's paired difference with the full head (pooler + classifier, experiment 1's "
         "r = 8 runs) and with the classifier only (the pooler frozen): mean over seeds and 95 % CI; filled "
         "points are verdicts better / worse. A gap that is larger with the classifier-only head is one the full "
@@ -235,22 +249,24 @@ def _head(store: str, exp: Experiment, metric: str | None) -> None:
     )  # fmt: skip
     _bullets(_interaction_lines(interaction),
              "**The interaction** (gap with the classifier-only head − gap with the full head):")  # fmt: skip
-    with st.expander("Every comparison per head, with the control (head only), and the interactions"):
-        st.dataframe(_verdict_table(table, ["task", "head"]), hide_index=True)
-        st.dataframe(
-            _verdict_table(interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"],
-                           "interaction", "interaction"),
-            hide_index=True,
-        )  # fmt: skip
-        download_frame(table, "head_factorial", "rep_head_csv", "head factorial (CSV)")
-        download_frame(interaction, "head_interaction", "rep_head_int_csv", "interaction (CSV)")
+    with details(
+        "Every comparison per head, with the control (head only), and the interactions", "rep_head_open"
+    ) as opened:
+        if opened:
+            st.dataframe(_verdict_table(table, ["task", "head"]), hide_index=True)
+            st.dataframe(
+                _verdict_table(interaction, ["task", "contrast", "diff_full_head", "diff_classifier_head"],
+                               "interaction", "interaction"),
+                hide_index=True,
+            )  # fmt: skip
+            download_frame(table, "head_factorial", "rep_head_csv", "head factorial (CSV)")
+            download_frame(interaction, "head_interaction", "rep_head_int_csv", "interaction (CSV)")
 
 
 def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
     import pandas as pd
 
     from app.tables import short
-    from asymviz import figures as F
 
     group = exp.groups[0]
     # every mechanism table the store ships (MiniLM's, the ViT's), one below the other: the figure tells the
@@ -278,7 +294,7 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
     # a local model is a path (the ViT's): people read its last part
     table = table.assign(model=table["model"].map(short), task=table["task"].map(short))
     figure(
-        F.mechanism_figure(table),
+        cached.figure("mechanism_figure", table),
         "mechanism", "rep_mech",
         "One point per model, task and frozen-factor mode: the share of A&B's gain over head only that the mode "
         "keeps, observed over paired seeds (95 % Fieller CI; none where A&B's gain is not clearly above 0), "
@@ -286,9 +302,10 @@ def _mechanism(store: str, exp: Experiment, metric: str | None) -> None:
         f"dashed line the prediction is exact. From {source}.",
     )  # fmt: skip
     _bullets(_mechanism_lines(table), "**In words:**")
-    with st.expander("The numbers"):
-        st.dataframe(table, hide_index=True)
-        download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
+    with details("The numbers", "rep_mech_open") as opened:
+        if opened:
+            st.dataframe(table, hide_index=True)
+            download_frame(table, "mechanism", "rep_mech_csv", "mechanism test (CSV)")
 
 
 def _with_group(table, group: str):
@@ -299,11 +316,10 @@ def _with_group(table, group: str):
 
 
 def _similarity(store: str, exp: Experiment, metric: str | None) -> None:
-    from asymviz import figures as F
 
     cells, contrasts = cached.similarity_2x2(store, exp.groups[0])
     figure(
-        F.similarity_2x2_figure(cells), "similarity_2x2", "rep_sim",
+        cached.figure("similarity_2x2_figure", cells), "similarity_2x2", "rep_sim",
         "Subspace similarity between two trained adapters' A (left) and B (right), by whether they share their "
         "init draw (init_seed) and their task: mean over pairs of runs (each the mean over modules), 95 % CI by "
         "a bootstrap over runs; the dashed grey ticks are what random subspaces of the same shapes give. If A's "
@@ -314,10 +330,11 @@ def _similarity(store: str, exp: Experiment, metric: str | None) -> None:
     shown = contrasts.assign(estimate=contrasts["estimate"].round(4))
     shown["95 % CI"] = [_ci(lo, hi) for lo, hi in zip(contrasts["ci_low"], contrasts["ci_high"], strict=True)]
     st.dataframe(shown[["which", "contrast", "estimate", "95 % CI", "verdict"]], hide_index=True)
-    with st.expander("The four cells of A and B"):
-        st.dataframe(cells, hide_index=True)
-        download_frame(cells, "similarity_2x2", "rep_sim_csv", "2×2 similarity (CSV)")
-        download_frame(contrasts, "similarity_contrasts", "rep_sim_con_csv", "contrasts (CSV)")
+    with details("The four cells of A and B", "rep_sim_open") as opened:
+        if opened:
+            st.dataframe(cells, hide_index=True)
+            download_frame(cells, "similarity_2x2", "rep_sim_csv", "2×2 similarity (CSV)")
+            download_frame(contrasts, "similarity_contrasts", "rep_sim_con_csv", "contrasts (CSV)")
 
 
 SECTIONS = {"rank": _rank, "head": _head, "mechanism": _mechanism, "similarity": _similarity}

@@ -12,6 +12,9 @@ alternating within each repetition, so that a busy machine slows both alike. Mea
   page switch : from the click on a sidebar link to the page's heading shown, its script run finished and
                 (on pages that draw one) a Plotly chart drawn; the first visit of each page ("cold") and
                 the second ("warm") are reported apart
+With --floor, a third app runs too: Streamlit alone, the same sidebar links and headings, each page one
+small Plotly chart and nothing else (FLOOR_PAGE), with the repository's .streamlit/ settings: what Streamlit's
+own boot, websocket, script run and first render cost on this machine, the bound under any app.
 Prints median [min, max] over repetitions and the load average, and writes bench/results/app_browser.json
 (`bench/perf_table.py`). Targets (issue 15): cold start ≤ 2 s, page switch ≤ 0.3 s. Never asserted.
 """
@@ -41,6 +44,34 @@ CHROMIUM_ARGS = [
 SWITCHES = [("Compare runs", "Compare runs"), ("Theory", "Theory"), ("Overview", "asymviz")]
 CHART = "[data-testid=stMain] .js-plotly-plot .main-svg"
 NOT_RUNNING = "() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'"
+
+
+# the floor app (--floor): a router and three pages with the headings SWITCHES waits for, one tiny chart each
+FLOOR_ROUTER = """import streamlit as st
+
+st.set_page_config(layout="wide")
+pages = [st.Page(f"pages/{name}.py", title=title, default=name == "overview")
+         for name, title in (("overview", "Overview"), ("compare", "Compare runs"), ("theory", "Theory"))]
+st.navigation(pages).run()
+"""
+FLOOR_PAGE = """import plotly.graph_objects as go
+import streamlit as st
+
+st.title({heading!r})
+st.plotly_chart(go.Figure(go.Bar(x=["A&B", "B only", "A only"], y=[0.9, 0.89, 0.8])), theme=None)
+"""
+
+
+def floor_app(dest: Path) -> Path:
+    """The floor app (FLOOR_ROUTER, FLOOR_PAGE) under dest, with the repository's .streamlit/ settings."""
+    import shutil
+
+    (dest / "pages").mkdir(parents=True, exist_ok=True)
+    (dest / "streamlit_app.py").write_text(FLOOR_ROUTER)
+    for name, heading in (("overview", "asymviz"), ("compare", "Compare runs"), ("theory", "Theory")):
+        (dest / "pages" / f"{name}.py").write_text(FLOOR_PAGE.format(heading=heading))
+    shutil.copytree(REPO / ".streamlit", dest / ".streamlit", dirs_exist_ok=True)
+    return dest
 
 
 def free_port() -> int:
@@ -143,6 +174,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--old", default=None, help="git ref of the old app to measure side by side")
     parser.add_argument("--store", default=str(REPO / "cached_runs"))
+    parser.add_argument("--floor", action="store_true", help="also measure Streamlit alone (FLOOR_PAGE)")
     parser.add_argument("--json", default="app_browser", help="write bench/results/<name>.json ('' for none)")
     args = parser.parse_args()
     if args.reps < 3:
@@ -153,11 +185,12 @@ def main() -> None:
 
     load_start = os.getloadavg()[0]
     log = Path(tempfile.gettempdir()) / "asymviz-bench-app-browser.log"
-    runs: dict[str, list[dict]] = {"old": [], "new": []} if args.old else {"new": []}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        codes = {"new": REPO}
-        if args.old:
-            codes = {"old": checkout(args.old, Path(tmp) / "old"), "new": REPO}
+        codes = {"old": checkout(args.old, Path(tmp) / "old")} if args.old else {}
+        codes["new"] = REPO
+        if args.floor:
+            codes["floor"] = floor_app(Path(tmp) / "floor")
+        runs: dict[str, list[dict]] = {label: [] for label in codes}
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for rep in range(args.reps):
             for label, code in codes.items():
@@ -198,15 +231,28 @@ def main() -> None:
         return Figure([r["switches"][link][visit] for r in runs[label] for link in r["switches"]])
 
     note_old = f"old = {args.old}, alternating with new on one machine; " if args.old else ""
+
+    def floor(key: str, visit: str | None = None) -> str:
+        """'; floor (Streamlit alone, FLOOR_PAGE) 1.23 s' where --floor measured it."""
+        if "floor" not in runs:
+            return ""
+        xs = series("floor", key) if visit is None else fig("floor", key, visit).runs
+        return f"; Streamlit alone with one small chart (--floor): {statistics.median(xs):.2f} s median"
+
+    def by_page(label: str, visit: str) -> str:
+        return ", ".join(f"{link} {statistics.median(series(label, 'switches', link, visit)):.2f} s"
+                         for link in runs[label][0]["switches"])  # fmt: skip
+
     health = statistics.median(series("new", "health"))
     rows = [Row("app: cold start (server process started) to the first Plotly chart drawn, headless Chromium",
                 "s", fig("new", "cold"), fig("old", "cold"), 2.0,
-                note=f"{note_old}server answered /_stcore/health after {health:.2f} s (median)")]  # fmt: skip
-    pages = ", ".join(runs["new"][0]["switches"])
+                note=f"{note_old}server answered /_stcore/health after {health:.2f} s (median){floor('cold')}")]  # fmt: skip
     for visit, what in (("warm", "second visit"), ("cold", "first visit of a page")):
+        old_pages = f"; old: {by_page('old', visit)}" if "old" in runs else ""
         rows.append(Row(f"app: page switch, click to the page drawn (incl. its chart), {what}", "s",
                         fig("new", "switches", visit), fig("old", "switches", visit), 0.3,
-                        note=f"{note_old}pages {pages}, each one run per repetition"))  # fmt: skip
+                        note=f"{note_old}each page once per repetition, medians: {by_page('new', visit)}"
+                        f"{old_pages}{floor('switches', visit)}"))  # fmt: skip
     if args.json:
         command = "PYTHONPATH=. python bench/bench_app_browser.py " + " ".join(sys.argv[1:])
         print(

@@ -70,18 +70,23 @@ if view == "Learning curves":
         runs_of = sel[["run_id", "mode", "task", "seed", "rank"]]  # one row per run: label runs, not rows
         runs_of = runs_of.assign(label=runs_of["task"].map(tables.short) + " · " + runs_of["mode"].map(F.mode_label)
                                  + " · r=" + runs_of["rank"].astype(str) + " · seed " + runs_of["seed"].astype(str))  # fmt: skip
-        curves = curves.merge(runs_of, on="run_id")
-        choices = sorted({(s, m) for s, m in zip(curves["split"], curves["metric"], strict=True)})
+        # the (split, metric) pairs from the distinct rows: iterating every row took 0.1 s on 175 runs
+        choices = sorted(curves[["split", "metric"]].drop_duplicates().itertuples(index=False, name=None))
         default = next((i for i, c in enumerate(choices) if c == ("train", "loss")), 0)
         split, metric = st.selectbox(
             "Curve", choices, index=default, key="cmp_curve", format_func=lambda c: f"{c[0]} {c[1]}"
         )
-        part = curves[(curves["split"] == split) & (curves["metric"] == metric)]
+        part = curves[(curves["split"] == split) & (curves["metric"] == metric)].merge(runs_of, on="run_id")
         y_label = tables.curve_label(split, metric)
-        for task in tasks:
+        have = set(part["task"].unique())
+        drawn = [t for t in tasks if t in have]
+        if len(drawn) > 1:  # one task at a time: all at once were 5 figures of 35 runs (0.7 MB JSON) shipped
+            shown = st.segmented_control(
+                "Task", drawn, default=drawn[0], key="cmp_curve_task", required=True, format_func=tables.short
+            )
+            drawn = [shown if shown in drawn else drawn[0]]
+        for task in drawn:
             t = part[part["task"] == task]
-            if t.empty:
-                continue
             figure(
                 cached.learning_curve_figure(
                     t, y_label, f"{tables.short(task)}: {y_label}",

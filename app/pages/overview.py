@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import cached, replication, state, tables
-from app.components import caption, download_frame, figure, guard
+from app.components import caption, details, download_frame, figure, guard
 from app.state import store_path
 from asymviz import figures as F
 from asymviz.modes import CONTROL_MODES
@@ -80,8 +80,8 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     summary = tables.summary_by_mode(data, metric, by=("task", "mode"))
     lower_better = metric in tables.LOWER_IS_BETTER
     probe = tables.probe_rows(cached.linear_probe(str(store), state.group()), model, metric, rank_runs=data)
-    fig = F.mode_bar_figure(
-        summary, tables.metric_label(metric), probe=probe,
+    fig = cached.figure(
+        "mode_bar_figure", summary, tables.metric_label(metric), probe=probe,
         title=f"{metric.removeprefix('test_').replace('_', ' ').capitalize()} on the test split by mode — "
         f"{tables.short(model)} (mean ± s.e. over seeds)",
         # near the data, not from 0: the claims are about differences of ~0.01 (MARGIN)
@@ -96,8 +96,7 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     from asymviz import results as R
 
     model_runs = runs[runs["model"] == model]
-    comparisons = R.claim_comparisons(model_runs.assign(task=model_runs["task"].map(tables.short)), metric)
-    claims = R.claim_table(comparisons)
+    comparisons, claims = cached.claims(model_runs.assign(task=model_runs["task"].map(tables.short)), metric)
     if len(ranks) > 1 and len(claims):
         claims = claims[claims["rank"] == rank]
     lines = R.claim_lines(claims)
@@ -126,11 +125,16 @@ with guard(f"Check the run store folder in the sidebar ({state.where(store)}).",
     download_frame(summary, f"overview_{model}_{metric}", "ov_csv", "summary (CSV)")
     st.caption(f"{len(data)} finished run(s) of `{tables.short(model)}` in {state.where(store)}.")
     if len(claims):
-        with st.expander("Paired comparisons behind these verdicts (asymviz runs compare)"):
-            shown = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons
-            st.dataframe(shown[[*R.COMPARE_COLUMNS, "p", "boot_low", "boot_high", "reason"]], hide_index=True)
-            download_frame(
-                shown, f"overview_{model}_{metric}_paired", "ov_paired_csv", "paired comparisons (CSV)"
-            )
+        with details(
+            "Paired comparisons behind these verdicts (asymviz runs compare)", "ov_paired_open"
+        ) as opened:
+            if opened:
+                paired = comparisons[comparisons["rank"] == rank] if len(ranks) > 1 else comparisons
+                st.dataframe(
+                    paired[[*R.COMPARE_COLUMNS, "p", "boot_low", "boot_high", "reason"]], hide_index=True
+                )
+                download_frame(
+                    paired, f"overview_{model}_{metric}_paired", "ov_paired_csv", "paired comparisons (CSV)"
+                )
 
 replication.render(store, metric)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import cached
-from app.components import caption, download_frame, figure, guard
+from app.components import caption, details, download_frame, figure, guard
 from asymviz import figures as F
 
 st.title("Theory: why a random A costs less than a random B")
@@ -15,9 +15,10 @@ st.markdown(
     "whatever the data. Change the settings and watch the two distributions move."
 )
 
-with st.expander("The closed forms and where they come from"):
-    st.markdown(
-        r"""
+with details("The closed forms and where they come from", "th_forms_open") as opened:
+    if opened:  # KaTeX typesetting of the formulas only when asked for
+        st.markdown(
+            r"""
 Excess loss over the full update Δ, with inputs $x\sim(0,\Sigma)$: $\mathcal E(BA)=\mathrm{Tr}[(\Delta-BA)\Sigma(\Delta-BA)^\top]$,
 and $T=\mathrm{Tr}(\Delta\Sigma\Delta^\top)$ is the loss of not fine-tuning. Relative losses $\mathcal E/T$ are plotted.
 
@@ -31,7 +32,7 @@ and $T=\mathrm{Tr}(\Delta\Sigma\Delta^\top)$ is the loss of not fine-tuning. Rel
 
 The full derivation is in the docstring of `asymviz/theory.py`.
 """
-    )
+        )
 
 PRESETS = {
     "MiniLM-L6, query & value (12 modules, 384 × 384)": (12, 384, 384),

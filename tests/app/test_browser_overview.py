@@ -3,8 +3,9 @@
 
     python -m pytest tests/app/test_browser_overview.py -s      # screenshots in test-artifacts/
 
-Checks that each section's figure is painted (its title drawn by Plotly in the page) with no traceback, and
-saves a screenshot of the whole page and of each figure (test-artifacts/40_*.png) to look at.
+Picks each experiment in the replication's selector and checks that its figure is painted (its title drawn by
+Plotly in the page) with no traceback, and saves a screenshot of the whole page and of each figure
+(test-artifacts/40_*.png) to look at.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def test_every_replication_figure_is_painted(browser, server):  # noqa: F811
     page.goto(url)
     heading(page, "asymviz").wait_for(timeout=60_000)
     wait_idle(page, timeout=180_000)  # the claims' bootstraps and the 2×2's similarities on the first visit
-    for section, title in FIGURES:
+    for section, title in FIGURES:  # one experiment at a time: its button in the replication's selector
+        page.locator("[data-testid=stButtonGroup] button").filter(has_text=section).first.click()
+        wait_idle(page, timeout=180_000)
         page.locator("h3").filter(has_text=section).first.wait_for(timeout=60_000)
         figure = (
             page.locator(".js-plotly-plot").filter(has=page.locator(".gtitle").filter(has_text=title)).first

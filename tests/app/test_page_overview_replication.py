@@ -55,6 +55,38 @@ def _titles(at) -> list[str]:
     return [f.layout.title.text for f in _figures(at)]
 
 
+VIEWS = ("rank", "head", "mechanism", "similarity")  # the selector's experiments, after "claims"
+
+
+EXPANDERS = ("rep_rank_open", "rep_head_open", "rep_mech_open", "rep_sim_open")  # components.details keys
+
+
+def _show(at, view: str):
+    """The Overview with the replication selector on `view` ("claims" or an experiment's key), the tables in
+    its expanders opened (they are drawn only when open)."""
+    for key in EXPANDERS:
+        at.session_state[key] = True
+    at.segmented_control(key="rep_view").set_value(view).run()
+    no_errors(at)
+    return at
+
+
+def _every_view(at) -> dict:
+    """What the page shows with the selector on each experiment in turn (the store holds all four): subheaders,
+    figure titles (after Table 1's), tables, markdown and info texts, all views together."""
+    seen: dict = {"subheaders": [], "titles": [], "tables": [], "markdown": [], "info": []}
+    for view in VIEWS:
+        _show(at, view)
+        seen["subheaders"] += [s.value for s in at.subheader]
+        titles = _titles(at)
+        assert "on the test split by mode" in titles[0]  # Table 1's chart stays on top in every view
+        seen["titles"] += titles[1:]
+        seen["tables"] += [d.value for d in at.dataframe]
+        seen["markdown"] += [m.value for m in at.markdown]
+        seen["info"] += [i.value for i in at.info]
+    return seen
+
+
 def test_without_the_new_folders_the_page_says_which_experiments_are_missing(table1_store):
     at = app_test("overview", store=table1_store)
     at.run()
@@ -152,6 +184,7 @@ def test_the_mechanism_test_shows_every_shipped_table_the_vits_too(tmp_path, con
     at = app_test("overview", store=store)
     at.run()
     no_errors(at)
+    _show(at, "mechanism")
     shown = next(d.value for d in at.dataframe if "predicted" in d.value)
     assert list(shown["model"]) == ["minilm"] * len(minilm) + ["vit-fmnist"] * len(vit)
     assert list(shown["group"]) == ["minilm_mechanism"] * len(minilm) + ["vit_mechanism"] * len(vit)
@@ -178,16 +211,22 @@ def test_with_every_folder_each_section_draws_its_figure_and_verdicts(full_store
     at = app_test("overview", store=full_store)
     at.run()
     no_errors(at)
-    assert [s.value for s in at.subheader] == [
+    assert at.segmented_control(key="rep_view").options == [
+        "Every claim",
+        *(f"Experiment {n}" for n in range(2, 6)),
+    ]
+    assert not at.subheader and len(_titles(at)) == 1  # the claims first: Table 1's chart only
+    assert not any("Not in this run store" in i.value for i in at.info)
+    seen = _every_view(at)
+    assert seen["subheaders"] == [
         "Experiment 2: B only's edge against d/r", "Experiment 3: the head factorial",
         "Experiment 4: the mechanism test", "Experiment 5: similarity, the 2×2 design",
     ]  # fmt: skip
-    assert not any("Not in this run store" in i.value for i in at.info)
-    titles = _titles(at)
-    assert len(titles) == 5  # Table 1, then the four experiments
-    assert titles[1].startswith("B only's edge against d/r") and titles[2].startswith("Head factorial")
-    assert titles[3].startswith("Mechanism test") and titles[4].startswith("Similarity of adapters")
-    tables = [d.value for d in at.dataframe]
+    titles = seen["titles"]
+    assert len(titles) == 4  # one figure per experiment, each under its own view
+    assert titles[0].startswith("B only's edge against d/r") and titles[1].startswith("Head factorial")
+    assert titles[2].startswith("Mechanism test") and titles[3].startswith("Similarity of adapters")
+    tables = seen["tables"]
     rank = next(t for t in tables if "d_over_r" in t)
     expected = rank_sweep_frame()
     assert len(rank) == len(expected) and list(rank["difference"]) == list(expected["diff_mean"].round(4))
@@ -196,7 +235,43 @@ def test_with_every_folder_each_section_draws_its_figure_and_verdicts(full_store
     assert np.allclose(interaction["interaction"], head_interaction_frame()["interaction"].round(4))
     head = next(t for t in tables if "head" in t and "comparison" in t)
     assert "A&B − head only" in set(head["comparison"])
-    assert any("B only − A only against d/r" in m.value for m in at.markdown)
+    assert any("B only − A only against d/r" in m for m in seen["markdown"])
+
+
+def test_the_tables_behind_each_figure_are_drawn_only_when_their_expander_is_open(
+    full_store, contract_frames
+):
+    at = app_test("overview", store=full_store)
+    at.run()
+    for view, column in (("rank", "d_over_r"), ("head", "head"), ("mechanism", "predicted"),
+                         ("similarity", "same_init")):  # fmt: skip
+        at.segmented_control(key="rep_view").set_value(view).run()
+        no_errors(at)
+        assert not any(column in d.value for d in at.dataframe), view  # closed: not computed, not sent
+        _show(at, view)
+        assert any(column in d.value for d in at.dataframe), view
+        for key in EXPANDERS:
+            at.session_state[key] = False
+
+
+def test_the_selector_shows_one_view_at_a_time_and_the_claims_again(full_store, contract_frames):
+    """Each experiment's view holds its own subheader and figure and no other's; back on "claims" the claims
+    table is what it was on the first run."""
+    at = app_test("overview", store=full_store)
+    at.run()
+    no_errors(at)
+    first = next(d.value for d in at.dataframe if "claim" in d.value)
+    for view, title in zip(VIEWS, ("B only's edge", "Head factorial", "Mechanism test", "Similarity of"),
+                           strict=True):  # fmt: skip
+        _show(at, view)
+        assert len(at.subheader) == 1 and at.subheader[0].value.startswith("Experiment")
+        titles = _titles(at)
+        assert len(titles) == 2 and titles[1].startswith(title)  # Table 1's chart, then this experiment's
+        assert not any("claim" in d.value for d in at.dataframe)
+    _show(at, "claims")
+    assert not at.subheader and len(_titles(at)) == 1
+    again = next(d.value for d in at.dataframe if "claim" in d.value)
+    assert again.equals(first)
 
 
 def test_with_every_folder_and_the_library_as_it_is(full_store):
@@ -212,13 +287,14 @@ def test_with_every_folder_and_the_library_as_it_is(full_store):
     at = app_test("overview", store=full_store, timeout=300)
     at.run()
     no_errors(at)
-    assert len(at.subheader) == 4
-    titles = _titles(at)
-    assert len(titles) == 4  # Table 1, d/r, head factorial, 2×2 (no mechanism table yet)
-    assert any("asymviz mechanism minilm_mechanism" in i.value for i in at.info)
+    seen = _every_view(at)
+    assert len(seen["subheaders"]) == 4
+    assert len(seen["titles"]) == 3  # d/r, head factorial, 2×2 (no mechanism table yet)
+    assert any("asymviz mechanism minilm_mechanism" in i for i in seen["info"])
+    _show(at, "mechanism")
     assert at.button(key="rep_mech_go")
     runs = list_runs(full_store)
-    tables = [d.value for d in at.dataframe]
+    tables = seen["tables"]
     rank = next(t for t in tables if "d_over_r" in t)
     expected = rank_sweep_table(R.counted_runs(runs, group="minilm_rank"), source=runs)  # d_in from Table 1
     assert list(rank["difference"]) == list(expected["diff_mean"].round(4))
@@ -264,6 +340,7 @@ def test_the_mechanism_test_is_measured_on_request_and_read_from_its_file(mechan
     at = app_test("overview", store=mechanism_store, timeout=300)
     at.run()
     no_errors(at)
+    _show(at, "mechanism")
     assert not any(f.layout.title.text.startswith("Mechanism test") for f in _figures(at))  # nothing yet
     at.button(key="rep_mech_go").click().run()
     no_errors(at)
@@ -277,6 +354,7 @@ def test_the_mechanism_test_is_measured_on_request_and_read_from_its_file(mechan
     at = app_test("overview", store=mechanism_store, timeout=300)
     at.run()
     no_errors(at)
+    _show(at, "mechanism")
     assert not at.button  # nothing to measure: the shipped table is drawn
     lines = [m.value for m in at.markdown if "**Mechanism test" in m.value]
     assert lines and not any("nan" in line for line in lines)  # the file's empty texts read back as ""
