@@ -76,7 +76,7 @@ def d_in_of(runs: pd.DataFrame, d_in: int | Mapping[str, int] | None = None,
         from asymviz.runs import RunRecord
 
         adapter = RunRecord.load(kept["path"].iloc[0]).load_adapter()
-        dims = {adapter.module(n).d_in for n in adapter.names}
+        dims = {spec.d_in for spec in adapter.modules}  # from the file's header: no tensor is read
         if len(dims) != 1:
             raise ResultsError(f"d_in of {model}: the adapted modules have d_in {sorted(dims)}; pass d_in")
         out[model] = dims.pop()
