@@ -37,8 +37,9 @@ if (PAGES_DIR / "alignment.py").exists():
         st.Page(PAGES_DIR / "alignment.py", title="Alignment", icon=":material/join:")
     )
 
-# Pages whose run never imports torch; any other page imports it before its run (app/import_guard.py says why).
-PAGES_WITHOUT_TORCH = {"Overview", "Theory"}
+# Pages whose run never imports torch (the analyses of stored safetensors runs run on numpy; checked by
+# tests/app/test_import_guard.py); any other page imports it before its run (app/import_guard.py says why).
+PAGES_WITHOUT_TORCH = {"Overview", "Theory", "Compare runs"}
 
 page = st.navigation(SECTIONS)
 st.set_page_config(page_title=f"{page.title} · asymviz")  # each browser tab says which page it shows

@@ -62,3 +62,40 @@ def test_a_page_that_needs_torch_imports_it_before_its_turn(tmp_path, monkeypatc
         events.append("run")
     assert events == ["import start", "import end", "run"]
     del sys.modules[name]
+
+
+def test_pages_marked_without_torch_never_import_it():
+    """The router lets the pages of streamlit_app.PAGES_WITHOUT_TORCH run without importing torch first (~1-2 s
+    on a first visit); that is only safe if they never import it themselves (app/import_guard.py says why).
+    Every view of each such page, over the shipped runs, in a fresh interpreter without the warm-up thread."""
+    import ast
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    tree = ast.parse((repo / "streamlit_app.py").read_text())
+    (marked,) = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", "") == "PAGES_WITHOUT_TORCH" for t in n.targets)]  # fmt: skip
+    assert marked == {"Overview", "Theory", "Compare runs"}
+    script = """
+import sys
+sys.path[:0] = ["tests", "tests/app"]
+from app_helpers import app_test, no_errors
+for page, key, views in [
+    ("overview", None, []),
+    ("theory", None, []),
+    ("compare", "cmp_view", ["Summary table", "Drift from init", "Similarity across seeds & tasks"]),
+]:
+    at = app_test(page, store="cached_runs", timeout=300)
+    at.run()
+    no_errors(at)
+    for view in views:
+        at.segmented_control(key=key).set_value(view).run()
+        no_errors(at)
+    assert "torch" not in sys.modules, page
+print("ok")
+"""
+    env = dict(os.environ, ASYMVIZ_WARM_UP="0", PYTHONPATH=str(repo))
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
