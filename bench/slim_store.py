@@ -57,8 +57,12 @@ def slim(store: str | Path, keep: str, reason: str, dry_run: bool = False) -> li
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("store")
-    p.add_argument("--keep", required=True, help="pandas query over RunStore.list() of the runs that keep weights")
-    p.add_argument("--reason", default="dropped to keep cached_runs/ under 50 MB; rerun the sweep to get them")
+    p.add_argument(
+        "--keep", required=True, help="pandas query over RunStore.list() of the runs that keep weights"
+    )
+    p.add_argument(
+        "--reason", default="dropped to keep cached_runs/ under 50 MB; rerun the sweep to get them"
+    )
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     before = size(Path(args.store))

@@ -25,7 +25,9 @@ def test_b_only_is_tighter_when_d_out_smaller():
     assert frame.loc["b_only", "bound"] < frame.loc["a_only", "bound"] < frame.loc["ab", "bound"]
 
 
-@pytest.mark.parametrize("kwargs, field", [({"n": 0}, "n"), ({"n": 10, "q": -1}, "q"), ({"n": 10, "sigma": float("nan")}, "sigma")])
+@pytest.mark.parametrize(
+    "kwargs, field", [({"n": 0}, "n"), ({"n": 10, "q": -1}, "q"), ({"n": 10, "sigma": float("nan")}, "sigma")]
+)
 def test_bad_inputs_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field} must be"):
         generalization_bound([(4, 8, 8)], **kwargs)

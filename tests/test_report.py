@@ -21,7 +21,9 @@ def test_report_sections_and_single_plotly_bundle(llama_like, tmp_path):
 
 
 def test_hostile_names_never_reach_html(make_adapter):
-    folder = make_adapter({"model.layers.0.q_proj": random_factors(4, 8, 8)}, name="x<script>alert(1)</script>")
+    folder = make_adapter(
+        {"model.layers.0.q_proj": random_factors(4, 8, 8)}, name="x<script>alert(1)</script>"
+    )
     text = render_report(load_adapter(folder))
     assert "<script>alert(1)" not in text and "&lt;script&gt;" in text
     with pytest.raises(AdapterError, match="not a module name"):

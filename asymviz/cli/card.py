@@ -60,7 +60,6 @@ def _cmd_card(args) -> int:
         raise AsymvizError(f"--energy must be in (0, 1], got {args.energy}")
     base = None
     if args.base:
-
         quiet_transformers()
         base = args.base
     card = adapter_card(args.adapter, init=args.init, base=base, a_init=args.a_init, energy=args.energy,

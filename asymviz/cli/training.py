@@ -186,7 +186,9 @@ def check_tasks(configs) -> None:
 
     for name in sorted({c.task for c in configs}):
         if name not in TASKS and not Path(name).expanduser().is_file():
-            raise ConfigError(f"task: {name!r} is neither a bundled task ({', '.join(sorted(TASKS))}) nor a file")
+            raise ConfigError(
+                f"task: {name!r} is neither a bundled task ({', '.join(sorted(TASKS))}) nor a file"
+            )
 
 
 def _cmd_train(args) -> int:

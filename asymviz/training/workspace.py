@@ -58,7 +58,9 @@ class Workspace:
         source = resolve_model(config.model)
         key = (source.name, source.path, task.task_type, task.num_labels, dtype)
         if key not in self._models:
-            model, tokenizer = load_model(source, task.task_type, num_labels=max(task.num_labels, 2), dtype=dtype)
+            model, tokenizer = load_model(
+                source, task.task_type, num_labels=max(task.num_labels, 2), dtype=dtype
+            )
             if not self.keep_models:
                 return model, tokenizer, source
             self._models[key] = (model, tokenizer)
@@ -76,7 +78,8 @@ class Workspace:
                 }
             else:
                 self._encoded[key] = {
-                    s: encode(task.split(s), tokenizer, task.task_type, config.max_length) for s in task.splits
+                    s: encode(task.split(s), tokenizer, task.task_type, config.max_length)
+                    for s in task.splits
                 }
         return self._encoded[key]
 

@@ -78,7 +78,9 @@ def test_sweep_is_resumable(tmp_path, train_assets, capsys):
     assert main(args) == 0
     first = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
     assert len(first) == 4 and (first["status"] == "completed").all()
-    started = {p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir() if p.is_dir()}
+    started = {
+        p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir() if p.is_dir()
+    }
     assert main(args) == 0  # nothing to do: every run completed
     assert {
         p.name: json.loads((p / "run.json").read_text())["started_at"] for p in store.iterdir() if p.is_dir()
@@ -119,9 +121,7 @@ def test_commands_module_imports_no_torch():
     import subprocess
     import sys
 
-    code = (
-        "import sys, asymviz.cli.training, asymviz.training, asymviz.runs; print('torch' in sys.modules)"
-    )
+    code = "import sys, asymviz.cli.training, asymviz.training, asymviz.runs; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -38,9 +38,7 @@ def module_of(A, B):
         f"base_model.model.{NAME}.lora_A.weight": A.float(),
         f"base_model.model.{NAME}.lora_B.weight": B.float(),
     }
-    return from_state_dict(
-        sd, {"peft_type": "LORA", "r": A.shape[0], "lora_alpha": A.shape[0]}
-    ).module(NAME)
+    return from_state_dict(sd, {"peft_type": "LORA", "r": A.shape[0], "lora_alpha": A.shape[0]}).module(NAME)
 
 
 def second_moment(d, top, n=2000, seed=0):

@@ -105,7 +105,11 @@ def test_init_seed_is_its_own_knob_and_keeps_older_run_ids():
 
 @pytest.mark.parametrize(
     "changes, field",
-    [({"init_seed": -1}, "init_seed"), ({"save_dtype": "bf16"}, "save_dtype"), ({"generate": -1}, "generate")],
+    [
+        ({"init_seed": -1}, "init_seed"),
+        ({"save_dtype": "bf16"}, "save_dtype"),
+        ({"generate": -1}, "generate"),
+    ],
 )
 def test_new_fields_are_checked(changes, field):
     with pytest.raises(ConfigError, match=field):

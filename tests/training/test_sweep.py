@@ -86,7 +86,12 @@ def test_lr_grid_is_chosen_on_validation_then_used_by_every_seed(tmp_path, tiny_
     lora = frame[frame["mode"] != "head_only"]
     assert (lora["role"] == "lr_grid").sum() == 2  # the chosen grid run is seed 0's main run, not retrained
     entry = read_sweeps(store).iloc[-1]
-    assert entry["name"] == "grid" and entry["wall_s"] > 0 and len(entry["trained"]) == 8 and entry["examples"] > 0
+    assert (
+        entry["name"] == "grid"
+        and entry["wall_s"] > 0
+        and len(entry["trained"]) == 8
+        and entry["examples"] > 0
+    )
 
     # resumed with every run done: nothing trains, and the main runs are still released and reported
     started = {r.run_id: r.data["started_at"] for r in store.records()}

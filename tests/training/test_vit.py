@@ -36,7 +36,13 @@ def test_pretraining_writes_a_small_fp16_checkpoint_with_its_card(tiny_vit):
     assert saved["test_accuracy"] == record["test_accuracy"] and 0 <= record["test_accuracy"] <= 1
     assert saved["data"]["n_train"] == 96 and len(saved["curves"]) == 1
     card = (out / "README.md").read_text()
-    for words in ("asymviz pretrain-vit", "--max-train 96", "float16", f"{record['params']:,}", "Fashion-MNIST"):
+    for words in (
+        "asymviz pretrain-vit",
+        "--max-train 96",
+        "float16",
+        f"{record['params']:,}",
+        "Fashion-MNIST",
+    ):
         assert words in card
     model = ViTForImageClassification.from_pretrained(out, dtype=torch.float32)
     assert model.config.num_channels == 1 and model.config.image_size == 28 and model.config.num_labels == 10
@@ -63,7 +69,13 @@ def test_lora_on_the_vit_in_every_mode(tiny_vit, tmp_path, mode):
     assert d["data"]["kind"] == "image_classification" and d["head_modules"] == ["classifier"]
     assert d["targets"] in (["query", "value"], ["q_proj", "v_proj"])  # as this transformers names them
     assert d["trainable_params"]["head"] == 16 * 10 + 10
-    for key in ("test_accuracy", "test_macro_f1", "heldout_accuracy", "heldout_macro_f1", "validation_accuracy"):
+    for key in (
+        "test_accuracy",
+        "test_macro_f1",
+        "heldout_accuracy",
+        "heldout_macro_f1",
+        "validation_accuracy",
+    ):
         assert 0 <= m[key] <= 1
     assert d["data"]["n_heldout"] == 40 and "rotated" in d["data"]["heldout_method"]
     assert set(run.metrics().query("step == 3")["split"]) == {"train", "validation", "test", "heldout"}
