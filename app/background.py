@@ -19,6 +19,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import import_guard
+
 MAX_FINISHED_JOBS = 64
 
 
@@ -103,6 +105,9 @@ def _job(key: tuple, label: str, work, start: bool) -> AnalysisJob | None:
             job.started, job.stage = time.time(), "loading"
             logging.getLogger("asymviz").addHandler(handler)
             try:
+                # the work imports torch; its first import must not overlap a script run (app/import_guard.py):
+                # Compare runs starts these jobs from a page that runs without importing torch first
+                import_guard.import_torch()
                 job.result = work(job)
                 job.stage = "done"
             except BaseException as exc:  # noqa: BLE001  kept for the page to show (guard)

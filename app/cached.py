@@ -181,8 +181,15 @@ _stamps: dict[str, tuple[float, str]] = {}
 _stamps_lock = threading.Lock()
 
 
+def file_stamp(info: os.stat_result) -> tuple[int, int, int, int]:
+    """(size, mtime, ctime, inode) of a stat result: what tells a file's version apart. mtime and size alone miss
+    a rewrite of the same size whose mtime was set back (touch -d, cp -p, tar, rsync -t) or fell in the same
+    clock tick; the status-change time (ctime) moves on every write and utime and cannot be set back."""
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
+
+
 def store_stamp(store: str) -> str:
-    """A signature of what the pages read from a run store: the name, modification time and size of each run
+    """A signature of what the pages read from a run store: the name and file_stamp of each run
     folder's run.json and the folder's own modification time (a new adapter/ or init/ sub-folder), in the store
     and in its group folders (the layout asymviz.runs.RunStore reads). About 5 ms for the 1,150 shipped runs,
     against 0.1-0.4 s to read them; taken at most once per STAMP_S per store. A run that starts, finishes,
@@ -215,8 +222,9 @@ def store_stamp(store: str) -> str:
                 continue
             try:
                 info = os.stat(os.path.join(entry.path, RUN_FILE))
-                digest.update(f"{folder}/{entry.name}|{info.st_mtime_ns}|{info.st_size}|"
-                              f"{entry.stat().st_mtime_ns}\n".encode())  # fmt: skip
+                digest.update(
+                    f"{folder}/{entry.name}|{file_stamp(info)}|{entry.stat().st_mtime_ns}\n".encode()
+                )
             except OSError:
                 continue
     stamp = digest.hexdigest()
@@ -288,11 +296,11 @@ def linear_probe(store: str, group: str | None):
         info = os.stat(path)
     except OSError:
         return None
-    return _probe_csv(path, info.st_mtime_ns, info.st_size)
+    return _probe_csv(path, file_stamp(info))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _probe_csv(path: str, mtime_ns: int, size: int):
+def _probe_csv(path: str, stamp: tuple):
     import pandas as pd
 
     return pd.read_csv(path)
@@ -307,7 +315,7 @@ def run_metrics(paths: tuple[str, ...]):
     for path in paths:
         try:
             info = os.stat(os.path.join(path, METRICS_FILE))
-            stamps.append((info.st_size, info.st_mtime_ns))
+            stamps.append(file_stamp(info))
         except OSError:
             stamps.append(None)
     return _run_metrics(paths, tuple(stamps))
@@ -469,11 +477,11 @@ def mechanism_file(store: str, group: str):
     path = Path(store) / group / MECHANISM_FILE
     if not path.is_file():
         return None
-    return _mechanism_csv(str(path), path.stat().st_mtime_ns).copy()
+    return _mechanism_csv(str(path), file_stamp(path.stat())).copy()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _mechanism_csv(path: str, stamp: int):
+def _mechanism_csv(path: str, stamp: tuple):
     from asymviz.mechanism import read_mechanism_file
 
     return read_mechanism_file(path)

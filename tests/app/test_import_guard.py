@@ -99,3 +99,20 @@ print("ok")
     env = dict(os.environ, ASYMVIZ_WARM_UP="0", PYTHONPATH=str(repo))
     out = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_a_background_analysis_job_imports_torch_through_the_guard_before_its_work(monkeypatch):
+    """Compare runs (a page without torch) starts alignment jobs in background threads; their work imports torch.
+    That first import must take import_guard's exclusive turn (no script run in progress), as the warm-up's does,
+    or a concurrent page's scipy call fails mid-import."""
+    from app import background
+
+    events = []
+    monkeypatch.setattr(import_guard, "import_torch", lambda: events.append("import torch"))
+    job = background._job(
+        ("test-guard", id(events)), "guard test", lambda job: events.append("work"), start=True
+    )
+    deadline = time.monotonic() + 10
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.error is None and events == ["import torch", "work"]
