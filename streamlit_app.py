@@ -37,9 +37,11 @@ if (PAGES_DIR / "alignment.py").exists():
         st.Page(PAGES_DIR / "alignment.py", title="Alignment", icon=":material/join:")
     )
 
-# Pages whose run never imports torch (the analyses of stored safetensors runs run on numpy; checked by
-# tests/app/test_import_guard.py); any other page imports it before its run (app/import_guard.py says why).
-PAGES_WITHOUT_TORCH = {"Overview", "Theory", "Compare runs"}
+# Pages whose run never imports torch (checked by tests/app/test_import_guard.py); any other page imports it
+# before its run (app/import_guard.py says why). Compare runs stays out: its views run on numpy for safetensors
+# runs, but a store with .bin adapters makes it import torch mid-run, and leaving it out measured no slower
+# (bench_app_browser: the warm-up has imported torch before a first visit).
+PAGES_WITHOUT_TORCH = {"Overview", "Theory"}
 
 page = st.navigation(SECTIONS)
 st.set_page_config(page_title=f"{page.title} · asymviz")  # each browser tab says which page it shows

@@ -226,9 +226,8 @@ def upload_folder() -> Path | None:
 @st.cache_resource(show_spinner=False)
 def warm_up(delay_s: float = 2.0) -> None:
     """Once per server: import the heavy modules in a background thread after the first page has painted,
-    so the first visit to a page that needs torch (Inspect, Many adapters, Live fine-tune, Alignment: pickled
-    uploads, training, probes) does not wait ~2 s for the import. Overview, Theory and Compare never import it
-    (streamlit_app.PAGES_WITHOUT_TORCH; tests/app/test_import_guard.py checks)."""
+    so the first visit to a page that needs torch (every page but Overview and Theory: streamlit_app's
+    PAGES_WITHOUT_TORCH) does not wait ~2 s for the import."""
     import threading
 
     if os.environ.get("ASYMVIZ_WARM_UP", "1") == "0":  # tests: no thread left importing torch at exit
