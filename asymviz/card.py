@@ -185,12 +185,12 @@ def _measure(m) -> dict:
     """Raw numbers of one module (runs in a worker thread)."""
     import numpy as np
 
-    from asymviz.linalg import module_bases, stacked_gram
+    from asymviz.linalg import gram_spectra, stacked_gram
 
     if not m.finite:
         return {"finite": False}
     GA, GB = stacked_gram([m.A.T]), stacked_gram([m.B])  # (r, r) each, float64
-    s_d = module_bases(m, GA, GB).delta_sigma  # ΔW's σ, from the r×r core
+    s_d = gram_spectra(GA, GB, m.scaling)[2]  # ΔW's σ from the r×r core, as `asymviz spectra` computes it
     nA, nB = float(np.linalg.norm(GA)), float(np.linalg.norm(GB))
     gap = float(np.linalg.norm(GA - GB)) / max(nA, nB) if max(nA, nB) > 0 else math.nan
     return {
