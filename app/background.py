@@ -105,8 +105,8 @@ def _job(key: tuple, label: str, work, start: bool) -> AnalysisJob | None:
             job.started, job.stage = time.time(), "loading"
             logging.getLogger("asymviz").addHandler(handler)
             try:
-                # the work imports torch; its first import must not overlap a script run (app/import_guard.py):
-                # Compare runs starts these jobs from a page that runs without importing torch first
+                # the work imports torch; its first import must not overlap a script run (app/import_guard.py),
+                # whichever page starts the job (a no-op once torch is imported, as on every page that does now)
                 import_guard.import_torch()
                 job.result = work(job)
                 job.stage = "done"

@@ -103,9 +103,9 @@ print("ok")
 
 
 def test_a_background_analysis_job_imports_torch_through_the_guard_before_its_work(monkeypatch):
-    """Compare runs (a page without torch) starts alignment jobs in background threads; their work imports torch.
-    That first import must take import_guard's exclusive turn (no script run in progress), as the warm-up's does,
-    or a concurrent page's scipy call fails mid-import."""
+    """Pages start alignment and diagnostics jobs in background threads; their work imports torch. Should that be
+    torch's first import, it must take import_guard's exclusive turn (no script run in progress), as the
+    warm-up's does, or a concurrent page's scipy call fails mid-import."""
     from app import background
 
     events = []
