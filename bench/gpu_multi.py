@@ -14,6 +14,8 @@ batch 32 x 128 tokens, bf16 autocast, 12 runs (3 modes x 4 seeds), as bench/gpu_
 - pack:   train_many with K = --ks runs per pack: the summed examples/s of a pack's training loop
           (K x batch x steps / train_s), median of --reps packs; and end to end: 12 runs trained through
           pack.train_jobs_packed, examples / wall (set-up, init and adapter saves, evaluation included).
+- mask:   the encoder mask (no GPU read per step) against the 2-D mask, alternated: `train` alone and a pack of
+          K = max(--ks) runs, --reps each; and one padded batch's logits under both masks.
 - check:  correctness: 3 runs (ab, b_only, a_only; dropout off in a copy of the model's config) trained alone by
           `train` and together by `train_many`; per-run loss at the last step and the largest per-step difference.
 
@@ -23,6 +25,7 @@ Prints a table with every figure's ratio to the plain loop, and writes $OUT/gpu_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -194,6 +197,96 @@ def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int, e2e_runs: i
     return out
 
 
+@contextlib.contextmanager
+def mask_2d():
+    """Training inside cuts its batches with the 2-D mask, as before the encoder mask (2026-11-30)."""
+    import asymviz.training.multi as multi
+    import asymviz.training.session as session
+
+    saved = multi.encoder_mask_ok, session.encoder_mask_ok
+    multi.encoder_mask_ok = session.encoder_mask_ok = lambda model: False
+    try:
+        yield
+    finally:
+        multi.encoder_mask_ok, session.encoder_mask_ok = saved
+
+
+def part_mask(cfg: TrainConfig, tmp: Path, K: int, reps: int) -> dict:
+    """The encoder mask (Encoded.batch(encoder_mask=True): no GPU read per step) against the 2-D mask, side by
+    side: `train` (1 run) and train_many (K runs), the two masks alternated, --reps of each; first the logits of
+    one padded batch under both masks (bf16 autocast on the GPU)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from asymviz.base.batches import encode, encoder_mask_ok
+    from asymviz.base.models import load_tokenizer, resolve_model
+    from asymviz.base.tasks import load_task
+    from asymviz.training.loop import train
+    from asymviz.training.multi import train_many
+    from asymviz.training.workspace import Workspace
+
+    task = load_task(cfg.task, cfg.split_seed, cfg.holdout, cfg.max_train)
+    source = resolve_model(cfg.model)
+    enc = encode(task.train, load_tokenizer(source), task.task_type, cfg.max_length).to(cfg.device)
+    model = AutoModelForSequenceClassification.from_pretrained(source.path, num_labels=task.num_labels)
+    model.to(cfg.device).eval()
+    idx = torch.argsort(enc.lengths)[-cfg.batch_size * 4 :: 4]  # rows of several lengths: padded
+    plain, fast = enc.batch(idx), enc.batch(idx, encoder_mask=True)
+    gpu = cfg.device != "cpu"
+    with torch.no_grad(), torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=gpu):
+        want = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"]).logits.float()
+        got = model(input_ids=fast["input_ids"], attention_mask=fast["attention_mask"]).logits.float()
+    out: dict = {"encoder_mask_ok": encoder_mask_ok(model), "padded": fast["attention_mask"] is not None,
+                 "logits_max_abs_diff": float((want - got).abs().max()), "logits_max": float(want.abs().max())}  # fmt: skip
+    print(f"  encoder mask used for this model: {out['encoder_mask_ok']}; a padded batch's logits, 2-D vs encoder "
+          f"mask: largest difference {out['logits_max_abs_diff']:.2e} (logits up to {out['logits_max']:.2f})",
+          flush=True)  # fmt: skip
+    del model
+    ws = Workspace()
+    train_many([cfg.replace(steps=max(2, cfg.steps // 10), seed=900 + i) for i in range(2)], tmp / "mwarm",
+               workspace=ws)  # fmt: skip
+    fig: dict[str, list[float]] = {"train_encoder": [], "train_2d": [], "pack_encoder": [], "pack_2d": []}
+    for rep in range(reps):
+        for label, ctx in (("encoder", contextlib.nullcontext), ("2d", mask_2d)):
+            with ctx():
+                free_gpu()
+                rec = train(
+                    cfg.replace(seed=300 + rep), tmp / f"mt_{label}{rep}", workspace=ws, overwrite=True
+                )
+                fig[f"train_{label}"].append(rec.final_metrics["examples_per_s"])
+                free_gpu()
+                configs = [cfg.replace(mode=MODES[i % 3], seed=20000 + rep * K + i) for i in range(K)]
+                records = train_many(configs, tmp / f"mp_{label}", workspace=ws)
+                assert all(r.status == "completed" for r in records), [r.error for r in records]
+                fig[f"pack_{label}"].append(records[0].data["pack"]["examples_per_s"])
+    if torch.cuda.is_available():  # where a training step still waits for the GPU: torch's sync debug mode
+        import collections
+        import warnings
+
+        for label, ctx in (("encoder", contextlib.nullcontext), ("2d", mask_2d)):
+            with ctx(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                short = [cfg.replace(mode=MODES[i % 3], steps=20, seed=30000 + i) for i in range(2)]
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    train_many(short, tmp / f"msync_{label}", workspace=ws)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            sites = collections.Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught
+                                        if "synchroniz" in str(w.message))  # fmt: skip
+            out[f"syncs_{label}"] = dict(sites.most_common(12))
+            print(
+                f"  host syncs in 2 packed runs x 20 steps, {label} mask: {sum(sites.values())}; "
+                f"most frequent sites {sites.most_common(6)}",
+                flush=True,
+            )
+    for what, key in (("asymviz train, 1 run", "train"), (f"train_many K={K}, training loop", "pack")):
+        new, old = fig[f"{key}_encoder"], fig[f"{key}_2d"]
+        row(f"{what}, encoder mask", statistics.median(new), spread(new))
+        row(f"{what}, 2-D mask (before)", statistics.median(old),
+            f"{spread(old)}; encoder/2-D x{statistics.median(new) / statistics.median(old):.2f}")  # fmt: skip
+    return out | fig
+
+
 def no_dropout_copy(cfg: TrainConfig, tmp: Path) -> TrainConfig:
     """The config on a copy of its model folder whose config.json has dropout off."""
     from asymviz.base.models import resolve_model
@@ -278,6 +371,8 @@ def main() -> None:
             results["sweep"] = part_sweep(cfg, tmp, args.jobs)
         if "pack" in parts:
             results["pack"] = part_pack(cfg, tmp, ks, args.reps, args.e2e_runs, args.card_ab)
+        if "mask" in parts:
+            results["mask"] = part_mask(cfg, tmp, max(ks), args.reps)
         if "check" in parts:
             results["check"] = part_check(cfg, tmp)
     finally:

@@ -52,18 +52,49 @@ class Encoded:
         """Columns needed by these rows (their longest real length); index on the CPU."""
         return max(int(self.lengths[index].max()), 1)
 
-    def batch(self, index: torch.Tensor, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def batch(
+        self, index: torch.Tensor, rows: torch.Tensor | None = None, encoder_mask: bool = False
+    ) -> dict[str, torch.Tensor]:
         """The rows `index` (CPU), trimmed to their longest; `rows` is the same index already on the tensors'
-        device (saves a host-to-device copy per step)."""
+        device (saves a host-to-device copy per step). encoder_mask (see `encoder_mask_ok`): attention_mask
+        is None when no row is padded, else the boolean (b, 1, 1, w) mask, decided from the CPU lengths."""
         r = index if rows is None else rows
         if self.task_type == "image_classification":
             return {"pixel_values": self.ids[r], "labels": self.labels[r]}
         w = self.width(index)
+        mask = self.mask[r, :w]
+        if encoder_mask:
+            mask = None if int(self.lengths[index].min()) >= w else mask[:, None, None, :].bool()
         return {
             "input_ids": self.ids[r, :w],
-            "attention_mask": self.mask[r, :w],
+            "attention_mask": mask,
             "labels": self.labels[r] if self.task_type == "classification" else self.labels[r, :w],
         }
+
+
+# Encoder models whose transformers code builds its mask with masking_utils.create_bidirectional_mask, which
+# passes a 4-D mask on unchanged (tests/base/test_batches.py pins the logits against the 2-D mask's).
+ENCODER_MASK_TYPES = frozenset({"bert", "roberta", "xlm-roberta"})
+
+
+def encoder_mask_ok(model) -> bool:
+    """Whether `Encoded.batch(..., encoder_mask=True)` may feed `model`: a BERT-family encoder (not a decoder)
+    on PyTorch's SDPA attention.
+
+    Why: transformers decides whether a 2-D padding mask can be dropped with `mask.all()` on the GPU
+    (masking_utils._ignore_bidirectional_mask_sdpa), which waits for the GPU on every forward, so the CPU
+    cannot queue the next step's kernels while the GPU runs this one. The lengths are on the CPU: without
+    padding the mask is None (what transformers makes of an all-ones mask), with padding it is the boolean
+    mask transformers builds for SDPA (True = attend, broadcast over heads and queries), which it passes on
+    as it is. Same logits, no wait.
+    """
+    config = getattr(model, "config", None)
+    return (
+        config is not None
+        and getattr(config, "model_type", None) in ENCODER_MASK_TYPES
+        and not getattr(config, "is_decoder", False)
+        and getattr(config, "_attn_implementation", None) == "sdpa"
+    )
 
 
 def encode(frame: pd.DataFrame, tokenizer, kind: str, max_length: int) -> Encoded:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from asymviz import runs
-from asymviz.base.batches import batch_order
+from asymviz.base.batches import batch_order, encoder_mask_ok
 from asymviz.base.models import default_head, layer_count
 from asymviz.base.tasks import is_classification
 from asymviz.errors import ConfigError
@@ -74,11 +74,13 @@ class Run:
     def forward(self, m, split: str, idx: torch.Tensor, rows: torch.Tensor | None = None):
         """The model's output for rows `idx` of `split` (`rows`: the same indices already on the device)."""
         rows = idx.to(self.device) if rows is None else rows
-        batch = self.enc[split].batch(idx, rows)
-        with self.autocast():
-            if self.states[split] is not None:
+        if self.states[split] is not None:
+            batch = self.enc[split].batch(idx, rows)
+            with self.autocast():
                 h = self.states[split][rows, : batch["input_ids"].shape[1]]
                 return m(inputs_embeds=h, attention_mask=batch["attention_mask"], labels=batch["labels"])
+        batch = self.enc[split].batch(idx, rows, encoder_mask=encoder_mask_ok(m))  # no GPU read per step
+        with self.autocast():
             return m(**batch)
 
     def note_peak(self) -> None:
