@@ -14,8 +14,10 @@ batch 32 x 128 tokens, bf16 autocast, 12 runs (3 modes x 4 seeds), as bench/gpu_
 - pack:   train_many with K = --ks runs per pack: the summed examples/s of a pack's training loop
           (K x batch x steps / train_s), median of --reps packs; and end to end: 12 runs trained through
           pack.train_jobs_packed, examples / wall (set-up, init and adapter saves, evaluation included).
-- mask:   the encoder mask (no GPU read per step) against the 2-D mask, alternated: `train` alone and a pack of
+- mask:   masks chosen from the CPU lengths (no GPU read per step) against the 2-D mask, alternated: `train` alone and a pack of
           K = max(--ks) runs, --reps each; and one padded batch's logits under both masks.
+- gputime: one pack of K = max(--ks) runs under torch.profiler: the kernels' GPU time per step against the
+          step's wall time without the profiler (is the step bound by the GPU or by the host?).
 - check:  correctness: 3 runs (ab, b_only, a_only; dropout off in a copy of the model's config) trained alone by
           `train` and together by `train_many`; per-run loss at the last step and the largest per-step difference.
 
@@ -197,24 +199,11 @@ def part_pack(cfg: TrainConfig, tmp: Path, ks: list[int], reps: int, e2e_runs: i
     return out
 
 
-@contextlib.contextmanager
-def mask_2d():
-    """Training inside cuts its batches with the 2-D mask, as before the encoder mask (2026-11-30)."""
-    import asymviz.training.multi as multi
-    import asymviz.training.session as session
-
-    saved = multi.encoder_mask_ok, session.encoder_mask_ok
-    multi.encoder_mask_ok = session.encoder_mask_ok = lambda model: False
-    try:
-        yield
-    finally:
-        multi.encoder_mask_ok, session.encoder_mask_ok = saved
-
-
 def part_mask(cfg: TrainConfig, tmp: Path, K: int, reps: int) -> dict:
-    """The encoder mask (Encoded.batch(encoder_mask=True): no GPU read per step) against the 2-D mask, side by
+    """Masks chosen from the CPU lengths (Encoded.batch(for_model=...): no GPU read per step) against the 2-D mask, side by
     side: `train` (1 run) and train_many (K runs), the two masks alternated, --reps of each; first the logits of
     one padded batch under both masks (bf16 autocast on the GPU)."""
+    from plain_loop import mask_2d
     from transformers import AutoModelForSequenceClassification
 
     from asymviz.base.batches import encode, encoder_mask_ok
@@ -229,15 +218,18 @@ def part_mask(cfg: TrainConfig, tmp: Path, K: int, reps: int) -> dict:
     enc = encode(task.train, load_tokenizer(source), task.task_type, cfg.max_length).to(cfg.device)
     model = AutoModelForSequenceClassification.from_pretrained(source.path, num_labels=task.num_labels)
     model.to(cfg.device).eval()
-    idx = torch.argsort(enc.lengths)[-cfg.batch_size * 4 :: 4]  # rows of several lengths: padded
-    plain, fast = enc.batch(idx), enc.batch(idx, encoder_mask=True)
+    by_length = torch.argsort(enc.lengths)
+    idx = by_length[
+        torch.linspace(0, len(by_length) - 1, cfg.batch_size).long()
+    ]  # shortest to longest: padded
+    plain, fast = enc.batch(idx), enc.batch(idx, for_model=model)
     gpu = cfg.device != "cpu"
     with torch.no_grad(), torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=gpu):
         want = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"]).logits.float()
         got = model(input_ids=fast["input_ids"], attention_mask=fast["attention_mask"]).logits.float()
     out: dict = {"encoder_mask_ok": encoder_mask_ok(model), "padded": fast["attention_mask"] is not None,
                  "logits_max_abs_diff": float((want - got).abs().max()), "logits_max": float(want.abs().max())}  # fmt: skip
-    print(f"  encoder mask used for this model: {out['encoder_mask_ok']}; a padded batch's logits, 2-D vs encoder "
+    print(f"  encoder mask used for this model: {out['encoder_mask_ok']}; a batch's logits (padded: {out['padded']}), 2-D vs encoder "
           f"mask: largest difference {out['logits_max_abs_diff']:.2e} (logits up to {out['logits_max']:.2f})",
           flush=True)  # fmt: skip
     del model
@@ -285,6 +277,37 @@ def part_mask(cfg: TrainConfig, tmp: Path, K: int, reps: int) -> dict:
         row(f"{what}, 2-D mask (before)", statistics.median(old),
             f"{spread(old)}; encoder/2-D x{statistics.median(new) / statistics.median(old):.2f}")  # fmt: skip
     return out | fig
+
+
+def part_gputime(cfg: TrainConfig, tmp: Path, K: int) -> dict:
+    """Is a pack's training step bound by the GPU or by the host? The kernels' summed GPU time per step
+    (torch.profiler, one pack of K runs) against the step's wall time without the profiler (pack loop)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from asymviz.training.multi import train_many
+    from asymviz.training.workspace import Workspace
+
+    if not torch.cuda.is_available():
+        print("  gputime: no CUDA device, skipped", flush=True)
+        return {}
+    ws = Workspace()
+    train_many([cfg.replace(steps=max(2, cfg.steps // 10), seed=900 + i) for i in range(2)], tmp / "gwarm",
+               workspace=ws)  # fmt: skip
+    configs = [cfg.replace(mode=MODES[i % 3], seed=40000 + i, eval_test=False) for i in range(K)]
+    free_gpu()
+    plain = train_many(configs, tmp / "g_plain", workspace=ws)
+    step_s = cfg.batch_size * K / plain[0].data["pack"]["examples_per_s"]
+    free_gpu()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        train_many([c.replace(seed=c.seed + 1) for c in configs], tmp / "g_prof", workspace=ws)
+    events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernel_s = sum(e.device_time for e in events) / 1e6
+    out = {"K": K, "steps": cfg.steps, "step_s_no_profiler": step_s, "kernel_s_per_step": kernel_s / cfg.steps,
+           "kernels_per_step": len(events) / cfg.steps}  # fmt: skip
+    print(f"  pack of {K}: step {step_s * 1e3:.1f} ms without the profiler; kernels {out['kernel_s_per_step'] * 1e3:.1f} "
+          f"ms of GPU time per step ({out['kernels_per_step']:.0f} kernels per step, set-up and evaluation "
+          f"included): the GPU is busy {out['kernel_s_per_step'] / step_s:.0%} of a step", flush=True)  # fmt: skip
+    return out
 
 
 def no_dropout_copy(cfg: TrainConfig, tmp: Path) -> TrainConfig:
@@ -373,6 +396,8 @@ def main() -> None:
             results["pack"] = part_pack(cfg, tmp, ks, args.reps, args.e2e_runs, args.card_ab)
         if "mask" in parts:
             results["mask"] = part_mask(cfg, tmp, max(ks), args.reps)
+        if "gputime" in parts:
+            results["gputime"] = part_gputime(cfg, tmp, max(ks))
         if "check" in parts:
             results["check"] = part_check(cfg, tmp)
     finally:

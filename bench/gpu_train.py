@@ -24,6 +24,7 @@ before spending GPU time: `PYTHONPATH=. python bench/gpu_train.py --dry-run`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -377,6 +378,8 @@ def main() -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)"
     )
+    p.add_argument("--mask-2d", action="store_true",
+                   help="asymviz's runs feed the 2-D attention mask, as before masks chosen from the CPU lengths")  # fmt: skip
     args = p.parse_args()
     global DEVICE, DRY, MINILM
     if args.dry_run:
@@ -392,8 +395,10 @@ def main() -> None:
             f"torch {torch.__version__}, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}",
             flush=True,
         )
-    results: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    results: dict = {"mask_2d": args.mask_2d}
+    from plain_loop import mask_2d
+
+    with tempfile.TemporaryDirectory() as tmp, mask_2d() if args.mask_2d else contextlib.nullcontext():
         tmp = Path(tmp)
         parts = args.parts.split(",")
         if "plain" in parts:

@@ -84,11 +84,15 @@ def gpu_multi(data: dict, source: str) -> list[list[str]]:
     """bench/gpu_multi.py: `plain`, `train` and `pack[K]` are medians of `reps` runs (ex/s); `sweep` and
     `pack[e2eK]` one sweep each."""
     plain, reps = data["plain"], f"median of {data['reps']}"
-    k = max(int(key) for key in data["pack"] if key.isdigit())
-    loop, e2e = data["pack"][str(k)], data["pack"].get(f"e2e{k}")
-    rows = [_row(f"{k} MiniLM runs packed over one frozen base vs one plain PEFT loop, one H200, training loop",
-                 _stats([loop / plain], reps), "x", 10.0, f"{plain:,.0f} vs {loop:,.0f} ex/s ({reps} each)",
-                 source)]  # fmt: skip
+    pack, mask = data.get("pack") or {}, data.get("mask") or {}
+    k = max(int(key) for key in pack if key.isdigit()) if pack else max(data["ks"])
+    loop = pack.get(str(k)) or (statistics.median(mask["pack_encoder"]) if mask.get("pack_encoder") else None)
+    e2e = pack.get(f"e2e{k}")
+    rows = []
+    if loop is not None:
+        rows.append(_row(f"{k} MiniLM runs packed over one frozen base vs one plain PEFT loop, one H200, training loop",
+                         _stats([loop / plain], reps), "x", 10.0, f"{plain:,.0f} vs {loop:,.0f} ex/s ({reps} each)",
+                         source))  # fmt: skip
     if "train" in data:
         rows.append(_row("asymviz train vs a plain PEFT loop, one MiniLM run, same batches, one H200",
                          _stats([data["train"] / plain], reps), "x", None,
@@ -97,12 +101,27 @@ def gpu_multi(data: dict, source: str) -> list[list[str]]:
         rows.append(_row(f"{k} packed MiniLM runs end to end (set-up, evaluation, saves) vs the plain loop",
                          _stats([e2e / plain], "one sweep"), "x", 10.0, f"{plain:,.0f} vs {e2e:,.0f} ex/s",
                          source))  # fmt: skip
-    for key in sorted(data["pack"]):
-        if key.endswith("_card") and key.removesuffix("_card") in data["pack"]:
-            now, before = data["pack"][key.removesuffix("_card")], data["pack"][key]
+    for key in sorted(pack):
+        if key.endswith("_card") and key.removesuffix("_card") in pack:
+            now, before = pack[key.removesuffix("_card")], pack[key]
             rows.append(_row(f"the same end to end ({key.removesuffix('_card').removeprefix('e2e')} per pack), "
                              "without vs with PEFT's model card at every save", _stats([now / before], "one sweep each"),
                              "x", None, f"{before:,.0f} vs {now:,.0f} ex/s", source))  # fmt: skip
+    for key, what in (
+        ("pack", f"{k} packed MiniLM runs, training loop"),
+        ("train", "asymviz train, one MiniLM run"),
+    ):
+        if mask.get(f"{key}_encoder") and mask.get(f"{key}_2d"):
+            new, old = statistics.median(mask[f"{key}_encoder"]), statistics.median(mask[f"{key}_2d"])
+            rows.append(_row(f"{what}: attention mask chosen from the CPU lengths vs the 2-D mask (transformers "
+                             "reads it on the GPU every step), alternated", _stats([new / old], f"ratio of the medians of {data['reps']} each"),
+                             "x", None, f"{old:,.0f} vs {new:,.0f} ex/s", source))  # fmt: skip
+    gt = data.get("gputime") or {}
+    if gt.get("kernel_s_per_step"):
+        rows.append(_row(f"a pack of {gt['K']}: kernels' GPU time per step / the step's wall time (torch.profiler)",
+                         _stats([gt["kernel_s_per_step"] / gt["step_s_no_profiler"]], "one pack"), "x", None,
+                         f"{gt['kernel_s_per_step'] * 1e3:.1f} ms of kernels in a {gt['step_s_no_profiler'] * 1e3:.1f} ms "
+                         f"step, {gt['kernels_per_step']:.0f} kernels", source))  # fmt: skip
     if "sweep" in data:
         rows.append(_row("the same runs as a sweep of separate worker processes vs the plain loop",
                          _stats([data["sweep"] / plain], "one sweep"), "x", None,
@@ -164,6 +183,11 @@ GPU_FILES: dict[str, Callable[[dict, str], list[list[str]]]] = {
     "gpu_pack_2gpu_h200x2_48runs_pyc.json": gpu_pack_2gpu,
     "gpu_multi_h200_k24_alone.json": gpu_multi,
     "gpu_train_llama_h200_100steps.json": gpu_train,
+    # session of 2026-11-30 12:15 UTC (one H200 each call): attention masks chosen from the CPU lengths (no GPU read
+    # per step), alternated with the 2-D mask; the pack's GPU time per step
+    "gpu_multi_h200_mask.json": gpu_multi,
+    "gpu_multi_h200_mask_gputime.json": gpu_multi,
+    "gpu_train_llama_h200_mask.json": gpu_train,
 }
 
 

@@ -5,6 +5,7 @@ cancel checks, no per-step .item()). Imported by bench_train.py (CPU) and gpu_tr
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -70,3 +71,16 @@ def plain_peft_loop(config, steps: int | None = None, device: str = "cpu") -> di
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     return {"train_s": dt, "examples_per_s": steps * config.batch_size / dt, "steps": steps, "loss": loss}
+
+
+@contextlib.contextmanager
+def mask_2d():
+    """Training inside cuts its batches with the 2-D mask, as before masks chosen from the CPU lengths."""
+    from asymviz.base.batches import Encoded
+
+    original = Encoded.batch
+    Encoded.batch = lambda self, index, rows=None, for_model=None: original(self, index, rows)
+    try:
+        yield
+    finally:
+        Encoded.batch = original

@@ -53,18 +53,27 @@ class Encoded:
         return max(int(self.lengths[index].max()), 1)
 
     def batch(
-        self, index: torch.Tensor, rows: torch.Tensor | None = None, encoder_mask: bool = False
+        self, index: torch.Tensor, rows: torch.Tensor | None = None, for_model=None
     ) -> dict[str, torch.Tensor]:
         """The rows `index` (CPU), trimmed to their longest; `rows` is the same index already on the tensors'
-        device (saves a host-to-device copy per step). encoder_mask (see `encoder_mask_ok`): attention_mask
-        is None when no row is padded, else the boolean (b, 1, 1, w) mask, decided from the CPU lengths."""
+        device (saves a host-to-device copy per step).
+
+        for_model: the model these rows will feed. Its attention mask is then chosen from the CPU lengths, so
+        that the model never has to read the mask back from the GPU (see `encoder_mask_ok`): None when no row
+        is padded (for every model: Hugging Face models read a missing mask as all ones, and on SDPA they drop
+        an all-ones mask themselves); for padded rows the boolean (b, 1, 1, w) mask on a BERT-family encoder
+        on SDPA, else the 2-D mask as without for_model.
+        """
         r = index if rows is None else rows
         if self.task_type == "image_classification":
             return {"pixel_values": self.ids[r], "labels": self.labels[r]}
         w = self.width(index)
         mask = self.mask[r, :w]
-        if encoder_mask:
-            mask = None if int(self.lengths[index].min()) >= w else mask[:, None, None, :].bool()
+        if for_model is not None:
+            if int(self.lengths[index].min()) >= w:
+                mask = None
+            elif encoder_mask_ok(for_model):
+                mask = mask[:, None, None, :].bool()
         return {
             "input_ids": self.ids[r, :w],
             "attention_mask": mask,
@@ -78,8 +87,8 @@ ENCODER_MASK_TYPES = frozenset({"bert", "roberta", "xlm-roberta"})
 
 
 def encoder_mask_ok(model) -> bool:
-    """Whether `Encoded.batch(..., encoder_mask=True)` may feed `model`: a BERT-family encoder (not a decoder)
-    on PyTorch's SDPA attention.
+    """Whether padded rows may feed `model` a boolean (b, 1, 1, w) mask (`Encoded.batch(..., for_model=model)`):
+    a BERT-family encoder (not a decoder) on PyTorch's SDPA attention.
 
     Why: transformers decides whether a 2-D padding mask can be dropped with `mask.all()` on the GPU
     (masking_utils._ignore_bidirectional_mask_sdpa), which waits for the GPU on every forward, so the CPU

@@ -48,7 +48,7 @@ from types import SimpleNamespace
 
 import torch
 
-from asymviz.base.batches import batch_order, encoder_mask_ok
+from asymviz.base.batches import batch_order
 from asymviz.base.models import default_head
 from asymviz.errors import ConfigError
 from asymviz.runs import RunRecord, RunStore, RunWriter
@@ -212,7 +212,6 @@ class _Pack:
             w.update(force=True, **fields)
         stacked, _, _ = self.ws.model(cfg, task, weights)
         self.model = self._stack(stacked.requires_grad_(False)).to(device)
-        self.encoder_mask = encoder_mask_ok(self.model)  # training batches' masks without a GPU read per step
         torch.manual_seed(cfg.seed)  # dropout (if any) draws from here: reproducible per pack, not per run
 
     def _stack(self, model):
@@ -380,7 +379,9 @@ class _Pack:
         for step in range(total):
             self._check_cancel(pending, step, active)
             rows = order_dev[step]
-            batch = self.enc["train"].batch(order[step], rows, encoder_mask=self.encoder_mask)
+            batch = self.enc["train"].batch(
+                order[step], rows, for_model=self.model
+            )  # no GPU read of the mask
             logits = self.logits(batch).float()  # (K·b, C)
             losses = torch.nn.functional.cross_entropy(logits, labels_all[rows], reduction="none")
             losses = losses.view(K, b).mean(1)  # (K,) each run's mean loss, as its own HF model computes it

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from asymviz import runs
-from asymviz.base.batches import batch_order, encoder_mask_ok
+from asymviz.base.batches import batch_order
 from asymviz.base.models import default_head, layer_count
 from asymviz.base.tasks import is_classification
 from asymviz.errors import ConfigError
@@ -79,7 +79,7 @@ class Run:
             with self.autocast():
                 h = self.states[split][rows, : batch["input_ids"].shape[1]]
                 return m(inputs_embeds=h, attention_mask=batch["attention_mask"], labels=batch["labels"])
-        batch = self.enc[split].batch(idx, rows, encoder_mask=encoder_mask_ok(m))  # no GPU read per step
+        batch = self.enc[split].batch(idx, rows, for_model=m)  # no GPU read of the mask
         with self.autocast():
             return m(**batch)
 

@@ -1,4 +1,4 @@
-"""Encoded.batch's encoder mask: the same logits as the 2-D mask, decided on the CPU (no GPU read)."""
+"""Encoded.batch(for_model=...): masks chosen from the CPU lengths (no GPU read) give the 2-D mask's numbers."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_encoder_mask_gives_the_2d_masks_logits(kind, lengths):
     assert encoder_mask_ok(model)
     enc = _encoded(lengths)
     index = torch.arange(len(lengths))
-    plain, fast = enc.batch(index), enc.batch(index, encoder_mask=True)
+    plain, fast = enc.batch(index), enc.batch(index, for_model=model)
     padded = min(lengths) < max(lengths)
     assert (fast["attention_mask"] is None) == (not padded)
     if padded:
@@ -87,7 +87,6 @@ def test_training_uses_it_and_keeps_its_numbers(tmp_path, monkeypatch):
     from tiny_task import write_tiny_bert, write_tiny_task
 
     import asymviz.training.multi as multi
-    import asymviz.training.session as session
     from asymviz.training.config import TrainConfig
     from asymviz.training.loop import train
 
@@ -97,9 +96,9 @@ def test_training_uses_it_and_keeps_its_numbers(tmp_path, monkeypatch):
     seen: list[bool] = []
     original = Encoded.batch
 
-    def spy(self, index, rows=None, encoder_mask=False):
-        seen.append(encoder_mask)
-        return original(self, index, rows, encoder_mask)
+    def spy(self, index, rows=None, for_model=None):
+        seen.append(for_model is not None)
+        return original(self, index, rows, for_model)
 
     monkeypatch.setattr(Encoded, "batch", spy)
     fast = train(cfg, tmp_path / "fast")
@@ -107,10 +106,10 @@ def test_training_uses_it_and_keeps_its_numbers(tmp_path, monkeypatch):
     seen.clear()
     multi.train_many([cfg], tmp_path / "packed")
     assert any(seen)
-    monkeypatch.setattr(session, "encoder_mask_ok", lambda m: False)
-    seen.clear()
+    monkeypatch.setattr(
+        Encoded, "batch", lambda self, index, rows=None, for_model=None: original(self, index, rows)
+    )
     plain = train(cfg, tmp_path / "plain")
-    assert not any(seen)
 
     def losses(record):
         f = record.metrics()
@@ -119,3 +118,30 @@ def test_training_uses_it_and_keeps_its_numbers(tmp_path, monkeypatch):
     assert len(losses(fast)) == 4
     torch.testing.assert_close(losses(fast), losses(plain), rtol=1e-6, atol=1e-7)
     assert fast.final_metrics["test_loss"] == pytest.approx(plain.final_metrics["test_loss"], rel=1e-6)
+
+
+def test_a_decoder_gets_none_unpadded_and_the_2d_mask_padded():
+    """A causal LM (LLaMA) on SDPA: no padded row → no mask (the loss is the 2-D mask's); padded → the 2-D mask."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, vocab_size=100, attn_implementation="sdpa")).eval()  # fmt: skip
+    assert not encoder_mask_ok(model)
+    enc = _encoded([12, 12, 12])
+    enc = Encoded(enc.ids, enc.mask, enc.ids.clone(), "causal_lm")
+    index = torch.arange(3)
+    plain, fast = enc.batch(index), enc.batch(index, for_model=model)
+    assert fast["attention_mask"] is None
+    with torch.no_grad():
+        want = model(
+            input_ids=plain["input_ids"], attention_mask=plain["attention_mask"], labels=plain["labels"]
+        )
+        got = model(**fast)
+    torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.loss, want.loss, rtol=0, atol=1e-6)
+    padded = _encoded([12, 4])
+    b = Encoded(padded.ids, padded.mask, padded.ids.clone(), "causal_lm").batch(
+        torch.arange(2), for_model=model
+    )
+    assert b["attention_mask"].shape == (2, 12) and b["attention_mask"].dtype == torch.long
