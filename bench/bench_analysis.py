@@ -96,14 +96,18 @@ def checkout(ref: str, dest: Path) -> Path:
     return dest
 
 
-def _env(pythonpath: Path) -> dict:  # children run in $TMPDIR: `python -c` puts the cwd first on sys.path
-    return dict(os.environ, PYTHONPATH=str(pythonpath), ASYMVIZ_NO_PROGRESS="1")
+def _env(pythonpath: Path, extra: dict | None = None) -> dict:  # children run in $TMPDIR: `python -c` puts
+    return dict(
+        os.environ, PYTHONPATH=str(pythonpath), ASYMVIZ_NO_PROGRESS="1", **(extra or {})
+    )  # the cwd first
 
 
-def time_child(code_root: Path, task: str, paths: list[Path]) -> tuple[float, float]:
+def time_child(
+    code_root: Path, task: str, paths: list[Path], extra: dict | None = None
+) -> tuple[float, float]:
     cmd = [sys.executable, "-c", CHILD, task, *map(str, paths)]
     out = subprocess.run(
-        cmd, capture_output=True, text=True, env=_env(code_root), check=True, cwd=tempfile.gettempdir()
+        cmd, capture_output=True, text=True, env=_env(code_root, extra), check=True, cwd=tempfile.gettempdir()
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["file"].startswith(str(code_root)), result["file"]
@@ -115,12 +119,12 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def time_command(code_root: Path, argv: list[str]) -> tuple[float, float]:
+def time_command(code_root: Path, argv: list[str], extra: dict | None = None) -> tuple[float, float]:
     c0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(
         [sys.executable, *argv],
         capture_output=True,
-        env=_env(code_root),
+        env=_env(code_root, extra),
         check=True,
         cwd=tempfile.gettempdir(),
     )
@@ -142,6 +146,13 @@ def main() -> None:
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "asymviz-bench-7b"))
     parser.add_argument("--keep", action="store_true", help="keep the generated adapters for the next run")
     parser.add_argument(
+        "--new-env",
+        default="",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="also time the new code with these environment variables (a third variant, interleaved), e.g. "
+        "OPENBLAS_CORETYPE=Cooperlake; the main figure stays the new code as it runs by default",
+    )
+    parser.add_argument(
         "--json", default="analysis_cpu", help="write bench/results/<name>.json ('' for none)"
     )
     args = parser.parse_args()
@@ -153,6 +164,7 @@ def main() -> None:
             ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True, text=True, check=True
         ).stdout.strip()
     )
+    new_env = dict(kv.split("=", 1) for kv in args.new_env.split(",") if kv)
     root = Path(args.dir)
     load_start = os.getloadavg()[0]
     rows: list[Row] = []
@@ -167,18 +179,21 @@ def main() -> None:
         print(f"{'row':<11} {'old s: median [min, max]':>26} {'new s: median [min, max]':>26} {'old/new':>8}"
               f" {'CPU s old':>9} {'CPU s new':>9} {'old/new':>8}")  # fmt: skip
         for row in args.rows.split(","):
-            times: dict[str, list[float]] = {"old": [], "new": []}
-            cpus: dict[str, list[float]] = {"old": [], "new": []}
+            times: dict[str, list[float]] = {"old": [], "new": [], "env": []}
+            cpus: dict[str, list[float]] = {"old": [], "new": [], "env": []}
             torch_only: list[tuple[float, float]] = []
+            variants = [("old", old_root, None), ("new", new_root, None)]
+            if new_env:
+                variants.append(("env", new_root, new_env))
             for _ in range(args.repeats):
-                for label, code in (("old", old_root), ("new", new_root)):
+                for label, code, extra_env in variants:
                     if row == "spectra":
-                        wall, cpu = time_child(code, "spectra", [one])
+                        wall, cpu = time_child(code, "spectra", [one], extra_env)
                     elif row == "similarity":
-                        wall, cpu = time_child(code, "similarity", [one, two])
+                        wall, cpu = time_child(code, "similarity", [one, two], extra_env)
                     elif row == "cli-small":
                         wall, cpu = time_command(
-                            code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"]
+                            code, ["-m", "asymviz", "spectra", str(small), "--format", "csv"], extra_env
                         )
                     else:
                         raise SystemExit(f"unknown row {row!r}")
@@ -195,6 +210,10 @@ def main() -> None:
                     f"{statistics.median(cpus['old']):.2f} new {statistics.median(cpus['new']):.2f}"
                 )
                 extra = {"cpu_old": cpus["old"], "cpu_new": cpus["new"]}
+                if times["env"]:
+                    extra |= {"new_env": new_env, "new_env_s": times["env"], "cpu_new_env": cpus["env"]}
+                    note += (f"; the new code with {args.new_env}: {statistics.median(times['env']):.2f} s "
+                             f"[{min(times['env']):.2f}–{max(times['env']):.2f}]")  # fmt: skip
                 if torch_only:
                     extra["import_torch_s"] = [t for t, _ in torch_only]
                     note += f"; `python -c 'import torch'` alone {statistics.median(t for t, _ in torch_only):.2f} s"
@@ -204,6 +223,9 @@ def main() -> None:
             cpu_old, cpu_new = statistics.median(cpus["old"]), statistics.median(cpus["new"])
             print(f"{label:<11} {stats(times['old']):>26} {stats(times['new']):>26} {ratio:>8.2f}"
                   f" {cpu_old:>9.2f} {cpu_new:>9.2f} {cpu_old / cpu_new:>8.2f}")  # fmt: skip
+            if times["env"]:
+                print(f"  new with {args.new_env}: {stats(times['env'])} s wall, "
+                      f"{statistics.median(cpus['env']):.2f} s CPU")  # fmt: skip
             if torch_only:
                 print(f"  for reference, `python -c 'import torch'` alone: {stats([t for t, _ in torch_only])} s"
                       f" wall, {statistics.median(c for _, c in torch_only):.2f} s CPU")  # fmt: skip
