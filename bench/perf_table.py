@@ -188,6 +188,7 @@ GPU_FILES: dict[str, Callable[[dict, str], list[list[str]]]] = {
     "gpu_multi_h200_mask.json": gpu_multi,
     "gpu_multi_h200_mask_gputime.json": gpu_multi,
     "gpu_train_llama_h200_mask.json": gpu_train,
+    "gpu_train_h200x2_ddp_after_mask.json": gpu_train,  # one x2 host, 12:40 UTC: data parallel without the mask sync
 }
 
 
