@@ -37,7 +37,14 @@ class Encoded:
 
     def __post_init__(self) -> None:
         if self.lengths is None:
+            import torch
+
             self.lengths = self.mask.sum(1).cpu()
+            # batch() trims to the longest row and tells padded rows by their lengths: both need each row's
+            # real tokens first (right padding), which `encode` makes whatever the tokenizer's padding_side
+            width = torch.arange(self.mask.shape[1], device=self.mask.device)
+            if not torch.equal(self.mask.bool(), width < self.lengths.to(self.mask.device)[:, None]):
+                raise ValueError("Encoded: attention mask rows must be right-padded (ones, then zeros)")
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -112,7 +119,14 @@ def encode(frame: pd.DataFrame, tokenizer, kind: str, max_length: int) -> Encode
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if kind == "classification":
-        enc = tokenizer(list(frame["text"]), truncation=True, max_length=max_length, padding="max_length")
+        # padding_side: Encoded wants right padding; some decoders' tokenizers pad on the left by default
+        enc = tokenizer(
+            list(frame["text"]),
+            truncation=True,
+            max_length=max_length,
+            padding="max_length",
+            padding_side="right",
+        )
         ids = torch.tensor(enc["input_ids"], dtype=torch.long)
         mask = torch.tensor(enc["attention_mask"], dtype=torch.long)
         return Encoded(ids, mask, torch.tensor(frame["y"].to_numpy(), dtype=torch.long), kind)

@@ -145,3 +145,38 @@ def test_a_decoder_gets_none_unpadded_and_the_2d_mask_padded():
         torch.arange(2), for_model=model
     )
     assert b["attention_mask"].shape == (2, 12) and b["attention_mask"].dtype == torch.long
+
+
+def test_a_left_padding_tokenizer_still_gives_right_padded_rows(tmp_path):
+    """Some decoders' tokenizers pad on the left. `encode` pads on the right all the same: batch() trims every
+    row to the batch's longest and tells padded rows by their lengths, so left-padded rows would lose their
+    tokens (a batch of pads) and the mask chosen from the lengths would differ from the 2-D one."""
+    import pandas as pd
+    from tiny_task import write_tiny_bert
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from asymviz.base.batches import encode
+
+    folder = write_tiny_bert(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa").eval()
+    texts = ["good food", "bad tea very", "good food"]
+    enc = encode(pd.DataFrame({"text": texts, "y": [0, 1, 0]}), tokenizer, "classification", max_length=16)
+    assert enc.lengths.tolist() == [4, 5, 4]
+    for idx in (torch.tensor([0, 2]), torch.tensor([0, 1])):  # unpadded, then padded
+        plain, fast = enc.batch(idx), enc.batch(idx, for_model=model)
+        rows = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, padding_side="right")
+        assert torch.equal(plain["input_ids"], rows["input_ids"])
+        with torch.no_grad():
+            want = model(**rows).logits
+            got_2d = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"]).logits
+            got = model(input_ids=fast["input_ids"], attention_mask=fast["attention_mask"]).logits
+        torch.testing.assert_close(got_2d, want, rtol=0, atol=1e-6)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_a_left_padded_mask_is_refused():
+    ids = torch.tensor([[0, 0, 5, 6], [5, 6, 7, 8]])
+    with pytest.raises(ValueError, match="right-padded"):
+        Encoded(ids, (ids != 0).long(), torch.zeros(2, dtype=torch.long), "classification")
