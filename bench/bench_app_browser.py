@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "tests"))
 from results_io import Figure, Row, write_results  # noqa: E402
+from streamlit_server import start_server, stop_server  # noqa: E402  (tests/streamlit_server.py)
 
 CHROMIUM = os.environ.get("ASYMVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -74,12 +74,6 @@ def floor_app(dest: Path) -> Path:
     return dest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def checkout(ref: str, dest: Path) -> Path:
     """The app as of `ref` under dest (returns dest)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -89,35 +83,14 @@ def checkout(ref: str, dest: Path) -> Path:
     return dest
 
 
-def start_server(store: Path, log: Path, code: Path = REPO) -> tuple[subprocess.Popen, str, float, float]:
+def start(store: Path, log: Path, code: Path = REPO) -> tuple[subprocess.Popen, str, float, float]:
     """(process, url, t0 = when it was started, seconds until /_stcore/health answered) of the app in `code`."""
-    port = free_port()
-    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(code)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=code, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url, t0, time.perf_counter() - t0
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("the streamlit server did not start within 120 s: " + log.read_text()[-2000:])
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        proc, url = start_server(store, log, code=code, timeout=120, poll_s=0.02)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    return proc, url, t0, time.perf_counter() - t0
 
 
 def heading(page, text: str):
@@ -141,7 +114,7 @@ def switch(page, link: str, title: str) -> tuple[float, bool]:
 
 def measure(browser, store: Path, log: Path, code: Path) -> dict:
     """One fresh server of the app in `code`: cold start, then each page of SWITCHES visited twice."""
-    proc, url, t0, ready = start_server(store, log, code)
+    proc, url, t0, ready = start(store, log, code)
     out: dict = {"health": ready, "switches": {}, "charted": {}}
     try:
         context = browser.new_context(viewport={"width": 1366, "height": 900})

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from streamlit_server import REPO, free_port, start_server, stop_server  # noqa: F401 (re-exported)
+
 CHROMIUM = os.environ.get("ASYMVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -44,47 +41,6 @@ class Outcome:
 
 # ----------------------------------------------------------------------------------------------------------
 # the server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store: Path, log_path: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
-    """`streamlit run streamlit_app.py` on a free localhost port reading `store`; returns (process, url) once
-    /_stcore/health answers."""
-    port = free_port()
-    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(REPO), "ASYMVIZ_WARM_UP": "1"}
-    log = open(log_path, "wb")  # noqa: SIM115 (the server's lifetime)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            break
-    stop_server(proc)
-    raise RuntimeError("the streamlit server did not start: " + Path(log_path).read_text()[-2000:])
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from app_helpers import REPO, write_bert_like_adapter, zip_folder
+from streamlit_server import start_server, stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +38,6 @@ PAGES = [  # (link text in the sidebar, the page's title)
 TIMINGS: dict[str, float] = {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return tmp_path_factory.mktemp("store")
@@ -54,35 +45,14 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "wb")  # noqa: SIM115
-    env = {**os.environ, "ASYMVIZ_STORE": str(store), "PYTHONPATH": str(REPO), "ASYMVIZ_WARM_UP": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("the streamlit server did not start within 60 s: " + Path(log.name).read_text()[-2000:])
+    try:
+        proc, url = start_server(store, tmp_path_factory.mktemp("server") / "streamlit.log", timeout=60)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     TIMINGS["server_ready_s"] = time.perf_counter() - t0
     yield url, t0
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
