@@ -10,7 +10,6 @@ Also: `python -m asymviz` started beside a folder named `asymviz` (a clone) that
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from streamlit_server import free_port, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,14 +129,8 @@ def test_installed_app_renders_its_overview_on_the_shipped_runs(venv, elsewhere)
     assert "verdict" in done.stdout  # the claim check computed from the bundled runs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_asymviz_app_serves_from_another_folder(venv, elsewhere):
-    port = _free_port()
+    port = free_port()
     cmd = [str(venv / "bin" / "asymviz"), "app", "--", "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
     log = elsewhere / "app.log"
@@ -157,12 +151,7 @@ def test_asymviz_app_serves_from_another_folder(venv, elsewhere):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
     assert "error" not in log.read_text().lower()
 
 
