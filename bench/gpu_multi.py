@@ -14,8 +14,6 @@ batch 32 x 128 tokens, bf16 autocast, 12 runs (3 modes x 4 seeds), as bench/gpu_
 - pack:   train_many with K = --ks runs per pack: the summed examples/s of a pack's training loop
           (K x batch x steps / train_s), median of --reps packs; and end to end: 12 runs trained through
           pack.train_jobs_packed, examples / wall (set-up, init and adapter saves, evaluation included).
-- unpad:  train_many on the real tokens only (asymviz.training.unpadded) against the padded forward,
-          alternated, --reps packs of K = max(--ks); and 3 runs packed unpadded against the same runs alone.
 - mask:   masks chosen from the CPU lengths (no GPU read per step) against the 2-D mask, alternated: `train` alone and a pack of
           K = max(--ks) runs, --reps each; and one padded batch's logits under both masks.
 - gputime: one pack of K = max(--ks) runs under torch.profiler: the kernels' GPU time per step against the
@@ -281,50 +279,6 @@ def part_mask(cfg: TrainConfig, tmp: Path, K: int, reps: int) -> dict:
     return out | fig
 
 
-def part_unpad(cfg: TrainConfig, tmp: Path, K: int, reps: int) -> dict:
-    """train_many on the batches' real tokens only (unpadded=True) against the padded forward (unpadded=False),
-    alternated, --reps packs of K each: the training loop's examples/s; and 3 runs (ab, b_only, a_only, dropout
-    off) packed unpadded against the same runs alone: per-step losses."""
-    from asymviz.training.loop import train
-    from asymviz.training.multi import train_many
-    from asymviz.training.workspace import Workspace
-
-    ws = Workspace()
-    train_many([cfg.replace(steps=max(2, cfg.steps // 10), seed=900 + i) for i in range(2)], tmp / "uwarm",
-               workspace=ws, unpadded=True)  # fmt: skip
-    fig: dict[str, list[float]] = {"pack_unpadded": [], "pack_padded": []}
-    for rep in range(reps):
-        for label, flag in (("unpadded", True), ("padded", False)):
-            free_gpu()
-            configs = [cfg.replace(mode=MODES[i % 3], seed=50000 + rep * K + i) for i in range(K)]
-            records = train_many(configs, tmp / f"u_{label}", workspace=ws, unpadded=flag)
-            assert all(r.status == "completed" for r in records), [r.error for r in records]
-            assert records[0].data["pack"]["unpadded"] is flag
-            fig[f"pack_{label}"].append(records[0].data["pack"]["examples_per_s"])
-    new, old = fig["pack_unpadded"], fig["pack_padded"]
-    row(f"train_many K={K}, training loop, unpadded", statistics.median(new), spread(new))
-    row(f"train_many K={K}, training loop, padded (before)", statistics.median(old),
-        f"{spread(old)}; unpadded/padded x{statistics.median(new) / statistics.median(old):.2f}")  # fmt: skip
-    nodrop = no_dropout_copy(cfg, tmp)
-    configs = [nodrop.replace(mode=m, seed=i, lr=[5e-4, 1e-3, 2e-3][i]) for i, m in enumerate(MODES)]
-    packed = train_many(configs, tmp / "u_check_packed", workspace=ws, unpadded=True)
-    out: dict = dict(fig)
-    for c, p in zip(configs, packed):
-        a = train(c, tmp / "u_check_alone" / c.run_id(), workspace=ws)
-        lp, la = _train_losses(p), _train_losses(a)
-        diff = float((lp - la).abs().max())
-        out[f"check_{c.mode}"] = {"packed": float(lp[-1]), "alone": float(la[-1]), "max_step_diff": diff,
-                                  "test_acc": (p.final_metrics["test_accuracy"], a.final_metrics["test_accuracy"])}  # fmt: skip
-        print(f"  unpadded check {c.mode}: loss at step {len(lp)} packed {lp[-1]:.5f} alone {la[-1]:.5f}; largest "
-              f"per-step difference {diff:.2e}; test acc {out[f'check_{c.mode}']['test_acc']}", flush=True)  # fmt: skip
-    return out
-
-
-def _train_losses(rec) -> torch.Tensor:
-    f = rec.metrics()
-    return torch.tensor(f[(f.split == "train") & (f.metric == "loss")]["value"].to_numpy())
-
-
 def part_gputime(cfg: TrainConfig, tmp: Path, K: int) -> dict:
     """Is a pack's training step bound by the GPU or by the host? The kernels' summed GPU time per step
     (torch.profiler, one pack of K runs) against the step's wall time without the profiler (pack loop)."""
@@ -431,28 +385,21 @@ def main() -> None:
     parts = args.parts.split(",")
     results: dict = {"config": cfg.to_dict(), "ks": ks, "reps": args.reps}
     t0 = time.perf_counter()
-    steps = {
-        "plain": lambda: part_plain(cfg, args.reps),
-        "train": lambda: part_train(cfg, tmp, args.reps),
-        "sweep": lambda: part_sweep(cfg, tmp, args.jobs),
-        "unpad": lambda: part_unpad(cfg, tmp, max(ks), args.reps),
-        "pack": lambda: part_pack(cfg, tmp, ks, args.reps, args.e2e_runs, args.card_ab),
-        "mask": lambda: part_mask(cfg, tmp, max(ks), args.reps),
-        "gputime": lambda: part_gputime(cfg, tmp, max(ks)),
-        "check": lambda: part_check(cfg, tmp),
-    }
     try:
-        for name, run in steps.items():
-            if name not in parts:
-                continue
-            try:
-                results[name] = run()
-            except Exception as exc:  # one part failing must not lose the others' figures
-                import traceback
-
-                traceback.print_exc()
-                results[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
-                print(f"  part {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        if "plain" in parts:
+            results["plain"] = part_plain(cfg, args.reps)
+        if "train" in parts:
+            results["train"] = part_train(cfg, tmp, args.reps)
+        if "sweep" in parts:
+            results["sweep"] = part_sweep(cfg, tmp, args.jobs)
+        if "pack" in parts:
+            results["pack"] = part_pack(cfg, tmp, ks, args.reps, args.e2e_runs, args.card_ab)
+        if "mask" in parts:
+            results["mask"] = part_mask(cfg, tmp, max(ks), args.reps)
+        if "gputime" in parts:
+            results["gputime"] = part_gputime(cfg, tmp, max(ks))
+        if "check" in parts:
+            results["check"] = part_check(cfg, tmp)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     plain = results.get("plain")

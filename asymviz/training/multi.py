@@ -58,7 +58,6 @@ from asymviz.training import (
 )
 from asymviz.training.config import TrainConfig
 from asymviz.training.stack import AdamWState, FlatParams, LinearStack, LoraStack, clip_per_run, step_adamw
-from asymviz.training.unpadded import Route, unpadded_logits, unpadded_ok
 from asymviz.training.workspace import Workspace
 
 # fields every config of a pack shares (everything that shapes the model, the data or the step count)
@@ -115,7 +114,6 @@ def train_many(
     workspace: Workspace | None = None,
     overwrite: bool = False,
     annotations: Sequence[dict] | dict | None = None,
-    unpadded: bool | None = None,
 ) -> list[RunRecord]:
     """Train every config in one process over one frozen base; write each run's folder `store/<run_id>` as
     `train` would. Returns the records in the order of `configs`.
@@ -123,8 +121,6 @@ def train_many(
     `annotations`: extra run.json fields, one dict for all runs or one per config. A failure marks every run of
     the pack failed (one-line error) and is re-raised; SIGTERM / SIGINT cancel the whole pack, a run's CANCEL
     file cancels that run only (the others go on). `progress` receives loop.ProgressEvent for the first run.
-    `unpadded`: train on the batches' real tokens only (asymviz.training.unpadded; BERT classifiers); None: on
-    CUDA where the model qualifies. Evaluation always runs the padded forward.
     """
     configs = list(configs)
     _check(configs)
@@ -143,7 +139,7 @@ def train_many(
     restore = recipe.install_signal_handlers(stop)
     t0 = time.perf_counter()
     try:
-        _Pack(configs, writers, workspace or Workspace(), progress, stop, t0, unpadded).run()
+        _Pack(configs, writers, workspace or Workspace(), progress, stop, t0).run()
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, (KeyboardInterrupt, recipe.Cancelled)) else "failed"
         for w in writers:
@@ -163,10 +159,9 @@ def train_many(
 
 
 class _Pack:
-    def __init__(self, configs, writers, ws, progress, stop, t0, unpadded=None):
+    def __init__(self, configs, writers, ws, progress, stop, t0):
         self.configs, self.writers, self.ws, self.progress, self.stop, self.t0 = (
             configs, writers, ws, progress, stop, t0)  # fmt: skip
-        self.want_unpadded = unpadded
         self.K = len(configs)
         self.active = [True] * self.K
 
@@ -217,10 +212,6 @@ class _Pack:
             w.update(force=True, **fields)
         stacked, _, _ = self.ws.model(cfg, task, weights)
         self.model = self._stack(stacked.requires_grad_(False)).to(device)
-        ok = unpadded_ok(self.model)
-        if self.want_unpadded and not ok:
-            raise ConfigError("unpadded: only BERT classifiers on SDPA attention train unpadded")
-        self.unpadded = ok and (device.type == "cuda" if self.want_unpadded is None else self.want_unpadded)
         torch.manual_seed(cfg.seed)  # dropout (if any) draws from here: reproducible per pack, not per run
 
     def _stack(self, model):
@@ -339,20 +330,6 @@ class _Pack:
         with self.autocast():
             return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
-    def logits_unpadded(self, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Logits (K·n, C) of training rows `index` (CPU; `rows` the same on the device) from their real tokens
-        only (asymviz.training.unpadded)."""
-        enc = self.enc["train"]
-        w = enc.width(index)
-        route = Route.of(enc.lengths[index], w, self.K, self.device)
-        self.params.bind(torch.bfloat16 if self.precision == "bf16" else None)
-        self.params.route = route
-        try:
-            with self.autocast():
-                return unpadded_logits(self.model, enc.ids[rows, :w], route)
-        finally:
-            self.params.route = None
-
     def evaluate(self, split: str) -> list[dict[str, float]]:
         """Each run's `loop.evaluate` of `split`: one stacked forward per batch for all runs."""
         enc = self.enc[split]
@@ -402,11 +379,10 @@ class _Pack:
         for step in range(total):
             self._check_cancel(pending, step, active)
             rows = order_dev[step]
-            if self.unpadded:
-                logits = self.logits_unpadded(order[step], rows).float()  # (K·b, C)
-            else:  # the mask chosen on the CPU: no GPU read per step
-                batch = self.enc["train"].batch(order[step], rows, for_model=self.model)
-                logits = self.logits(batch).float()  # (K·b, C)
+            batch = self.enc["train"].batch(
+                order[step], rows, for_model=self.model
+            )  # no GPU read of the mask
+            logits = self.logits(batch).float()  # (K·b, C)
             losses = torch.nn.functional.cross_entropy(logits, labels_all[rows], reduction="none")
             losses = losses.view(K, b).mean(1)  # (K,) each run's mean loss, as its own HF model computes it
             losses.sum().backward()
@@ -500,7 +476,7 @@ class _Pack:
             w.update(
                 metrics=metrics[k],
                 frozen_check=check,
-                pack={"examples_per_s": K * b * total / max(t_train, 1e-9), "unpadded": self.unpadded},
+                pack={"examples_per_s": K * b * total / max(t_train, 1e-9)},
                 timings={
                     "prefix_s": 0.0,
                     "train_s": t_train,

@@ -34,7 +34,6 @@ class FlatParams(nn.Module):
         self.shapes: list[tuple[int, ...]] = []
         self.views: dict[str, torch.Tensor] = {}
         self.flat: nn.Parameter | None = None
-        self.route = None  # an unpadded.Route while a forward runs on a token stream (T, d), else None
 
     def add(self, name: str, shape: tuple[int, ...]) -> str:
         if self.flat is not None:
@@ -92,12 +91,10 @@ class LoraStack(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)  # (K·b, ..., d_out), or (T, d_out) for a token stream
+        y = self.base(x)  # (K·b, ..., d_out)
         p = self.params[0]
         A, B = p.views[self.a], p.views[self.b]  # (K, r, d_in), (K, d_out, r)
-        route = p.route if x.dim() == 2 else None
-        # rows of run k: [k·n, (k+1)·n); a token stream (unpadded.Route): run k's tokens, gathered (K, T_max, d_in)
-        xs = x[route.gather] if route is not None else x.reshape(p.K, -1, x.shape[-1])  # (K, n, d_in)
+        xs = x.reshape(p.K, -1, x.shape[-1])  # (K, n, d_in)
         if self.dropout is not None:
             xs = self.dropout(xs)
         if torch.is_autocast_enabled(x.device.type):
@@ -107,8 +104,6 @@ class LoraStack(nn.Module):
             xs = xs.to(A.dtype)
         delta = torch.bmm(torch.bmm(xs, A.transpose(1, 2)), B.transpose(1, 2))  # (K, n, d_out)
         delta = delta * self._scaling(delta.dtype)  # as PEFT: (B (A x)) * scaling, in the product's dtype
-        if route is not None:  # each token's own row of the (K, T_max) block
-            return y + delta.reshape(-1, delta.shape[-1])[route.take].to(y.dtype)
         return y + delta.reshape(y.shape).to(y.dtype)
 
     def _scaling(self, dtype: torch.dtype) -> torch.Tensor:
