@@ -83,7 +83,7 @@ def _row(what: str, new: dict, unit: str, target: float | None, ref: str, source
 def gpu_multi(data: dict, source: str) -> list[list[str]]:
     """bench/gpu_multi.py: `plain`, `train` and `pack[K]` are medians of `reps` runs (ex/s); `sweep` and
     `pack[e2eK]` one sweep each."""
-    plain, reps = data["plain"], f"median of {data['reps']}"
+    plain, reps = data["plain"], f"ratio of the medians of {data['reps']} each"
     pack, mask = data.get("pack") or {}, data.get("mask") or {}
     k = max(int(key) for key in pack if key.isdigit()) if pack else max(data["ks"])
     loop = pack.get(str(k)) or (statistics.median(mask["pack_encoder"]) if mask.get("pack_encoder") else None)
@@ -91,12 +91,12 @@ def gpu_multi(data: dict, source: str) -> list[list[str]]:
     rows = []
     if loop is not None:
         rows.append(_row(f"{k} MiniLM runs packed over one frozen base vs one plain PEFT loop, one H200, training loop",
-                         _stats([loop / plain], reps), "x", 10.0, f"{plain:,.0f} vs {loop:,.0f} ex/s ({reps} each)",
+                         _stats([loop / plain], reps), "x", 10.0, f"{plain:,.0f} vs {loop:,.0f} ex/s (medians of {data['reps']} each)",
                          source))  # fmt: skip
     if "train" in data:
         rows.append(_row("asymviz train vs a plain PEFT loop, one MiniLM run, same batches, one H200",
                          _stats([data["train"] / plain], reps), "x", None,
-                         f"{plain:,.0f} vs {data['train']:,.0f} ex/s ({reps} each)", source))  # fmt: skip
+                         f"{plain:,.0f} vs {data['train']:,.0f} ex/s (medians of {data['reps']} each)", source))  # fmt: skip
     if e2e is not None:
         rows.append(_row(f"{k} packed MiniLM runs end to end (set-up, evaluation, saves) vs the plain loop",
                          _stats([e2e / plain], "one sweep"), "x", 10.0, f"{plain:,.0f} vs {e2e:,.0f} ex/s",
@@ -154,8 +154,9 @@ def gpu_train(data: dict, source: str) -> list[list[str]]:
                          f"{statistics.median(d['two_gpu_tok_s']):,.0f} tokens/s", source))  # fmt: skip
     if "ddp" in data and "plain" in data:
         one, two = data["plain"]["ours_ex_s"], data["ddp"]["ddp_ex_s"]
-        rows.append(_row("data parallel, one MiniLM run (batch 32 per GPU), two H200s vs one (one run each)",
-                         _stats([two / one], "one run each"), "x", None, f"{one:,.0f} vs {two:,.0f} ex/s", source))  # fmt: skip
+        rows.append(_row("data parallel, one MiniLM run (batch 32 per GPU), two H200s vs one (DDP: one run; one GPU: "
+                         "the faster of 2 runs)", _stats([two / one], "one DDP run"), "x", None,
+                         f"{one:,.0f} vs {two:,.0f} ex/s", source))  # fmt: skip
     modes = data.get("modes", {}).get("llama1b")
     if modes and "b_over_ab_pairs" in modes:
         steps = f"{modes['steps']} steps per run, " if "steps" in modes else ""
