@@ -379,7 +379,8 @@ def main() -> None:
         "--dry-run", action="store_true", help="everything on the CPU at toy sizes (checks the script)"
     )
     p.add_argument("--mask-2d", action="store_true",
-                   help="asymviz's runs feed the 2-D attention mask, as before masks chosen from the CPU lengths")  # fmt: skip
+                   help="asymviz's runs in this process feed the 2-D attention mask, as before masks chosen from the "
+                        "CPU lengths (the ddp parts' launched processes are not affected)")  # fmt: skip
     args = p.parse_args()
     global DEVICE, DRY, MINILM
     if args.dry_run:

@@ -379,9 +379,8 @@ class _Pack:
         for step in range(total):
             self._check_cancel(pending, step, active)
             rows = order_dev[step]
-            batch = self.enc["train"].batch(
-                order[step], rows, for_model=self.model
-            )  # no GPU read of the mask
+            # the mask chosen from the CPU lengths: no GPU read per step
+            batch = self.enc["train"].batch(order[step], rows, for_model=self.model)
             logits = self.logits(batch).float()  # (K·b, C)
             losses = torch.nn.functional.cross_entropy(logits, labels_all[rows], reduction="none")
             losses = losses.view(K, b).mean(1)  # (K,) each run's mean loss, as its own HF model computes it

@@ -74,13 +74,14 @@ class Run:
     def forward(self, m, split: str, idx: torch.Tensor, rows: torch.Tensor | None = None):
         """The model's output for rows `idx` of `split` (`rows`: the same indices already on the device)."""
         rows = idx.to(self.device) if rows is None else rows
-        if self.states[split] is not None:
-            batch = self.enc[split].batch(idx, rows)
-            with self.autocast():
-                h = self.states[split][rows, : batch["input_ids"].shape[1]]
-                return m(inputs_embeds=h, attention_mask=batch["attention_mask"], labels=batch["labels"])
-        batch = self.enc[split].batch(idx, rows, for_model=m)  # no GPU read of the mask
+        states = self.states[split]
+        # the model gets a mask chosen from the CPU lengths (no GPU read per step); the cached-prefix path keeps
+        # the 2-D mask, which prefix.top_only's attention reads
+        batch = self.enc[split].batch(idx, rows, for_model=m if states is None else None)
         with self.autocast():
+            if states is not None:
+                h = states[rows, : batch["input_ids"].shape[1]]
+                return m(inputs_embeds=h, attention_mask=batch["attention_mask"], labels=batch["labels"])
             return m(**batch)
 
     def note_peak(self) -> None:
